@@ -1,0 +1,412 @@
+"""One pass over the records of an image -> :class:`model.Image`.
+
+The builder does not depend on the per-task record order (which changed
+between versions): a record belongs to the task whose TASK record came last,
+an object record is bound to the innermost pending OBJREF of its object type,
+and a BUFFER or STRING means what the record before it announced.
+"""
+from __future__ import annotations
+
+import struct
+from array import array
+from typing import Callable
+
+from formats import PayloadError
+
+from .errors import SchemaError
+from .model import (ErrorRecord, Fd, File, FileTable, Fs, Image, Mm, Obj, PageBatch, Pipe,
+                    Signal, Task, Vma)
+from .reader import ImageReader
+from .stream import PIPE_DATA, Record
+
+_I32 = struct.Struct("<i")
+_PID_ENTRY_HEAD = struct.Struct("<Ii")
+
+
+def cstr(b: bytes) -> str:
+    return b.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def plain(value) -> dict:
+    """A parsed construct container -> a plain dict without private fields."""
+    return {k: v for k, v in value.items() if not k.startswith("_")}
+
+
+class Builder:
+    def __init__(self, reader: ImageReader, on_record: Callable[[Record], None] | None = None):
+        self.r = reader
+        self.abi = reader.abi
+        h = plain(reader.header)
+        h["constants"] = plain(h["constants"])
+        self.img = Image(version=reader.version, arch=reader.arch, kernel=reader.kernel,
+                         rev=reader.rev, header=h)
+        self.on_record = on_record
+        self.pending: list[tuple[str, int, int]] = []   # (obj kind, objref, offset)
+        self.expect: list[tuple[str, object]] = []        # what coming BUFFER/STRINGs mean
+        self.task: Task | None = None
+        self.pid_entries: list[list[int]] = []
+        self.pids_offset = 1
+        self.mm: Mm | None = None
+        self.vma: Vma | None = None
+        self.file: File | None = None
+        self.table: FileTable | None = None
+        self.fs: Fs | None = None
+        self.last: str | None = None
+        self.signal: Signal | None = None
+        self.obj_kind_of_record = {rec: kind for kind, rec in self.abi.obj_records.items()}
+
+    # -- driving ------------------------------------------------------------
+    def run(self) -> Image:
+        img = self.img
+        for rec in self.r.records():
+            name = self.r.name_of(rec)
+            img.records += 1
+            img.size = rec.offset + rec.len
+            handler = getattr(self, "on_" + name, None)
+            if handler is None:
+                img.opaque[name] = img.opaque.get(name, 0) + 1
+            else:
+                value = self.r.parse(rec) if self.abi.struct(name) is not None else None
+                kind = self.obj_kind_of_record.get(name)
+                ref = self._bind(kind, rec) if kind else None
+                handler(rec, value, ref)
+            if self.on_record is not None:
+                self.on_record(rec)
+            self.last = name
+        return img
+
+    def _bind(self, kind: str, rec: Record) -> int | None:
+        """The objref a just-read object record defines (innermost pending OBJREF)."""
+        for i in range(len(self.pending) - 1, -1, -1):
+            if self.pending[i][0] == kind:
+                return self.pending.pop(i)[1]
+        return None
+
+    def _define(self, ref: int | None, kind: str, value, rec: Record) -> None:
+        if ref is None or ref in self.img.objects:
+            return
+        self.img.objects[ref] = Obj(ref, kind, value, rec.offset,
+                                    self.task.index if self.task else None)
+
+    def _expect_next(self) -> tuple[str, object] | None:
+        return self.expect.pop(0) if self.expect else None
+
+    # -- head ---------------------------------------------------------------
+    def on_header(self, rec, v, ref):
+        self.expect = [("uts", None)] * 3
+
+    def on_header_arch(self, rec, v, ref):
+        self.img.header_arch = plain(v)
+
+    def on_buffer(self, rec: Record, v, ref):
+        what = self._expect_next()
+        if what is None:
+            return
+        kind, arg = what
+        getattr(self, "buffer_" + kind)(rec, arg)
+
+    def buffer_uts(self, rec, _):
+        self.img.uts.append(cstr(rec.data()))
+
+    def on_pids(self, rec, v, ref):
+        self.pids_offset = v.offset
+        self.expect.append(("pid_entries", v.nr_pids))
+
+    def buffer_pid_entries(self, rec, count):
+        data = rec.data()
+        pos = 0
+        entries = []
+        try:
+            for _ in range(count):
+                depth, first = _PID_ENTRY_HEAD.unpack_from(data, pos)
+                nums = [first] + list(struct.unpack_from(f"<{depth}i", data, pos + 8))
+                entries.append(nums)
+                pos += 8 + 4 * depth
+        except struct.error:
+            raise SchemaError(f"PIDS buffer holds fewer than {count} entries",
+                              offset=rec.offset, record="BUFFER") from None
+        self.pid_entries = entries
+
+    def on_tree(self, rec, v, ref):
+        self.expect.append(("task_pids", v.nr_tasks))
+
+    def buffer_task_pids(self, rec, count):
+        model = self.abi.traits["pids_model"]
+        st_name = "ckpt_task_pids" if model == "pids" else "ckpt_pids"
+        st = self.abi.struct(st_name)
+        size = st.sizeof()
+        data = rec.data()
+        if count < 0 or len(data) < count * size:
+            raise SchemaError(f"pids array of {len(data)} bytes is too short for "
+                              f"{count} tasks of {size} bytes", offset=rec.offset,
+                              record="BUFFER")
+        rows = [st.parse(data[i * size:(i + 1) * size]) for i in range(count)]
+        nvpids = 0
+        for i, row in enumerate(rows):
+            ids = [row.vpid, row.vppid, row.vtgid, row.vpgid, row.vsid]
+            if model == "pids":
+                ids = [self._pid_of_tag(t, rec) for t in ids]
+            depth = row.get("depth", 0) or 0
+            nvpids += depth if model == "tree_depth" else 0
+            self.img.tasks.append(Task(i, *ids, depth=depth))
+        if nvpids > 0:
+            self.expect.insert(0, ("vpids", nvpids))
+
+    def buffer_vpids(self, rec, count):
+        pass  # nested pid-namespace numbers: kept in the record stream only
+
+    def _pid_of_tag(self, tag: int, rec: Record) -> int:
+        if tag == 0:
+            return 0
+        if tag < 0:
+            return tag          # CKPT_PID_ROOT and friends: kept as the marker
+        i = tag - self.pids_offset
+        if 0 <= i < len(self.pid_entries):
+            return self.pid_entries[i][0]
+        raise SchemaError(f"pid tag {tag} names no PIDS entry (offset {self.pids_offset}, "
+                          f"{len(self.pid_entries)} entries)", offset=rec.offset,
+                          record="BUFFER")
+
+    # -- objects ------------------------------------------------------------
+    def on_objref(self, rec, v, ref):
+        kind = self.abi.obj_names.get(v.objtype, f"obj_{v.objtype}")
+        self.pending.append((kind, v.objref, rec.offset))
+
+    def on_task(self, rec, v, ref):
+        n = sum(1 for _ in self._seen_tasks())
+        if n < len(self.img.tasks):
+            t = self.img.tasks[n]
+        else:                       # more TASK records than the tree announced
+            t = Task(n, 0, 0, 0, 0, 0)
+            self.img.tasks.append(t)
+        t.offset = rec.offset
+        t.fields = plain(v)
+        self.task = t
+        self.expect.append(("comm", t))
+
+    def _seen_tasks(self):
+        return (t for t in self.img.tasks if t.offset is not None)
+
+    def on_string(self, rec, v, ref):
+        what = self._expect_next()
+        if what is None:
+            return
+        kind, arg = what
+        if kind == "comm":
+            arg.comm = cstr(rec.data())
+        elif kind == "error":
+            data = rec.data()
+            # '\0' + message + '\0' (the leading NUL is a kernel quirk)
+            arg.message = cstr(data[1:] if data[:1] == b"\0" else data)
+        else:                       # a STRING where a BUFFER was expected: skip it
+            self.expect.insert(0, what)
+
+    def on_error(self, rec, v, ref):
+        e = ErrorRecord(rec.offset, None)
+        self.img.errors.append(e)
+        self.expect.insert(0, ("error", e))
+
+    def on_tail(self, rec, v, ref):
+        self.img.tail = v.magic == self.abi.magic_tail
+
+    # creds and namespaces: kept as their parsed records
+    def _keep(kind):
+        def handler(self, rec, v, ref):
+            self._define(ref, kind, plain(v) if v is not None else {}, rec)
+        return handler
+
+    on_cred = _keep("cred")
+    on_user = _keep("user")
+    on_user_ns = _keep("user_ns")
+    on_groupinfo = _keep("groupinfo")
+    on_ns = _keep("ns")
+    on_ipc_ns = _keep("ipc_ns")
+    on_mnt_ns = _keep("mnt_ns")
+    on_sighand = _keep("sighand")
+    on_security = _keep("security")
+
+    def on_uts_ns(self, rec, v, ref):
+        self._define(ref, "uts_ns", {k: cstr(x) for k, x in plain(v).items()}, rec)
+
+    def on_task_creds(self, rec, v, ref):
+        if self.task:
+            self.task.cred_ref, self.task.ecred_ref = v.cred_ref, v.ecred_ref
+
+    def on_task_ns(self, rec, v, ref):
+        if self.task:
+            self.task.ns_ref = v.ns_objref
+
+    def on_task_objs(self, rec, v, ref):
+        if self.task:
+            self.task.objs = plain(v)
+            sig = self.task.objs.get("signal_objref", 0)
+            if sig and sig not in self.img.objects:
+                self.signal = Signal(sig, {})
+                self.expect_signal = sig
+
+    # -- task state ---------------------------------------------------------
+    def on_thread(self, rec, v, ref):
+        if self.task:
+            self.task.thread = plain(v)
+
+    def on_restart_block(self, rec, v, ref):
+        if self.task:
+            self.task.restart_block = plain(v)
+
+    def on_cpu(self, rec, v, ref):
+        if self.task:
+            self.task.regs = plain(v) if v is not None else {"raw": rec.data()}
+
+    def on_cpu_fpu(self, rec, v, ref):
+        if self.task:
+            self.task.fpu_size = rec.size
+
+    # -- signals ------------------------------------------------------------
+    def on_signal(self, rec, v, ref):
+        sig = getattr(self, "expect_signal", 0)
+        s = Signal(sig, plain(v))
+        self.signal = s
+        self.expect_signal = 0
+        if sig:
+            self._define(sig, "signal", s, rec)
+
+    def on_sigpending(self, rec, v, ref):
+        pending = [plain(x) for x in v.siginfo]
+        if self.last == "signal" and self.signal is not None:
+            self.signal.shared_pending, self.signal.shared_mask = pending, v.signal
+        elif self.task:
+            self.task.pending, self.task.pending_mask = pending, v.signal
+
+    def on_signal_task(self, rec, v, ref):
+        if self.task:
+            self.task.blocked = v.blocked
+
+    # -- files --------------------------------------------------------------
+    def on_file_table(self, rec, v, ref):
+        self.table = FileTable(ref or 0, v.fdt_nfds)
+        self._define(ref, "file_table", self.table, rec)
+
+    def on_file_desc(self, rec, v, ref):
+        if self.table is not None:
+            self.table.fds.append(Fd(v.fd_descriptor, v.fd_objref, bool(v.fd_close_on_exec)))
+
+    def on_file(self, rec, v, ref):
+        ftype = self.abi.file_type_names.get(v.f_type, f"type_{v.f_type}")
+        sub = plain(v.sub) if v.sub is not None else {}
+        f = File(ref or 0, ftype, v.f_flags, v.f_mode, v.f_pos, v.f_credref,
+                 pipe_ref=sub.get("pipe_objref", 0), sub=sub)
+        self.file = f
+        self._define(ref, "file", f, rec)
+        if f.pipe_ref and f.pipe_ref not in self.img.objects:
+            self._define(f.pipe_ref, "inode", Pipe(f.pipe_ref), rec)
+        if ftype in ("generic", "fifo"):
+            self.expect.insert(0, ("file_name", f))
+
+    def on_file_name(self, rec, v, ref):
+        what = self._expect_next()
+        path = cstr(rec.data())
+        if what is None:
+            return
+        kind, arg = what
+        if kind == "file_name":
+            arg.path = path
+        elif kind == "fs_name":
+            setattr(arg[0], arg[1], path)
+        else:
+            self.expect.insert(0, what)
+
+    def _pipe_data(self, rec):
+        if self.file is not None and self.file.pipe_ref:
+            p = self.img.get(self.file.pipe_ref, "inode")
+            if p is not None:
+                p.data_len, p.data_offset = rec.size, rec.payload_offset
+
+    def on_pipe_buf(self, rec, v, ref):
+        self._pipe_data(rec)
+
+    def on_pipe_data(self, rec, v, ref):
+        self._pipe_data(rec)
+
+    def on_file_pipe(self, rec, v, ref):
+        pass    # v17: the unframed bytes follow as a pipe_data pseudo-record
+
+    def on_fs(self, rec, v, ref):
+        fs = Fs(ref or 0, umask=(v or {}).get("umask"))
+        self.fs = fs
+        self._define(ref, "fs", fs, rec)
+        self.expect[:0] = [("fs_name", (fs, "cwd")), ("fs_name", (fs, "root"))]
+
+    # -- memory -------------------------------------------------------------
+    def on_mm(self, rec, v, ref):
+        fields = plain(v)
+        mm = Mm(ref or 0, fields, v.exe_objref)
+        self.mm = mm
+        self.vma = None
+        self._define(ref, "mm", mm, rec)
+        self.expect.insert(0, ("auxv", mm))
+
+    def buffer_auxv(self, rec, mm):
+        data = rec.data()
+        w = self.abi.auxv_word
+        n = len(data) // w
+        vals = struct.unpack_from(f"<{n}{'Q' if w == 8 else 'I'}", data)
+        pairs = []
+        for i in range(0, n - 1, 2):
+            pairs.append((vals[i], vals[i + 1]))
+            if vals[i] == 0:
+                break
+        mm.auxv = pairs
+
+    def on_vma(self, rec, v, ref):
+        vtype = self.abi.vma_type_names.get(v.vma_type, f"type_{v.vma_type}")
+        vma = Vma(v.vm_start, v.vm_end, v.vm_flags, v.vm_page_prot, v.vm_pgoff, vtype,
+                  v.vma_objref, v.ino_objref, rec.offset, v.get("hugetlb_shift", 0))
+        self.vma = vma
+        if self.mm is not None:
+            self.mm.vmas.append(vma)
+
+    def on_pgarr(self, rec, v, ref):
+        if v.nr_pages:
+            self.expect.insert(0, ("pages", (self.vma, v.nr_pages)))
+
+    def buffer_pages(self, rec, arg):
+        vma, n = arg
+        w = self.abi.word
+        if n * (w + 4096) != rec.size:
+            raise SchemaError(f"page buffer of {rec.size} bytes does not hold the {n} pages "
+                              f"its PGARR announced ({n * (w + 4096)} bytes)",
+                              offset=rec.offset, record="BUFFER")
+        addrs = array("Q", struct.unpack(f"<{n}{'Q' if w == 8 else 'I'}", rec.read(n * w)))
+        self.img.pages += n
+        if vma is not None:
+            vma.batches.append(PageBatch(addrs, rec.payload_offset + n * w))
+
+    def on_mm_context(self, rec, v, ref):
+        if self.mm is not None:
+            self.mm.vdso, self.mm.nldt = v.vdso, v.nldt
+
+    # IPC sections: the BUFFERs they carry are consumed without interpretation.
+    def on_ipc_shm(self, rec, v, ref):
+        self.vma = None
+
+    def on_ipc_msg_msg(self, rec, v, ref):
+        self.expect.insert(0, ("skip_bytes", v.m_ts))
+
+    def buffer_skip_bytes(self, rec, left):
+        left -= rec.size
+        if left > 0:
+            self.expect.insert(0, ("skip_bytes", left))
+
+    def on_ipc_sem(self, rec, v, ref):
+        if v.sem_nsems:
+            self.expect.insert(0, ("skip_bytes", 1))
+
+    def on_tty(self, rec, v, ref):
+        self._define(ref, "tty", plain(v), rec)
+
+
+def build_model(reader: ImageReader, on_record=None) -> Image:
+    try:
+        return Builder(reader, on_record).run()
+    except PayloadError as e:   # parse errors are wrapped in reader.parse; belt and braces
+        raise SchemaError(str(e)) from None

@@ -1,0 +1,65 @@
+"""Output sinks: data to stdout (rich tables or JSON), diagnostics and progress to stderr."""
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from typing import Iterable
+
+from rich.console import Console
+from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
+                           TimeRemainingColumn, TransferSpeedColumn)
+from rich.table import Table
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+
+def emit_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, default=_jsonable) + "\n")
+    sys.stdout.flush()
+
+
+def _jsonable(o):
+    if isinstance(o, (bytes, bytearray)):
+        return o.hex()
+    if isinstance(o, tuple):
+        return list(o)
+    return str(o)
+
+
+def table(rows: Iterable[dict], columns: list[tuple[str, str]], title: str | None = None,
+          fmt: dict | None = None) -> None:
+    """Rows of plain dicts as a rich table; ``columns`` = [(key, heading)]."""
+    fmt = fmt or {}
+    t = Table(title=title, title_justify="left", box=None, header_style="bold",
+              pad_edge=False)
+    for _, heading in columns:
+        t.add_column(heading, overflow="fold")
+    for row in rows:
+        t.add_row(*(fmt.get(k, _cell)(row.get(k)) for k, _ in columns))
+    out.print(t)
+
+
+def _cell(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    return str(v)
+
+
+def hexa(v) -> str:
+    return "-" if v is None else f"{v:#x}"
+
+
+@contextmanager
+def progress(description: str, total: int | None):
+    """A byte progress bar on stderr (one final line when stderr is not a terminal);
+    yields an ``advance(n)`` callable."""
+    p = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                 TransferSpeedColumn(), TimeRemainingColumn(), console=err, transient=True,
+                 disable=not err.is_terminal)
+    with p:
+        task = p.add_task(description, total=total)
+        yield lambda n: p.advance(task, n)

@@ -1,0 +1,409 @@
+"""Compose a complete image of any version from a version-independent description.
+
+This is the writer side of the model: tests describe a process tree once and
+get the image every ABI would have held for it, in that ABI's record order
+(docs/format-choices.md).  Objects are written the first time a task names
+them, introduced by OBJREF, as the kernel's objhash did.
+"""
+from __future__ import annotations
+
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import formats
+from formats import Abi
+
+from .writer import ImageWriter
+
+PAGE = 4096
+VM_READ, VM_WRITE, VM_EXEC, VM_SHARED = 0x1, 0x2, 0x4, 0x8
+VM_MAYREAD, VM_MAYWRITE, VM_MAYEXEC, VM_GROWSDOWN = 0x10, 0x20, 0x40, 0x100
+
+
+@dataclass
+class VmaSpec:
+    start: int
+    end: int
+    flags: int = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE
+    kind: str = "anon"              # anon | file | vdso | shm_anon | shm_file
+    path: str | None = None
+    pgoff: int = 0
+    page_prot: int = 0x8000000000000027
+    pages: dict[int, bytes] = field(default_factory=dict)
+
+
+@dataclass
+class MmSpec:
+    vmas: list[VmaSpec]
+    exe: str | None = None
+    brk: tuple[int, int] = (0, 0)
+    auxv: list[tuple[int, int]] = field(default_factory=lambda: [(6, 4096), (0, 0)])
+    vdso: int = 0
+
+
+@dataclass
+class FdSpec:
+    fd: int
+    kind: str = "generic"           # generic | pipe | fifo
+    path: str | None = None         # generic/fifo
+    pipe: str | None = None         # pipe key (both ends name the same key)
+    flags: int = 0                  # O_* flags
+    pos: int = 0
+    cloexec: bool = False
+    file: str | None = None         # share one open file between descriptors
+
+
+@dataclass
+class TaskSpec:
+    pid: int
+    ppid: int
+    tgid: int | None = None
+    pgid: int | None = None
+    sid: int | None = None
+    comm: str = "task"
+    zombie: bool = False
+    exit_code: int = 0
+    mm: str | None = "mm"
+    files: str | None = "files"
+    sighand: str = "sighand"
+    signal: str | None = None       # default: one per thread group
+    cred: str = "cred"
+    regs: dict = field(default_factory=dict)
+    blocked: int = 0
+    pending: list[int] = field(default_factory=list)        # private signals
+    shared_pending: list[int] = field(default_factory=list)
+    fpu: bytes | None = None
+    sas: tuple[int, int] = (0, 0)
+
+
+@dataclass
+class CredSpec:
+    uid: int = 0
+    gid: int = 0
+    groups: list[int] = field(default_factory=list)
+
+
+@dataclass
+class ImageSpec:
+    tasks: list[TaskSpec]
+    mms: dict[str, MmSpec] = field(default_factory=dict)
+    files: dict[str, list[FdSpec]] = field(default_factory=dict)
+    pipes: dict[str, bytes] = field(default_factory=dict)
+    creds: dict[str, CredSpec] = field(default_factory=lambda: {"cred": CredSpec()})
+    handlers: dict[int, int] = field(default_factory=dict)  # signo -> handler address
+    uts: tuple[str, ...] = ("linux", "node", "2.6.38", "#1", "x86_64", "(none)")
+    cwd: str = "/"
+    errors: list[str] = field(default_factory=list)         # ERROR records before TAIL
+    time: int | None = None
+    tail: bool = True
+    xstate_size: int = 832
+
+
+def _fix(spec: ImageSpec) -> None:
+    for t in spec.tasks:
+        t.tgid = t.pid if t.tgid is None else t.tgid
+        t.pgid = t.pid if t.pgid is None else t.pgid
+        t.sid = t.pid if t.sid is None else t.sid
+        t.signal = f"signal-{t.tgid}" if t.signal is None else t.signal
+
+
+class Composer:
+    def __init__(self, out: BinaryIO, abi: Abi, spec: ImageSpec):
+        _fix(spec)
+        self.w = ImageWriter(out, abi)
+        self.abi = abi
+        self.spec = spec
+        self.refs: dict[tuple[str, str], int] = {}
+        self.next_ref = 1
+
+    # objhash: number on first sight; returns (ref, is_new)
+    def _ref(self, kind: str, key: str) -> tuple[int, bool]:
+        k = (kind, key)
+        if k in self.refs:
+            return self.refs[k], False
+        self.refs[k] = self.next_ref
+        self.next_ref += 1
+        return self.refs[k], True
+
+    def _objref(self, kind: str, key: str) -> tuple[int, bool]:
+        ref, new = self._ref(kind, key)
+        if new:
+            self.w.rec("objref", objtype=self.abi.objs[kind], objref=ref)
+        return ref, new
+
+    def compose(self) -> None:
+        a, w, s = self.abi, self.w, self.spec
+        self.head()
+        for t in s.tasks:
+            self.task(t)
+        for msg in s.errors:
+            self.error(msg)
+        if s.tail:
+            w.rec("tail", magic=a.magic_tail)
+
+    def error(self, msg: str) -> None:
+        self.w.raw("error")
+        self.w.raw("string", b"\0" + msg.encode() + b"\0")
+
+    # -- head -----------------------------------------------------------------
+    def head(self) -> None:
+        a, w, s = self.abi, self.w, self.spec
+        const = {"task_comm_len": 16, "signal_nsig": 64, "uts_sysname_len": 65,
+                 "uts_nodename_len": 65, "uts_release_len": 65, "uts_version_len": 65,
+                 "uts_machine_len": 65, "uts_domainname_len": 65, "rlimit_nlimits": 16,
+                 "n_tty_buf_size": 4096, "tty_termios_ncc": 8, "tty_termios_nccs": 19}
+        const["at_vector_size" if a.traits["auxv_u64"] else "mm_saved_auxv_len"] = \
+            self._auxv_count() * (1 if a.traits["auxv_u64"] else a.auxv_word)
+        w.rec("header", magic=a.magic_head, arch_id=a.arch_id, major=a.kernel[0],
+              minor=a.kernel[1], patch=a.kernel[2], rev=a.rev, constants=const,
+              time=int(time.time()) if s.time is None else s.time, uflags=1)
+        for text in (s.uts[2], s.uts[3], s.uts[4]):
+            w.raw("buffer", text.encode().ljust(65, b"\0"))
+        w.rec("header_arch", has_fxsr=1, has_xsave=1, xstate_size=s.xstate_size)
+        if a.traits["container"]:
+            w.raw("container")
+        model = a.traits["pids_model"]
+        rows = [(t.pid, t.ppid, t.tgid, t.pgid, t.sid) for t in s.tasks]
+        if model == "pids":
+            numbers = sorted({n for row in rows for n in row if n})
+            tag = {n: i + 1 for i, n in enumerate(numbers)}
+            self.next_ref = len(numbers) + 1
+            w.rec("pids", nr_pids=len(numbers), nr_vpids=0, offset=1)
+            w.raw("buffer", b"".join(struct.pack("<Ii", 0, n) for n in numbers))
+            st = a.struct("ckpt_task_pids")
+            w.rec("tree", nr_tasks=len(rows))
+            w.raw("buffer", b"".join(st.build(dict(zip(
+                ("vpid", "vppid", "vtgid", "vpgid", "vsid"), (tag.get(n, 0) for n in row)),
+                depth=0)) for row in rows))
+        else:
+            st = a.struct("ckpt_pids")
+            w.rec("tree", nr_tasks=len(rows))
+            w.raw("buffer", b"".join(st.build(dict(zip(
+                ("vpid", "vppid", "vtgid", "vpgid", "vsid"), row), depth=0)) for row in rows))
+
+    def _auxv_count(self) -> int:
+        return max((2 * len(m.auxv) for m in self.spec.mms.values()), default=2)
+
+    # -- one task -------------------------------------------------------------
+    def task(self, t: TaskSpec) -> None:
+        a, w = self.abi, self.w
+        fields = {"state": 64 if t.zombie else 1, "exit_state": 16 if t.zombie else 0,
+                  "exit_code": t.exit_code, "exit_signal": 17, "pdeath_signal": 0,
+                  "set_child_tid": 0, "clear_child_tid": 0,
+                  "compat_robust_futex_head_len": 0, "compat_robust_futex_list": 0,
+                  "robust_futex_head_len": 24, "robust_futex_list": 0,
+                  "sas_ss_sp": t.sas[0], "sas_ss_size": t.sas[1], "flags": 0}
+        w.rec("task", fields)
+        w.raw("string", t.comm.encode()[:15].ljust(16, b"\0"))
+        if t.zombie:
+            return
+        if a.traits["task_order"] == "cpu_first":
+            self.cpu(t)
+            self.objects(t)
+        else:
+            self.objects(t)
+            self.cpu(t)
+        if a.traits["has_signal"]:
+            self.sigpending(t.pending)
+            w.rec("signal_task", blocked=t.blocked)
+
+    def cpu(self, t: TaskSpec) -> None:
+        a, w = self.abi, self.w
+        tls = bytes(24)
+        w.rec("thread", sysenter_return=0, thread_info_flags=0, gdt_entry_tls_entries=3,
+              sizeof_tls_array=len(tls), tls_array=tls)
+        w.rec("restart_block", function_type=a.restart_block_types["none"],
+              **{f"arg_{i}": 0 for i in range(5)})
+        if a.struct("cpu") is None:          # i386: opaque registers
+            w.raw("cpu", bytes(t.regs.get("raw", bytes(120))))
+            return
+        regs = {r: 0 for r in formats.abi("v17").module.CPU_REGS}
+        regs.update(flags=0x246, fs=0, gs=0, fsindex=0, gsindex=0, cs=3, ss=4, ds=0, es=0,
+                    used_math=1, **{f"debugreg{i}": 0 for i in (0, 1, 2, 3, 6, 7)})
+        regs.update(t.regs)
+        w.rec("cpu", regs)
+        if regs["used_math"]:
+            w.raw("cpu_fpu", t.fpu if t.fpu is not None else bytes(self.spec.xstate_size))
+
+    def objects(self, t: TaskSpec) -> None:
+        a, w = self.abi, self.w
+        cred = self.creds(t.cred)
+        w.rec("task_creds", cred_ref=cred, ecred_ref=cred)
+        ns = self.namespaces()
+        w.rec("task_ns", ns_objref=ns)
+        objs = {"files_objref": self.files(t.files) if t.files else 0,
+                "mm_objref": self.mm(t.mm) if t.mm else 0,
+                "fs_objref": self.fs() if a.has("fs") else 0,
+                "sem_undo_objref": 0,
+                "sighand_objref": self.sighand(t.sighand)}
+        new_signal = False
+        if a.traits["has_signal"]:
+            objs["signal_objref"], new_signal = self._ref("signal", t.signal)
+        w.rec("task_objs", objs)
+        if new_signal:
+            w.rec("signal", rlim=[{"rlim_cur": 2**64 - 1, "rlim_max": 2**64 - 1}] * 16,
+                  it_real_value=0, it_real_incr=0, it_virt_value=0, it_virt_incr=0,
+                  it_prof_value=0, it_prof_incr=0, tty_objref=0, tty_pgrp=0, tty_old_pgrp=0)
+            self.sigpending(t.shared_pending)
+
+    def sigpending(self, signals: list[int]) -> None:
+        mask = 0
+        for sig in signals:
+            mask |= 1 << (sig - 1)
+        infos = [{k: 0 for k in self._siginfo_fields()} | {"csi_signo": sig}
+                 for sig in signals]
+        self.w.rec("sigpending", nr_pending=len(signals), signal=mask, siginfo=infos)
+
+    def _siginfo_fields(self):
+        st = self.abi.struct("sigpending").subcons[-1].subcon.subcon
+        return [sc.name for sc in st.subcons if not sc.name.startswith("_")]
+
+    def creds(self, key: str) -> int:
+        w = self.w
+        ref, new = self._objref("cred", key)
+        if not new:
+            return ref
+        c = self.spec.creds[key]
+        gi, gnew = self._objref("groupinfo", key)
+        if gnew:
+            w.rec("groupinfo", ngroups=len(c.groups), groups=c.groups)
+        user, unew = self._objref("user", str(c.uid))
+        if unew:
+            userns, nsnew = self._objref("user_ns", "root")
+            if nsnew:
+                w.rec("user_ns", creator_ref=0)
+            w.rec("user", uid=c.uid, userns_ref=userns)
+        caps = {f: 0 for f in ("cap_i_0", "cap_i_1", "cap_p_0", "cap_p_1", "cap_e_0",
+                               "cap_e_1", "cap_b_0", "cap_b_1", "securebits")}
+        w.rec("cred", uid=c.uid, suid=c.uid, euid=c.uid, fsuid=c.uid, gid=c.gid, sgid=c.gid,
+              egid=c.gid, fsgid=c.gid, user_ref=user, groupinfo_ref=gi, sec_ref=0, cap_s=caps)
+        return ref
+
+    def namespaces(self) -> int:
+        a, w, s = self.abi, self.w, self.spec
+        ref, new = self._objref("ns", "root")
+        if not new:
+            return ref
+        uts, _ = self._objref("uts_ns", "root")
+        w.rec("uts_ns", dict(zip(("sysname", "nodename", "release", "version", "machine",
+                                  "domainname"), (x.encode().ljust(65, b"\0") for x in s.uts))))
+        ipc, _ = self._objref("ipc_ns", "root")
+        w.rec("ipc_ns", shm_ctlmax=2**32, shm_ctlall=2**32, shm_ctlmni=4096,
+              msg_ctlmax=8192, msg_ctlmnb=16384, msg_ctlmni=32000, sem_ctl_msl=32000,
+              sem_ctl_mns=1024000000, sem_ctl_opm=500, sem_ctl_mni=32000)
+        for name in ("ipc_shm", "ipc_msg", "ipc_sem"):
+            w.rec("ipc", ipc_type=a.types[name], ipc_count=0)
+        w.rec("ns", uts_objref=uts, ipc_objref=ipc, net_objref=0)
+        return ref
+
+    def sighand(self, key: str) -> int:
+        ref, new = self._objref("sighand", key)
+        if new:
+            acts = [{"_sa_handler": self.spec.handlers.get(i + 1, 0), "sa_flags": 0,
+                     "sa_restorer": 0, "sa_mask": 0} for i in range(64)]
+            self.w.rec("sighand", action=acts)
+        return ref
+
+    def fs(self) -> int:
+        ref, new = self._objref("fs", "root")
+        if new:
+            self.w.rec("fs", umask=0o22)
+            for path in (self.spec.cwd, "/"):
+                self.w.raw("file_name", path.encode() + b"\0")
+        return ref
+
+    def file(self, key: str, fd: FdSpec) -> int:
+        a, w = self.abi, self.w
+        ref, new = self._objref("file", key)
+        if not new:
+            return ref
+        cred = self.refs[("cred", "cred")] if ("cred", "cred") in self.refs else 0
+        common = {"f_type": a.file_types[fd.kind], "f_mode": 3, "f_flags": fd.flags,
+                  "f_credref": cred, "f_pos": fd.pos, "f_version": 0, "f_secref": 0}
+        if fd.kind in ("pipe", "fifo"):
+            ino, ino_new = self._ref("inode", fd.pipe)
+            w.rec("file", common, sub={"pipe_objref": ino})
+            if fd.kind == "fifo":
+                w.raw("file_name", fd.path.encode() + b"\0")
+            if ino_new:
+                data = self.spec.pipes.get(fd.pipe, b"")
+                if a.traits["pipe_framing"] == "unframed":
+                    w.rec("file_pipe", pipe_len=len(data))
+                    w.unframed(data)
+                else:
+                    w.raw("pipe_buf", data)
+        else:
+            w.rec("file", common, sub=None)
+            w.raw("file_name", (fd.path or "").encode() + b"\0")
+        return ref
+
+    def files(self, key: str) -> int:
+        ref, new = self._objref("file_table", key)
+        if not new:
+            return ref
+        fds = self.spec.files.get(key, [])
+        self.w.rec("file_table", fdt_nfds=len(fds))
+        for fd in fds:
+            fref = self.file(fd.file or f"{key}:{fd.fd}", fd)
+            self.w.rec("file_desc", fd_objref=fref, fd_descriptor=fd.fd,
+                       fd_close_on_exec=int(fd.cloexec))
+        return ref
+
+    def mm(self, key: str) -> int:
+        a, w = self.abi, self.w
+        ref, new = self._objref("mm", key)
+        if not new:
+            return ref
+        m = self.spec.mms[key]
+        exe = self.file(f"exe:{key}", FdSpec(-1, path=m.exe)) if m.exe else 0
+        w.rec("mm", map_count=len(m.vmas), exe_objref=exe, def_flags=0, flags=0,
+              start_code=0, end_code=0, start_data=0, end_data=0, start_brk=m.brk[0],
+              brk=m.brk[1], start_stack=0, arg_start=0, arg_end=0, env_start=0, env_end=0)
+        words = [x for pair in m.auxv for x in pair]
+        words += [0] * (self._auxv_count() - len(words))
+        fmt = "Q" if a.auxv_word == 8 else "I"
+        w.raw("buffer", struct.pack(f"<{len(words)}{fmt}", *words))
+        for v in m.vmas:
+            self.vma(key, v)
+        w.rec("mm_context", vdso=m.vdso, ldt_entry_size=8, nldt=0)
+        w.raw("mm_context_ldt")
+        return ref
+
+    def vma(self, mm_key: str, v: VmaSpec) -> None:
+        a, w = self.abi, self.w
+        fref = 0
+        if v.path:
+            fref = self.file(f"map:{v.path}", FdSpec(-1, path=v.path))
+        ino = 0
+        if v.kind == "shm_anon":
+            ino, _ = self._ref("inode", f"shm:{mm_key}:{v.start:x}")
+        w.rec("vma", vma_type=a.vma_types[v.kind], vma_objref=fref, ino_objref=ino,
+              ino_size=0, vm_start=v.start, vm_end=v.end, vm_page_prot=v.page_prot,
+              vm_flags=v.flags, vm_pgoff=v.pgoff, hugetlb_shift=0)
+        if v.kind in ("vdso", "shm_file"):
+            return
+        addrs = sorted(v.pages)
+        fmt = "Q" if a.word == 8 else "I"
+        for i in range(0, len(addrs), 512):
+            batch = addrs[i:i + 512]
+            w.rec("pgarr", nr_pages=len(batch))
+            w.begin("buffer", len(batch) * (a.word + PAGE))
+            w.write(struct.pack(f"<{len(batch)}{fmt}", *batch))
+            for addr in batch:
+                page = v.pages[addr]
+                w.write(page.ljust(PAGE, b"\0")[:PAGE])
+        w.rec("pgarr", nr_pages=0)
+
+
+def compose(out: BinaryIO, spec: ImageSpec, version: str = formats.NATIVE,
+            arch: str = "x86_64") -> None:
+    Composer(out, formats.abi(version, arch), spec).compose()
+
+
+def compose_bytes(spec: ImageSpec, version: str = formats.NATIVE, arch: str = "x86_64") -> bytes:
+    import io
+    buf = io.BytesIO()
+    compose(buf, spec, version, arch)
+    return buf.getvalue()

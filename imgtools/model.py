@@ -1,0 +1,195 @@
+"""The version-independent image model: tasks, objects, memory, files, signals.
+
+Built in one pass over the records (``build.py``).  Objects are kept in an
+objref table; references stay integers and are resolved through it, so a
+dangling one is visible rather than fatal.  Page data is never held: a VMA
+keeps, per page batch, the page addresses and where the batch's page images
+start in the stream.
+"""
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Obj:
+    """An entry of the objref table."""
+    ref: int
+    kind: str                 # CKPT_OBJ_* name: "file", "mm", "cred", ...
+    value: Any                # the model object (File, Mm, ...) or a parsed record
+    offset: int               # byte offset of the record that defined it
+    task: int | None = None   # index of the task whose section defined it
+
+
+@dataclass
+class PageBatch:
+    addrs: array              # page addresses ('Q')
+    data_offset: int          # stream offset of the first page image
+
+
+@dataclass
+class Vma:
+    start: int
+    end: int
+    vm_flags: int
+    vm_page_prot: int
+    pgoff: int                # in pages
+    vma_type: str
+    file_ref: int
+    ino_ref: int
+    offset: int
+    hugetlb_shift: int = 0
+    batches: list[PageBatch] = field(default_factory=list)
+
+    @property
+    def pages(self) -> int:
+        return sum(len(b.addrs) for b in self.batches)
+
+    def page_offsets(self):
+        """(address, stream offset of its page image) for every page held."""
+        for b in self.batches:
+            for i, a in enumerate(b.addrs):
+                yield a, b.data_offset + i * 4096
+
+
+@dataclass
+class Mm:
+    ref: int
+    fields: dict
+    exe_ref: int
+    auxv: list[tuple[int, int]] = field(default_factory=list)
+    vmas: list[Vma] = field(default_factory=list)
+    vdso: int = 0
+    nldt: int = 0
+
+
+@dataclass
+class File:
+    ref: int
+    f_type: str
+    f_flags: int
+    f_mode: int
+    f_pos: int
+    cred_ref: int
+    path: str | None = None
+    pipe_ref: int = 0         # inode objref for pipes and FIFOs
+    sub: dict = field(default_factory=dict)
+
+
+@dataclass
+class Pipe:
+    ref: int
+    data_len: int = 0
+    data_offset: int | None = None
+
+
+@dataclass
+class Fd:
+    fd: int
+    file_ref: int
+    close_on_exec: bool
+
+
+@dataclass
+class FileTable:
+    ref: int
+    nfds: int
+    fds: list[Fd] = field(default_factory=list)
+
+
+@dataclass
+class Fs:
+    ref: int
+    umask: int | None = None
+    cwd: str | None = None
+    root: str | None = None
+
+
+@dataclass
+class Signal:
+    ref: int
+    fields: dict
+    shared_pending: list = field(default_factory=list)
+    shared_mask: int = 0
+
+
+@dataclass
+class Task:
+    index: int
+    pid: int
+    ppid: int
+    tgid: int
+    pgid: int
+    sid: int
+    depth: int = 0
+    comm: str | None = None
+    offset: int | None = None
+    fields: dict = field(default_factory=dict)      # the TASK record, normalised
+    cred_ref: int = 0
+    ecred_ref: int = 0
+    ns_ref: int = 0
+    objs: dict = field(default_factory=dict)        # files_objref, mm_objref, ...
+    regs: dict | None = None
+    fpu_size: int = 0
+    thread: dict | None = None
+    restart_block: dict | None = None
+    pending: list = field(default_factory=list)
+    pending_mask: int = 0
+    blocked: int | None = None
+
+    @property
+    def zombie(self) -> bool:
+        return bool(self.fields.get("exit_state")) and self.regs is None
+
+    @property
+    def is_thread(self) -> bool:
+        return self.tgid != self.pid
+
+    def obj(self, name: str) -> int:
+        return self.objs.get(f"{name}_objref", 0)
+
+
+@dataclass
+class ErrorRecord:
+    offset: int
+    message: str | None
+
+
+@dataclass
+class Image:
+    version: str
+    arch: str
+    kernel: tuple[int, int, int]
+    rev: int
+    header: dict
+    uts: list[str] = field(default_factory=list)
+    header_arch: dict = field(default_factory=dict)
+    tasks: list[Task] = field(default_factory=list)
+    objects: dict[int, Obj] = field(default_factory=dict)
+    errors: list[ErrorRecord] = field(default_factory=list)
+    records: int = 0
+    size: int = 0
+    pages: int = 0
+    opaque: dict[str, int] = field(default_factory=dict)   # record name -> count
+    tail: bool = False
+
+    def get(self, ref: int, kind: str | None = None):
+        """The model object behind an objref (None if undefined or of another kind)."""
+        o = self.objects.get(ref)
+        if o is None or (kind is not None and o.kind != kind):
+            return None
+        return o.value
+
+    def task_by_pid(self, pid: int) -> Task | None:
+        for t in self.tasks:
+            if t.pid == pid:
+                return t
+        return None
+
+    def processes(self) -> list[Task]:
+        return [t for t in self.tasks if not t.is_thread]
+
+    def threads_of(self, leader: Task) -> list[Task]:
+        return [t for t in self.tasks if t.tgid == leader.pid]

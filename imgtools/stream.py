@@ -1,0 +1,237 @@
+"""Record framing over a file or a pipe, in bounded memory.
+
+An image is a concatenation of records ``{u32 type; u32 len}`` + payload with
+``len`` counting the 8-byte header and no padding between records.  The
+reader keeps its own byte position (``tell()`` is not available on pipes) and
+never holds a large payload: small records are read whole, large ones (page
+buffers, pipe data) are handed out as a bounded body to read, copy or skip.
+Whatever a consumer leaves unread is skipped (seek on files, drained in 1 MiB
+chunks on pipes) before the next header is read.
+"""
+from __future__ import annotations
+
+import io
+import os
+import struct
+import sys
+from typing import BinaryIO, Callable, Iterator
+
+from .errors import FramingError
+
+HDR = struct.Struct("<II")
+HDR_SIZE = HDR.size
+CHUNK = 1 << 20
+# Payloads up to this size are read whole; larger ones are streamed.
+INLINE_MAX = 1 << 16
+# No record a consumer asks to read whole may be larger than this.
+DATA_MAX = 64 << 20
+# Pseudo-type of the unframed pipe bytes that follow a v17 FILE_PIPE record.
+PIPE_DATA = -1
+
+
+class Source:
+    """A forward-only byte source that counts its position."""
+
+    def __init__(self, f: BinaryIO, name: str = "<stream>"):
+        self.f = f
+        self.name = name
+        self.pos = 0
+        try:
+            st = os.fstat(f.fileno())
+            import stat as _stat
+            self.seekable = _stat.S_ISREG(st.st_mode)
+            self.size = st.st_size if self.seekable else None
+            if self.seekable:
+                self.pos = f.tell()
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            self.seekable = bool(getattr(f, "seekable", lambda: False)())
+            self.size = None
+            if self.seekable:
+                self.pos = f.tell()
+                self.size = f.seek(0, os.SEEK_END)
+                f.seek(self.pos)
+
+    def read(self, n: int) -> bytes:
+        """Up to ``n`` bytes (fewer only at end of stream)."""
+        parts = []
+        want = n
+        while want > 0:
+            b = self.f.read(min(want, CHUNK))
+            if not b:
+                break
+            parts.append(b)
+            want -= len(b)
+        data = b"".join(parts) if len(parts) != 1 else parts[0]
+        self.pos += len(data)
+        return data
+
+    def read_exact(self, n: int, what: str) -> bytes:
+        start = self.pos
+        data = self.read(n)
+        if len(data) != n:
+            raise FramingError(f"truncated: {what} needs {n} bytes, stream ends after {len(data)}",
+                               offset=start)
+        return data
+
+    def skip(self, n: int, what: str) -> None:
+        if n <= 0:
+            return
+        if self.seekable:
+            if self.size is not None and self.pos + n > self.size:
+                raise FramingError(f"truncated: {what} needs {n} bytes, file ends after "
+                                   f"{self.size - self.pos}", offset=self.pos)
+            self.f.seek(n, os.SEEK_CUR)
+            self.pos += n
+            return
+        left = n
+        while left:
+            b = self.f.read(min(left, CHUNK))
+            if not b:
+                raise FramingError(f"truncated: {what} needs {n} bytes, stream ends after "
+                                   f"{n - left}", offset=self.pos - (n - left))
+            left -= len(b)
+            self.pos += len(b)
+
+    def remaining(self) -> int | None:
+        return None if self.size is None else self.size - self.pos
+
+
+class Record:
+    """One framed record.  ``payload`` is set for small records; large ones are
+    read through ``read``/``copy_to``/``chunks`` before the stream moves on."""
+
+    __slots__ = ("type", "len", "offset", "header_size", "payload", "_src", "_left", "_cur")
+
+    def __init__(self, rtype: int, length: int, offset: int, src: Source | None,
+                 payload: bytes | None = None, header_size: int = HDR_SIZE):
+        self.type = rtype
+        self.len = length
+        self.offset = offset
+        self.header_size = header_size
+        self.payload = payload
+        self._src = src
+        self._left = 0 if payload is not None else length - header_size
+        self._cur = 0           # read cursor within an inline payload
+
+    @property
+    def size(self) -> int:
+        """Payload size in bytes."""
+        return self.len - self.header_size
+
+    @property
+    def payload_offset(self) -> int:
+        return self.offset + self.header_size
+
+    @property
+    def streamed(self) -> bool:
+        return self.payload is None
+
+    def data(self, limit: int = DATA_MAX) -> bytes:
+        """The whole payload (read now if it was streamed)."""
+        if self.payload is None:
+            if self.size > limit:
+                raise FramingError(f"record payload of {self.size} bytes exceeds the "
+                                   f"{limit}-byte limit", offset=self.offset)
+            if self._left != self.size:
+                raise RuntimeError("payload partly consumed")
+            self.payload = self.read(self.size)
+        return self.payload
+
+    def read(self, n: int) -> bytes:
+        """The next ``n`` payload bytes (fewer at the end of the payload)."""
+        if self.payload is not None:
+            data = self.payload[self._cur:self._cur + n]
+            self._cur += len(data)
+            return data
+        n = min(n, self._left)
+        data = self._src.read_exact(n, f"record at {self.offset}")
+        self._left -= n
+        return data
+
+    def chunks(self, size: int = CHUNK) -> Iterator[bytes]:
+        if self.payload is not None:
+            if self._cur < len(self.payload):
+                yield self.payload[self._cur:]
+                self._cur = len(self.payload)
+            return
+        while self._left:
+            yield self.read(min(size, self._left))
+
+    def copy_to(self, write: Callable[[bytes], object]) -> None:
+        for c in self.chunks():
+            write(c)
+
+    def finish(self) -> None:
+        """Skip what the consumer did not read."""
+        if self._left:
+            self._src.skip(self._left, f"payload of record at {self.offset}")
+            self._left = 0
+
+    def __repr__(self) -> str:
+        return f"<Record type={self.type} len={self.len} @{self.offset}>"
+
+
+class RecordReader:
+    """Iterates the records of a source.  ``unframed`` may be set (after the
+    version is known) to a function that, given a record, returns the number of
+    raw bytes that follow it outside any frame (v17 pipe data), or 0."""
+
+    def __init__(self, src: Source):
+        self.src = src
+        self.unframed: Callable[[Record], int] | None = None
+        self._pending_raw = 0
+        self._last: Record | None = None
+
+    def __iter__(self) -> Iterator[Record]:
+        return self
+
+    def __next__(self) -> Record:
+        if self._last is not None:
+            self._last.finish()
+            if self.unframed is not None and self._last.type != PIPE_DATA:
+                self._pending_raw = self.unframed(self._last)
+            self._last = None
+        src = self.src
+        if self._pending_raw:
+            n, self._pending_raw = self._pending_raw, 0
+            rec = self._body(PIPE_DATA, n, src.pos, 0)
+            self._last = rec
+            return rec
+        offset = src.pos
+        head = src.read(HDR_SIZE)
+        if not head:
+            raise StopIteration
+        if len(head) < HDR_SIZE:
+            raise FramingError(f"truncated record header ({len(head)} of 8 bytes)",
+                               offset=offset)
+        rtype, length = HDR.unpack(head)
+        if length < HDR_SIZE:
+            raise FramingError(f"record type {rtype} has len {length}, less than its 8-byte "
+                               f"header", offset=offset)
+        size = length - HDR_SIZE
+        left = src.remaining()
+        if left is not None and size > left:
+            raise FramingError(f"record type {rtype} has len {length} but only {left} bytes "
+                               f"follow its header", offset=offset)
+        rec = self._body(rtype, length, offset, HDR_SIZE)
+        self._last = rec
+        return rec
+
+    def _body(self, rtype: int, length: int, offset: int, header_size: int) -> Record:
+        size = length - header_size
+        if size <= INLINE_MAX:
+            payload = self.src.read_exact(size, f"payload of record type {rtype}") \
+                if size else b""
+            return Record(rtype, length, offset, self.src, payload, header_size)
+        return Record(rtype, length, offset, self.src, None, header_size)
+
+
+def open_input(path: str) -> tuple[BinaryIO, str]:
+    """``-`` is stdin; anything else a file opened for reading."""
+    if path == "-":
+        return sys.stdin.buffer, "<stdin>"
+    try:
+        return open(path, "rb"), path
+    except OSError as e:
+        from .errors import UsageError
+        raise UsageError(f"cannot open {path}: {e.strerror}") from None
