@@ -13,7 +13,7 @@ from typing import Callable
 
 from formats import PayloadError
 
-from .errors import SchemaError
+from .errors import RefError, SchemaError
 from .model import (ErrorRecord, Fd, File, FileTable, Fs, Image, Mm, Obj, PageBatch, Pipe,
                     Signal, Task, Vma)
 from .reader import ImageReader
@@ -54,6 +54,7 @@ class Builder:
         self.last: str | None = None
         self.signal: Signal | None = None
         self.obj_kind_of_record = {rec: kind for kind, rec in self.abi.obj_records.items()}
+        self.expect_signal = 0      # SIGNAL objref named by TASK_OBJS, defined by SIGNAL
 
     # -- driving ------------------------------------------------------------
     def run(self) -> Image:
@@ -73,7 +74,26 @@ class Builder:
             if self.on_record is not None:
                 self.on_record(rec)
             self.last = name
+        self._resolve_refs()
         return img
+
+    def _resolve_refs(self) -> None:
+        """Every reference a task or descriptor holds must name a defined object."""
+        objs = self.img.objects
+        for t in self.img.tasks:
+            refs = [("cred_ref", t.cred_ref), ("ecred_ref", t.ecred_ref), ("ns_objref", t.ns_ref),
+                    *((k, v) for k, v in t.objs.items() if k != "signal_objref"
+                      or self.abi.traits["has_signal"])]
+            for field_name, ref in refs:
+                if ref and ref not in objs:
+                    raise RefError(f"task {t.pid}: {field_name} {ref} names no object",
+                                   offset=t.offset, record="TASK")
+        for o in list(objs.values()):
+            if o.kind == "file_table":
+                for fd in o.value.fds:
+                    if fd.file_ref not in objs or objs[fd.file_ref].kind != "file":
+                        raise RefError(f"fd {fd.fd}: fd_objref {fd.file_ref} names no file",
+                                       offset=o.offset, record="FILE_TABLE")
 
     def _bind(self, kind: str, rec: Record) -> int | None:
         """The objref a just-read object record defines (innermost pending OBJREF)."""

@@ -10,8 +10,10 @@ chunks on pipes) before the next header is read.
 """
 from __future__ import annotations
 
+import fcntl
 import io
 import os
+import stat
 import struct
 import sys
 from typing import BinaryIO, Callable, Iterator
@@ -36,13 +38,15 @@ class Source:
         self.f = f
         self.name = name
         self.pos = 0
+        self._scratch = None
         try:
             st = os.fstat(f.fileno())
-            import stat as _stat
-            self.seekable = _stat.S_ISREG(st.st_mode)
+            self.seekable = stat.S_ISREG(st.st_mode)
             self.size = st.st_size if self.seekable else None
             if self.seekable:
                 self.pos = f.tell()
+            elif stat.S_ISFIFO(st.st_mode):
+                _grow_pipe(f.fileno())
         except (AttributeError, OSError, io.UnsupportedOperation):
             self.seekable = bool(getattr(f, "seekable", lambda: False)())
             self.size = None
@@ -83,17 +87,27 @@ class Source:
             self.f.seek(n, os.SEEK_CUR)
             self.pos += n
             return
+        if self._scratch is None:
+            self._scratch = memoryview(bytearray(CHUNK))
         left = n
         while left:
-            b = self.f.read(min(left, CHUNK))
-            if not b:
+            got = self.f.readinto(self._scratch[:min(left, CHUNK)])
+            if not got:
                 raise FramingError(f"truncated: {what} needs {n} bytes, stream ends after "
                                    f"{n - left}", offset=self.pos - (n - left))
-            left -= len(b)
-            self.pos += len(b)
+            left -= got
+            self.pos += got
 
     def remaining(self) -> int | None:
         return None if self.size is None else self.size - self.pos
+
+
+def _grow_pipe(fd: int) -> None:
+    """Ask for a 1 MiB pipe buffer: fewer, larger reads when draining page data."""
+    try:
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), CHUNK)
+    except OSError:
+        pass            # not permitted or not a pipe: the default size works too
 
 
 class Record:

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Iterable
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
                            TimeRemainingColumn, TransferSpeedColumn)
 from rich.table import Table
@@ -37,7 +38,7 @@ def table(rows: Iterable[dict], columns: list[tuple[str, str]], title: str | Non
     for _, heading in columns:
         t.add_column(heading, overflow="fold")
     for row in rows:
-        t.add_row(*(fmt.get(k, _cell)(row.get(k)) for k, _ in columns))
+        t.add_row(*(escape(fmt.get(k, _cell)(row.get(k))) for k, _ in columns))
     out.print(t)
 
 

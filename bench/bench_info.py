@@ -1,0 +1,66 @@
+"""info on a seekable 1 GiB image (must not read page bytes), and show from a pipe vs cat.
+
+Run: python3 bench/bench_info.py [--gib N] [--dir DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(__file__))
+from _image import big_image  # noqa: E402
+
+PY = sys.executable
+
+
+def timed(cmd: str) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS (KiB, of the slowest process) and stderr of a shell pipeline."""
+    t = time.perf_counter()
+    r = subprocess.run(["/usr/bin/time", "-f", "%M", "bash", "-c", cmd],
+                       capture_output=True, text=True)
+    dt = time.perf_counter() - t
+    if r.returncode:
+        raise SystemExit(f"failed: {cmd}\n{r.stderr}")
+    lines = r.stderr.strip().splitlines()
+    return dt, int(lines[-1]), "\n".join(lines[:-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--gib", type=float, default=1.0)
+    ap.add_argument("--dir", default=tempfile.gettempdir())
+    a = ap.parse_args()
+    img = big_image(os.path.join(a.dir, f"imgtools-bench-{a.gib}g.img"), a.gib)
+    size = os.path.getsize(img)
+    mb = size / 1e6
+    print(f"image: {img} {mb:.0f} MB")
+
+    # info on the file: bytes actually read (rchar) against the file size
+    probe = (f"import sys; sys.path.insert(0, {os.path.dirname(__file__) + '/..'!r});"
+             "from imgtools.reader import open_image; from imgtools.build import build_model;"
+             f"\nwith open_image({img!r}) as r: m = build_model(r)\n"
+             "io = dict(l.split(': ') for l in open('/proc/self/io').read().splitlines())\n"
+             "print(io['rchar'], m.pages)")
+    out = subprocess.run([PY, "-c", probe], capture_output=True, text=True, check=True).stdout
+    rchar, pages = map(int, out.split())
+    dt, rss, _ = timed(f"{PY} -m imgtools info {img} > /dev/null")
+    print(f"info (file):      {dt:6.2f} s  {pages} pages  read {rchar / 1e6:.2f} MB of {mb:.0f} MB"
+          f"  peak RSS {rss / 1024:.0f} MiB")
+
+    cat_dt, _, _ = timed(f"cat {img} > /dev/null")
+    catcat_dt, _, _ = timed(f"cat {img} | cat > /dev/null")
+    show_dt, rss, _ = timed(f"cat {img} | {PY} -m imgtools show - > /dev/null")
+    print(f"cat:              {cat_dt:6.2f} s  {mb / cat_dt:8.0f} MB/s")
+    print(f"cat | cat:        {catcat_dt:6.2f} s  {mb / catcat_dt:8.0f} MB/s")
+    print(f"show (pipe):      {show_dt:6.2f} s  {mb / show_dt:8.0f} MB/s  "
+          f"({cat_dt / show_dt:.2f}x cat, {catcat_dt / show_dt:.2f}x cat|cat)  "
+          f"peak RSS {rss / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from imgtools.cli import main
+
+main()

@@ -1,0 +1,23 @@
+"""Open an image and build its model, with a progress bar on stderr for long reads."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from ..build import build_model
+from ..reader import open_image
+from ._output import progress
+
+
+@contextmanager
+def load(path: str, version: str | None = None, arch: str | None = None):
+    """Yields (reader, model) for a path or '-'."""
+    with open_image(path, version, arch) as reader:
+        with progress(f"reading {reader.name}", reader.src.size) as advance:
+            done = [0]
+
+            def on_record(rec):
+                end = rec.offset + rec.len
+                advance(end - done[0])
+                done[0] = end
+            img = build_model(reader, on_record)
+        yield reader, img

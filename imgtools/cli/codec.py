@@ -1,0 +1,58 @@
+"""decode (image -> JSON) and encode (JSON -> image), both streaming."""
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from .. import codec
+from ..errors import UsageError
+from ..reader import open_image
+from ._atomic import binary_output, text_output
+from ._errors import handled
+from ._output import progress
+from ._params import ArchOpt, FormatOpt, ImageArg, OutputOpt
+
+
+def decode(image: ImageArg, output: OutputOpt = None,
+           no_pages: Annotated[bool, typer.Option(
+               "--no-pages", help="leave page data out (the JSON then cannot be encoded)")]
+           = False,
+           format: FormatOpt = None, arch: ArchOpt = None) -> None:
+    """Image -> JSON, one record per line; pages as base64 unless --no-pages."""
+    with open_image(image, format, arch) as reader, text_output(output) as out:
+        with progress(f"decoding {reader.name}", reader.src.size) as advance:
+            done = [0]
+
+            def on_record(rec):
+                end = rec.offset + rec.len
+                advance(end - done[0])
+                done[0] = end
+            codec.decode(reader, out.write, pages=not no_pages, on_record=on_record)
+
+
+def encode(document: Annotated[str, typer.Argument(
+               help="JSON written by 'imgtools decode', '-' = stdin", metavar="JSON")],
+           output: OutputOpt = None,
+           format: Annotated[Optional[str], typer.Option(
+               "--format", help="ABI to encode with instead of the document's")] = None) -> None:
+    """JSON (from decode) -> image, byte-identical to the decoded one."""
+    if document == "-":
+        src = sys.stdin
+    else:
+        try:
+            src = open(document, encoding="utf-8")
+        except OSError as e:
+            raise UsageError(f"cannot open {document}: {e.strerror}") from None
+    try:
+        with binary_output(output) as out:
+            codec.encode(src, out, format)
+    finally:
+        if src is not sys.stdin:
+            src.close()
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(handled(decode))
+    app.command()(handled(encode))

@@ -1,0 +1,177 @@
+"""info, show, ps, maps, files, versions: small commands over one image model."""
+from __future__ import annotations
+
+import typer
+
+import formats
+
+from .. import views
+from ..reader import open_image
+from ._errors import handled
+from ._image import load
+from rich.markup import escape
+
+from ._output import emit_json, hexa, out, table
+from ._params import ArchOpt, FormatOpt, ImageArg, JsonOpt, PidOpt
+
+
+def info(image: ImageArg, json: JsonOpt = False, format: FormatOpt = None,
+         arch: ArchOpt = None) -> None:
+    """Summary of an image: version, kernel, tasks, records, pages."""
+    with load(image, format, arch) as (_, img):
+        data = views.info(img)
+    if json:
+        emit_json(data)
+        return
+    rows = [("version", f"{data['version']} (rev {data['rev']})"), ("arch", data["arch"]),
+            ("kernel", data["kernel"]), ("uts", " ".join(filter(None, data["uts"].values()))),
+            ("taken", data["time_utc"]),
+            ("tasks", f"{data['tasks']} ({data['processes']} processes, "
+                      f"{data['threads']} threads, {data['zombies']} zombies)"),
+            ("records", data["records"]), ("objects", data["objects"]),
+            ("pages", f"{data['pages']} ({data['page_bytes'] / 2**20:.1f} MiB)"),
+            ("size", f"{data['size']} bytes"), ("tail", "present" if data["tail"] else "MISSING"),
+            ("errors", len(data["errors"]))]
+    table(({"k": k, "v": v} for k, v in rows), [("k", ""), ("v", "")])
+    for e in data["errors"]:
+        out.print(f"[red]ERROR[/red] @{e['offset']}: {escape(str(e['message']))}")
+
+
+def ps(image: ImageArg, json: JsonOpt = False, format: FormatOpt = None,
+       arch: ArchOpt = None) -> None:
+    """The task tree: one row per task (threads and zombies included)."""
+    with load(image, format, arch) as (_, img):
+        rows = views.ps(img)
+    if json:
+        emit_json(rows)
+        return
+    table(rows, [("pid", "PID"), ("ppid", "PPID"), ("tgid", "TGID"), ("pgid", "PGID"),
+                 ("sid", "SID"), ("state", "S"), ("comm", "COMM")])
+
+
+def maps(image: ImageArg, pid: PidOpt = None, json: JsonOpt = False,
+         format: FormatOpt = None, arch: ArchOpt = None) -> None:
+    """Memory maps of every process (or --pid), with the pages the image holds."""
+    with load(image, format, arch) as (_, img):
+        rows = views.maps(img, pid)
+        _need_task(img, pid)
+    if json:
+        emit_json(rows)
+        return
+    table(rows, [("pid", "PID"), ("start", "START"), ("end", "END"), ("perms", "PERM"),
+                 ("pgoff", "OFFSET"), ("pages", "PAGES"), ("path", "PATH")],
+          fmt={"start": hexa, "end": hexa, "pgoff": hexa,
+               "path": lambda p: p or ""})
+
+
+def files(image: ImageArg, pid: PidOpt = None, json: JsonOpt = False,
+          format: FormatOpt = None, arch: ArchOpt = None) -> None:
+    """Open file descriptors of every process (or --pid)."""
+    with load(image, format, arch) as (_, img):
+        rows = views.files(img, pid)
+        _need_task(img, pid)
+    if json:
+        emit_json(rows)
+        return
+    table(rows, [("pid", "PID"), ("fd", "FD"), ("type", "TYPE"), ("flags", "FLAGS"),
+                 ("pos", "POS"), ("cloexec", "CLOEXEC"), ("pipe_bytes", "BUFFERED"),
+                 ("path", "PATH")],
+          fmt={"flags": lambda f: "-" if f is None else f"{f:#o}",
+               "path": lambda p: p or ""})
+
+
+def _need_task(img, pid):
+    if pid is not None and img.task_by_pid(pid) is None:
+        from ..errors import UsageError
+        raise UsageError(f"no task with pid {pid} in the image")
+
+
+def show(image: ImageArg, records: bool = typer.Option(
+             False, "--records", help="list every record with offset, type and length"),
+         json: JsonOpt = False, format: FormatOpt = None, arch: ArchOpt = None) -> None:
+    """Everything: header, task tree, and per task creds, memory map, fds, signals."""
+    if records:
+        return _show_records(image, json, format, arch)
+    with load(image, format, arch) as (_, img):
+        data = {"info": views.info(img), "tasks": views.ps(img),
+                "detail": [views.task_detail(img, t) for t in img.tasks],
+                "maps": views.maps(img), "files": views.files(img)}
+    if json:
+        emit_json(data)
+        return
+    info_rows = data["info"]
+    out.print(f"[bold]{escape(image)}[/bold]: {info_rows['version']} {info_rows['arch']} kernel "
+              f"{info_rows['kernel']}, {info_rows['tasks']} tasks, {info_rows['pages']} pages, "
+              f"{info_rows['records']} records")
+    table(data["tasks"], [("pid", "PID"), ("ppid", "PPID"), ("tgid", "TGID"),
+                          ("pgid", "PGID"), ("sid", "SID"), ("state", "S"), ("comm", "COMM")],
+          title="tasks")
+    for d in data["detail"]:
+        out.print()
+        out.print(f"[bold]task {d['pid']}[/bold] {escape(str(d['comm']))} state {d['state']} "
+                  f"(record at {d['offset']})")
+        if d["creds"]:
+            c = d["creds"]
+            out.print(f"  creds: uid {c['uid']} euid {c['euid']} gid {c['gid']} "
+                      f"egid {c['egid']} groups {c['groups']} capeff {c['cap_eff']:#x}")
+        if d["regs"]:
+            out.print("  regs:  " + " ".join(f"{k}={v:#x}" for k, v in d["regs"].items()))
+        if d["signals"]:
+            s = d["signals"]
+            out.print(markup=False, *[f"  signals: blocked {s['blocked'] or '-'} pending {s['pending'] or '-'} "
+                      f"shared {s['shared_pending'] or '-'} handlers {s['handlers'] or '-'}"])
+        mine = [m for m in data["maps"] if m["pid"] == d["pid"]]
+        if mine:
+            table(mine, [("start", "START"), ("end", "END"), ("perms", "PERM"),
+                         ("pgoff", "OFFSET"), ("pages", "PAGES"), ("path", "PATH")],
+                  fmt={"start": hexa, "end": hexa, "pgoff": hexa, "path": lambda p: p or ""})
+        fds = [f for f in data["files"] if f["pid"] == d["pid"]]
+        if fds:
+            table(fds, [("fd", "FD"), ("type", "TYPE"), ("pos", "POS"), ("path", "PATH")],
+                  fmt={"path": lambda p: p or ""})
+    for e in info_rows["errors"]:
+        out.print(f"[red]ERROR[/red] @{e['offset']}: {escape(str(e['message']))}")
+
+
+def _show_records(image, json, format, arch):
+    """Every record, like ckptinfo -v: offset, type number and name, length."""
+    with open_image(image, format, arch) as reader:
+        rows = []
+        for rec in reader.records():
+            name = reader.name_of(rec).upper()
+            row = {"offset": rec.offset, "type": rec.type, "name": name, "len": rec.len}
+            if name == "OBJREF":
+                v = reader.parse(rec)
+                row["detail"] = f"{reader.abi.obj_names.get(v.objtype, v.objtype)} ref " \
+                                f"{v.objref}"
+            if json:
+                rows.append(row)
+            else:
+                out.print(f"@{row['offset']:<10} {row['type']:>5} {name:<16} len "
+                          f"{row['len']}{'  ' + row['detail'] if 'detail' in row else ''}")
+        if json:
+            emit_json(rows)
+
+
+def versions(json: JsonOpt = False) -> None:
+    """The supported ABI versions, oldest first."""
+    rows = []
+    for v in formats.VERSIONS:
+        a = formats.abi(v)
+        rows.append({"version": v, "rev": a.rev, "kernel": ".".join(map(str, a.kernel)),
+                     "arches": list(formats.ARCHES),
+                     "aliases": [k for k, x in formats.ALIASES.items() if x == v],
+                     "native": v == formats.NATIVE})
+    if json:
+        emit_json(rows)
+        return
+    table(rows, [("version", "VERSION"), ("rev", "REV"), ("kernel", "KERNEL"),
+                 ("aliases", "ALIASES"), ("native", "ENGINE")],
+          fmt={"aliases": lambda a: ", ".join(a) or "-",
+               "native": lambda n: "native" if n else ""})
+
+
+def register(app: typer.Typer) -> None:
+    for fn in (info, show, ps, maps, files):
+        app.command()(handled(fn))
+    app.command()(handled(versions))

@@ -1,0 +1,223 @@
+"""Lossless image <-> JSON.
+
+The JSON is one object whose ``records`` array holds one record per line, so
+both directions stream: ``decode`` writes record by record (large payloads as
+base64 in chunks) and ``encode`` reads line by line.  Each record carries its
+type number and name, its byte offset, and either its parsed fields (bytes as
+``{"hex": …}``; padding only when not zero) or its raw payload
+(``{"b64": …}``, or ``{"text": …}`` for NUL-terminated strings).  A page
+BUFFER is split into its addresses and its page images.  ``encode(decode(x))``
+is byte-identical to ``x``: a record whose fields would not rebuild exactly is
+written raw.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import struct
+from typing import Callable, Iterable, TextIO
+
+import formats
+
+from .errors import ImageError, UsageError
+from .reader import ImageReader
+from .stream import PIPE_DATA, Record
+from .writer import ImageWriter
+
+FORMAT_TAG = "imgtools-decode/1"
+B64_CHUNK = 3 * (1 << 18)           # multiple of 3: chunks concatenate to valid base64
+
+
+def _jsonable(v):
+    if isinstance(v, (bytes, bytearray)):
+        return {"hex": bytes(v).hex()}
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()
+                if not (k.startswith("_") and k != "_tail" and _is_zero(x))
+                and k not in ("_io",)}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+def _is_zero(v) -> bool:
+    return isinstance(v, (bytes, bytearray)) and not any(v)
+
+
+def _from_json(v):
+    if isinstance(v, dict):
+        if len(v) == 1 and "hex" in v:
+            return bytes.fromhex(v["hex"])
+        if len(v) == 1 and "b64" in v:
+            return base64.b64decode(v["b64"])
+        return {k: _from_json(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_from_json(x) for x in v]
+    return v
+
+
+def _text(payload: bytes) -> dict | None:
+    """A NUL-terminated (and possibly NUL-padded) string as {"text", "size"}."""
+    text = payload.rstrip(b"\0")
+    if len(text) == len(payload) or b"\0" in text:
+        return None
+    try:
+        body = {"text": text.decode("utf-8")}
+    except UnicodeDecodeError:
+        return None
+    if len(payload) != len(text) + 1:
+        body["size"] = len(payload)
+    return body
+
+
+def decode(reader: ImageReader, write: Callable[[str], object], pages: bool = True,
+           on_record: Callable[[Record], None] | None = None) -> None:
+    abi = reader.abi
+    head = {"imgtools": FORMAT_TAG, "version": abi.name, "arch": abi.arch}
+    write(json.dumps(head)[:-1] + ', "records": [\n')
+    expect_pages = 0
+    first = True
+    for rec in reader.records():
+        name = reader.name_of(rec)
+        if not first:
+            write(",\n")
+        first = False
+        prefix = {"offset": rec.offset, "type": rec.type, "name": name.upper()}
+        if rec.type == PIPE_DATA:
+            del prefix["type"]
+        is_pages = name == "buffer" and expect_pages
+        if is_pages:
+            _decode_pages(rec, prefix, expect_pages, abi.word, pages, write)
+        else:
+            body = _decode_body(reader, rec, name)
+            if body is None:
+                _write_b64_record(prefix, rec, write)
+            else:
+                write(json.dumps(prefix | body))
+        if name == "pgarr":
+            expect_pages = struct.unpack_from("<Q", rec.data())[0] if rec.size >= 8 else 0
+        elif name == "buffer":
+            expect_pages = 0
+        if on_record:
+            on_record(rec)
+    write("\n]}\n")
+
+
+def _decode_body(reader: ImageReader, rec: Record, name: str) -> dict | None:
+    """Fields of a small record, or None when it is to be written raw."""
+    if rec.streamed:
+        return None
+    payload = rec.data()
+    st = reader.abi.struct(name)
+    if st is not None:
+        try:
+            value = reader.abi.parse(name, payload)
+            if reader.abi.build(name, value) == payload:
+                return {"fields": _jsonable(dict(value))}
+        except formats.PayloadError:
+            pass
+    if name in ("string", "file_name"):
+        text = _text(payload)
+        if text is not None:
+            return text
+    return {"data": {"b64": base64.b64encode(payload).decode()}}
+
+
+def _write_b64_record(prefix: dict, rec: Record, write) -> None:
+    write(json.dumps(prefix)[:-1] + ', "data": {"b64": "')
+    _b64_chunks(rec, write)
+    write('"}}')
+
+
+def _b64_chunks(rec: Record, write, limit: int | None = None) -> None:
+    left = rec.size if limit is None else limit
+    while left:
+        chunk = rec.read(min(B64_CHUNK, left))
+        left -= len(chunk)
+        write(base64.b64encode(chunk).decode())
+
+
+def _decode_pages(rec: Record, prefix: dict, n: int, word: int, pages: bool, write) -> None:
+    if rec.size != n * (word + 4096):
+        if rec.streamed:
+            _write_b64_record(prefix, rec, write)
+        else:
+            write(json.dumps(prefix | {"data": {"b64": base64.b64encode(rec.data()).decode()}}))
+        return
+    addrs = struct.unpack(f"<{n}{'Q' if word == 8 else 'I'}", rec.read(n * word))
+    head = prefix | {"addrs": list(addrs)}
+    if not pages:
+        write(json.dumps(head | {"pages_omitted": n}))
+        return
+    write(json.dumps(head)[:-1] + ', "pages": {"b64": "')
+    _b64_chunks(rec, write, n * 4096)
+    write('"}}')
+
+
+# -- encode ---------------------------------------------------------------------------
+def iter_json_records(f: TextIO) -> tuple[dict, Iterable[dict]]:
+    """The head and the records of a decode document, line by line when it has
+    the layout ``decode`` writes, else parsed whole."""
+    first = f.readline()
+    if first.rstrip().endswith('"records": ['):
+        head = json.loads(first.rstrip()[:-len(', "records": [')] + "}")
+
+        def lines():
+            for lineno, line in enumerate(f, start=2):
+                s = line.strip()
+                if not s or s in ("]}", "]"):
+                    continue
+                try:
+                    yield json.loads(s.rstrip(","))
+                except json.JSONDecodeError as e:
+                    raise UsageError(f"line {lineno}: not a JSON record: {e.msg}") from None
+        return head, lines()
+    try:
+        doc = json.loads(first + f.read())
+    except json.JSONDecodeError as e:
+        raise UsageError(f"not a decode document: {e.msg} (line {e.lineno})") from None
+    records = doc.pop("records", None)
+    if not isinstance(records, list):
+        raise UsageError("not a decode document: no 'records' list")
+    return doc, records
+
+
+def encode(f: TextIO, out, version: str | None = None) -> None:
+    head, records = iter_json_records(f)
+    if head.get("imgtools") != FORMAT_TAG:
+        raise UsageError(f"not a decode document (expected \"imgtools\": \"{FORMAT_TAG}\")")
+    abi = formats.abi(version or head["version"], head.get("arch", "x86_64"))
+    w = ImageWriter(out, abi)
+    for i, r in enumerate(records):
+        try:
+            _encode_record(w, abi, r)
+        except (KeyError, TypeError, ValueError, formats.PayloadError) as e:
+            where = r.get("offset") if isinstance(r, dict) else None
+            raise UsageError(f"record {i} ({r.get('name') if isinstance(r, dict) else '?'}"
+                             f"{f' at byte {where}' if where is not None else ''}): {e}") \
+                from None
+
+
+def _encode_record(w: ImageWriter, abi, r: dict) -> None:
+    name = r["name"].lower()
+    if name == "pipe_data":
+        w.unframed(_from_json(r["data"]))
+        return
+    rtype = r.get("type", abi.types.get(name))
+    if rtype is None:
+        raise ValueError(f"{abi.name} has no record {name.upper()}")
+    if "addrs" in r:
+        if "pages_omitted" in r:
+            raise ImageError("page data was left out (decode --no-pages); such a document "
+                             "cannot be encoded back into an image")
+        addrs = r["addrs"]
+        fmt = "Q" if abi.word == 8 else "I"
+        page_bytes = _from_json(r["pages"])
+        w.raw(rtype, struct.pack(f"<{len(addrs)}{fmt}", *addrs) + page_bytes)
+    elif "fields" in r:
+        w.raw(rtype, abi.build(name, _from_json(r["fields"])))
+    elif "text" in r:
+        text = r["text"].encode()
+        w.raw(rtype, text.ljust(r.get("size", len(text) + 1), b"\0"))
+    else:
+        w.raw(rtype, _from_json(r.get("data", {"b64": ""})))

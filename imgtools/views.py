@@ -1,0 +1,176 @@
+"""Model -> plain rows for the inspection commands (tables for people, JSON for programs)."""
+from __future__ import annotations
+
+import datetime
+
+from .model import Image, Task, Vma
+
+VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_GROWSDOWN = 0x1, 0x2, 0x4, 0x8, 0x100
+SIGNALS = {1: "HUP", 2: "INT", 3: "QUIT", 4: "ILL", 5: "TRAP", 6: "ABRT", 7: "BUS", 8: "FPE",
+           9: "KILL", 10: "USR1", 11: "SEGV", 12: "USR2", 13: "PIPE", 14: "ALRM", 15: "TERM",
+           16: "STKFLT", 17: "CHLD", 18: "CONT", 19: "STOP", 20: "TSTP", 21: "TTIN",
+           22: "TTOU", 23: "URG", 24: "XCPU", 25: "XFSZ", 26: "VTALRM", 27: "PROF",
+           28: "WINCH", 29: "IO", 30: "PWR", 31: "SYS"}
+
+
+def kernel_str(img: Image) -> str:
+    return ".".join(map(str, img.kernel))
+
+
+def info(img: Image) -> dict:
+    procs = img.processes()
+    return {
+        "version": img.version, "arch": img.arch, "kernel": kernel_str(img), "rev": img.rev,
+        "time": img.header.get("time"),
+        "time_utc": _utc(img.header.get("time")),
+        "uflags": img.header.get("uflags"),
+        "uts": {"release": _at(img.uts, 0), "version": _at(img.uts, 1),
+                "machine": _at(img.uts, 2)},
+        "tasks": len(img.tasks), "processes": len(procs),
+        "threads": len(img.tasks) - len(procs),
+        "zombies": sum(1 for t in img.tasks if t.zombie),
+        "records": img.records, "objects": len(img.objects),
+        "pages": img.pages, "page_bytes": img.pages * 4096, "size": img.size,
+        "errors": [{"offset": e.offset, "message": e.message} for e in img.errors],
+        "tail": img.tail, "opaque_records": dict(img.opaque),
+    }
+
+
+def _at(lst, i):
+    return lst[i] if i < len(lst) else None
+
+
+def _utc(t):
+    if not t:
+        return None
+    try:
+        return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).isoformat()
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def state(t: Task) -> str:
+    if t.zombie:
+        return "Z"
+    if t.offset is None:
+        return "?"          # announced in the tree, no TASK record
+    return "T"              # checkpointed tasks are frozen
+
+
+def ps(img: Image) -> list[dict]:
+    rows = []
+    for t in img.tasks:
+        rows.append({"pid": t.pid, "ppid": t.ppid, "tgid": t.tgid, "pgid": t.pgid,
+                     "sid": t.sid, "comm": t.comm, "state": state(t),
+                     "thread": t.is_thread,
+                     "threads": len(img.threads_of(t)) if not t.is_thread else None})
+    return rows
+
+
+def perms(v: Vma) -> str:
+    f = v.vm_flags
+    return ("r" if f & VM_READ else "-") + ("w" if f & VM_WRITE else "-") + \
+        ("x" if f & VM_EXEC else "-") + ("s" if f & VM_SHARED else "p")
+
+
+def vma_path(img: Image, mm, v: Vma) -> str | None:
+    if v.file_ref:
+        f = img.get(v.file_ref, "file")
+        return f.path if f is not None else f"<objref {v.file_ref}>"
+    if v.vma_type == "vdso":
+        return "[vdso]"
+    brk = mm.fields.get("start_brk", 0), mm.fields.get("brk", 0)
+    if brk[0] and v.start <= brk[0] and v.end >= brk[1] and v.start < v.end:
+        return "[heap]"
+    if v.vm_flags & VM_GROWSDOWN:
+        return "[stack]"
+    return None
+
+
+def mm_of(img: Image, t: Task):
+    return img.get(t.obj("mm"), "mm")
+
+
+def _selected(img: Image, pid: int | None) -> list[Task]:
+    if pid is None:
+        return [t for t in img.processes() if not t.zombie]
+    t = img.task_by_pid(pid)
+    return [t] if t else []
+
+
+def maps(img: Image, pid: int | None = None) -> list[dict]:
+    rows = []
+    for t in _selected(img, pid):
+        mm = mm_of(img, t)
+        if mm is None:
+            continue
+        for v in mm.vmas:
+            rows.append({"pid": t.pid, "start": v.start, "end": v.end, "perms": perms(v),
+                         "pgoff": v.pgoff * 4096, "path": vma_path(img, mm, v),
+                         "pages": v.pages, "type": v.vma_type, "vm_flags": v.vm_flags})
+    return rows
+
+
+def files(img: Image, pid: int | None = None) -> list[dict]:
+    rows = []
+    for t in _selected(img, pid):
+        table = img.get(t.obj("files"), "file_table")
+        if table is None:
+            continue
+        for fd in table.fds:
+            f = img.get(fd.file_ref, "file")
+            row = {"pid": t.pid, "fd": fd.fd, "objref": fd.file_ref,
+                   "cloexec": fd.close_on_exec}
+            if f is None:
+                row.update(type="?", path=None, flags=None, pos=None, pipe=None,
+                           pipe_bytes=None)
+            else:
+                pipe = img.get(f.pipe_ref, "inode") if f.pipe_ref else None
+                row.update(type=f.f_type, path=f.path, flags=f.f_flags, pos=f.f_pos,
+                           pipe=f.pipe_ref or None,
+                           pipe_bytes=pipe.data_len if pipe is not None else None)
+            rows.append(row)
+    return rows
+
+
+def sigset(mask: int | None) -> list[str]:
+    if not mask:
+        return []
+    return [SIGNALS.get(i + 1, str(i + 1)) for i in range(64) if mask >> i & 1]
+
+
+def creds(img: Image, t: Task) -> dict | None:
+    c = img.get(t.cred_ref, "cred")
+    if c is None:
+        return None
+    gi = img.get(c.get("groupinfo_ref", 0), "groupinfo") or {}
+    return {k: c[k] for k in ("uid", "euid", "suid", "fsuid", "gid", "egid", "sgid", "fsgid")} \
+        | {"groups": list(gi.get("groups", [])),
+           "cap_eff": _cap(c, "e"), "cap_prm": _cap(c, "p"), "cap_bnd": _cap(c, "b")}
+
+
+def _cap(c: dict, which: str) -> int:
+    caps = c.get("cap_s") or {}
+    return caps.get(f"cap_{which}_0", 0) | caps.get(f"cap_{which}_1", 0) << 32
+
+
+def signals(img: Image, t: Task) -> dict:
+    sh = img.get(t.obj("sighand"), "sighand") or {}
+    handlers = {}
+    for i, a in enumerate(sh.get("action", [])):
+        h = a["_sa_handler"]
+        if h:
+            handlers[SIGNALS.get(i + 1, str(i + 1))] = "ignore" if h == 1 else f"{h:#x}"
+    sig = img.get(t.obj("signal"), "signal")
+    return {"handlers": handlers, "blocked": sigset(t.blocked),
+            "pending": sigset(t.pending_mask),
+            "shared_pending": sigset(sig.shared_mask) if sig else []}
+
+
+def task_detail(img: Image, t: Task) -> dict:
+    regs = None
+    if t.regs and "ip" in t.regs:
+        regs = {k: t.regs[k] for k in ("ip", "sp", "ax", "bp", "flags", "fs", "gs")}
+    return {"pid": t.pid, "comm": t.comm, "state": state(t), "offset": t.offset,
+            "fields": t.fields, "creds": creds(img, t), "regs": regs,
+            "fpu_bytes": t.fpu_size, "signals": signals(img, t) if not t.zombie else None}

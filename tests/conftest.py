@@ -1,0 +1,52 @@
+"""Shared fixtures: a process tree described once, composed in every ABI version."""
+from __future__ import annotations
+
+import io
+
+import pytest
+
+import formats
+from imgtools.compose import FdSpec, ImageSpec, MmSpec, TaskSpec, VmaSpec, compose_bytes
+from imgtools.reader import ImageReader
+from imgtools.build import build_model
+
+ALL = [(v, a) for v in formats.VERSIONS for a in formats.ARCHES]
+
+
+def tree_spec(version: str = "v23", pages: int = 3) -> ImageSpec:
+    """Parent with a second thread, a child sharing a pipe, a zombie; an ERROR-free image."""
+    fifo = [FdSpec(5, kind="fifo", pipe="fifo", path="/tmp/imgtools.fifo")] \
+        if "fifo" in formats.abi(version).file_types else []
+    data = {0x600000 + i * 4096: bytes([65 + i % 26]) * 100 for i in range(pages)}
+    return ImageSpec(
+        tasks=[TaskSpec(100, 1, comm="parent", regs={"ip": 0x401000, "sp": 0x7ffc0000, "ax": 7}),
+               TaskSpec(101, 100, tgid=100, comm="parent", regs={"ip": 0x401100}),
+               TaskSpec(102, 100, pgid=100, sid=100, comm="child", mm="mm2", files="files2",
+                        blocked=1 << 11, pending=[12]),
+               TaskSpec(103, 100, comm="zombie", zombie=True, exit_code=3)],
+        mms={"mm": MmSpec([VmaSpec(0x400000, 0x402000, kind="file", path="/usr/bin/prog",
+                                   flags=0x75),
+                           VmaSpec(0x600000, 0x600000 + max(pages, 1) * 4096 + 4096,
+                                   pages=data),
+                           VmaSpec(0x7ffc0000 - 0x21000, 0x7ffc1000, flags=0x100173,
+                                   pages={0x7ffc0000: b"stack"})],
+                          exe="/usr/bin/prog", brk=(0x601000, 0x602000)),
+             "mm2": MmSpec([VmaSpec(0x600000, 0x601000, pages={0x600000: b"child"})])},
+        files={"files": [FdSpec(0, path="/dev/null"), FdSpec(3, kind="pipe", pipe="p1"),
+                         FdSpec(4, kind="pipe", pipe="p1", flags=1, cloexec=True)],
+               "files2": [FdSpec(3, kind="pipe", pipe="p1"), *fifo]},
+        pipes={"p1": b"hello through the pipe"},
+        handlers={10: 0x401234},
+        time=1_700_000_000,
+    )
+
+
+def read_model(data: bytes, **kw):
+    return build_model(ImageReader(io.BytesIO(data), **kw))
+
+
+@pytest.fixture(params=ALL, ids=[f"{v}-{a}" for v, a in ALL])
+def any_image(request):
+    """(version, arch, bytes) of the tree spec composed in each ABI."""
+    v, a = request.param
+    return v, a, compose_bytes(tree_spec(v), v, a)
