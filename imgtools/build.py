@@ -279,7 +279,7 @@ class Builder:
 
     def on_cpu_fpu(self, rec, v, ref):
         if self.task:
-            self.task.fpu_size = rec.size
+            self.task.fpu_size, self.task.fpu_offset = rec.size, rec.payload_offset
 
     # -- signals ------------------------------------------------------------
     def on_signal(self, rec, v, ref):

@@ -133,6 +133,7 @@ class Task:
     objs: dict = field(default_factory=dict)        # files_objref, mm_objref, ...
     regs: dict | None = None
     fpu_size: int = 0
+    fpu_offset: int | None = None                   # stream offset of the raw XSAVE area
     thread: dict | None = None
     restart_block: dict | None = None
     pending: list = field(default_factory=list)
