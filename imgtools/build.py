@@ -32,6 +32,13 @@ def plain(value) -> dict:
     return {k: v for k, v in value.items() if not k.startswith("_")}
 
 
+def _kept(kind: str):
+    """A handler that defines the object as its parsed record."""
+    def handler(self, rec, v, ref):
+        self._define(ref, kind, plain(v) if v is not None else {}, rec)
+    return handler
+
+
 class Builder:
     def __init__(self, reader: ImageReader, on_record: Callable[[Record], None] | None = None):
         self.r = reader
@@ -44,6 +51,7 @@ class Builder:
         self.pending: list[tuple[str, int, int]] = []   # (obj kind, objref, offset)
         self.expect: list[tuple[str, object]] = []        # what coming BUFFER/STRINGs mean
         self.task: Task | None = None
+        self.tasks_seen = 0
         self.pid_entries: list[list[int]] = []
         self.pids_offset = 1
         self.mm: Mm | None = None
@@ -193,7 +201,8 @@ class Builder:
         self.pending.append((kind, v.objref, rec.offset))
 
     def on_task(self, rec, v, ref):
-        n = sum(1 for _ in self._seen_tasks())
+        n = self.tasks_seen
+        self.tasks_seen += 1
         if n < len(self.img.tasks):
             t = self.img.tasks[n]
         else:                       # more TASK records than the tree announced
@@ -203,9 +212,6 @@ class Builder:
         t.fields = plain(v)
         self.task = t
         self.expect.append(("comm", t))
-
-    def _seen_tasks(self):
-        return (t for t in self.img.tasks if t.offset is not None)
 
     def on_string(self, rec, v, ref):
         what = self._expect_next()
@@ -229,21 +235,16 @@ class Builder:
     def on_tail(self, rec, v, ref):
         self.img.tail = v.magic == self.abi.magic_tail
 
-    # creds and namespaces: kept as their parsed records
-    def _keep(kind):
-        def handler(self, rec, v, ref):
-            self._define(ref, kind, plain(v) if v is not None else {}, rec)
-        return handler
-
-    on_cred = _keep("cred")
-    on_user = _keep("user")
-    on_user_ns = _keep("user_ns")
-    on_groupinfo = _keep("groupinfo")
-    on_ns = _keep("ns")
-    on_ipc_ns = _keep("ipc_ns")
-    on_mnt_ns = _keep("mnt_ns")
-    on_sighand = _keep("sighand")
-    on_security = _keep("security")
+    # creds, namespaces and handlers: kept as their parsed records
+    on_cred = _kept("cred")
+    on_user = _kept("user")
+    on_user_ns = _kept("user_ns")
+    on_groupinfo = _kept("groupinfo")
+    on_ns = _kept("ns")
+    on_ipc_ns = _kept("ipc_ns")
+    on_mnt_ns = _kept("mnt_ns")
+    on_sighand = _kept("sighand")
+    on_security = _kept("security")
 
     def on_uts_ns(self, rec, v, ref):
         self._define(ref, "uts_ns", {k: cstr(x) for k, x in plain(v).items()}, rec)
