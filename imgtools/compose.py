@@ -102,10 +102,14 @@ class ImageSpec:
 
 
 def _fix(spec: ImageSpec) -> None:
+    by_pid: dict[int, TaskSpec] = {}
     for t in spec.tasks:
         t.tgid = t.pid if t.tgid is None else t.tgid
-        t.pgid = t.pid if t.pgid is None else t.pgid
-        t.sid = t.pid if t.sid is None else t.sid
+        # pgid and sid belong to the thread group: a thread has its leader's
+        lead = by_pid.get(t.tgid) if t.tgid != t.pid else None
+        t.pgid = (lead.pgid if lead else t.pid) if t.pgid is None else t.pgid
+        t.sid = (lead.sid if lead else t.pid) if t.sid is None else t.sid
+        by_pid[t.pid] = t
         t.signal = f"signal-{t.tgid}" if t.signal is None else t.signal
 
 
