@@ -1,0 +1,657 @@
+/*
+ * linux-cr checkpoint image records, version v23 (user-cr 1fd8e6e, "ckpt-v23-rc2"), x86_64.
+ *
+ * The one home of the record layouts and of the CKPT_HDR_ / CKPT_OBJ_ numbers the engine
+ * writes. Every record starts with struct ckpt_hdr; len counts the header too. Records are
+ * concatenated without padding; the fixed structs are aligned(8) with explicit padding so
+ * their sizes match the kernel's, which the static asserts at the end pin down.
+ */
+#ifndef CKPT_HDR_H
+#define CKPT_HDR_H
+
+#include <stddef.h>
+#include <linux/types.h>
+
+#define CKPT_ALIGNED __attribute__((aligned(8)))
+
+#define CHECKPOINT_MAGIC_HEAD	0x00feed0cc0a2d200ULL
+#define CHECKPOINT_MAGIC_TAIL	0x002d2a0cc0deef00ULL
+#define CHECKPOINT_VERSION	6	/* hdr.rev: shared by v21, v23-rc1 and v23 */
+#define CHECKPOINT_SUBTREE	0x1
+
+/* the kernel version a v23 image claims (header major.minor.patch) */
+#define CKPT_KERNEL_MAJOR	2
+#define CKPT_KERNEL_MINOR	6
+#define CKPT_KERNEL_PATCH	38
+
+#define CKPT_ARCH_X86_64	2
+
+/* record types */
+#define CKPT_HDR_HEADER			1
+#define CKPT_HDR_HEADER_ARCH		2
+#define CKPT_HDR_CONTAINER		3
+#define CKPT_HDR_BUFFER			4
+#define CKPT_HDR_STRING			5
+#define CKPT_HDR_OBJREF			6
+#define CKPT_HDR_LSM_INFO		7
+#define CKPT_HDR_SECURITY		8
+#define CKPT_HDR_PIDS			101
+#define CKPT_HDR_TREE			102
+#define CKPT_HDR_TASK			103
+#define CKPT_HDR_TASK_NS		104
+#define CKPT_HDR_TASK_OBJS		105
+#define CKPT_HDR_RESTART_BLOCK		106
+#define CKPT_HDR_THREAD			107
+#define CKPT_HDR_CPU			108
+#define CKPT_HDR_NS			109
+#define CKPT_HDR_UTS_NS			110
+#define CKPT_HDR_IPC_NS			111
+#define CKPT_HDR_MNT_NS			112
+#define CKPT_HDR_CAPABILITIES		113
+#define CKPT_HDR_USER_NS		114
+#define CKPT_HDR_CRED			115
+#define CKPT_HDR_USER			116
+#define CKPT_HDR_GROUPINFO		117
+#define CKPT_HDR_TASK_CREDS		118
+#define CKPT_HDR_CPU_FPU		201
+#define CKPT_HDR_MM_CONTEXT_LDT		202
+#define CKPT_HDR_FILE_TABLE		301
+#define CKPT_HDR_FILE_DESC		302
+#define CKPT_HDR_FILE_NAME		303
+#define CKPT_HDR_FILE			304
+#define CKPT_HDR_PIPE_BUF		305
+#define CKPT_HDR_TTY			306
+#define CKPT_HDR_TTY_LDISC		307
+#define CKPT_HDR_EPOLL_ITEMS		308
+#define CKPT_HDR_MM			401
+#define CKPT_HDR_VMA			402
+#define CKPT_HDR_PGARR			403
+#define CKPT_HDR_HPAGE			404
+#define CKPT_HDR_MM_CONTEXT		405
+#define CKPT_HDR_FS			451
+#define CKPT_HDR_IPC			501
+#define CKPT_HDR_IPC_SHM		502
+#define CKPT_HDR_IPC_MSG		503
+#define CKPT_HDR_IPC_MSG_MSG		504
+#define CKPT_HDR_IPC_SEM		505
+#define CKPT_HDR_TASK_SEM_UNDO_LIST	506
+#define CKPT_HDR_TASK_SEM_UNDO		507
+#define CKPT_HDR_SIGHAND		601
+#define CKPT_HDR_SIGNAL			602
+#define CKPT_HDR_SIGNAL_TASK		603
+#define CKPT_HDR_SIGPENDING		604
+#define CKPT_HDR_SOCKET			701
+#define CKPT_HDR_SOCKET_QUEUE		702
+#define CKPT_HDR_SOCKET_BUFFER		703
+#define CKPT_HDR_SOCKET_FRAG		704
+#define CKPT_HDR_SOCKET_UNIX		705
+#define CKPT_HDR_SOCKET_INET		706
+#define CKPT_HDR_NET_NS			707
+#define CKPT_HDR_NETDEV			708
+#define CKPT_HDR_NETDEV_ADDR		709
+#define CKPT_HDR_TAIL			9001
+#define CKPT_HDR_ERROR			9999
+
+/* object types (OBJREF.objtype) */
+#define CKPT_OBJ_IGNORE		0
+#define CKPT_OBJ_PID		1
+#define CKPT_OBJ_INODE		2
+#define CKPT_OBJ_FILE_TABLE	3
+#define CKPT_OBJ_FILE		4
+#define CKPT_OBJ_MM		5
+#define CKPT_OBJ_FS		6
+#define CKPT_OBJ_SIGHAND	7
+#define CKPT_OBJ_SIGNAL		8
+#define CKPT_OBJ_NS		9
+#define CKPT_OBJ_UTS_NS		10
+#define CKPT_OBJ_IPC_NS		11
+#define CKPT_OBJ_MNT_NS		12
+#define CKPT_OBJ_USER_NS	13
+#define CKPT_OBJ_CRED		14
+#define CKPT_OBJ_USER		15
+#define CKPT_OBJ_GROUPINFO	16
+#define CKPT_OBJ_SOCK		17
+#define CKPT_OBJ_TTY		18
+#define CKPT_OBJ_SECURITY_PTR	19
+#define CKPT_OBJ_SECURITY	20
+#define CKPT_OBJ_NET_NS		21
+#define CKPT_OBJ_NETDEV		22
+#define CKPT_OBJ_SEM_UNDO	23
+#define CKPT_OBJ_MAX		24
+
+/* file_type */
+#define CKPT_FILE_GENERIC	1
+#define CKPT_FILE_PIPE		2
+#define CKPT_FILE_FIFO		3
+#define CKPT_FILE_SOCKET	4
+#define CKPT_FILE_TTY		5
+
+/* vma_type */
+#define CKPT_VMA_VDSO		1
+#define CKPT_VMA_ANON		2
+#define CKPT_VMA_FILE		3
+#define CKPT_VMA_SHM_ANON	4
+#define CKPT_VMA_SHM_ANON_SKIP	5
+#define CKPT_VMA_SHM_FILE	6
+
+/* restart_block_type */
+#define CKPT_RESTART_BLOCK_NONE	1
+
+/* task flags (translated from PF_*) */
+#define CKPT_PF_FORKNOEXEC	0x1
+#define CKPT_PF_SUPERPRIV	0x2
+
+/* x86 segment selector encoding */
+#define CKPT_X86_SEG_NULL	0
+#define CKPT_X86_SEG_USER32_CS	1
+#define CKPT_X86_SEG_USER32_DS	2
+#define CKPT_X86_SEG_USER64_CS	3
+#define CKPT_X86_SEG_USER64_DS	4
+#define CKPT_X86_SEG_TLS	0x4000
+#define CKPT_X86_SEG_LDT	0x8000
+
+/* task state values of the 2.6.38 kernel the image claims */
+#define CKPT_TASK_RUNNING		0
+#define CKPT_TASK_INTERRUPTIBLE		1
+#define CKPT_TASK_UNINTERRUPTIBLE	2
+#define CKPT_TASK_STOPPED		4
+#define CKPT_TASK_TRACED		8
+#define CKPT_TASK_DEAD			64
+#define CKPT_EXIT_ZOMBIE		16
+#define CKPT_EXIT_DEAD			32
+
+#define CKPT_ARCH_NSIG		64
+#define CKPT_RLIM_NLIMITS	16
+#define CKPT_NEW_UTS_LEN	64
+#define CKPT_TASK_COMM_LEN	16
+#define CKPT_AT_VECTOR_SIZE	50	/* 2 * (2 + 22 + 1) auxv words */
+#define CKPT_N_TTY_BUF_SIZE	4096
+#define CKPT_TTY_NCCS		19
+#define CKPT_TLS_ENTRIES	3
+#define CKPT_PGARR_BATCH	512
+
+struct ckpt_hdr {
+	__u32 type;
+	__u32 len;
+} CKPT_ALIGNED;
+
+struct ckpt_const {
+	__u16 task_comm_len;
+	__u16 at_vector_size;
+	__u16 signal_nsig;
+	__u16 uts_sysname_len;
+	__u16 uts_nodename_len;
+	__u16 uts_release_len;
+	__u16 uts_version_len;
+	__u16 uts_machine_len;
+	__u16 uts_domainname_len;
+	__u16 rlimit_nlimits;
+	__u16 n_tty_buf_size;
+	__u16 tty_termios_nccs;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_header {
+	struct ckpt_hdr h;
+	__u64 magic;
+	__u16 arch_id;
+	__u16 major;
+	__u16 minor;
+	__u16 patch;
+	__u16 rev;
+	__u16 _padding[3];
+	struct ckpt_const constants;
+	__u64 time;
+	__u64 uflags;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_header_arch {
+	struct ckpt_hdr h;
+	__u16 has_fxsr;
+	__u16 has_xsave;
+	__u16 xstate_size;
+	__u16 _padding;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_container {
+	struct ckpt_hdr h;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_tail {
+	struct ckpt_hdr h;
+	__u64 magic;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_objref {
+	struct ckpt_hdr h;
+	__u32 objtype;
+	__s32 objref;
+} CKPT_ALIGNED;
+
+/* pids */
+struct ckpt_hdr_pids {
+	struct ckpt_hdr h;
+	__u32 nr_pids;
+	__u32 nr_vpids;
+	__u32 offset;
+	__u32 _padding;
+} CKPT_ALIGNED;
+
+/* one PIDS BUFFER entry of depth 0 (entries are 8 + 4 * depth bytes, packed) */
+struct ckpt_pids {
+	__u32 depth;
+	__s32 numbers[1];
+};
+
+struct ckpt_hdr_tree {
+	struct ckpt_hdr h;
+	__u32 nr_tasks;
+	__u32 _padding;
+} CKPT_ALIGNED;
+
+struct ckpt_task_pids {
+	__s32 vpid;
+	__s32 vppid;
+	__s32 vtgid;
+	__s32 vpgid;
+	__s32 vsid;
+	__u32 depth;
+} CKPT_ALIGNED;
+
+/* task */
+struct ckpt_hdr_task {
+	struct ckpt_hdr h;
+	__u32 flags;
+	__u32 state;
+	__u32 exit_state;
+	__u32 exit_code;
+	__u32 exit_signal;
+	__u32 pdeath_signal;
+	__u64 set_child_tid;
+	__u64 clear_child_tid;
+	__u64 sas_ss_sp;
+	__u32 sas_ss_size;
+	__u32 compat_robust_futex_head_len;
+	__u32 compat_robust_futex_list;
+	__u32 robust_futex_head_len;
+	__u64 robust_futex_list;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_task_ns {
+	struct ckpt_hdr h;
+	__s32 ns_objref;
+	__u32 _padding;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_task_objs {
+	struct ckpt_hdr h;
+	__s32 files_objref;
+	__s32 mm_objref;
+	__s32 fs_objref;
+	__s32 sem_undo_objref;
+	__s32 sighand_objref;
+	__s32 signal_objref;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_restart_block {
+	struct ckpt_hdr h;
+	__u64 function_type;
+	__u64 arg_0;
+	__u64 arg_1;
+	__u64 arg_2;
+	__u64 arg_3;
+	__u64 arg_4;
+} CKPT_ALIGNED;
+
+/* x86 thread: followed inline by the raw TLS descriptors (sizeof_tls_array bytes) */
+struct ckpt_hdr_thread {
+	struct ckpt_hdr h;
+	__u64 sysenter_return;
+	__u32 thread_info_flags;
+	__u16 gdt_entry_tls_entries;
+	__u16 sizeof_tls_array;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_cpu {
+	struct ckpt_hdr h;
+	__u64 r15;
+	__u64 r14;
+	__u64 r13;
+	__u64 r12;
+	__u64 bp;
+	__u64 bx;
+	__u64 r11;
+	__u64 r10;
+	__u64 r9;
+	__u64 r8;
+	__u64 ax;
+	__u64 cx;
+	__u64 dx;
+	__u64 si;
+	__u64 di;
+	__u64 orig_ax;
+	__u64 ip;
+	__u64 sp;
+	__u64 flags;
+	__u64 fs;
+	__u64 gs;
+	__u16 fsindex;
+	__u16 gsindex;
+	__u16 cs;
+	__u16 ss;
+	__u16 ds;
+	__u16 es;
+	__u32 used_math;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_mm_context {
+	struct ckpt_hdr h;
+	__u64 vdso;
+	__u32 ldt_entry_size;
+	__u32 nldt;
+} CKPT_ALIGNED;
+
+/* namespaces */
+struct ckpt_hdr_ns {
+	struct ckpt_hdr h;
+	__s32 uts_objref;
+	__s32 ipc_objref;
+	__s32 net_objref;
+	__u32 _padding;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_utsns {
+	struct ckpt_hdr h;
+	char sysname[CKPT_NEW_UTS_LEN + 1];
+	char nodename[CKPT_NEW_UTS_LEN + 1];
+	char release[CKPT_NEW_UTS_LEN + 1];
+	char version[CKPT_NEW_UTS_LEN + 1];
+	char machine[CKPT_NEW_UTS_LEN + 1];
+	char domainname[CKPT_NEW_UTS_LEN + 1];
+	char _padding[2];
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_ipcns {
+	struct ckpt_hdr h;
+	__u64 shm_ctlmax;
+	__u64 shm_ctlall;
+	__s32 shm_ctlmni;
+	__s32 msg_ctlmax;
+	__s32 msg_ctlmnb;
+	__s32 msg_ctlmni;
+	__s32 sem_ctl_msl;
+	__s32 sem_ctl_mns;
+	__s32 sem_ctl_opm;
+	__s32 sem_ctl_mni;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_ipc {
+	struct ckpt_hdr h;
+	__u32 ipc_type;
+	__u32 ipc_count;
+} CKPT_ALIGNED;
+
+/* credentials */
+struct ckpt_capabilities {
+	__u32 cap_i_0, cap_i_1;	/* inheritable */
+	__u32 cap_p_0, cap_p_1;	/* permitted */
+	__u32 cap_e_0, cap_e_1;	/* effective */
+	__u32 cap_b_0, cap_b_1;	/* bounding set */
+	__u32 securebits;
+	__u32 _padding;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_task_creds {
+	struct ckpt_hdr h;
+	__s32 cred_ref;
+	__s32 ecred_ref;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_cred {
+	struct ckpt_hdr h;
+	__u32 uid, suid, euid, fsuid;
+	__u32 gid, sgid, egid, fsgid;
+	__s32 user_ref;
+	__s32 groupinfo_ref;
+	__s32 sec_ref;
+	__u32 _padding;
+	struct ckpt_capabilities cap_s;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_user {
+	struct ckpt_hdr h;
+	__u32 uid;
+	__s32 userns_ref;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_user_ns {
+	struct ckpt_hdr h;
+	__s32 creator_ref;
+	__u32 _padding;
+} CKPT_ALIGNED;
+
+/* groups[] start at 12, sizeof is 16: a record of n groups is 16 + 4n long (4 spare bytes) */
+struct ckpt_hdr_groupinfo {
+	struct ckpt_hdr h;
+	__u32 ngroups;
+	__u32 groups[];
+} CKPT_ALIGNED;
+
+/* files */
+struct ckpt_hdr_file_table {
+	struct ckpt_hdr h;
+	__s32 fdt_nfds;
+	__u32 _padding;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_file_desc {
+	struct ckpt_hdr h;
+	__s32 fd_objref;
+	__s32 fd_descriptor;
+	__u32 fd_close_on_exec;
+	__u32 _padding;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_file {
+	struct ckpt_hdr h;
+	__u32 f_type;
+	__u32 f_mode;
+	__u32 f_flags;
+	__s32 f_credref;
+	__u64 f_pos;
+	__u64 f_version;
+	__s32 f_secref;
+	__u32 _padding;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_file_generic {
+	struct ckpt_hdr_file common;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_file_pipe {
+	struct ckpt_hdr_file common;
+	__s32 pipe_objref;
+	__u32 _padding;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_fs {
+	struct ckpt_hdr h;
+	__u32 umask;
+	__u32 _padding;
+} CKPT_ALIGNED;
+
+/* memory */
+struct ckpt_hdr_mm {
+	struct ckpt_hdr h;
+	__u32 map_count;
+	__s32 exe_objref;
+	__u64 def_flags;
+	__u64 flags;
+	__u64 start_code, end_code, start_data, end_data;
+	__u64 start_brk, brk, start_stack;
+	__u64 arg_start, arg_end, env_start, env_end;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_vma {
+	struct ckpt_hdr h;
+	__u32 vma_type;
+	__s32 vma_objref;	/* the mapped file */
+	__s32 ino_objref;	/* the shared memory inode */
+	__u32 _padding;
+	__u64 ino_size;
+	__u64 vm_start;
+	__u64 vm_end;
+	__u64 vm_page_prot;
+	__u64 vm_flags;
+	__u64 vm_pgoff;
+	__u16 hugetlb_shift;
+	__u16 _padding2[3];
+} CKPT_ALIGNED;
+
+/* followed by a BUFFER of nr_pages addresses (u64) and nr_pages page images */
+struct ckpt_hdr_pgarr {
+	struct ckpt_hdr h;
+	__u64 nr_pages;
+} CKPT_ALIGNED;
+
+/* signals */
+struct ckpt_sigset {
+	__u8 sigset[CKPT_ARCH_NSIG / 8];
+} CKPT_ALIGNED;
+
+struct ckpt_sigaction {
+	__u64 _sa_handler;
+	__u64 sa_flags;
+	__u64 sa_restorer;
+	struct ckpt_sigset sa_mask;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_sighand {
+	struct ckpt_hdr h;
+	struct ckpt_sigaction action[];
+} CKPT_ALIGNED;
+
+struct ckpt_rlimit {
+	__u64 rlim_cur;
+	__u64 rlim_max;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_signal {
+	struct ckpt_hdr h;
+	struct ckpt_rlimit rlim[CKPT_RLIM_NLIMITS];
+	__u64 it_real_value;
+	__u64 it_real_incr;
+	__u64 it_virt_value;
+	__u64 it_virt_incr;
+	__u64 it_prof_value;
+	__u64 it_prof_incr;
+	__s32 tty_objref;
+	__s32 tty_pgrp;
+	__s32 tty_old_pgrp;
+	__u32 _padding;
+} CKPT_ALIGNED;
+
+struct ckpt_siginfo {
+	__u32 csi_signo;
+	__u32 csi_errno;
+	__u32 csi_code;
+	__u32 csi_pid;
+	__u32 csi_uid;
+	__u32 csi_fd;
+	__u32 csi_tid;
+	__u32 csi_band;
+	__u32 csi_overrun;
+	__u32 csi_trapno;
+	__u32 csi_status;
+	__u32 csi_int;
+	__u64 csi_ptr;
+	__u64 csi_utime;
+	__u64 csi_stime;
+	__u64 csi_addr;
+	__s32 csi_sys_private;
+	__u32 _padding;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_sigpending {
+	struct ckpt_hdr h;
+	__u32 nr_pending;
+	__u32 _padding;
+	struct ckpt_sigset signal;
+	struct ckpt_siginfo siginfo[];
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_signal_task {
+	struct ckpt_hdr h;
+	struct ckpt_sigset blocked;
+} CKPT_ALIGNED;
+
+#define CKPT_ASSERT_SIZE(s, n) _Static_assert(sizeof(struct s) == (n), #s " is not " #n " bytes")
+#define CKPT_ASSERT_OFF(s, f, n) \
+	_Static_assert(offsetof(struct s, f) == (n), #s "." #f " is not at " #n)
+
+CKPT_ASSERT_SIZE(ckpt_hdr, 8);
+CKPT_ASSERT_SIZE(ckpt_const, 24);
+CKPT_ASSERT_SIZE(ckpt_hdr_header, 72);
+CKPT_ASSERT_OFF(ckpt_hdr_header, rev, 24);
+CKPT_ASSERT_OFF(ckpt_hdr_header, constants, 32);
+CKPT_ASSERT_OFF(ckpt_hdr_header, time, 56);
+CKPT_ASSERT_SIZE(ckpt_hdr_header_arch, 16);
+CKPT_ASSERT_SIZE(ckpt_hdr_container, 8);
+CKPT_ASSERT_SIZE(ckpt_hdr_tail, 16);
+CKPT_ASSERT_SIZE(ckpt_hdr_objref, 16);
+CKPT_ASSERT_SIZE(ckpt_hdr_pids, 24);
+CKPT_ASSERT_SIZE(ckpt_pids, 8);
+CKPT_ASSERT_SIZE(ckpt_hdr_tree, 16);
+CKPT_ASSERT_SIZE(ckpt_task_pids, 24);
+CKPT_ASSERT_SIZE(ckpt_hdr_task, 80);
+CKPT_ASSERT_OFF(ckpt_hdr_task, set_child_tid, 32);
+CKPT_ASSERT_OFF(ckpt_hdr_task, sas_ss_size, 56);
+CKPT_ASSERT_OFF(ckpt_hdr_task, robust_futex_list, 72);
+CKPT_ASSERT_SIZE(ckpt_hdr_task_ns, 16);
+CKPT_ASSERT_SIZE(ckpt_hdr_task_objs, 32);
+CKPT_ASSERT_SIZE(ckpt_hdr_restart_block, 56);
+CKPT_ASSERT_SIZE(ckpt_hdr_thread, 24);
+CKPT_ASSERT_SIZE(ckpt_hdr_cpu, 192);
+CKPT_ASSERT_OFF(ckpt_hdr_cpu, flags, 152);
+CKPT_ASSERT_OFF(ckpt_hdr_cpu, fsindex, 176);
+CKPT_ASSERT_OFF(ckpt_hdr_cpu, used_math, 188);
+CKPT_ASSERT_SIZE(ckpt_hdr_mm_context, 24);
+CKPT_ASSERT_SIZE(ckpt_hdr_ns, 24);
+CKPT_ASSERT_SIZE(ckpt_hdr_utsns, 400);
+CKPT_ASSERT_OFF(ckpt_hdr_utsns, domainname, 333);
+CKPT_ASSERT_SIZE(ckpt_hdr_ipcns, 56);
+CKPT_ASSERT_OFF(ckpt_hdr_ipcns, sem_ctl_mni, 52);
+CKPT_ASSERT_SIZE(ckpt_hdr_ipc, 16);
+CKPT_ASSERT_SIZE(ckpt_capabilities, 40);
+CKPT_ASSERT_SIZE(ckpt_hdr_task_creds, 16);
+CKPT_ASSERT_SIZE(ckpt_hdr_cred, 96);
+CKPT_ASSERT_OFF(ckpt_hdr_cred, user_ref, 40);
+CKPT_ASSERT_OFF(ckpt_hdr_cred, cap_s, 56);
+CKPT_ASSERT_SIZE(ckpt_hdr_user, 16);
+CKPT_ASSERT_SIZE(ckpt_hdr_user_ns, 16);
+CKPT_ASSERT_SIZE(ckpt_hdr_groupinfo, 16);
+CKPT_ASSERT_OFF(ckpt_hdr_groupinfo, groups, 12);
+CKPT_ASSERT_SIZE(ckpt_hdr_file_table, 16);
+CKPT_ASSERT_SIZE(ckpt_hdr_file_desc, 24);
+CKPT_ASSERT_SIZE(ckpt_hdr_file, 48);
+CKPT_ASSERT_SIZE(ckpt_hdr_file_generic, 48);
+CKPT_ASSERT_SIZE(ckpt_hdr_file_pipe, 56);
+CKPT_ASSERT_SIZE(ckpt_hdr_fs, 16);
+CKPT_ASSERT_SIZE(ckpt_hdr_mm, 120);
+CKPT_ASSERT_SIZE(ckpt_hdr_vma, 80);
+CKPT_ASSERT_OFF(ckpt_hdr_vma, vm_start, 32);
+CKPT_ASSERT_OFF(ckpt_hdr_vma, hugetlb_shift, 72);
+CKPT_ASSERT_SIZE(ckpt_hdr_pgarr, 16);
+CKPT_ASSERT_SIZE(ckpt_sigset, 8);
+CKPT_ASSERT_SIZE(ckpt_sigaction, 32);
+CKPT_ASSERT_SIZE(ckpt_hdr_sighand, 8);
+CKPT_ASSERT_SIZE(ckpt_rlimit, 16);
+CKPT_ASSERT_SIZE(ckpt_hdr_signal, 328);
+CKPT_ASSERT_OFF(ckpt_hdr_signal, it_real_value, 264);
+CKPT_ASSERT_OFF(ckpt_hdr_signal, tty_objref, 312);
+CKPT_ASSERT_SIZE(ckpt_siginfo, 88);
+CKPT_ASSERT_OFF(ckpt_siginfo, csi_ptr, 48);
+CKPT_ASSERT_OFF(ckpt_siginfo, csi_sys_private, 80);
+CKPT_ASSERT_SIZE(ckpt_hdr_sigpending, 24);
+CKPT_ASSERT_SIZE(ckpt_hdr_signal_task, 16);
+
+#endif /* CKPT_HDR_H */

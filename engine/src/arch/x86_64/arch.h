@@ -1,0 +1,28 @@
+/* x86_64 per-task state and syscall injection context. */
+#ifndef ARCH_H
+#define ARCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+#define INFECT_SCRATCH 64	/* tracee bytes borrowed for syscall results */
+
+struct arch_task {
+	struct user_regs_struct regs;
+	void *xstate;
+	unsigned int xstate_len;
+	uint8_t tls[3 * 8];	/* GDT TLS descriptors, raw desc_struct */
+};
+
+struct infect {
+	pid_t tid;
+	struct user_regs_struct saved;
+	uint64_t saved_mask;
+	uint64_t syscall_ip;	/* address of a "syscall" instruction in the tracee */
+	uint64_t scratch;	/* tracee address of INFECT_SCRATCH borrowed bytes */
+	uint8_t saved_scratch[INFECT_SCRATCH];
+};
+
+#endif /* ARCH_H */

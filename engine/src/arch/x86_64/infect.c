@@ -1,0 +1,221 @@
+/*
+ * Running a syscall inside a task stopped by PTRACE_INTERRUPT, for state no /proc file
+ * shows (signal handlers, itimers, sigaltstack, ...). No code is written into the task:
+ *
+ *  - the task's own "syscall" instruction (0f 05, found in [vdso], else in any
+ *    executable mapping) is executed with PTRACE_SYSCALL, which stops at syscall entry
+ *    and exit. Syscall stops are ptrace notifications, not signals, so no handler or
+ *    mask of the task is touched (single-stepping would force SIGTRAP, and the kernel
+ *    resets a blocked or ignored SIGTRAP handler to SIG_DFL when it does that);
+ *  - orig_ax = -1 in the injected registers keeps the kernel's syscall-restart logic off
+ *    the injected state;
+ *  - every signal is blocked (PTRACE_SETSIGMASK) while the task runs, so nothing is
+ *    delivered; the mask is restored afterwards and pending signals stay pending;
+ *  - results land in 64 bytes of the task's stack 4 KiB below its stack pointer (far
+ *    below the 128-byte red zone), saved before and written back after;
+ *  - at the end the task is re-trapped with PTRACE_INTERRUPT so it sits in the same
+ *    kind of stop as before (inside signal delivery) when its registers are put back:
+ *    an interrupted syscall (ax = -ERESTART*) is then restarted exactly as it would
+ *    have been without us.
+ * If the dumper is SIGKILLed between infect_start and infect_stop, the task resumes at
+ * the borrowed instruction with the injected registers: the window is a few syscalls.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "engine.h"
+
+#define SCAN_MAX (64 << 10)	/* bytes of a mapping searched for a syscall instruction */
+
+static ssize_t read_remote(pid_t pid, uint64_t addr, void *buf, size_t len)
+{
+	struct iovec local = { buf, len }, remote = { (void *)addr, len };
+	ssize_t n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+	char path[64];
+	int fd;
+
+	if (n == (ssize_t)len)
+		return n;
+	/* special mappings ([vdso]) may refuse process_vm_readv; /proc/pid/mem reads them */
+	snprintf(path, sizeof(path), "/proc/%d/mem", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = pread(fd, buf, len, addr);
+	close(fd);
+	return n;
+}
+
+static int write_remote(pid_t pid, uint64_t addr, const void *buf, size_t len)
+{
+	struct iovec local = { (void *)buf, len }, remote = { (void *)addr, len };
+	char path[64];
+	ssize_t n;
+	int fd;
+
+	if (process_vm_writev(pid, &local, 1, &remote, 1, 0) == (ssize_t)len)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/mem", pid);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = pwrite(fd, buf, len, addr);
+	close(fd);
+	return n == (ssize_t)len ? 0 : -1;
+}
+
+static int scan_syscall(pid_t pid, uint64_t start, uint64_t end, uint64_t *ip)
+{
+	size_t len = end - start > SCAN_MAX ? SCAN_MAX : end - start;
+	unsigned char *buf = malloc(len);
+	ssize_t n, i;
+
+	if (!buf)
+		return -1;
+	n = read_remote(pid, start, buf, len);
+	for (i = 0; i + 1 < n; i++) {
+		if (buf[i] == 0x0f && buf[i + 1] == 0x05) {
+			*ip = start + i;
+			free(buf);
+			return 0;
+		}
+	}
+	free(buf);
+	return -1;
+}
+
+/* Address of a "syscall" instruction mapped in the task: [vdso] first. */
+static int find_syscall_insn(pid_t pid, uint64_t *ip)
+{
+	size_t len;
+	char *maps = proc_read(pid, "maps", &len), *p;
+	int pass, ret = -1;
+
+	if (!maps)
+		return pr_perror("read /proc/%d/maps", pid);
+	for (p = maps; (p = strchr(p, '\n')); )
+		*p++ = 0;
+	for (pass = 0; pass < 2 && ret; pass++) {
+		for (p = maps; p < maps + len && ret; p += strlen(p) + 1) {
+			unsigned long long start, end;
+			char perms[5];
+			bool vdso = strstr(p, "[vdso]") != NULL;
+
+			if (sscanf(p, "%llx-%llx %4s", &start, &end, perms) != 3)
+				continue;
+			if (pass == 0 ? vdso : perms[0] == 'r' && perms[2] == 'x')
+				ret = scan_syscall(pid, start, end, ip);
+		}
+	}
+	free(maps);
+	return ret ? pr_err("task %d: no syscall instruction found in its mappings", pid) : 0;
+}
+
+int infect_start(struct infect *inf, pid_t tid)
+{
+	uint64_t all = ~0ULL;
+	uint64_t cand[2];
+	int i;
+
+	memset(inf, 0, sizeof(*inf));
+	inf->tid = tid;
+	if (ptrace(PTRACE_GETREGS, tid, 0, &inf->saved))
+		return pr_perror("task %d: get registers", tid);
+	if (ptrace(PTRACE_GETSIGMASK, tid, sizeof(inf->saved_mask), &inf->saved_mask))
+		return pr_perror("task %d: get signal mask", tid);
+	if (find_syscall_insn(tid, &inf->syscall_ip))
+		return -1;
+	cand[0] = (inf->saved.rsp - 4096) & ~63ULL;
+	cand[1] = (inf->saved.rsp - 128 - INFECT_SCRATCH) & ~63ULL;
+	for (i = 0; i < 2; i++) {
+		if (read_remote(tid, cand[i], inf->saved_scratch, INFECT_SCRATCH) == INFECT_SCRATCH)
+			break;
+	}
+	if (i == 2)
+		return pr_err("task %d: no scratch memory below its stack pointer %#llx", tid,
+			      inf->saved.rsp);
+	inf->scratch = cand[i];
+	if (ptrace(PTRACE_SETSIGMASK, tid, sizeof(all), &all))
+		return pr_perror("task %d: block signals", tid);
+	return 0;
+}
+
+#define MAX_TRAPS 8	/* interrupt/group-stop traps still queued from the freeze */
+
+/* resume to the next syscall stop, passing over traps queued before we started */
+static int syscall_stop(pid_t tid)
+{
+	int status, i;
+
+	for (i = 0; i < MAX_TRAPS; i++) {
+		if (ptrace(PTRACE_SYSCALL, tid, 0, 0))
+			return pr_perror("task %d: resume to syscall", tid);
+		if (wait_trap(tid, &status))
+			return -1;
+		if (WSTOPSIG(status) == (SIGTRAP | 0x80))
+			return 0;
+		if (status >> 16 != PTRACE_EVENT_STOP)
+			break;
+	}
+	return pr_err("task %d: unexpected stop %#x while running a syscall", tid, status);
+}
+
+/* Result of the syscall in the task (-errno on failure), or INFECT_FAILED if it did not run. */
+long infect_syscall(struct infect *inf, long nr, long a0, long a1, long a2, long a3)
+{
+	struct user_regs_struct regs = inf->saved;
+
+	regs.orig_rax = -1;
+	regs.rax = nr;
+	regs.rdi = a0;
+	regs.rsi = a1;
+	regs.rdx = a2;
+	regs.r10 = a3;
+	regs.rip = inf->syscall_ip;
+	if (ptrace(PTRACE_SETREGS, inf->tid, 0, &regs)) {
+		pr_perror("task %d: set registers", inf->tid);
+		return INFECT_FAILED;
+	}
+	if (syscall_stop(inf->tid) || syscall_stop(inf->tid))	/* entry, then exit */
+		return INFECT_FAILED;
+	if (ptrace(PTRACE_GETREGS, inf->tid, 0, &regs)) {
+		pr_perror("task %d: get registers", inf->tid);
+		return INFECT_FAILED;
+	}
+	return (long)regs.rax;
+}
+
+int infect_read(struct infect *inf, void *buf, size_t len)
+{
+	if (len > INFECT_SCRATCH || read_remote(inf->tid, inf->scratch, buf, len) != (ssize_t)len)
+		return pr_perror("task %d: read syscall result", inf->tid);
+	return 0;
+}
+
+int infect_stop(struct infect *inf)
+{
+	pid_t tid = inf->tid;
+	int status, ret = 0;
+
+	if (write_remote(tid, inf->scratch, inf->saved_scratch, INFECT_SCRATCH))
+		ret = pr_perror("task %d: restore stack bytes at %#llx", tid,
+				(unsigned long long)inf->scratch);
+	if (ptrace(PTRACE_INTERRUPT, tid, 0, 0) || ptrace(PTRACE_CONT, tid, 0, 0))
+		return pr_perror("task %d: re-trap", tid);
+	if (wait_trap(tid, &status))
+		return -1;
+	if (status >> 16 != PTRACE_EVENT_STOP)
+		return pr_err("task %d: unexpected stop %#x while re-trapping", tid, status);
+	if (ptrace(PTRACE_SETREGS, tid, 0, &inf->saved))
+		return pr_perror("task %d: restore registers", tid);
+	if (ptrace(PTRACE_SETSIGMASK, tid, sizeof(inf->saved_mask), &inf->saved_mask))
+		return pr_perror("task %d: restore signal mask", tid);
+	return ret;
+}

@@ -1,0 +1,178 @@
+/* Internal interfaces of imgtools-engine: one section per source file. */
+#ifndef ENGINE_H
+#define ENGINE_H
+
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "ckpt_hdr.h"
+#include "arch.h"
+
+#define ENGINE_VERSION "0.1.0"
+
+#undef PAGE_SIZE	/* <sys/user.h> has one too */
+#define PAGE_SIZE 4096UL
+
+/* exit codes */
+#define EXIT_OK		0
+#define EXIT_INTERNAL	1
+#define EXIT_USAGE	2
+#define EXIT_PARTIAL	3
+
+/* proc.c: messages and /proc parsing */
+int pr_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int pr_perror(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+const char *last_error(void);
+char *proc_read(pid_t pid, const char *name, size_t *len);
+int proc_readlink(pid_t pid, const char *name, char *buf, size_t size);
+const char *status_field(const char *status, const char *key);
+uint64_t status_hex(const char *status, const char *key);
+
+struct proc_stat {
+	char state;
+	pid_t ppid, pgid, sid;
+	int tty_nr;
+	pid_t tpgid;
+	unsigned int flags;
+	uint64_t start_code, end_code, start_stack;
+	int exit_signal;
+	uint64_t start_data, end_data, start_brk;
+	uint64_t arg_start, arg_end, env_start, env_end;
+	int exit_code;
+};
+int proc_stat(pid_t pid, struct proc_stat *st);
+
+/* image.c: buffered sequential writer */
+struct image {
+	int fd;
+	char *buf;
+	size_t used;
+	uint64_t offset;	/* bytes handed to the kernel so far */
+	bool progress;
+	uint64_t next_report;
+};
+int image_open(struct image *img, const char *path, bool progress);
+int image_close(struct image *img);
+int image_write(struct image *img, const void *data, size_t len);
+int image_writev(struct image *img, const struct iovec *iov, int iovcnt);
+int write_obj(struct image *img, uint32_t type, void *rec, size_t size);
+int write_obj_header(struct image *img, uint32_t type, size_t payload_len);
+int write_buffer(struct image *img, uint32_t type, const void *data, size_t len);
+int write_objref(struct image *img, uint32_t objtype, int objref);
+int write_error(struct image *img, const char *msg);
+
+/* objhash.c: objref numbering; a key is the object type plus two words */
+struct objhash;
+struct objhash *objhash_new(void);
+void objhash_free(struct objhash *h);
+int obj_lookup_add(struct objhash *h, int type, uint64_t k1, uint64_t k2, bool *first);
+uint64_t hash_bytes(const void *data, size_t len, uint64_t seed);
+
+/* kernel objects a task may share with other tasks, compared with kcmp(2) */
+enum share_kind { SHARE_FILES, SHARE_VM, SHARE_FS, SHARE_SIGHAND, NR_SHARE };
+
+/* per thread group state read while frozen (mostly by running syscalls in the task) */
+struct process {
+	pid_t tgid;
+	bool probed;		/* false: probe_error says why the fields below are missing */
+	char probe_error[200];
+	struct ckpt_sigaction action[CKPT_ARCH_NSIG];
+	struct itimerval_ns { uint64_t value, interval; } itimer[3];
+	uint64_t brk;
+	uint64_t dumpable;
+};
+
+struct task {
+	pid_t tid, tgid;
+	char comm[CKPT_TASK_COMM_LEN];
+	bool seized;		/* zombies cannot be seized */
+	struct proc_stat st;	/* read before the seize: state, ppid, pgid, sid, mm bounds */
+	struct process *proc;
+	int share[NR_SHARE];	/* index of the first task sharing that object */
+	/* read while frozen */
+	struct arch_task arch;
+	uint64_t blocked;
+	uint64_t sas_ss_sp, sas_ss_size;
+	uint64_t clear_child_tid;
+	uint64_t pdeath_signal;
+	uint64_t securebits;
+	uint64_t robust_list, robust_len;
+	/* set while writing */
+	int cred_ref;
+};
+
+struct ctx {
+	struct image img;
+	struct objhash *objs;
+	struct task *tasks;
+	int nr_tasks;
+	struct process *procs;
+	int nr_procs;
+	bool tree, kill, allow_partial;
+	bool refused;		/* a task may not be traced: exit EXIT_PARTIAL */
+	int nr_unsupported;	/* ERROR records written for skipped state */
+	unsigned int xstate_size;
+	bool has_xsave;
+};
+
+/* checkpoint.c */
+int checkpoint(struct ctx *c);
+int ckpt_unsupported(struct ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* freeze.c */
+extern volatile sig_atomic_t interrupted;
+void freeze_install_handlers(void);
+int check_interrupted(void);
+int freeze_tree(struct ctx *c, pid_t root);
+void thaw_all(struct ctx *c, bool kill);
+int wait_trap(pid_t tid, int *status);
+
+/* task.c */
+int collect_tasks(struct ctx *c);
+int dump_tree(struct ctx *c);
+int dump_task(struct ctx *c, struct task *t);
+
+/* creds.c */
+int dump_creds(struct ctx *c, struct task *t);
+
+/* ns.c */
+int dump_task_ns(struct ctx *c, struct task *t);
+
+/* files.c */
+int dump_file_table(struct ctx *c, struct task *t);
+int dump_fs(struct ctx *c, struct task *t);
+int dump_mapped_file(struct ctx *c, struct task *t, const char *path, const struct stat *st,
+		     uint32_t f_flags);
+
+/* mm.c */
+int probe_mm(struct infect *inf, struct process *p);
+int dump_mm(struct ctx *c, struct task *t);
+
+/* signal.c */
+int probe_process_signals(struct infect *inf, struct process *p);
+int probe_thread_signals(struct infect *inf, struct task *t);
+int dump_sighand(struct ctx *c, struct task *t);
+int dump_signal(struct ctx *c, struct task *t);
+int dump_task_signal(struct ctx *c, struct task *t);
+
+/* arch/<arch>/regs.c */
+int arch_read_regs(struct ctx *c, struct task *t);
+int arch_probe_xstate(struct ctx *c, pid_t tid);
+int arch_dump_header(struct ctx *c);
+int arch_dump_thread(struct ctx *c, struct task *t);
+int arch_dump_cpu(struct ctx *c, struct task *t);
+int arch_dump_mm_context(struct ctx *c, uint64_t vdso);
+
+/* arch/<arch>/infect.c: run syscalls inside a stopped task */
+#define INFECT_FAILED LONG_MIN	/* infect_syscall: the syscall could not be run */
+int infect_start(struct infect *inf, pid_t tid);
+long infect_syscall(struct infect *inf, long nr, long a0, long a1, long a2, long a3);
+int infect_read(struct infect *inf, void *buf, size_t len);
+int infect_stop(struct infect *inf);
+
+#endif /* ENGINE_H */

@@ -1,0 +1,363 @@
+/*
+ * Freezing the tree: every thread of every process is seized and interrupted
+ * (PTRACE_SEIZE + PTRACE_INTERRUPT) before anything is read, parents before their
+ * children so no process can fork behind our back, and a thread group is rescanned until
+ * no new thread shows up. Thawing detaches (or kills) everything that was seized.
+ *
+ * SIGINT/SIGTERM/SIGHUP only raise a flag, installed without SA_RESTART so that a
+ * blocked wait or write returns EINTR: the dump then fails through the normal path,
+ * which writes the ERROR record and detaches every task with its registers intact (a
+ * handler detaching on its own could catch a task in the middle of a syscall injection).
+ * If the dumper is SIGKILLed the kernel detaches the tracees itself (exit_ptrace) and
+ * they resume.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "engine.h"
+
+#define MAX_SIGNAL_STOPS 64	/* signals let through before the interrupt trap wins */
+
+volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+	interrupted = sig;
+}
+
+void freeze_install_handlers(void)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+	struct sigaction ign = { .sa_handler = SIG_IGN };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	/* a closed output pipe must fail the write (EPIPE), not kill us with tasks frozen */
+	sigaction(SIGPIPE, &ign, NULL);
+}
+
+/* -1 once a stop was requested; the message is printed the first time */
+int check_interrupted(void)
+{
+	static bool reported;
+
+	if (!interrupted)
+		return 0;
+	if (!reported) {
+		reported = true;
+		pr_err("interrupted by %s", strsignal(interrupted));
+	}
+	return -1;
+}
+
+/* waitpid for a ptrace stop of a task that is known to stop promptly */
+int wait_trap(pid_t tid, int *status)
+{
+	for (;;) {
+		pid_t r = waitpid(tid, status, __WALL);
+
+		if (r == tid)
+			break;
+		if (r < 0 && errno != EINTR)
+			return pr_perror("wait %d", tid);
+	}
+	if (!WIFSTOPPED(*status))
+		return pr_err("task %d: exited while traced (status %#x)", tid, *status);
+	return 0;
+}
+
+/*
+ * Wait for the PTRACE_EVENT_STOP of the interrupt. A signal-delivery stop that comes
+ * first is let through (the task enters its handler or default action) and the pending
+ * interrupt traps it right after. Returns 1 if the task is gone.
+ */
+static int wait_interrupt_stop(pid_t tid)
+{
+	int i, status;
+
+	for (i = 0; i < MAX_SIGNAL_STOPS; i++) {
+		pid_t r = waitpid(tid, &status, __WALL);
+
+		if (r < 0) {
+			if (errno == EINTR && !check_interrupted())
+				continue;
+			return errno == EINTR ? -1 : pr_perror("wait %d", tid);
+		}
+		if (WIFEXITED(status) || WIFSIGNALED(status))
+			return 1;
+		if (status >> 16 == PTRACE_EVENT_STOP)
+			return 0;
+		if (ptrace(PTRACE_CONT, tid, 0, (long)WSTOPSIG(status)))
+			return pr_perror("resume %d to take signal %d", tid, WSTOPSIG(status));
+	}
+	return pr_err("task %d: keeps receiving signals, cannot stop it", tid);
+}
+
+static struct task *add_task(struct ctx *c, pid_t tid, pid_t tgid)
+{
+	struct task *t = realloc(c->tasks, (c->nr_tasks + 1) * sizeof(*t));
+
+	if (!t) {
+		pr_perror("task list");
+		return NULL;
+	}
+	c->tasks = t;
+	t += c->nr_tasks++;
+	memset(t, 0, sizeof(*t));
+	t->tid = tid;
+	t->tgid = tgid;
+	return t;
+}
+
+static bool known_tid(struct ctx *c, int from, pid_t tid)
+{
+	int i;
+
+	for (i = from; i < c->nr_tasks; i++)
+		if (c->tasks[i].tid == tid)
+			return true;
+	return false;
+}
+
+/* Seize and stop one thread. Returns 1 if it vanished before we got it. */
+static int freeze_thread(struct ctx *c, pid_t tid, pid_t tgid)
+{
+	struct proc_stat st;
+	bool seized = false;
+	struct task *t;
+	int ret;
+
+	if (tid == getpid())
+		return c->refused = true, pr_err("pid %d: is the dumper itself", tid);
+	if (proc_stat(tid, &st))
+		return errno == ENOENT || errno == ESRCH ? 1 : pr_perror("read /proc/%d/stat", tid);
+	/* a dead task cannot change and cannot be traced: it is recorded as it is */
+	if (st.state != 'Z' && st.state != 'X') {
+		if (ptrace(PTRACE_SEIZE, tid, 0, (long)PTRACE_O_TRACESYSGOOD)) {
+			int err = errno;
+
+			if (err == ESRCH)
+				return 1;
+			if (err != EPERM || proc_stat(tid, &st) || st.state != 'Z') {
+				errno = err;
+				c->refused = true;
+				return pr_perror("seize %d", tid);
+			}
+		} else {
+			seized = true;
+		}
+	}
+	t = add_task(c, tid, tgid);
+	if (!t) {
+		if (seized)
+			ptrace(PTRACE_DETACH, tid, 0, 0);
+		return -1;
+	}
+	t->st = st;
+	t->seized = seized;
+	if (!seized)
+		return 0;
+	if (ptrace(PTRACE_INTERRUPT, tid, 0, 0))
+		return pr_perror("interrupt %d", tid);
+	ret = wait_interrupt_stop(tid);
+	if (ret == 1)
+		c->nr_tasks--;
+	return ret;
+}
+
+static int cmp_pid(const void *a, const void *b)
+{
+	pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* the thread group leader first, then its other threads by ascending tid */
+static int cmp_thread(const void *a, const void *b)
+{
+	const struct task *x = a, *y = b;
+
+	if ((x->tid == x->tgid) != (y->tid == y->tgid))
+		return x->tid == x->tgid ? -1 : 1;
+	return (x->tid > y->tid) - (x->tid < y->tid);
+}
+
+/* Numeric entries of a /proc directory, ascending. */
+static int list_dir_pids(const char *path, pid_t **out, int *n)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	int cap = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (!d)
+		return -1;
+	while ((e = readdir(d))) {
+		pid_t p = atoi(e->d_name);
+
+		if (p <= 0)
+			continue;
+		if (*n == cap) {
+			pid_t *np = realloc(*out, (cap = cap ? 2 * cap : 16) * sizeof(pid_t));
+
+			if (!np) {
+				closedir(d);
+				return pr_perror("pid list");
+			}
+			*out = np;
+		}
+		(*out)[(*n)++] = p;
+	}
+	closedir(d);
+	qsort(*out, *n, sizeof(pid_t), cmp_pid);
+	return 0;
+}
+
+/* Rescan /proc/<pid>/task until every thread listed there is stopped. */
+static int freeze_threads(struct ctx *c, pid_t pid, int first)
+{
+	char path[64];
+	bool again = true;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", pid);
+	while (again) {
+		pid_t *tids;
+		int n, i, ret = 0;
+
+		if (list_dir_pids(path, &tids, &n))
+			return pr_perror("list %s", path);
+		again = false;
+		for (i = 0; i < n && !ret; i++) {
+			if (known_tid(c, first, tids[i]))
+				continue;
+			ret = freeze_thread(c, tids[i], pid);
+			if (ret == 0)
+				again = true;
+			else if (ret == 1)
+				ret = 0;
+		}
+		free(tids);
+		if (ret)
+			return ret;
+		if (check_interrupted())
+			return -1;
+	}
+	return 0;
+}
+
+static void detach_range(struct ctx *c, int first, int end)
+{
+	int i;
+
+	for (i = first; i < end; i++)
+		if (c->tasks[i].seized)
+			ptrace(PTRACE_DETACH, c->tasks[i].tid, 0, 0);
+}
+
+/* Children of every thread of the process c->tasks[first..end), ascending, unique. */
+static int list_children(struct ctx *c, int first, int end, pid_t **out, int *n)
+{
+	int i, cap = 0;
+
+	*out = NULL;
+	*n = 0;
+	for (i = first; i < end; i++) {
+		char name[64], *buf, *p;
+
+		snprintf(name, sizeof(name), "task/%d/children", c->tasks[i].tid);
+		buf = proc_read(c->tasks[i].tgid, name, NULL);
+		if (!buf)
+			continue;	/* zombie threads have no children file */
+		for (p = buf; *p;) {
+			char *end_p;
+			long v = strtol(p, &end_p, 10);
+
+			if (end_p == p)
+				break;
+			p = end_p;
+			if (*n == cap) {
+				pid_t *np = realloc(*out, (cap = cap ? 2 * cap : 16) * sizeof(pid_t));
+
+				if (!np) {
+					free(buf);
+					return pr_perror("children list");
+				}
+				*out = np;
+			}
+			(*out)[(*n)++] = v;
+		}
+		free(buf);
+	}
+	qsort(*out, *n, sizeof(pid_t), cmp_pid);
+	for (i = 1, cap = *n ? 1 : 0; i < *n; i++)
+		if ((*out)[i] != (*out)[cap - 1])
+			(*out)[cap++] = (*out)[i];
+	*n = cap;
+	return 0;
+}
+
+/* Freeze process pid (child of ppid, 0 for the root), then its subtree, depth first. */
+static int freeze_process(struct ctx *c, pid_t pid, pid_t ppid)
+{
+	int first = c->nr_tasks, end, i, ret;
+	pid_t *children;
+	int nr_children;
+
+	ret = freeze_threads(c, pid, first);
+	if (ret)
+		return ret;
+	end = c->nr_tasks;
+	if (end == first)
+		return 0;	/* exited before we got to it */
+	if (ppid) {
+		struct proc_stat st;
+
+		/* the pid was reaped and reused by a stranger while we froze its parent */
+		if (proc_stat(pid, &st) || st.ppid != ppid) {
+			detach_range(c, first, end);
+			c->nr_tasks = first;
+			return 0;
+		}
+	}
+	qsort(c->tasks + first, end - first, sizeof(struct task), cmp_thread);
+	if (!c->tree)
+		return 0;
+	if (list_children(c, first, end, &children, &nr_children))
+		return -1;
+	for (i = 0, ret = 0; i < nr_children && !ret; i++)
+		ret = freeze_process(c, children[i], pid);
+	free(children);
+	return ret;
+}
+
+int freeze_tree(struct ctx *c, pid_t root)
+{
+	int ret;
+
+	if (kill(root, 0) && errno == ESRCH)
+		return c->refused = true, pr_perror("pid %d", root);
+	ret = freeze_process(c, root, 0);
+	if (!ret && c->nr_tasks == 0)
+		return c->refused = true, pr_err("pid %d: exited", root);
+	return ret;
+}
+
+void thaw_all(struct ctx *c, bool kill_tasks)
+{
+	int i;
+
+	if (kill_tasks)
+		for (i = 0; i < c->nr_tasks; i++)
+			if (c->tasks[i].seized)
+				kill(c->tasks[i].tgid, SIGKILL);
+	detach_range(c, 0, c->nr_tasks);
+}

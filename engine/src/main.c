@@ -1,0 +1,105 @@
+/* imgtools-engine: command line. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine.h"
+
+static const char usage[] =
+	"usage: imgtools-engine dump PID [-o FILE|-o -] [--tree|--single] [--kill]\n"
+	"                            [--allow-partial] [--progress]\n"
+	"       imgtools-engine --version\n"
+	"Checkpoint the process tree rooted at PID (or the process alone with --single) into a\n"
+	"linux-cr v23 x86_64 image (stdout by default). Exit: 0 ok, 1 internal error, 2 usage,\n"
+	"3 refused or partial (state the image cannot hold; see --allow-partial).\n";
+
+static int usage_error(const char *msg)
+{
+	fprintf(stderr, "imgtools-engine: %s\n%s", msg, usage);
+	return EXIT_USAGE;
+}
+
+static int dump(pid_t pid, const char *output, struct ctx *c, bool progress)
+{
+	int ret;
+
+	freeze_install_handlers();
+	c->objs = objhash_new();
+	if (!c->objs || image_open(&c->img, output, progress))
+		return EXIT_INTERNAL;
+	ret = freeze_tree(c, pid);
+	if (!ret)
+		ret = collect_tasks(c);
+	if (!ret)
+		ret = checkpoint(c);
+	if (ret) {
+		/* let the tasks go before writing to an output that may block */
+		thaw_all(c, false);
+		write_error(&c->img, last_error());
+		image_close(&c->img);
+	} else {
+		ret = image_close(&c->img);
+		/* only a complete image on disk allows --kill */
+		thaw_all(c, c->kill && !ret);
+	}
+	objhash_free(c->objs);
+	if (ret)
+		return c->refused ? EXIT_PARTIAL : EXIT_INTERNAL;
+	return c->nr_unsupported && !c->allow_partial ? EXIT_PARTIAL : EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "output", required_argument, NULL, 'o' },
+		{ "tree", no_argument, NULL, 't' },
+		{ "single", no_argument, NULL, 's' },
+		{ "kill", no_argument, NULL, 'k' },
+		{ "allow-partial", no_argument, NULL, 'p' },
+		{ "progress", no_argument, NULL, 'P' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct ctx c = { .tree = true };
+	const char *output = "-";
+	bool progress = false;
+	char *end;
+	long pid;
+	int opt;
+
+	if (argc == 2 && !strcmp(argv[1], "--version")) {
+		printf("imgtools-engine %s (linux-cr v23, x86_64)\n", ENGINE_VERSION);
+		return EXIT_OK;
+	}
+	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		fputs(usage, stdout);
+		return EXIT_OK;
+	}
+	if (argc < 2 || strcmp(argv[1], "dump"))
+		return usage_error("expected the command 'dump'");
+	argv++;
+	argc--;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'o': output = optarg; break;
+		case 't': c.tree = true; break;
+		case 's': c.tree = false; break;
+		case 'k': c.kill = true; break;
+		case 'p': c.allow_partial = true; break;
+		case 'P': progress = true; break;
+		case 'h': fputs(usage, stdout); return EXIT_OK;
+		default: return usage_error("unknown option or missing argument");
+		}
+	}
+	if (optind != argc - 1)
+		return usage_error("expected exactly one PID");
+	pid = strtol(argv[optind], &end, 10);
+	if (*end || pid <= 0 || pid > 0x3fffffff)
+		return usage_error("PID must be a positive number");
+	if (!strcmp(output, "-") && isatty(STDOUT_FILENO))
+		return usage_error("refusing to write an image to a terminal (use -o FILE)");
+	return dump(pid, output, &c, progress);
+}

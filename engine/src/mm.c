@@ -1,0 +1,469 @@
+/*
+ * Memory: the mm record, saved auxv, one VMA record per mapping (from /proc/pid/smaps)
+ * and the contents of private and shared-anonymous mappings.
+ *
+ * Only pages that exist are saved: pagemap says which (present, or swapped); of a private
+ * file mapping only the pages that became anonymous (copy-on-write) are saved, the rest
+ * is in the file. Pages are read with process_vm_readv, up to a PGARR batch (512 pages)
+ * per call with contiguous pages coalesced, and written with one writev per batch.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "engine.h"
+
+/* kernel VM_* flags */
+#define VM_READ		0x00000001ULL
+#define VM_WRITE	0x00000002ULL
+#define VM_EXEC		0x00000004ULL
+#define VM_SHARED	0x00000008ULL
+#define VM_MAYWRITE	0x00000020ULL
+#define VM_PFNMAP	0x00000400ULL
+#define VM_IO		0x00004000ULL
+#define VM_HUGETLB	0x00400000ULL
+
+/* x86_64 page table entry bits */
+#define _PAGE_PRESENT	0x001ULL
+#define _PAGE_RW	0x002ULL
+#define _PAGE_USER	0x004ULL
+#define _PAGE_ACCESSED	0x020ULL
+#define _PAGE_PROTNONE	0x100ULL
+#define _PAGE_NX	(1ULL << 63)
+
+/* /proc/pid/pagemap entry bits */
+#define PM_PRESENT	(1ULL << 63)
+#define PM_SWAP		(1ULL << 62)
+#define PM_FILE		(1ULL << 61)
+
+#define PAGEMAP_CHUNK	65536	/* pagemap entries read at once */
+#define O_LARGEFILE_K	0100000	/* x86_64 O_LARGEFILE, which glibc defines as 0 */
+#define FMODE_EXEC_K	0x20	/* __FMODE_EXEC in f_flags of an exec'd file */
+#define MMF_DUMP_FILTER_SHIFT 2
+
+/* smaps "VmFlags" mnemonics (show_smap_vma_flags) and the VM_* bit each stands for */
+static const struct {
+	char name[3];
+	uint64_t flag;
+} vm_flag_names[] = {
+	{ "rd", 0x1 }, { "wr", 0x2 }, { "ex", 0x4 }, { "sh", 0x8 },
+	{ "mr", 0x10 }, { "mw", 0x20 }, { "me", 0x40 }, { "ms", 0x80 },
+	{ "gd", 0x100 }, { "um", 0x200 }, { "pf", 0x400 }, { "uw", 0x1000 },
+	{ "lo", 0x2000 }, { "io", 0x4000 }, { "sr", 0x8000 }, { "rr", 0x10000 },
+	{ "dc", 0x20000 }, { "de", 0x40000 }, { "lf", 0x80000 }, { "ac", 0x100000 },
+	{ "nr", 0x200000 }, { "ht", 0x400000 }, { "sf", 0x800000 }, { "ar", 0x1000000 },
+	{ "wf", 0x2000000 }, { "dd", 0x4000000 }, { "sd", 0x8000000 }, { "mm", 0x10000000 },
+	{ "hg", 0x20000000 }, { "nh", 0x40000000 }, { "mg", 0x80000000 },
+};
+
+struct vma {
+	uint64_t start, end, pgoff;
+	char perms[5];
+	uint64_t vm_flags;
+	uint32_t type;
+	bool no_contents;	/* VM_IO / VM_PFNMAP: kernel pages, only the terminator is written */
+	struct stat st;		/* the mapped file, if any */
+	char path[4096];
+};
+
+struct page_batch {
+	pid_t pid;
+	int memfd;		/* /proc/pid/mem, opened on first need */
+	int n;
+	uint64_t addr[CKPT_PGARR_BATCH];
+	char *pages;
+};
+
+int probe_mm(struct infect *inf, struct process *p)
+{
+	long brk = infect_syscall(inf, SYS_brk, 0, 0, 0, 0);
+	long dumpable = infect_syscall(inf, SYS_prctl, PR_GET_DUMPABLE, 0, 0, 0);
+
+	if (brk == INFECT_FAILED || dumpable == INFECT_FAILED)
+		return -1;
+	p->brk = brk;
+	p->dumpable = dumpable < 0 ? 0 : dumpable;
+	return 0;
+}
+
+static uint64_t parse_vm_flags(const char *v)
+{
+	uint64_t flags = 0;
+	size_t i;
+
+	while (*v && *v != '\n') {
+		for (i = 0; i < sizeof(vm_flag_names) / sizeof(vm_flag_names[0]); i++)
+			if (!strncmp(v, vm_flag_names[i].name, 2) && (v[2] == ' ' || v[2] == '\n' || !v[2]))
+				flags |= vm_flag_names[i].flag;
+		v += strcspn(v, " \n");
+		v += strspn(v, " ");
+	}
+	return flags;
+}
+
+/*
+ * vm_page_prot as the x86_64 kernel derives it from vm_flags (protection_map): present,
+ * user and accessed; writable only for shared writable mappings (private ones are
+ * copy-on-write); NX unless executable; no access at all is PROTNONE | accessed.
+ */
+static uint64_t page_prot(uint64_t vm_flags)
+{
+	uint64_t prot;
+
+	if (!(vm_flags & (VM_READ | VM_WRITE | VM_EXEC)))
+		return _PAGE_PROTNONE | _PAGE_ACCESSED;
+	prot = _PAGE_PRESENT | _PAGE_USER | _PAGE_ACCESSED;
+	if ((vm_flags & (VM_WRITE | VM_SHARED)) == (VM_WRITE | VM_SHARED))
+		prot |= _PAGE_RW;
+	if (!(vm_flags & VM_EXEC))
+		prot |= _PAGE_NX;
+	return prot;
+}
+
+static bool deleted(const char *path)
+{
+	size_t n = strlen(path);
+
+	return n > 10 && !strcmp(path + n - 10, " (deleted)");
+}
+
+/* Set v->type; 1 if the mapping is not saved (vsyscall), 2 if it cannot be. */
+static int classify(pid_t pid, struct vma *v)
+{
+	bool shared = v->perms[3] == 's';
+	char mf[96];
+
+	if (!strcmp(v->path, "[vsyscall]"))
+		return 1;	/* not a vma of the mm */
+	if (!strcmp(v->path, "[vdso]")) {
+		v->type = CKPT_VMA_VDSO;
+		return 0;
+	}
+	if (v->vm_flags & VM_HUGETLB)
+		return 2;
+	if (v->vm_flags & (VM_IO | VM_PFNMAP)) {
+		v->type = CKPT_VMA_ANON;	/* [vvar]: kernel pages, nothing to save */
+		v->no_contents = true;
+		return 0;
+	}
+	if (v->path[0] != '/') {
+		v->type = CKPT_VMA_ANON;
+		return shared ? 2 : 0;
+	}
+	snprintf(mf, sizeof(mf), "/proc/%d/map_files/%llx-%llx", pid,
+		 (unsigned long long)v->start, (unsigned long long)v->end);
+	if (stat(mf, &v->st) && stat(v->path, &v->st))
+		return 2;
+	if (shared && !strcmp(v->path, "/dev/zero (deleted)")) {
+		v->type = CKPT_VMA_SHM_ANON;	/* MAP_SHARED | MAP_ANONYMOUS */
+		return 0;
+	}
+	if (deleted(v->path))
+		return 2;
+	v->type = shared ? CKPT_VMA_SHM_FILE : CKPT_VMA_FILE;
+	return 0;
+}
+
+static int read_vmas(struct ctx *c, pid_t pid, struct vma **out, int *n)
+{
+	char *smaps = proc_read(pid, "smaps", NULL), *line, *next;
+	struct vma *vmas = NULL, *v = NULL;
+	int cap = 0, ret = 0;
+
+	*n = 0;
+	if (!smaps)
+		return pr_perror("read /proc/%d/smaps", pid);
+	for (line = smaps; *line && !ret; line = next) {
+		unsigned long long start, end, pgoff, ino;
+		unsigned int maj, min;
+		int off = 0;
+
+		next = line + strcspn(line, "\n");
+		if (*next)
+			*next++ = 0;
+		if (!strncmp(line, "VmFlags:", 8) && v) {
+			v->vm_flags = parse_vm_flags(line + 8 + strspn(line + 8, " "));
+			continue;
+		}
+		if (sscanf(line, "%llx-%llx %*4s %llx %x:%x %llu %n", &start, &end, &pgoff, &maj, &min,
+			   &ino, &off) != 6 || !off)
+			continue;	/* a "Key: value" line */
+		if (*n == cap) {
+			struct vma *nv = realloc(vmas, (cap = cap ? 2 * cap : 64) * sizeof(*vmas));
+
+			if (!nv) {
+				ret = pr_perror("vma list");
+				break;
+			}
+			vmas = nv;
+		}
+		v = &vmas[(*n)++];
+		memset(v, 0, sizeof(*v));
+		v->start = start;
+		v->end = end;
+		v->pgoff = pgoff / PAGE_SIZE;
+		memcpy(v->perms, line + strcspn(line, " ") + 1, 4);
+		snprintf(v->path, sizeof(v->path), "%s", line + off);
+	}
+	free(smaps);
+	/* classify once every VmFlags line is in */
+	if (!ret) {
+		int i, j = 0;
+
+		for (i = 0; i < *n; i++) {
+			int r = classify(pid, &vmas[i]);
+
+			if (r == 2 && ckpt_unsupported(c, "pid %d: unsupported mapping %llx-%llx %s", pid,
+						       (unsigned long long)vmas[i].start,
+						       (unsigned long long)vmas[i].end, vmas[i].path)) {
+				ret = -1;
+				break;
+			}
+			if (r == 0)
+				vmas[j++] = vmas[i];
+		}
+		*n = j;
+	}
+	*out = vmas;
+	return ret;
+}
+
+/* read the batch's pages: one process_vm_readv, /proc/pid/mem for what it could not */
+static int read_pages(struct page_batch *b)
+{
+	struct iovec local = { b->pages, (size_t)b->n * PAGE_SIZE };
+	struct iovec remote[CKPT_PGARR_BATCH];
+	int nr = 0, i;
+	ssize_t got;
+
+	for (i = 0; i < b->n; i++) {
+		if (nr && (uint64_t)remote[nr - 1].iov_base + remote[nr - 1].iov_len == b->addr[i])
+			remote[nr - 1].iov_len += PAGE_SIZE;
+		else
+			remote[nr++] = (struct iovec){ (void *)b->addr[i], PAGE_SIZE };
+	}
+	got = process_vm_readv(b->pid, &local, 1, remote, nr, 0);
+	if (got < 0)
+		got = 0;
+	/* got is a whole number of pages: the remote vector is page-granular */
+	for (i = got / PAGE_SIZE; i < b->n; i++) {
+		if (b->memfd < 0) {
+			char path[64];
+
+			snprintf(path, sizeof(path), "/proc/%d/mem", b->pid);
+			b->memfd = open(path, O_RDONLY | O_CLOEXEC);
+			if (b->memfd < 0)
+				return pr_perror("open %s", path);
+		}
+		if (pread(b->memfd, b->pages + i * PAGE_SIZE, PAGE_SIZE, b->addr[i]) != PAGE_SIZE)
+			return pr_perror("pid %d: read page %#llx", b->pid, (unsigned long long)b->addr[i]);
+	}
+	return 0;
+}
+
+/* PGARR {n} | BUFFER (n addresses, n pages), in one writev */
+static int flush_batch(struct ctx *c, struct page_batch *b)
+{
+	struct {
+		struct ckpt_hdr_pgarr pgarr;
+		struct ckpt_hdr buf;
+	} h = {
+		.pgarr = { .h = { CKPT_HDR_PGARR, sizeof(struct ckpt_hdr_pgarr) }, .nr_pages = b->n },
+		.buf = { CKPT_HDR_BUFFER, sizeof(struct ckpt_hdr) + b->n * (8 + PAGE_SIZE) },
+	};
+	struct iovec iov[3] = {
+		{ &h, sizeof(h) },
+		{ b->addr, b->n * sizeof(uint64_t) },
+		{ b->pages, b->n * PAGE_SIZE },
+	};
+
+	_Static_assert(sizeof(h) == 24, "PGARR and BUFFER headers are contiguous");
+	if (!b->n)
+		return 0;
+	if (read_pages(b) || image_writev(&c->img, iov, 3))
+		return -1;
+	b->n = 0;
+	return check_interrupted();
+}
+
+static bool page_wanted(uint32_t type, uint64_t pm)
+{
+	if (pm & PM_SWAP)
+		return true;
+	if (!(pm & PM_PRESENT))
+		return false;
+	/* of a private file mapping only copy-on-write (anonymous) pages */
+	return type != CKPT_VMA_FILE || !(pm & PM_FILE);
+}
+
+/* the pages of one mapping, then the PGARR terminator */
+static int dump_vma_pages(struct ctx *c, struct page_batch *b, int pagemap, const struct vma *v)
+{
+	static uint64_t pm[PAGEMAP_CHUNK];
+	struct ckpt_hdr_pgarr end = { .nr_pages = 0 };
+	uint64_t addr = v->no_contents ? v->end : v->start;
+
+	while (addr < v->end) {
+		size_t want = (v->end - addr) / PAGE_SIZE, i;
+		ssize_t got;
+
+		if (want > PAGEMAP_CHUNK)
+			want = PAGEMAP_CHUNK;
+		got = pread(pagemap, pm, want * 8, addr / PAGE_SIZE * 8);
+		if (got <= 0)
+			return pr_perror("pid %d: read pagemap at %#llx", b->pid, (unsigned long long)addr);
+		for (i = 0; i < (size_t)got / 8; i++, addr += PAGE_SIZE) {
+			if (!page_wanted(v->type, pm[i]))
+				continue;
+			b->addr[b->n++] = addr;
+			if (b->n == CKPT_PGARR_BATCH && flush_batch(c, b))
+				return -1;
+		}
+	}
+	if (flush_batch(c, b))
+		return -1;
+	return write_obj(&c->img, CKPT_HDR_PGARR, &end, sizeof(end));
+}
+
+/* [vm_file object] VMA [contents] */
+static int dump_vma(struct ctx *c, struct task *t, struct page_batch *b, int pagemap, const struct vma *v)
+{
+	struct ckpt_hdr_vma h = {
+		.vma_type = v->type,
+		.vm_start = v->start,
+		.vm_end = v->end,
+		.vm_page_prot = page_prot(v->vm_flags),
+		.vm_flags = v->vm_flags,
+		.vm_pgoff = v->pgoff,
+		.hugetlb_shift = 0,
+	};
+	bool contents = v->type != CKPT_VMA_VDSO && v->type != CKPT_VMA_SHM_FILE;
+
+	if (v->type == CKPT_VMA_FILE || v->type == CKPT_VMA_SHM_FILE) {
+		bool rw = v->type == CKPT_VMA_SHM_FILE && (v->vm_flags & VM_MAYWRITE);
+
+		h.vma_objref = dump_mapped_file(c, t, v->path, &v->st,
+						(rw ? O_RDWR : O_RDONLY) | O_LARGEFILE_K);
+		if (h.vma_objref < 0)
+			return -1;
+	}
+	if (v->type == CKPT_VMA_SHM_ANON) {
+		bool first;
+
+		/* the shared inode is defined by its first use, which carries the contents */
+		h.ino_objref = obj_lookup_add(c->objs, CKPT_OBJ_INODE, v->st.st_dev, v->st.st_ino, &first);
+		if (h.ino_objref < 0)
+			return -1;
+		h.ino_size = v->st.st_size;
+		contents = first;
+	}
+	if (write_obj(&c->img, CKPT_HDR_VMA, &h, sizeof(h)))
+		return -1;
+	return contents ? dump_vma_pages(c, b, pagemap, v) : 0;
+}
+
+/* saved_auxv: at_vector_size u64 words, zero padded */
+static int dump_auxv(struct ctx *c, pid_t pid)
+{
+	uint64_t auxv[CKPT_AT_VECTOR_SIZE] = { 0 };
+	size_t len;
+	char *raw = proc_read(pid, "auxv", &len);
+
+	if (!raw)
+		return pr_perror("read /proc/%d/auxv", pid);
+	if (len > sizeof(auxv) &&
+	    ckpt_unsupported(c, "pid %d: auxv of %zu words, the image holds %d: tail dropped", pid,
+			     len / 8, CKPT_AT_VECTOR_SIZE - 2)) {
+		free(raw);
+		return -1;
+	}
+	/* keep the last pair AT_NULL when cutting */
+	memcpy(auxv, raw, len > sizeof(auxv) ? sizeof(auxv) - 16 : len);
+	free(raw);
+	return write_buffer(&c->img, CKPT_HDR_BUFFER, auxv, sizeof(auxv));
+}
+
+static int dump_exe(struct ctx *c, struct task *t)
+{
+	char path[4096], name[64];
+	struct stat st;
+
+	if (proc_readlink(t->tid, "exe", path, sizeof(path)))
+		return 0;	/* no executable (kernel thread) */
+	snprintf(name, sizeof(name), "/proc/%d/exe", t->tid);
+	if (deleted(path) || stat(name, &st))
+		return ckpt_unsupported(c, "pid %d: executable %s cannot be saved", t->tid, path) ? -1 : 0;
+	return dump_mapped_file(c, t, path, &st, O_RDONLY | O_LARGEFILE_K | FMODE_EXEC_K);
+}
+
+static int dump_mm_struct(struct ctx *c, struct task *t, int nr_vmas, int exe_ref)
+{
+	const struct proc_stat *st = &t->st;
+	struct process *p = t->proc;
+	char *filter = proc_read(t->tid, "coredump_filter", NULL);
+	struct ckpt_hdr_mm h = {
+		.map_count = nr_vmas,
+		.exe_objref = exe_ref,
+		.def_flags = 0,
+		.flags = p->dumpable | (filter ? strtoull(filter, NULL, 16) : 0) << MMF_DUMP_FILTER_SHIFT,
+		.start_code = st->start_code, .end_code = st->end_code,
+		.start_data = st->start_data, .end_data = st->end_data,
+		.start_brk = st->start_brk, .brk = p->probed ? p->brk : st->start_brk,
+		.start_stack = st->start_stack,
+		.arg_start = st->arg_start, .arg_end = st->arg_end,
+		.env_start = st->env_start, .env_end = st->env_end,
+	};
+
+	free(filter);
+	return write_obj(&c->img, CKPT_HDR_MM, &h, sizeof(h));
+}
+
+/* OBJREF(MM) [exe file] MM BUFFER(auxv) VMAs MM_CONTEXT MM_CONTEXT_LDT, the first time */
+int dump_mm(struct ctx *c, struct task *t)
+{
+	struct page_batch b = { .pid = t->tid, .memfd = -1 };
+	struct vma *vmas = NULL;
+	int nr_vmas = 0, i, exe_ref, pagemap = -1, ret = -1;
+	uint64_t vdso = 0;
+	char path[64];
+	bool first;
+	int ref = obj_lookup_add(c->objs, CKPT_OBJ_MM, c->tasks[t->share[SHARE_VM]].tid, 0, &first);
+
+	if (ref < 0 || !first)
+		return ref;
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", t->tid);
+	pagemap = open(path, O_RDONLY | O_CLOEXEC);
+	b.pages = malloc(CKPT_PGARR_BATCH * PAGE_SIZE);
+	if (pagemap < 0 || !b.pages) {
+		pr_perror("open %s", path);
+		goto out;
+	}
+	if (read_vmas(c, t->tid, &vmas, &nr_vmas) || write_objref(&c->img, CKPT_OBJ_MM, ref))
+		goto out;
+	exe_ref = dump_exe(c, t);
+	if (exe_ref < 0 || dump_mm_struct(c, t, nr_vmas, exe_ref) || dump_auxv(c, t->tid))
+		goto out;
+	for (i = 0; i < nr_vmas; i++) {
+		if (vmas[i].type == CKPT_VMA_VDSO)
+			vdso = vmas[i].start;
+		if (dump_vma(c, t, &b, pagemap, &vmas[i]))
+			goto out;
+	}
+	if (arch_dump_mm_context(c, vdso))
+		goto out;
+	ret = ref;
+out:
+	free(vmas);
+	free(b.pages);
+	if (b.memfd >= 0)
+		close(b.memfd);
+	if (pagemap >= 0)
+		close(pagemap);
+	return ret;
+}

@@ -1,0 +1,67 @@
+"""The C checkpoint engine: find (or build) the ``imgtools-engine`` binary and run it.
+
+An installed package carries the binary at ``imgtools/_engine/imgtools-engine`` (put there by
+``setup.py``); a development checkout builds ``engine/build/imgtools-engine`` with make on
+first use. The engine checkpoints a live process tree into a linux-cr v23 x86_64 image.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
+_PACKAGE = Path(__file__).resolve().parent
+INSTALLED_ENGINE = _PACKAGE / "_engine" / "imgtools-engine"
+SOURCE_TREE = _PACKAGE.parent / "engine"
+
+
+class EngineError(Exception):
+    """The engine cannot be found, built or started."""
+
+
+def build_engine(source: Path = SOURCE_TREE) -> Path:
+    """Run ``make -C source`` and return the built binary."""
+    if platform.machine() != "x86_64":
+        raise EngineError(f"the checkpoint engine supports x86_64 only, this machine is {platform.machine()}")
+    missing = [tool for tool in ("make", "gcc") if shutil.which(tool) is None]
+    if missing:
+        raise EngineError(f"building the checkpoint engine needs {' and '.join(missing)}, not found on PATH")
+    if not (source / "Makefile").is_file():
+        raise EngineError(f"no engine source tree at {source}")
+    result = subprocess.run(["make", "-C", str(source)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if result.returncode != 0:
+        raise EngineError(f"make -C {source} failed:\n{result.stdout}")
+    return source / "build" / "imgtools-engine"
+
+
+def find_engine() -> Path:
+    """The installed engine binary, else the development tree's (built if missing)."""
+    if os.access(INSTALLED_ENGINE, os.X_OK):
+        return INSTALLED_ENGINE
+    if (SOURCE_TREE / "Makefile").is_file():
+        binary = SOURCE_TREE / "build" / "imgtools-engine"
+        return binary if os.access(binary, os.X_OK) else build_engine(SOURCE_TREE)
+    raise EngineError(f"imgtools-engine is not installed ({INSTALLED_ENGINE}) and there is no engine source tree")
+
+
+def dump(
+    pid: int,
+    output: str | os.PathLike[str],
+    tree: bool = True,
+    kill: bool = False,
+    allow_partial: bool = False,
+    progress: bool = False,
+) -> int:
+    """Checkpoint process ``pid`` (and its descendants if ``tree``) into ``output`` ('-' = stdout).
+
+    The engine's stderr passes through. Returns its exit code: 0 ok, 1 internal error,
+    2 usage, 3 refused or partial (unsupported state was recorded as ERROR records).
+    """
+    cmd = [str(find_engine()), "dump", str(int(pid)), "-o", os.fspath(output), "--tree" if tree else "--single"]
+    cmd += [flag for flag, on in (("--kill", kill), ("--allow-partial", allow_partial), ("--progress", progress)) if on]
+    try:
+        return subprocess.run(cmd).returncode
+    except OSError as exc:
+        raise EngineError(f"cannot run {cmd[0]}: {exc}") from exc
