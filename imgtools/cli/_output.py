@@ -13,6 +13,8 @@ from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
 from rich.table import Table
 
 out = Console(highlight=False, soft_wrap=True)
+if not out.is_terminal:
+    out.width = 400         # a pipe or file: long paths stay on one line
 err = Console(stderr=True, highlight=False)
 
 
