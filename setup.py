@@ -7,6 +7,7 @@ from pathlib import Path
 
 from setuptools import setup
 from setuptools.command.build_py import build_py
+from setuptools.dist import Distribution
 
 ROOT = Path(__file__).resolve().parent
 
@@ -33,4 +34,11 @@ class BuildPyWithEngine(build_py):
         os.chmod(target, 0o755)
 
 
-setup(cmdclass={"build_py": BuildPyWithEngine})
+class EngineDistribution(Distribution):
+    """The wheel carries a native x86_64 binary: tag it for the platform, not py3-none-any."""
+
+    def has_ext_modules(self):
+        return True
+
+
+setup(cmdclass={"build_py": BuildPyWithEngine}, distclass=EngineDistribution)
