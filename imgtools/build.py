@@ -131,7 +131,11 @@ class Builder:
         if what is None:
             return
         kind, arg = what
-        getattr(self, "buffer_" + kind)(rec, arg)
+        handler = getattr(self, "buffer_" + kind, None)
+        if handler is None:         # a BUFFER where a STRING was announced: not ours
+            self.expect.insert(0, what)
+            return
+        handler(rec, arg)
 
     def buffer_uts(self, rec, _):
         self.img.uts.append(cstr(rec.data()))

@@ -142,6 +142,9 @@ def _unframed_pipe_bytes(abi: Abi):
     def after(rec: Record) -> int:
         if rec.type != file_pipe:
             return 0
+        if rec.size < 4:
+            raise SchemaError(f"FILE_PIPE payload of {rec.size} bytes has no pipe_len",
+                              offset=rec.offset, record="FILE_PIPE")
         (n,) = struct.unpack_from("<i", rec.data())
         if n < 0:
             raise SchemaError(f"negative pipe_len {n}", offset=rec.offset, record="FILE_PIPE")

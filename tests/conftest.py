@@ -20,7 +20,7 @@ def tree_spec(version: str = "v23", pages: int = 3) -> ImageSpec:
     data = {0x600000 + i * 4096: bytes([65 + i % 26]) * 100 for i in range(pages)}
     return ImageSpec(
         tasks=[TaskSpec(100, 1, comm="parent", regs={"ip": 0x401000, "sp": 0x7ffc0000, "ax": 7}),
-               TaskSpec(101, 100, tgid=100, comm="parent", regs={"ip": 0x401100}),
+               TaskSpec(101, 1, tgid=100, comm="parent", regs={"ip": 0x401100}),  # a thread's ppid is its leader's
                TaskSpec(102, 100, pgid=100, sid=100, comm="child", mm="mm2", files="files2",
                         blocked=1 << 11, pending=[12]),
                TaskSpec(103, 100, comm="zombie", zombie=True, exit_code=3)],
