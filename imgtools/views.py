@@ -5,7 +5,7 @@ import datetime
 
 from .model import Image, Task, Vma
 
-VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_GROWSDOWN = 0x1, 0x2, 0x4, 0x8, 0x100
+VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYSHARE, VM_GROWSDOWN = 0x1, 0x2, 0x4, 0x8, 0x80, 0x100
 SIGNALS = {1: "HUP", 2: "INT", 3: "QUIT", 4: "ILL", 5: "TRAP", 6: "ABRT", 7: "BUS", 8: "FPE",
            9: "KILL", 10: "USR1", 11: "SEGV", 12: "USR2", 13: "PIPE", 14: "ALRM", 15: "TERM",
            16: "STKFLT", 17: "CHLD", 18: "CONT", 19: "STOP", 20: "TSTP", 21: "TTIN",
@@ -70,7 +70,7 @@ def ps(img: Image) -> list[dict]:
 def perms(v: Vma) -> str:
     f = v.vm_flags
     return ("r" if f & VM_READ else "-") + ("w" if f & VM_WRITE else "-") + \
-        ("x" if f & VM_EXEC else "-") + ("s" if f & VM_SHARED else "p")
+        ("x" if f & VM_EXEC else "-") + ("s" if f & (VM_SHARED | VM_MAYSHARE) else "p")
 
 
 def vma_path(img: Image, mm, v: Vma) -> str | None:

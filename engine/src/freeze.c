@@ -339,12 +339,35 @@ static int freeze_process(struct ctx *c, pid_t pid, pid_t ppid)
 	return ret;
 }
 
+/* The thread group a task id belongs to, from /proc/PID/status; -1 if unknown. */
+static pid_t tgid_of(pid_t pid)
+{
+	char path[64], line[256];
+	pid_t tgid = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Tgid: %d", &tgid) == 1)
+			break;
+	fclose(f);
+	return tgid;
+}
+
 int freeze_tree(struct ctx *c, pid_t root)
 {
+	pid_t tgid;
 	int ret;
 
 	if (kill(root, 0) && errno == ESRCH)
 		return c->refused = true, pr_perror("pid %d", root);
+	tgid = tgid_of(root);
+	if (tgid > 0 && tgid != root)
+		return c->refused = true,
+		       pr_err("pid %d is a thread of process %d: dump %d instead", root, tgid, tgid);
 	ret = freeze_process(c, root, 0);
 	if (!ret && c->nr_tasks == 0)
 		return c->refused = true, pr_err("pid %d: exited", root);

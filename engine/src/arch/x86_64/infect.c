@@ -132,8 +132,12 @@ int infect_start(struct infect *inf, pid_t tid)
 		return pr_perror("task %d: get signal mask", tid);
 	if (find_syscall_insn(tid, &inf->syscall_ip))
 		return -1;
-	cand[0] = (inf->saved.rsp - 4096) & ~63ULL;
-	cand[1] = (inf->saved.rsp - 128 - INFECT_SCRATCH) & ~63ULL;
+	/*
+	 * Just below the red zone first: normally inside the stack page already in use.
+	 * Touching a page the task never used would add a page to it (and to the image).
+	 */
+	cand[0] = (inf->saved.rsp - 128 - INFECT_SCRATCH) & ~63ULL;
+	cand[1] = (inf->saved.rsp - 4096) & ~63ULL;
 	for (i = 0; i < 2; i++) {
 		if (read_remote(tid, cand[i], inf->saved_scratch, INFECT_SCRATCH) == INFECT_SCRATCH)
 			break;
