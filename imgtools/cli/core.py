@@ -1,0 +1,304 @@
+"""to-core (image -> ELF core file) and debug (the core opened in gdb)."""
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from typing import Annotated, Optional
+
+import typer
+
+from ..core import CorePlan, UnsupportedImage, plan_core, processes, write_core
+from ..errors import UsageError
+from ._atomic import binary_output
+from ._errors import EXIT_INVALID, fail, handled
+from ._image import load
+from ._output import progress
+from ._params import ArchOpt, FormatOpt, ImageArg
+
+CorePidOpt = Annotated[Optional[int], typer.Option(
+    "--pid", help="the process to dump (a thread id names its process); default: the "
+                  "image's root process")]
+XstateOpt = Annotated[str, typer.Option(
+    "--xstate-layout", help="NT_X86_XSTATE layout: 'gdb' = Intel standard offsets, which "
+                            "gdb 13 reads; 'native' = the area exactly as the image holds it "
+                            "(plus NT_X86_XSAVE_LAYOUT), as the kernel writes it, which gdb 13 "
+                            "misreads where the CPU's layout is not Intel's (AMD)",
+    metavar="gdb|native")]
+SPOOL_CHUNK = 1 << 20
+
+
+@contextmanager
+def _image_file(image: str):
+    """A seekable path for the image: '-' (stdin) is spooled to a temporary file in
+    $TMPDIR first (bounded memory), then read like any file."""
+    if image != "-":
+        yield image
+        return
+    fd, path = tempfile.mkstemp(prefix="imgtools-stdin-", suffix=".img")
+    try:
+        with progress("spooling stdin", None) as advance:
+            _spool(sys.stdin.buffer, fd, advance)
+        os.close(fd)
+        fd = -1
+        yield path
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        os.unlink(path)
+
+
+def _spool(src, fd: int, advance) -> None:
+    """Copy a stream to fd: splice(2) from a pipe (no copy through user space), else
+    1 MiB reads."""
+    try:
+        in_fd = src.fileno()
+        is_pipe = stat.S_ISFIFO(os.fstat(in_fd).st_mode) and hasattr(os, "splice")
+    except (OSError, AttributeError, ValueError):
+        in_fd, is_pipe = -1, False
+    if is_pipe:                     # nothing has read stdin yet: its buffer is empty
+        try:
+            fcntl.fcntl(in_fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), SPOOL_CHUNK)
+        except OSError:
+            pass
+        try:
+            while True:
+                n = os.splice(in_fd, fd, SPOOL_CHUNK)
+                if not n:
+                    return
+                advance(n)
+        except OSError as e:
+            if e.errno not in (errno.EINVAL, errno.ENOSYS):
+                raise
+    while True:
+        b = src.read(SPOOL_CHUNK)
+        if not b:
+            return
+        view = memoryview(b)
+        while view:
+            view = view[os.write(fd, view):]
+        advance(len(b))
+
+
+def _check_layout(xstate_layout: str) -> None:
+    if xstate_layout not in ("gdb", "native"):
+        raise UsageError(f"--xstate-layout must be 'gdb' or 'native', not {xstate_layout!r}")
+
+
+@contextmanager
+def _plans(image: str, format: str | None, arch: str | None):
+    """Yields (model, make_plan(pid, layout), page source fd)."""
+    with _image_file(image) as path, load(path, format, arch) as (_, img):
+        if not img.tail:
+            _warn("the image ends without its TAIL record (truncated?): the core holds what "
+                  "the image holds")
+        try:
+            src = os.open(path, os.O_RDONLY)
+        except OSError as e:
+            raise UsageError(f"cannot open {path}: {e.strerror}") from None
+        try:
+            def make(pid, layout):
+                try:
+                    return plan_core(img, lambda off, n: os.pread(src, n, off), pid, layout)
+                except UnsupportedImage as e:
+                    raise fail(f"cannot make a core: {e}", EXIT_INVALID) from None
+            yield img, make, src
+        finally:
+            os.close(src)
+
+
+def _write(plan: CorePlan, src: int, out) -> int:
+    for w in plan.warnings:
+        _warn(w)
+    with progress(f"core of {plan.pid}", plan.data_bytes) as advance:
+        return write_core(plan, src, out, advance)
+
+
+def to_core(image: ImageArg,
+            output: Annotated[Optional[str], typer.Option(
+                "-o", "--output", help="core file (a directory: DIR/core.PID); absent or '-' = "
+                                       "stdout, which must not be a terminal",
+                metavar="FILE")] = None,
+            pid: CorePidOpt = None,
+            all_: Annotated[bool, typer.Option(
+                "--all", help="one core per process, written as core.PID into the directory "
+                              "given with -o")] = False,
+            xstate_layout: XstateOpt = "gdb",
+            format: FormatOpt = None, arch: ArchOpt = None) -> None:
+    """Write an ELF core file of one process of an image (any version, x86_64).
+
+    The core is what the kernel would have written: per-thread registers
+    (NT_PRSTATUS, FP and XSAVE state), NT_PRPSINFO, NT_SIGINFO, NT_AUXV, NT_FILE,
+    and one PT_LOAD per memory mapping with the pages the image holds.
+
+    Without -o the core goes to stdout when that is not a terminal, so it can be
+    piped to a compressor. gdb cannot read a core from a pipe (it needs to seek):
+    write it to a file with -o, or use 'imgtools debug IMG', which writes a
+    temporary core and starts gdb on it.
+    """
+    _check_layout(xstate_layout)
+    if all_ and pid is not None:
+        raise UsageError("--all and --pid exclude each other")
+    if all_ and output in (None, "-"):
+        raise UsageError("--all writes one file per process: give the directory with -o DIR")
+    if not all_ and output in (None, "-") and _stdout_is_terminal():
+        raise UsageError("refusing to write a core to a terminal: use -o FILE or a pipe "
+                         "(to open it in gdb: imgtools debug IMG)")
+    with _plans(image, format, arch) as (img, make, src):
+        if all_:
+            try:
+                os.makedirs(output, exist_ok=True)
+            except OSError as e:
+                raise UsageError(f"cannot create {output}: {e.strerror}") from None
+            procs = processes(img)
+            if not procs:
+                raise UsageError("the image holds no process with memory to dump")
+            for t in procs:
+                path = os.path.join(output, f"core.{t.pid}")
+                plan = make(t.pid, xstate_layout)
+                with binary_output(path) as out:
+                    _write(plan, src, out)
+                _summary(path, plan)
+            return
+        plan = make(pid, xstate_layout)
+        if output not in (None, "-") and os.path.isdir(output):
+            output = os.path.join(output, f"core.{plan.pid}")
+        with binary_output(output) as out:
+            _write(plan, src, out)
+        if output not in (None, "-"):
+            _summary(output, plan)
+
+
+def _stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def _summary(path: str, plan: CorePlan) -> None:
+    sys.stderr.write(f"{path}: pid {plan.pid}, {len(plan.tids)} thread(s), "
+                     f"{len(plan.segments)} segments, {plan.size / 2**20:.1f} MiB\n")
+
+
+def _warn(message: str) -> None:
+    sys.stderr.write(f"imgtools: warning: {message}\n")
+
+
+def _find_exe(plan: CorePlan, exe: str | None, sysroot: str) -> str | None:
+    if exe is not None:
+        if not os.path.exists(exe):
+            raise UsageError(f"--exe {exe}: no such file")
+        return exe
+    if not plan.exe:
+        _warn("the image names no executable; give one with --exe")
+        return None
+    for cand in (os.path.join(sysroot, plan.exe.lstrip("/")), plan.exe):
+        if os.path.isfile(cand):
+            return cand
+    _warn(f"executable {plan.exe} not found (under {sysroot}); give it with --exe")
+    return None
+
+
+def gdb_command(gdb: str, core: str, exe: str | None, plan: CorePlan, sysroot: str,
+                batch: bool, ex: list[str], gdb_args: list[str]) -> list[str]:
+    """The gdb command line for a core: sysroot and solib-search-path are set before the
+    core is loaded (-iex), so the shared libraries load with it."""
+    dirs = []
+    for f in plan.files:
+        d = os.path.dirname(f)
+        if d and d not in dirs and os.path.isdir(os.path.join(sysroot, d.lstrip("/"))):
+            dirs.append(os.path.join(sysroot, d.lstrip("/")))
+    argv = [gdb]
+    if batch:
+        argv.append("-batch")
+    argv += ["-iex", f"set sysroot {sysroot}"]
+    if dirs:
+        argv += ["-iex", "set solib-search-path " + ":".join(dirs)]
+    if exe:
+        argv.append(exe)
+    argv += ["-c", core]
+    for c in ex:
+        argv += ["-ex", c]
+    return argv + gdb_args
+
+
+def debug(image: ImageArg, pid: CorePidOpt = None,
+          exe: Annotated[Optional[str], typer.Option(
+              "--exe", help="the executable (default: the one the image's memory map names)",
+              metavar="PATH")]
+          = None,
+          batch: Annotated[bool, typer.Option(
+              "--batch", help="run gdb with -batch: execute the -ex commands, then exit")] = False,
+          ex: Annotated[Optional[list[str]], typer.Option(
+              "--ex", "-ex", help="a gdb command to run after loading the core (repeatable)",
+              metavar="CMD")] = None,
+          sysroot: Annotated[str, typer.Option(
+              "--sysroot", help="where the shared libraries the process used are found",
+              metavar="DIR")] = "/",
+          gdb: Annotated[str, typer.Option("--gdb", help="the gdb to run", metavar="PATH")]
+          = "gdb",
+          gdb_args: Annotated[Optional[list[str]], typer.Argument(
+              help="more gdb arguments, given after '--'", metavar="GDB_ARGS",
+              show_default=False)] = None,
+          xstate_layout: XstateOpt = "gdb",
+          format: FormatOpt = None, arch: ArchOpt = None) -> None:
+    """Open one process of an image in gdb.
+
+    Writes the process's core to a temporary file in $TMPDIR (gdb cannot read one
+    from a pipe),
+    starts gdb on it with the executable and the shared libraries, and removes the
+    core when gdb exits. Interactive unless --batch; for scripts:
+    'imgtools debug IMG --batch -ex bt' or 'imgtools debug IMG -- -batch -ex bt'.
+    gdb's exit status is returned.
+    """
+    _check_layout(xstate_layout)
+    gdb_path = shutil.which(gdb)
+    if gdb_path is None:
+        raise UsageError(f"{gdb} not found: install gdb or name it with --gdb")
+    with _plans(image, format, arch) as (_, make, src):
+        plan = make(pid, xstate_layout)
+        exe_path = _find_exe(plan, exe, sysroot)
+        fd, core = tempfile.mkstemp(prefix=f"imgtools-core.{plan.pid}.")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                _write(plan, src, out)
+            argv = gdb_command(gdb_path, core, exe_path, plan, sysroot, batch, ex or [],
+                               gdb_args or [])
+            rc = _run_gdb(argv, stdin_was_image=image == "-" and not batch)
+        finally:
+            try:
+                os.unlink(core)
+            except FileNotFoundError:
+                pass
+    raise typer.Exit(rc)
+
+
+def _run_gdb(argv: list[str], stdin_was_image: bool) -> int:
+    """gdb in the foreground; Ctrl-C belongs to gdb while it runs."""
+    stdin = None
+    if stdin_was_image:             # the image came on stdin: talk to the terminal instead
+        try:
+            stdin = open("/dev/tty", "rb")
+        except OSError:
+            stdin = None
+    try:
+        proc = subprocess.Popen(argv, stdin=stdin)
+    except OSError as e:
+        raise UsageError(f"cannot run {argv[0]}: {e.strerror}") from None
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return proc.wait()
+    finally:
+        signal.signal(signal.SIGINT, old)
+        if stdin is not None:
+            stdin.close()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("to-core")(handled(to_core))
+    app.command("debug")(handled(debug))

@@ -1,0 +1,560 @@
+"""ELF core layout and writer: one process of an image model -> an x86_64 ELF core.
+
+The layout follows the kernel's ``elf_core_dump`` (fs/binfmt_elf.c): ELF header,
+PT_NOTE first, one PT_LOAD per VMA in address order, notes right after the
+program headers, segment data from the next page boundary on, every offset
+computed before anything is written, then one sequential pass.  Page data is
+copied from the image file by sendfile or through one 256 KiB buffer, so memory
+stays bounded whatever the image size.
+
+How much of each VMA is written (``vma_dump_size`` in the kernel, as far as the
+model can tell it):
+
+* anonymous, shared-anonymous, vDSO, hugetlb: the whole VMA when the image holds
+  any page of it, zeros where it holds none (the kernel's "written to" rule);
+  nothing (``p_filesz`` 0) when it holds none at all.  A shared-anonymous VMA
+  whose pages the image keeps under another VMA of the same inode borrows them.
+* file-backed (private or shared): pages the image holds are written; a page it
+  does not hold was never modified, so its bytes are the file's.  The kernel would
+  copy them from the page cache; the converter cannot (it works from the image
+  only), so those ranges get ``p_filesz`` 0 and gdb reads them from the file named
+  in NT_FILE.  When only part of such a VMA is held it is described by several
+  adjacent PT_LOADs (held runs and file runs) instead of one with zeros that would
+  hide the file's bytes.
+* VM_IO mappings: nothing unless the image holds pages.
+* the vDSO: linux-cr images never hold its pages (restart maps the new kernel's), so
+  it gets no PT_LOAD at all and its memory reads as unavailable rather than as zeros.
+  gdb says so once, "Can't read pathname for load map" (ld.so's link_map entry for
+  the vDSO names it by a string inside it); a zero-filled segment would instead make
+  gdb parse zeros as the vDSO's ELF image ("Failed to read a valid object file image
+  from memory").  AT_SYSINFO_EHDR in NT_AUXV still says where it was.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import struct
+from array import array
+from dataclasses import dataclass, field
+from typing import BinaryIO, Callable
+
+from ..errors import FramingError, ImageError, UsageError
+from ..model import Image, Mm, Task, Vma
+from . import notes as N
+
+PAGE = 4096
+CHUNK = 1 << 20
+COPY_MAX = 8 << 20        # per sendfile call
+COPY_BUF = 256 << 10      # pread/write buffer
+
+VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_IO = 0x1, 0x2, 0x4, 0x8, 0x4000
+PF_X, PF_W, PF_R = 1, 2, 4
+PT_LOAD, PT_NOTE = 1, 4
+ET_CORE, EM_X86_64 = 4, 62
+PN_XNUM = 0xFFFF
+
+EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
+PHDR = struct.Struct("<IIQQQQQQ")
+SHDR = struct.Struct("<IIQQQQIIQQ")
+
+ANON_TYPES = {"anon", "shm_anon", "vdso", "hugetlb"}
+FILE_TYPES = {"file", "shm_file"}
+# task->flags bits the image keeps (CKPT_PF_*) -> the kernel's PF_*
+_PF = {0x1: 0x40, 0x2: 0x100}        # FORKNOEXEC, SUPERPRIV
+
+
+class UnsupportedImage(ImageError):
+    """The image is valid but cannot be turned into a core (e.g. i386)."""
+
+
+@dataclass
+class Run:
+    """Bytes of a segment that come from the image: ``length`` bytes at image offset
+    ``src`` go to segment offset ``seg_off``; everything else in ``filesz`` is zero."""
+    seg_off: int
+    src: int
+    length: int
+
+
+@dataclass
+class Segment:
+    vaddr: int
+    memsz: int
+    filesz: int
+    flags: int
+    runs: list[Run] = field(default_factory=list)
+    offset: int = 0
+
+
+@dataclass
+class CorePlan:
+    pid: int
+    tids: list[int]
+    notes: bytes
+    segments: list[Segment]
+    note_offset: int
+    data_offset: int
+    size: int
+    warnings: list[str] = field(default_factory=list)
+    exe: str | None = None
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def phnum(self) -> int:
+        return len(self.segments) + 1
+
+    @property
+    def data_bytes(self) -> int:
+        return sum(s.filesz for s in self.segments)
+
+    def head(self) -> bytes:
+        """ELF header, program headers and notes (everything before the first page)."""
+        n = self.phnum
+        extnum = n >= PN_XNUM
+        shoff = self.size - SHDR.size if extnum else 0
+        ident = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
+        parts = [EHDR.pack(ident, ET_CORE, EM_X86_64, 1, 0, EHDR.size, shoff, 0, EHDR.size,
+                           PHDR.size, PN_XNUM if extnum else n, SHDR.size if extnum else 0,
+                           1 if extnum else 0, 0),
+                 PHDR.pack(PT_NOTE, 0, self.note_offset, 0, 0, len(self.notes), 0, 4)]
+        parts += [PHDR.pack(PT_LOAD, s.flags, s.offset, s.vaddr, 0, s.filesz, s.memsz, PAGE)
+                  for s in self.segments]
+        parts.append(self.notes)
+        head = b"".join(parts)
+        return head + bytes(self.data_offset - len(head))
+
+    def tail(self) -> bytes:
+        """The section header that holds the real segment count when there are 0xffff
+        or more (fill_extnum_info)."""
+        if self.phnum < PN_XNUM:
+            return b""
+        return SHDR.pack(0, 0, 0, 0, 0, 1, 0, self.phnum, 0, 0)
+
+
+# -- choosing the process -------------------------------------------------------
+def check_arch(img: Image) -> None:
+    if img.arch != "x86_64":
+        raise UnsupportedImage(f"{img.arch} images cannot be turned into cores yet (only "
+                               f"x86_64: the 32-bit ELF core is not implemented)")
+
+
+def processes(img: Image) -> list[Task]:
+    """Thread-group leaders with an address space, in image (tree) order."""
+    return [t for t in img.processes() if _live_threads(img, t) and _mm_of(img, t)]
+
+
+def select_process(img: Image, pid: int | None = None) -> Task:
+    """The leader of the process to dump: the image's root by default; a thread id
+    names its process."""
+    if pid is None:
+        roots = img.processes()
+        if not roots:
+            raise UsageError("the image holds no process")
+        leader = roots[0]
+    else:
+        t = img.task_by_pid(pid)
+        if t is None:
+            known = ", ".join(str(p.pid) for p in processes(img)) or "none"
+            raise UsageError(f"no task with pid {pid} in the image (processes: {known})")
+        leader = img.task_by_pid(t.tgid) or t
+    if not _live_threads(img, leader):
+        raise UsageError(f"process {leader.pid} is a zombie: it has no registers or memory "
+                         f"to dump")
+    if _mm_of(img, leader) is None:
+        raise UsageError(f"process {leader.pid} has no address space in the image")
+    return leader
+
+
+def _live_threads(img: Image, leader: Task) -> list[Task]:
+    ts = [t for t in img.tasks if (t.tgid == leader.pid or t is leader)
+          and not t.zombie and t.regs is not None]
+    ts.sort(key=lambda t: t is not leader)          # the leader first (stable otherwise)
+    return ts
+
+
+def _mm_of(img: Image, leader: Task) -> Mm | None:
+    for t in [leader, *_live_threads(img, leader)]:
+        mm = img.get(t.obj("mm"), "mm")
+        if mm is not None:
+            return mm
+    return None
+
+
+# -- planning -------------------------------------------------------------------
+ReadAt = Callable[[int, int], bytes]
+
+
+def plan_core(img: Image, read_at: ReadAt, pid: int | None = None,
+              xstate_layout: str = "gdb") -> CorePlan:
+    """Everything about the core but the page bytes: notes, segments, offsets.
+
+    ``read_at(offset, n)`` reads the image file (FPU areas, the command line)."""
+    check_arch(img)
+    leader = select_process(img, pid)
+    threads = _live_threads(img, leader)
+    mm = _mm_of(img, leader)
+    warnings: list[str] = []
+    for t in threads:
+        if "raw" in t.regs:
+            raise UnsupportedImage(f"task {t.pid}: the CPU record could not be decoded")
+    vmas = sorted(mm.vmas, key=lambda v: v.start)
+    segments: list[Segment] = []
+    shared = _shared_pages(img)
+    for v in vmas:
+        segments += _vma_segments(img, v, shared, warnings)
+    notes, layout_warn = _notes(img, leader, threads, mm, vmas, read_at, xstate_layout)
+    warnings += layout_warn
+    phnum = len(segments) + 1
+    note_offset = EHDR.size + phnum * PHDR.size
+    data_offset = _roundup(note_offset + len(notes), PAGE)
+    off = data_offset
+    for s in segments:
+        s.offset = off
+        off += s.filesz
+    size = off + (SHDR.size if phnum >= PN_XNUM else 0)
+    exe = img.get(mm.exe_ref, "file")
+    files = sorted({f.path for v in vmas if v.file_ref
+                    for f in [img.get(v.file_ref, "file")] if f is not None and f.path})
+    return CorePlan(leader.pid, [t.pid for t in threads], notes, segments, note_offset,
+                    data_offset, size, warnings, exe.path if exe is not None else None, files)
+
+
+def _roundup(n: int, a: int) -> int:
+    return (n + a - 1) // a * a
+
+
+def _pflags(vm_flags: int) -> int:
+    return ((PF_R if vm_flags & VM_READ else 0) | (PF_W if vm_flags & VM_WRITE else 0)
+            | (PF_X if vm_flags & VM_EXEC else 0))
+
+
+def held_runs(v: Vma) -> list[tuple[int, int, int]]:
+    """(address, image offset, length) of the pages the image holds for a VMA, in
+    address order, adjacent pages that are adjacent in the image merged."""
+    runs: list[list[int]] = []
+    for b in v.batches:
+        off = b.data_offset
+        n = len(b.addrs)
+        if n and b.addrs == array("Q", range(b.addrs[0], b.addrs[0] + n * PAGE, PAGE)):
+            if runs and runs[-1][0] + runs[-1][2] == b.addrs[0] and \
+                    runs[-1][1] + runs[-1][2] == off:
+                runs[-1][2] += n * PAGE
+            else:
+                runs.append([b.addrs[0], off, n * PAGE])     # the usual batch: one run
+            continue
+        last = None
+        for a in b.addrs:
+            if last is not None and a == last[0] + last[2] and off == last[1] + last[2]:
+                last[2] += PAGE
+            else:
+                last = [a, off, PAGE]
+                runs.append(last)
+            off += PAGE
+    runs.sort(key=lambda r: r[0])
+    end = v.start
+    for a, _, n in runs:
+        if a % PAGE or a < v.start or a + n > v.end:
+            raise ImageError(f"page {a:#x} lies outside its VMA {v.start:#x}-{v.end:#x}",
+                             offset=v.offset, record="VMA")
+        if a < end:
+            raise ImageError(f"page {a:#x} is held twice by VMA {v.start:#x}-{v.end:#x}",
+                             offset=v.offset, record="VMA")
+        end = a + n
+    return [tuple(r) for r in runs]
+
+
+def _shared_pages(img: Image) -> dict[int, Vma]:
+    """Shared-anonymous inode objref -> a VMA that holds its pages."""
+    out: dict[int, Vma] = {}
+    for o in img.objects.values():
+        if o.kind == "mm":
+            for v in o.value.vmas:
+                if v.vma_type == "shm_anon" and v.ino_ref and v.batches:
+                    out.setdefault(v.ino_ref, v)
+    return out
+
+
+def _vma_segments(img: Image, v: Vma, shared: dict[int, Vma],
+                  warnings: list[str]) -> list[Segment]:
+    flags = _pflags(v.vm_flags)
+    size = v.end - v.start
+    if size <= 0 or v.start % PAGE or v.end % PAGE:
+        raise ImageError(f"VMA {v.start:#x}-{v.end:#x} is not a page-aligned range",
+                         offset=v.offset, record="VMA")
+    runs = held_runs(v)
+    if not runs and v.vma_type == "shm_anon" and v.ino_ref in shared:
+        runs = _borrowed(v, shared[v.ino_ref])
+    file_like = v.vma_type in FILE_TYPES or (v.vma_type not in ANON_TYPES and v.file_ref)
+    if not runs:
+        if v.vma_type == "vdso":
+            return []       # never saved: a segment would make gdb parse zeros as the vDSO
+        return [Segment(v.start, size, 0, flags)]
+    if not file_like:
+        return [Segment(v.start, size, size, flags,
+                        [Run(a - v.start, src, n) for a, src, n in runs])]
+    # file-backed: held runs carry data, the ranges between them are the file's
+    segs = []
+    pos = v.start
+    for a, src, n in runs:
+        if a > pos:
+            segs.append(Segment(pos, a - pos, 0, flags))
+        if segs and segs[-1].filesz and segs[-1].vaddr + segs[-1].memsz == a:
+            s = segs[-1]            # image-adjacent runs that are split in the image
+            s.runs.append(Run(s.memsz, src, n))
+            s.memsz += n
+            s.filesz += n
+        else:
+            segs.append(Segment(a, n, n, flags, [Run(0, src, n)]))
+        pos = a + n
+    if pos < v.end:
+        segs.append(Segment(pos, v.end - pos, 0, flags))
+    return segs
+
+
+def _borrowed(v: Vma, owner: Vma) -> list[tuple[int, int, int]]:
+    """Pages of a shared-anonymous inode held under another VMA, mapped by file page."""
+    out = []
+    for a, src, n in held_runs(owner):
+        for i in range(0, n, PAGE):
+            page = owner.pgoff + (a + i - owner.start) // PAGE
+            addr = v.start + (page - v.pgoff) * PAGE
+            if v.start <= addr < v.end:
+                if out and out[-1][0] + out[-1][2] == addr and out[-1][1] + out[-1][2] == src + i:
+                    out[-1] = (out[-1][0], out[-1][1], out[-1][2] + PAGE)
+                else:
+                    out.append((addr, src + i, PAGE))
+    out.sort()
+    return out
+
+
+# -- notes ------------------------------------------------------------------------
+def _pid(n: int) -> int:
+    """Pid numbers as a core holds them: markers (negative) and 'outside' become 0."""
+    return n if n > 0 else 0
+
+
+def _notes(img: Image, leader: Task, threads: list[Task], mm: Mm, vmas: list[Vma],
+           read_at: ReadAt, xstate_layout: str) -> tuple[bytes, list[str]]:
+    warnings: list[str] = []
+    fpu = {}
+    xsaves = {}
+    for t in threads:
+        raw = _fpu(img, t, read_at)
+        if raw is not None:
+            fpu[t.pid] = raw
+            xsaves[t.pid] = N.parse_xsave(raw) if img.header_arch.get("has_xsave", 1) else None
+
+    layouts: list[list] = []
+
+    def thread_regsets(t: Task) -> list[bytes]:
+        raw = fpu.get(t.pid)
+        if raw is None:
+            return []
+        out = [N.note(N.CORE, N.NT_PRFPREG, N.fpregset(raw))]
+        xs = xsaves.get(t.pid)
+        if xs is not None:
+            desc, ents = N.xstate_note(xs, xstate_layout)
+            out.append(N.note(N.LINUX, N.NT_X86_XSTATE, desc))
+            layouts.append(ents)
+        return out
+
+    parts = []
+    for i, t in enumerate(threads):
+        parts.append(N.note(N.CORE, N.NT_PRSTATUS, N.prstatus(
+            _pid(t.pid), _pid(t.ppid), _pid(t.pgid), _pid(t.sid), t.regs,
+            signo=0, sigpend=t.pending_mask, sighold=t.blocked or 0,
+            fpvalid=t.pid in fpu)))
+        if i == 0:
+            parts += _process_notes(img, leader, mm, vmas, read_at)
+        parts += thread_regsets(t)
+    if layouts:
+        if any(ents != layouts[0] for ents in layouts):
+            warnings.append("threads have XSAVE areas of different layouts; "
+                            "NT_X86_XSAVE_LAYOUT describes the first one")
+        if layouts[0]:
+            parts.append(N.note(N.LINUX, N.NT_X86_XSAVE_LAYOUT,
+                                N.xsave_layout_note(layouts[0])))
+    return b"".join(parts), warnings
+
+
+def _fpu(img: Image, t: Task, read_at: ReadAt) -> bytes | None:
+    if not t.regs.get("used_math") or t.fpu_offset is None or t.fpu_size <= 0:
+        return None
+    raw = read_at(t.fpu_offset, t.fpu_size)
+    if len(raw) != t.fpu_size:
+        raise FramingError(f"task {t.pid}: FPU state truncated", offset=t.fpu_offset)
+    return raw
+
+
+def _process_notes(img: Image, leader: Task, mm: Mm, vmas: list[Vma],
+                   read_at: ReadAt) -> list[bytes]:
+    cred = img.get(leader.cred_ref, "cred") or {}
+    f = mm.fields
+    args = _read_user(mm, read_at, f.get("arg_start", 0),
+                      min(max(f.get("arg_end", 0) - f.get("arg_start", 0), 0),
+                          N.ELF_PRARGSZ - 1))
+    if not args:
+        args = (leader.comm or "").encode()
+    flags = 0
+    for bit, pf in _PF.items():
+        if leader.fields.get("flags", 0) & bit:
+            flags |= pf
+    maps = []
+    for v in vmas:
+        if v.file_ref:
+            fo = img.get(v.file_ref, "file")
+            path = fo.path if fo is not None and fo.path else f"<objref {v.file_ref}>"
+            maps.append(N.FileMap(v.start, v.end, v.pgoff, path))
+    out = [N.note(N.CORE, N.NT_PRPSINFO, N.prpsinfo(
+               _pid(leader.pid), _pid(leader.ppid), _pid(leader.pgid), _pid(leader.sid),
+               state=leader.fields.get("state", 0), flags=flags, uid=cred.get("uid", 0),
+               gid=cred.get("gid", 0), comm=leader.comm or "", args=args)),
+           N.note(N.CORE, N.NT_SIGINFO, N.siginfo(N.SIGSTOP)),
+           N.note(N.CORE, N.NT_AUXV, N.auxv(mm.auxv))]
+    if maps:
+        out.append(N.note(N.CORE, N.NT_FILE, N.file_note(maps)))
+    return out
+
+
+def _read_user(mm: Mm, read_at: ReadAt, addr: int, n: int) -> bytes:
+    """``n`` bytes of process memory at ``addr`` from the pages the image holds
+    (b"" when any of them is missing)."""
+    if n <= 0 or not addr:
+        return b""
+    out = b""
+    while len(out) < n:
+        a = addr + len(out)
+        page = a - a % PAGE
+        src = _page_src(mm, page)
+        if src is None:
+            return b""
+        take = min(n - len(out), page + PAGE - a)
+        out += read_at(src + a - page, take)
+    return out
+
+
+def _page_src(mm: Mm, page: int) -> int | None:
+    for v in mm.vmas:
+        if v.start <= page < v.end:
+            for a, off in v.page_offsets():
+                if a == page:
+                    return off
+            return None
+    return None
+
+
+# -- writing ------------------------------------------------------------------------
+class _Out:
+    """Sequential output: holes by seeking on regular files; page copies by sendfile
+    into pipes and through one small buffer into files.
+
+    Page images sit at arbitrary (unaligned) offsets of an image, and for such a source
+    pread/write through a 256 KiB buffer (it stays in the CPU cache) beats both
+    sendfile and copy_file_range into a file; into a pipe sendfile wins (measured,
+    bench/bench_core.py).  A file object without a descriptor gets plain writes."""
+
+    def __init__(self, out: BinaryIO | int, src_fd: int):
+        self.src = src_fd
+        self.fd: int | None = None
+        self.stream = None
+        if isinstance(out, int):
+            self.fd = out
+        else:
+            out.flush()
+            try:
+                self.fd = out.fileno()
+            except (OSError, AttributeError, ValueError):
+                self.stream = out           # io.UnsupportedOperation is an OSError
+        self.sparse = self.sendfile = False
+        self.pos = 0
+        if self.fd is not None:
+            regular = stat.S_ISREG(os.fstat(self.fd).st_mode)
+            try:
+                import fcntl
+                append = bool(fcntl.fcntl(self.fd, fcntl.F_GETFL) & os.O_APPEND)
+            except OSError:
+                append = True
+            self.sparse = regular and not append
+            if self.sparse:
+                self.pos = os.lseek(self.fd, 0, os.SEEK_CUR)
+            self.sendfile = not regular and hasattr(os, "sendfile")
+        self._buf: memoryview | None = None
+        self._zeros = bytes(CHUNK)
+
+    def write(self, data) -> None:
+        if self.stream is not None:
+            self.stream.write(data)
+            self.pos += len(data)
+            return
+        view = memoryview(data)
+        while view:
+            n = os.write(self.fd, view)
+            view = view[n:]
+            self.pos += n
+
+    def zeros(self, n: int) -> None:
+        if n <= 0:
+            return
+        if self.sparse:
+            self.pos = os.lseek(self.fd, n, os.SEEK_CUR)
+            return
+        while n:
+            k = min(n, CHUNK)
+            self.write(self._zeros[:k])
+            n -= k
+
+    def copy(self, src: int, n: int, advance) -> None:
+        while n:
+            got = self._copy_some(src, min(n, COPY_MAX))
+            if got <= 0:
+                raise FramingError(f"image ends inside page data ({n} bytes missing)",
+                                   offset=src)
+            src += got
+            n -= got
+            if advance:
+                advance(got)
+
+    def _copy_some(self, src: int, k: int) -> int:
+        if self.sendfile:
+            try:
+                got = os.sendfile(self.fd, self.src, src, k)
+                self.pos += got
+                return got
+            except OSError as e:
+                if e.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                    raise
+                self.sendfile = False
+        if self._buf is None:
+            self._buf = memoryview(bytearray(COPY_BUF))
+        got = os.preadv(self.src, [self._buf[:min(k, COPY_BUF)]], src)
+        if got > 0:
+            self.write(self._buf[:got])
+        return got
+
+    def finish(self) -> None:
+        if self.stream is not None:
+            self.stream.flush()
+        elif self.sparse and os.fstat(self.fd).st_size < self.pos:
+            os.ftruncate(self.fd, self.pos)
+
+
+def write_core(plan: CorePlan, src: BinaryIO | int, out: BinaryIO | int,
+               advance: Callable[[int], object] | None = None) -> int:
+    """Write the core sequentially; returns the number of bytes written."""
+    src_fd = src if isinstance(src, int) else src.fileno()
+    w = _Out(out, src_fd)
+    start = w.pos
+    w.write(plan.head())
+    for s in plan.segments:
+        at = 0
+        for r in s.runs:
+            w.zeros(r.seg_off - at)
+            w.copy(r.src, r.length, advance)
+            at = r.seg_off + r.length
+        w.zeros(s.filesz - at)
+        if advance and s.filesz - sum(r.length for r in s.runs):
+            advance(s.filesz - sum(r.length for r in s.runs))
+    w.write(plan.tail())
+    w.finish()
+    return w.pos - start
