@@ -1,7 +1,10 @@
-"""Large test images for the benchmarks, written record by record (never held in memory)."""
+"""What the benchmarks share: large test images, written record by record (never held in
+memory), and timing of shell pipelines."""
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 
 from imgtools.compose import FdSpec, ImageSpec, MmSpec, TaskSpec, VmaSpec, compose
 
@@ -45,3 +48,14 @@ class _LazyPages(dict):
 
     def keys(self):
         return iter(self)
+
+
+def timed(cmd: str) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB, largest process of the pipeline) of a shell command."""
+    t = time.perf_counter()
+    r = subprocess.run(["/usr/bin/time", "-f", "%M", "bash", "-c", cmd],
+                       capture_output=True, text=True)
+    dt = time.perf_counter() - t
+    if r.returncode:
+        raise SystemExit(f"failed: {cmd}\n{r.stderr}")
+    return dt, int(r.stderr.strip().splitlines()[-1])

@@ -10,29 +10,15 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
-from _image import big_image  # noqa: E402
+from _image import big_image, timed  # noqa: E402
 
 PY = sys.executable
-# The command module on a fresh app: independent of how the main app is wired.
-CLI = (f"{PY} -c 'import sys; sys.path.insert(0, \"{ROOT}\"); import typer; "
-       "from imgtools.cli import core; app = typer.Typer(); core.register(app); app()'")
-
-
-def timed(cmd: str) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB, largest process of the pipeline) of a shell command."""
-    t = time.perf_counter()
-    r = subprocess.run(["/usr/bin/time", "-f", "%M", "bash", "-c", cmd],
-                       capture_output=True, text=True)
-    dt = time.perf_counter() - t
-    if r.returncode:
-        raise SystemExit(f"failed: {cmd}\n{r.stderr}")
-    return dt, int(r.stderr.strip().splitlines()[-1])
+CLI = f"cd {ROOT} && {PY} -m imgtools"
 
 
 def one(cmd: str, cleanup: str) -> tuple[float, int]:

@@ -159,8 +159,6 @@ def main() -> None:
     try:
         print(f"target: hog {a.mib} MiB touched, pid {p.pid}; engine {eng}; "
               f"{os.cpu_count()} CPUs; output dir {work}", flush=True)
-        results = {}
-
         # the size of the image the engine writes, from one run into a pipe
         size_probe = subprocess.run(f"{eng} dump {p.pid} -o - | wc -c", shell=True,
                                     capture_output=True, text=True, check=True)

@@ -9,25 +9,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
-from _image import big_image  # noqa: E402
+from _image import big_image, timed  # noqa: E402
 
 PY = sys.executable
-
-
-def timed(cmd: str) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS (KiB, of the slowest process) and stderr of a shell pipeline."""
-    t = time.perf_counter()
-    r = subprocess.run(["/usr/bin/time", "-f", "%M", "bash", "-c", cmd],
-                       capture_output=True, text=True)
-    dt = time.perf_counter() - t
-    if r.returncode:
-        raise SystemExit(f"failed: {cmd}\n{r.stderr}")
-    lines = r.stderr.strip().splitlines()
-    return dt, int(lines[-1]), "\n".join(lines[:-1])
 
 
 def main() -> None:
@@ -48,13 +35,13 @@ def main() -> None:
              "print(io['rchar'], m.pages)")
     out = subprocess.run([PY, "-c", probe], capture_output=True, text=True, check=True).stdout
     rchar, pages = map(int, out.split())
-    dt, rss, _ = timed(f"{PY} -m imgtools info {img} > /dev/null")
+    dt, rss = timed(f"{PY} -m imgtools info {img} > /dev/null")
     print(f"info (file):      {dt:6.2f} s  {pages} pages  read {rchar / 1e6:.2f} MB of {mb:.0f} MB"
           f"  peak RSS {rss / 1024:.0f} MiB")
 
-    cat_dt, _, _ = timed(f"cat {img} > /dev/null")
-    catcat_dt, _, _ = timed(f"cat {img} | cat > /dev/null")
-    show_dt, rss, _ = timed(f"cat {img} | {PY} -m imgtools show - > /dev/null")
+    cat_dt, _ = timed(f"cat {img} > /dev/null")
+    catcat_dt, _ = timed(f"cat {img} | cat > /dev/null")
+    show_dt, rss = timed(f"cat {img} | {PY} -m imgtools show - > /dev/null")
     print(f"cat:              {cat_dt:6.2f} s  {mb / cat_dt:8.0f} MB/s")
     print(f"cat | cat:        {catcat_dt:6.2f} s  {mb / catcat_dt:8.0f} MB/s")
     print(f"show (pipe):      {show_dt:6.2f} s  {mb / show_dt:8.0f} MB/s  "

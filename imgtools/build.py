@@ -17,7 +17,7 @@ from .errors import RefError, SchemaError
 from .model import (ErrorRecord, Fd, File, FileTable, Fs, Image, Mm, Obj, PageBatch, Pipe,
                     Signal, Task, Vma)
 from .reader import ImageReader
-from .stream import PIPE_DATA, Record
+from .stream import Record
 
 _I32 = struct.Struct("<i")
 _PID_ENTRY_HEAD = struct.Struct("<Ii")

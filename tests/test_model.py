@@ -1,5 +1,4 @@
 """Images composed through the schemas parse back to the model they describe."""
-import io
 
 import pytest
 

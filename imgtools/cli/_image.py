@@ -5,19 +5,13 @@ from contextlib import contextmanager
 
 from ..build import build_model
 from ..reader import open_image
-from ._output import progress
+from ._output import record_progress
 
 
 @contextmanager
 def load(path: str, version: str | None = None, arch: str | None = None):
     """Yields (reader, model) for a path or '-'."""
     with open_image(path, version, arch) as reader:
-        with progress(f"reading {reader.name}", reader.src.size) as advance:
-            done = [0]
-
-            def on_record(rec):
-                end = rec.offset + rec.len
-                advance(end - done[0])
-                done[0] = end
+        with record_progress(reader) as on_record:
             img = build_model(reader, on_record)
         yield reader, img

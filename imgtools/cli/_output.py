@@ -66,3 +66,17 @@ def progress(description: str, total: int | None):
     with p:
         task = p.add_task(description, total=total)
         yield lambda n: p.advance(task, n)
+
+
+@contextmanager
+def record_progress(reader):
+    """A byte progress bar over an image's records; yields the ``on_record`` callback."""
+    with progress(f"reading {reader.name}", reader.src.size) as advance:
+        done = 0
+
+        def on_record(rec) -> None:
+            nonlocal done
+            end = rec.offset + rec.len
+            advance(end - done)
+            done = end
+        yield on_record

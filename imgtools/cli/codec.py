@@ -11,7 +11,7 @@ from ..errors import UsageError
 from ..reader import open_image
 from ._atomic import binary_output, text_output
 from ._errors import handled
-from ._output import progress
+from ._output import record_progress
 from ._params import ArchOpt, FormatOpt, ImageArg, OutputOpt
 
 
@@ -22,13 +22,7 @@ def decode(image: ImageArg, output: OutputOpt = None,
            format: FormatOpt = None, arch: ArchOpt = None) -> None:
     """Image -> JSON, one record per line; pages as base64 unless --no-pages."""
     with open_image(image, format, arch) as reader, text_output(output) as out:
-        with progress(f"decoding {reader.name}", reader.src.size) as advance:
-            done = [0]
-
-            def on_record(rec):
-                end = rec.offset + rec.len
-                advance(end - done[0])
-                done[0] = end
+        with record_progress(reader) as on_record:
             codec.decode(reader, out.write, pages=not no_pages, on_record=on_record)
 
 
