@@ -13,7 +13,7 @@ app = typer.Typer(
 )
 
 # Each module adds its commands with register(app).
-COMMANDS = ("inspect", "codec", "dump", "check", "core")
+COMMANDS = ("inspect", "codec", "dump", "check", "core", "convert")
 for _name in COMMANDS:
     importlib.import_module(f"{__name__}.{_name}").register(app)
 

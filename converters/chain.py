@@ -1,0 +1,203 @@
+"""Compose the adjacent-pair steps into a path between any two versions and run it.
+
+``records(reader) -> step -> step -> ... -> Sink``: each step is a generator
+over records, so a streamed payload travels from the input to the output
+before the next input record is read, unless a step spools it.
+"""
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from typing import BinaryIO, Callable, Iterator
+
+import formats
+from imgtools.reader import ImageReader
+from imgtools.writer import ImageWriter
+
+from . import (v17_v18, v18_v19_rc1, v19_rc1_v19_rc2, v19_rc2_v19, v19_v21, v21_v23_rc1,
+               v23_rc1_v23)
+from ._base import (PID_FIELDS, Context, Loss, Note, Rec, SourceBody, Step, parse_pid_entries,
+                    parse_rows)
+
+# One step per adjacent pair, oldest first.
+STEPS: tuple[type[Step], ...] = (
+    v17_v18.Step, v18_v19_rc1.Step, v19_rc1_v19_rc2.Step, v19_rc2_v19.Step, v19_v21.Step,
+    v21_v23_rc1.Step, v23_rc1_v23.Step)
+assert [s.OLD for s in STEPS] == list(formats.VERSIONS[:-1])
+assert [s.NEW for s in STEPS] == list(formats.VERSIONS[1:])
+
+
+def path(source: str, target: str) -> list[tuple[type[Step], bool]]:
+    """The steps from ``source`` to ``target``: (step class, upward?) in order."""
+    i = formats.VERSIONS.index(formats.canonical(source))
+    j = formats.VERSIONS.index(formats.canonical(target))
+    if i <= j:
+        return [(STEPS[k], True) for k in range(i, j)]
+    return [(STEPS[k], False) for k in range(i - 1, j - 1, -1)]
+
+
+def describe_path(source: str, target: str) -> list[str]:
+    return [f"{s.OLD}->{s.NEW}" if up else f"{s.NEW}->{s.OLD}" for s, up in path(source, target)]
+
+
+@dataclass
+class Report:
+    source: str
+    target: str
+    arch: str
+    path: list[str]
+    losses: list[Loss] = field(default_factory=list)
+    loss_count: int = 0
+    notes: list[Note] = field(default_factory=list)
+    records_in: int = 0
+    records_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    refused: bool = False
+
+    @property
+    def lossless(self) -> bool:
+        return self.loss_count == 0
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "target": self.target, "arch": self.arch,
+                "path": self.path, "refused": self.refused, "loss_count": self.loss_count,
+                "losses": [lo.to_dict() for lo in self.losses],
+                "notes": [n.to_dict() for n in self.notes],
+                "records_in": self.records_in, "records_out": self.records_out,
+                "bytes_in": self.bytes_in, "bytes_out": self.bytes_out}
+
+
+class LossRefused(Exception):
+    """The conversion would lose information and ``allow_loss`` was not given."""
+
+    def __init__(self, report: Report):
+        self.report = report
+        super().__init__(f"converting {report.source} to {report.target} would lose "
+                         f"information ({report.loss_count} loss"
+                         f"{'es' if report.loss_count != 1 else ''}); nothing was written")
+
+
+# -- the ends of the pipeline ------------------------------------------------------------------
+
+
+def records(reader: ImageReader, ctx: Context, stats: Report,
+            progress: Callable[[int], object] | None = None) -> Iterator[Rec]:
+    """The input image as records in flight, each stamped with its task index; the
+    source's task list (pid, ppid, tgid, pgid, sid) goes to ``ctx.tasks``."""
+    abi = reader.abi
+    model = abi.traits["pids_model"]
+    expect: list[tuple[str, int]] = []
+    entries: list[list[int]] = []
+    offset = 1
+    task = None
+    pos = 0                 # (the reader has already read the head to detect the version)
+    fd = _regular_fd(reader)
+    for r in reader.records():
+        name = reader.name_of(r)
+        stats.records_in += 1
+        if r.streamed:
+            rec = Rec(name, None, SourceBody(r, fd), r.offset)
+        else:
+            rec = Rec(name, r.payload, None, r.offset)
+        if name == "task":
+            task = 0 if task is None else task + 1
+        elif name == "tail":
+            task = None
+        elif name == "pids":
+            v = reader.parse(r)
+            offset = v.offset
+            expect.append(("entries", v.nr_pids))
+        elif name == "tree":
+            expect.append(("rows", reader.parse(r).nr_tasks))
+        elif name == "buffer" and expect:
+            what, count = expect.pop(0)
+            if what == "entries":
+                entries = parse_pid_entries(rec.data(), count, rec)
+            else:
+                st = "ckpt_task_pids" if model == "pids" else "ckpt_pids"
+                for row in parse_rows(abi, st, rec.data(), count, rec):
+                    ids = [row[f] for f in PID_FIELDS]
+                    if model == "pids":
+                        ids = [entries[t - offset][0] if 0 <= t - offset < len(entries) else 0
+                               for t in ids]
+                    ctx.tasks.append(tuple(ids))
+        rec.task = task
+        yield rec
+        if progress is not None:
+            new = reader.src.pos
+            progress(new - pos)
+            pos = new
+    stats.bytes_in = reader.src.pos
+
+
+def _regular_fd(reader: ImageReader) -> int | None:
+    """The input's file descriptor if it is a regular file (payloads can be re-read)."""
+    if not reader.src.seekable:
+        return None
+    try:
+        fd = reader.src.f.fileno()
+        return fd if stat.S_ISREG(os.fstat(fd).st_mode) else None
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+class Sink:
+    """Writes records in flight with the target's numbering through ImageWriter."""
+
+    def __init__(self, out: BinaryIO, abi: formats.Abi):
+        self.w = ImageWriter(out, abi)
+        self.types = abi.types
+        self.records = 0
+        self.discard = False
+
+    def put(self, rec: Rec) -> None:
+        if self.discard:
+            return
+        self.records += 1
+        w = self.w
+        if rec.name == "pipe_data":
+            for c in rec.chunks():
+                w.unframed(c)
+                del c
+            return
+        t = self.types.get(rec.name)
+        if t is None:
+            if not rec.name.startswith("type_"):
+                raise RuntimeError(f"no record {rec.name} in {w.abi.name}")
+            t = int(rec.name[5:])
+        if rec.payload is not None:
+            w.raw(t, rec.payload)
+        else:
+            w.begin(t, rec.body.size)
+            for c in rec.body.chunks():
+                w.write(c)
+                del c               # before the next chunk is read (see SourceBody)
+
+
+def run(reader: ImageReader, out: BinaryIO, target: str, allow_loss: bool = False,
+        on_loss: Callable[[Loss], None] | None = None,
+        progress: Callable[[int], object] | None = None) -> Report:
+    target = formats.canonical(target)
+    ctx = Context(on_loss)
+    report = Report(reader.version, target, reader.arch, describe_path(reader.version, target))
+    stream: Iterator[Rec] = records(reader, ctx, report, progress)
+    for cls, up in path(reader.version, target):
+        stream = cls(ctx, up, reader.arch).run(stream)
+    sink = Sink(out, formats.abi(target, reader.arch))
+    for rec in stream:
+        if ctx.loss_count and not allow_loss:
+            sink.discard = True     # keep reading to list every loss, write nothing more
+        sink.put(rec)
+    if hasattr(out, "flush"):
+        out.flush()
+    report.losses = ctx.losses
+    report.loss_count = ctx.loss_count
+    report.notes = list(ctx.notes.values())
+    report.records_out = sink.records
+    report.bytes_out = sink.w.pos
+    if ctx.loss_count and not allow_loss:
+        report.refused = True
+        raise LossRefused(report)
+    return report
