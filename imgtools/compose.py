@@ -171,7 +171,7 @@ class Composer:
         model = a.traits["pids_model"]
         rows = [(t.pid, t.ppid, t.tgid, t.pgid, t.sid) for t in s.tasks]
         if model == "pids":
-            numbers = sorted({n for row in rows for n in row if n})
+            numbers = list(dict.fromkeys(n for row in rows for n in row if n))  # first use
             tag = {n: i + 1 for i, n in enumerate(numbers)}
             self.next_ref = len(numbers) + 1
             w.rec("pids", nr_pids=len(numbers), nr_vpids=0, offset=1)
@@ -239,7 +239,7 @@ class Composer:
         w.rec("task_ns", ns_objref=ns)
         objs = {"files_objref": self.files(t.files) if t.files else 0,
                 "mm_objref": self.mm(t.mm) if t.mm else 0,
-                "fs_objref": self.fs() if a.has("fs") else 0,
+                "fs_objref": self.fs(str(t.tgid)) if a.has("fs") else 0,
                 "sem_undo_objref": 0,
                 "sighand_objref": self.sighand(t.sighand)}
         new_signal = False
@@ -310,8 +310,9 @@ class Composer:
             self.w.rec("sighand", action=acts)
         return ref
 
-    def fs(self) -> int:
-        ref, new = self._objref("fs", "root")
+    def fs(self, key: str) -> int:
+        """One fs_struct per thread group, as the engine writes it."""
+        ref, new = self._objref("fs", key)
         if new:
             self.w.rec("fs", umask=0o22)
             for path in (self.spec.cwd, "/"):

@@ -17,6 +17,10 @@ def _atomic(path: str, mode: str):
         fd, tmp = tempfile.mkstemp(prefix=".imgtools-", suffix=".tmp", dir=d)
     except OSError as e:
         raise UsageError(f"cannot write {path}: {e.strerror}") from None
+    # mkstemp makes 0600; the output gets the mode any new file would
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
     try:
         with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as f:
             yield f
