@@ -50,3 +50,4 @@ size: $size bytes
 TXT
 	echo "$img: $size bytes"
 done
+bash "$here/convert.sh"
