@@ -35,3 +35,17 @@ def test_sample(path):
     up = build_model(ImageReader(io.BytesIO(out.getvalue())))
     assert [(t.pid, t.tgid, t.comm) for t in up.tasks] == [(t.pid, t.tgid, t.comm) for t in img.tasks]
     assert up.pages == img.pages
+
+
+def test_upgrade_v17_sample_to_v18_and_show(tmp_path):
+    import subprocess
+    import sys
+    out = tmp_path / "single-v18.img"
+    r = subprocess.run([sys.executable, "-m", "imgtools", "upgrade", str(SAMPLES / "v17" /
+                        "single.img"), "--to", "v18", "-o", str(out)], capture_output=True,
+                       cwd=SAMPLES.parent)
+    assert r.returncode == 0, r.stderr
+    show = subprocess.run([sys.executable, "-m", "imgtools", "show", str(out)],
+                          capture_output=True, text=True, cwd=SAMPLES.parent)
+    assert show.returncode == 0
+    assert "v18 x86_64" in show.stdout and "single" in show.stdout
