@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import importlib
+from typing import Annotated
 
 import typer
+
+from .. import __version__
 
 app = typer.Typer(
     name="imgtools",
@@ -11,6 +14,21 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"imgtools {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="print the version and exit")]
+        = False) -> None:
+    """Inspect, check, convert and debug linux-cr checkpoint images (ckpt-v17 … v23)."""
+
 
 # Each module adds its commands with register(app).
 COMMANDS = ("inspect", "codec", "dump", "check", "core", "convert")
