@@ -19,8 +19,13 @@ from .model import (ErrorRecord, Fd, File, FileTable, Fs, Image, Mm, Obj, PageBa
 from .reader import ImageReader
 from .stream import Record
 
-_I32 = struct.Struct("<i")
 _PID_ENTRY_HEAD = struct.Struct("<Ii")
+# More tasks than this in one image is refused rather than modelled (memory stays bounded
+# for a hostile nr_tasks); it is far above what a process tree holds in practice.
+MAX_TASKS = 1 << 18
+# The record that must come next after one that announces it (default: a BUFFER).
+_ANNOUNCED = {"comm": "string", "error": "string", "file_name": "file_name",
+              "fs_name": "file_name"}
 
 
 def cstr(b: bytes) -> str:
@@ -48,11 +53,11 @@ class Builder:
         self.img = Image(version=reader.version, arch=reader.arch, kernel=reader.kernel,
                          rev=reader.rev, header=h)
         self.on_record = on_record
-        self.pending: list[tuple[str, int, int]] = []   # (obj kind, objref, offset)
+        self.pending: dict[str, list[int]] = {}          # obj kind -> objrefs, innermost last
         self.expect: list[tuple[str, object]] = []        # what coming BUFFER/STRINGs mean
         self.task: Task | None = None
         self.tasks_seen = 0
-        self.pid_entries: list[list[int]] = []
+        self.pid_entries = array("i")                    # numbers[0] of each PIDS entry
         self.pids_offset = 1
         self.mm: Mm | None = None
         self.vma: Vma | None = None
@@ -71,6 +76,8 @@ class Builder:
             name = self.r.name_of(rec)
             img.records += 1
             img.size = rec.offset + rec.len
+            if self.expect:
+                self._announced(rec, name)
             handler = getattr(self, "on_" + name, None)
             if handler is None:
                 img.opaque[name] = img.opaque.get(name, 0) + 1
@@ -84,6 +91,19 @@ class Builder:
             self.last = name
         self._resolve_refs()
         return img
+
+    def _announced(self, rec: Record, name: str) -> None:
+        """A BUFFER, STRING or FILE_NAME announced by the record before must come now."""
+        kind = self.expect[0][0]
+        want = _ANNOUNCED.get(kind, "buffer")
+        if name == want:
+            return
+        if name == "error":         # a failed checkpoint may stop anywhere
+            self.expect.clear()
+            return
+        raise SchemaError(f"expected the {want.upper()} ({kind.replace('_', ' ')}) that the "
+                          f"{(self.last or '?').upper()} record announced, found "
+                          f"{name.upper()}", offset=rec.offset, record=name.upper())
 
     def _resolve_refs(self) -> None:
         """Every reference a task or descriptor holds must name a defined object."""
@@ -105,10 +125,8 @@ class Builder:
 
     def _bind(self, kind: str, rec: Record) -> int | None:
         """The objref a just-read object record defines (innermost pending OBJREF)."""
-        for i in range(len(self.pending) - 1, -1, -1):
-            if self.pending[i][0] == kind:
-                return self.pending.pop(i)[1]
-        return None
+        refs = self.pending.get(kind)
+        return refs.pop() if refs else None
 
     def _define(self, ref: int | None, kind: str, value, rec: Record) -> None:
         if ref is None or ref in self.img.objects:
@@ -128,14 +146,9 @@ class Builder:
 
     def on_buffer(self, rec: Record, v, ref):
         what = self._expect_next()
-        if what is None:
-            return
-        kind, arg = what
-        handler = getattr(self, "buffer_" + kind, None)
-        if handler is None:         # a BUFFER where a STRING was announced: not ours
-            self.expect.insert(0, what)
-            return
-        handler(rec, arg)
+        if what is not None:
+            kind, arg = what
+            getattr(self, "buffer_" + kind)(rec, arg)
 
     def buffer_uts(self, rec, _):
         self.img.uts.append(cstr(rec.data()))
@@ -146,18 +159,19 @@ class Builder:
 
     def buffer_pid_entries(self, rec, count):
         data = rec.data()
+        if count > len(data) // _PID_ENTRY_HEAD.size:
+            raise SchemaError(f"PIDS buffer of {len(data)} bytes cannot hold {count} entries",
+                              offset=rec.offset, record="BUFFER")
         pos = 0
-        entries = []
-        try:
-            for _ in range(count):
-                depth, first = _PID_ENTRY_HEAD.unpack_from(data, pos)
-                nums = [first] + list(struct.unpack_from(f"<{depth}i", data, pos + 8))
-                entries.append(nums)
-                pos += 8 + 4 * depth
-        except struct.error:
-            raise SchemaError(f"PIDS buffer holds fewer than {count} entries",
-                              offset=rec.offset, record="BUFFER") from None
-        self.pid_entries = entries
+        firsts = array("i")
+        for _ in range(count):
+            if pos + 8 > len(data):
+                raise SchemaError(f"PIDS buffer holds fewer than {count} entries",
+                                  offset=rec.offset, record="BUFFER")
+            depth, first = _PID_ENTRY_HEAD.unpack_from(data, pos)
+            firsts.append(first)
+            pos += 8 + 4 * depth    # numbers of the nested levels: not modelled
+        self.pid_entries = firsts
 
     def on_tree(self, rec, v, ref):
         self.expect.append(("task_pids", v.nr_tasks))
@@ -168,6 +182,9 @@ class Builder:
         st = self.abi.struct(st_name)
         size = st.sizeof()
         data = rec.data()
+        if count > MAX_TASKS:
+            raise SchemaError(f"{count} tasks: more than the {MAX_TASKS} imgtools models",
+                              offset=rec.offset, record="BUFFER")
         if count < 0 or len(data) < count * size:
             raise SchemaError(f"pids array of {len(data)} bytes is too short for "
                               f"{count} tasks of {size} bytes", offset=rec.offset,
@@ -194,15 +211,16 @@ class Builder:
             return tag          # CKPT_PID_ROOT and friends: kept as the marker
         i = tag - self.pids_offset
         if 0 <= i < len(self.pid_entries):
-            return self.pid_entries[i][0]
+            return self.pid_entries[i]
         raise SchemaError(f"pid tag {tag} names no PIDS entry (offset {self.pids_offset}, "
                           f"{len(self.pid_entries)} entries)", offset=rec.offset,
                           record="BUFFER")
 
     # -- objects ------------------------------------------------------------
     def on_objref(self, rec, v, ref):
-        kind = self.abi.obj_names.get(v.objtype, f"obj_{v.objtype}")
-        self.pending.append((kind, v.objref, rec.offset))
+        kind = self.abi.obj_names.get(v.objtype)
+        if kind in self.abi.obj_records:    # kinds without a record of their own bind nothing
+            self.pending.setdefault(kind, []).append(v.objref)
 
     def on_task(self, rec, v, ref):
         n = self.tasks_seen
@@ -224,12 +242,10 @@ class Builder:
         kind, arg = what
         if kind == "comm":
             arg.comm = cstr(rec.data())
-        elif kind == "error":
+        else:
             data = rec.data()
             # '\0' + message + '\0' (the leading NUL is a kernel quirk)
             arg.message = cstr(data[1:] if data[:1] == b"\0" else data)
-        else:                       # a STRING where a BUFFER was expected: skip it
-            self.expect.insert(0, what)
 
     def on_error(self, rec, v, ref):
         e = ErrorRecord(rec.offset, None)
@@ -329,16 +345,14 @@ class Builder:
 
     def on_file_name(self, rec, v, ref):
         what = self._expect_next()
-        path = cstr(rec.data())
         if what is None:
             return
         kind, arg = what
+        path = cstr(rec.data())
         if kind == "file_name":
             arg.path = path
-        elif kind == "fs_name":
-            setattr(arg[0], arg[1], path)
         else:
-            self.expect.insert(0, what)
+            setattr(arg[0], arg[1], path)
 
     def _pipe_data(self, rec):
         if self.file is not None and self.file.pipe_ref:
@@ -415,7 +429,8 @@ class Builder:
         self.vma = None
 
     def on_ipc_msg_msg(self, rec, v, ref):
-        self.expect.insert(0, ("skip_bytes", v.m_ts))
+        if v.m_ts > 0:
+            self.expect.insert(0, ("skip_bytes", v.m_ts))
 
     def buffer_skip_bytes(self, rec, left):
         left -= rec.size
