@@ -1,16 +1,24 @@
 """The version-independent image model: tasks, objects, memory, files, signals.
 
 Built in one pass over the records (``build.py``).  Objects are kept in an
-objref table; references stay integers and are resolved through it, so a
-dangling one is visible rather than fatal.  Page data is never held: a VMA
-keeps, per page batch, the page addresses and where the batch's page images
-start in the stream.
+objref table; references stay integers and are resolved through it (the
+builder refuses an image whose tasks or descriptors name no object; ``check``
+reports every such reference instead).  Page data is never held: a VMA keeps,
+per page batch, the page addresses and where the batch's page images start in
+the stream.
 """
 from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass, field
 from typing import Any
+
+
+def task_state(state: int) -> tuple[int, str]:
+    """As the kernel's fill_psinfo: index of the lowest set state bit + 1, and its letter
+    from "RSDTZW" (0 = running)."""
+    i = (state & -state).bit_length() if state else 0
+    return i, ("RSDTZW"[i] if i <= 5 else ".")
 
 
 @dataclass
@@ -194,3 +202,10 @@ class Image:
 
     def threads_of(self, leader: Task) -> list[Task]:
         return [t for t in self.tasks if t.tgid == leader.pid]
+
+    def thread_counts(self) -> dict[int, int]:
+        """tgid -> number of tasks in that thread group (one pass)."""
+        counts: dict[int, int] = {}
+        for t in self.tasks:
+            counts[t.tgid] = counts.get(t.tgid, 0) + 1
+        return counts

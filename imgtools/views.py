@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime
 
-from .model import Image, Task, Vma
+from .model import Image, Task, Vma, task_state
 
 VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYSHARE, VM_GROWSDOWN = 0x1, 0x2, 0x4, 0x8, 0x80, 0x100
 SIGNALS = {1: "HUP", 2: "INT", 3: "QUIT", 4: "ILL", 5: "TRAP", 6: "ABRT", 7: "BUS", 8: "FPE",
@@ -50,21 +50,20 @@ def _utc(t):
 
 
 def state(t: Task) -> str:
-    if t.zombie:
-        return "Z"
+    """The state the task had when it was checkpointed, as ps shows it."""
     if t.offset is None:
         return "?"          # announced in the tree, no TASK record
-    return "T"              # checkpointed tasks are frozen
+    if t.zombie:
+        return "Z"
+    return task_state(t.fields.get("state", 0))[1]
 
 
 def ps(img: Image) -> list[dict]:
-    rows = []
-    for t in img.tasks:
-        rows.append({"pid": t.pid, "ppid": t.ppid, "tgid": t.tgid, "pgid": t.pgid,
-                     "sid": t.sid, "comm": t.comm, "state": state(t),
-                     "thread": t.is_thread,
-                     "threads": len(img.threads_of(t)) if not t.is_thread else None})
-    return rows
+    counts = img.thread_counts()
+    return [{"pid": t.pid, "ppid": t.ppid, "tgid": t.tgid, "pgid": t.pgid, "sid": t.sid,
+             "comm": t.comm, "state": state(t), "thread": t.is_thread,
+             "threads": None if t.is_thread else counts.get(t.pid, 0)}
+            for t in img.tasks]
 
 
 def perms(v: Vma) -> str:

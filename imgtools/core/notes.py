@@ -17,6 +17,7 @@ import struct
 from dataclasses import dataclass
 
 from ..errors import ImageError
+from ..model import task_state
 
 # note types (include/uapi/linux/elf.h)
 NT_PRSTATUS = 1
@@ -109,15 +110,10 @@ def psargs(raw: bytes) -> bytes:
     return raw.replace(b"\0", b" ")
 
 
-def task_state_letter(state: int) -> tuple[int, bytes]:
-    """fill_psinfo: i = index of the lowest set state bit + 1; sname from "RSDTZW"."""
-    i = (state & -state).bit_length() if state else 0
-    return i, (b"RSDTZW"[i:i + 1] if i <= 5 else b".")
-
-
 def prpsinfo(pid: int, ppid: int, pgrp: int, sid: int, *, state: int, flags: int, uid: int,
              gid: int, comm: str, args: bytes) -> bytes:
-    i, sname = task_state_letter(state)
+    i, letter = task_state(state)
+    sname = letter.encode()
     return PRPSINFO.pack(i, sname, int(sname == b"Z"), 0, flags, uid & 0xFFFFFFFF,
                          gid & 0xFFFFFFFF, pid, ppid, pgrp, sid,
                          comm.encode("utf-8", "replace")[:15], psargs(args))
