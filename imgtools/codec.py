@@ -19,7 +19,7 @@ from typing import Callable, Iterable, TextIO
 
 import formats
 
-from .errors import ImageError, UsageError
+from .errors import UsageError
 from .reader import ImageReader
 from .stream import PIPE_DATA, Record
 from .writer import ImageWriter
@@ -176,6 +176,8 @@ def iter_json_records(f: TextIO) -> tuple[dict, Iterable[dict]]:
         doc = json.loads(first + f.read())
     except json.JSONDecodeError as e:
         raise UsageError(f"not a decode document: {e.msg} (line {e.lineno})") from None
+    if not isinstance(doc, dict):
+        raise UsageError("not a decode document: not a JSON object")
     records = doc.pop("records", None)
     if not isinstance(records, list):
         raise UsageError("not a decode document: no 'records' list")
@@ -184,14 +186,20 @@ def iter_json_records(f: TextIO) -> tuple[dict, Iterable[dict]]:
 
 def encode(f: TextIO, out, version: str | None = None) -> None:
     head, records = iter_json_records(f)
-    if head.get("imgtools") != FORMAT_TAG:
+    if not isinstance(head, dict) or head.get("imgtools") != FORMAT_TAG:
         raise UsageError(f"not a decode document (expected \"imgtools\": \"{FORMAT_TAG}\")")
-    abi = formats.abi(version or head["version"], head.get("arch", "x86_64"))
+    try:
+        abi = formats.abi(formats.canonical(version or head["version"]),
+                          head.get("arch", "x86_64"))
+    except (KeyError, TypeError, ValueError) as e:
+        raise UsageError(f"the document names no usable version/arch: {e}") from None
     w = ImageWriter(out, abi)
     for i, r in enumerate(records):
         try:
+            if not isinstance(r, dict):
+                raise TypeError("a record is a JSON object")
             _encode_record(w, abi, r)
-        except (KeyError, TypeError, ValueError, formats.PayloadError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError, formats.PayloadError) as e:
             where = r.get("offset") if isinstance(r, dict) else None
             raise UsageError(f"record {i} ({r.get('name') if isinstance(r, dict) else '?'}"
                              f"{f' at byte {where}' if where is not None else ''}): {e}") \
@@ -208,11 +216,14 @@ def _encode_record(w: ImageWriter, abi, r: dict) -> None:
         raise ValueError(f"{abi.name} has no record {name.upper()}")
     if "addrs" in r:
         if "pages_omitted" in r:
-            raise ImageError("page data was left out (decode --no-pages); such a document "
+            raise UsageError("page data was left out (decode --no-pages); such a document "
                              "cannot be encoded back into an image")
         addrs = r["addrs"]
         fmt = "Q" if abi.word == 8 else "I"
         page_bytes = _from_json(r["pages"])
+        if len(page_bytes) != len(addrs) * abi.page_size:
+            raise ValueError(f"{len(addrs)} page addresses but {len(page_bytes)} bytes of "
+                             f"pages")
         w.raw(rtype, struct.pack(f"<{len(addrs)}{fmt}", *addrs) + page_bytes)
     elif "fields" in r:
         w.raw(rtype, abi.build(name, _from_json(r["fields"])))

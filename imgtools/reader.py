@@ -13,7 +13,7 @@ from typing import BinaryIO, Iterator
 import formats
 from formats import Abi, PayloadError
 
-from .errors import FramingError, ImageError, SchemaError
+from .errors import FramingError, ImageError, SchemaError, UsageError
 from .stream import PIPE_DATA, Record, RecordReader, Source, open_input
 
 # The fields of ckpt_hdr_header that every version shares.
@@ -32,6 +32,13 @@ class ImageReader:
     def __init__(self, f: BinaryIO, name: str = "<stream>", version: str | None = None,
                  arch: str | None = None):
         self.name = name
+        try:                        # a bad --format/--arch is the user's, not the image's
+            version = formats.canonical(version) if version is not None else None
+            if arch is not None and arch not in formats.ARCHES:
+                raise ValueError(f"unknown architecture {arch!r} (known: "
+                                 f"{', '.join(formats.ARCHES)})")
+        except ValueError as e:
+            raise UsageError(str(e)) from None
         self.src = Source(f, name)
         self.frames = RecordReader(self.src)
         self._ahead: list[Record] = []
@@ -51,8 +58,6 @@ class ImageReader:
         self.rev = rev
         if version is None:
             version = self._detect(rev, first)
-        else:
-            version = formats.canonical(version)
         if arch is None:
             arch = _arch_of(version, arch_id, first.offset)
         self.version = version

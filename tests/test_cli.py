@@ -162,3 +162,15 @@ def test_encode_refuses_garbage(tmp_path):
     _assert_one_line_error(run("encode", str(p), "-o", str(tmp_path / "o.img")), 2)
     assert not (tmp_path / "o.img").exists()
     assert [f.name for f in tmp_path.iterdir()] == ["x.json"]     # no temp file left
+
+
+def test_bad_options_are_usage_errors(images, tmp_path):
+    path = str(images[("v23", "x86_64")])
+    _assert_one_line_error(run("info", path, "--format", "bogus"), 2, "bogus")
+    _assert_one_line_error(run("ps", path, "--arch", "sparc"), 2, "sparc")
+    _assert_one_line_error(run("decode", path, "-o", str(tmp_path)), 2, "directory")
+    for doc in ("[1, 2]", '{"imgtools": "imgtools-decode/1"}'):
+        p = tmp_path / "doc.json"
+        p.write_text(doc)
+        _assert_one_line_error(run("encode", str(p), "-o", str(tmp_path / "o.img")), 2)
+    assert not (tmp_path / "o.img").exists()

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from imgtools.codec import decode, encode
-from imgtools.errors import ImageError
+from imgtools.errors import UsageError
 from imgtools.reader import ImageReader
 
 
@@ -62,5 +62,5 @@ def test_no_pages_cannot_be_encoded(any_image):
     _, _, data = any_image
     text = _decode(data, pages=False)
     assert '"pages_omitted"' in text and len(text) < len(_decode(data))
-    with pytest.raises(ImageError):
+    with pytest.raises(UsageError):
         encode(io.StringIO(text), io.BytesIO())

@@ -12,6 +12,8 @@ from ..errors import UsageError
 
 @contextmanager
 def _atomic(path: str, mode: str):
+    if os.path.isdir(path):
+        raise UsageError(f"{path} is a directory: name the file to write")
     d = os.path.dirname(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(prefix=".imgtools-", suffix=".tmp", dir=d)
