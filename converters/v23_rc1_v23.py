@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import struct
 
+from imgtools.errors import SchemaError
+
 from . import _base
 from ._base import (PID_FIELDS, New, build_pid_entries, build_rows, parse_pid_entries,
                     parse_rows)
@@ -35,6 +37,14 @@ def first_referenced(rows: list[dict]) -> list[int]:
     """Every pid number the rows name, in order of first reference (as the engine
     numbers its pid objects): row by row, vpid, vppid, vtgid, vpgid, vsid."""
     return list(dict.fromkeys(r[f] for r in rows for f in PID_FIELDS if r[f] > 0))
+
+
+def _unannounced(state, collecting: tuple[str, ...], rec) -> None:
+    """The pids section is PIDS BUFFER TREE BUFFER [BUFFER]: nothing may come between."""
+    if state in collecting:
+        found = f"found {rec.name.upper()}" if rec is not None else "the image ends"
+        raise SchemaError(f"incomplete pids section: {found} where its next record was due",
+                          offset=rec.offset if rec is not None else None, record="TREE")
 
 
 class Step(_base.Step):
@@ -73,14 +83,20 @@ class Step(_base.Step):
                 yield from self._pids_up(held, rows)
                 state = "done"
                 continue
+            _unannounced(state, ("tree", "vpids"), rec)
             out = self.generic(rec)
             if out is not None:
                 yield out
+        _unannounced(state, ("tree", "vpids"), None)
 
     def _pids_up(self, held, rows):
         tree, buf = held[0], held[1]
         vpids = list(struct.unpack_from(f"<{held[2].size // 4}i", held[2].data())) \
             if len(held) > 2 else []
+        depth = sum(max(r["depth"], 0) for r in rows)
+        if len(vpids) != depth:
+            raise SchemaError(f"the vpids buffer holds {len(vpids)} pids, the tree's depths "
+                              f"add up to {depth}", offset=held[-1].offset, record="BUFFER")
         nested: dict[int, list[int]] = {}
         k = 0
         for r in rows:
@@ -135,9 +151,11 @@ class Step(_base.Step):
                 yield from self._pids_down(pids_rec, p, entries, tree_rec, rec, nr)
                 state = "done"
                 continue
+            _unannounced(state, ("entries", "tree", "rows"), rec)
             out = self.generic(rec)
             if out is not None:
                 yield out
+        _unannounced(state, ("entries", "tree", "rows"), None)
 
     def _pids_down(self, pids_rec, p, entries, tree_rec, buf, nr):
         offset, count = p["offset"], p["nr_pids"]

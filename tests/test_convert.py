@@ -843,3 +843,27 @@ def test_cli_usage_and_invalid_images(cli, tmp_path):
     res = cli("convert", str(img), "--to", "v21", "--format", "v21", "-o",
               str(tmp_path / "b.img"))
     assert res.exit_code == 3 and _files(tmp_path) == ["a.img"]
+
+
+def test_incomplete_pids_section_is_refused(tmp_path):
+    """A v21 tree that announces nested pids but carries no vpids buffer: exit 3, no output."""
+    import struct as _struct
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    data = bytearray((root / "samples" / "v21" / "single.img").read_bytes())
+    pos = 0
+    while True:
+        rtype, length = _struct.unpack_from("<II", data, pos)
+        if rtype == 101 and length == 16:           # TREE; the pids BUFFER follows
+            _struct.pack_into("<i", data, pos + length + 8 + 20, 2)    # depth of task 0
+            break
+        pos += length
+    bad = tmp_path / "bad.img"
+    bad.write_bytes(bytes(data))
+    out = tmp_path / "out.img"
+    r = subprocess.run([sys.executable, "-m", "imgtools", "convert", str(bad), "--to", "v23",
+                        "-o", str(out)], capture_output=True, text=True, cwd=root)
+    assert r.returncode == 3 and "pids section" in r.stderr
+    assert not out.exists()
