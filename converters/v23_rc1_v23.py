@@ -24,13 +24,17 @@ from __future__ import annotations
 
 import struct
 
+import formats
+import formats.v23
 from imgtools.errors import SchemaError
 
 from . import _base
 from ._base import (PID_FIELDS, New, build_pid_entries, build_rows, parse_pid_entries,
                     parse_rows)
 
-OLD_PID_NULL, NEW_PID_NULL, PID_ROOT = -1, -4096, -4097
+OLD_PID_NULL = formats.abi("v23-rc1").traits["pid_null"]
+NEW_PID_NULL = formats.abi("v23").traits["pid_null"]
+PID_ROOT = formats.v23.CKPT_PID_ROOT
 
 
 def first_referenced(rows: list[dict]) -> list[int]:

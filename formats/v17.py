@@ -259,6 +259,3 @@ def records(arch: str) -> dict:
     # i386 pt_regs are not in the sources: the i386 CPU record stays opaque.
     return r
 
-
-# Records whose payload is bytes, with the meaning the viewers give them.
-TEXT_RECORDS = ("string", "file_name")

@@ -90,6 +90,13 @@ class ImageReader:
         The first record of type 101 is PIDS (len 24) only in v23, TREE (len 16)
         before it; then the first type-102 record is TASK, 64 bytes in v21 and
         80 in v23-rc1."""
+        with_pids = [c for c in candidates if formats.abi(c).has("pids")]
+        without = [c for c in candidates if c not in with_pids]
+        pids = {formats.abi(c).types["pids"]: formats.abi(c).sizeof("pids") + 8
+                for c in with_pids}
+        first_tree = {formats.abi(c).types["tree"] for c in without}
+        task_len = {formats.abi(c).sizeof("task") + 8: c for c in without}
+        task_type = {formats.abi(c).types["task"] for c in without}
         ahead_bytes = 0
         saw_tree = False
         while len(self._ahead) < LOOKAHEAD_RECORDS and ahead_bytes < LOOKAHEAD_BYTES:
@@ -99,14 +106,14 @@ class ImageReader:
             rec.data(LOOKAHEAD_BYTES)
             self._ahead.append(rec)
             ahead_bytes += rec.len
-            if rec.type == 101 and not saw_tree:
-                if rec.len == 24:
-                    return "v23"
+            if not saw_tree and pids.get(rec.type) == rec.len:
+                return with_pids[-1]
+            if not saw_tree and rec.type in first_tree:
                 saw_tree = True
-            elif rec.type == 102 and saw_tree:
-                return {64: "v21", 80: "v23-rc1"}.get(rec.len, candidates[-2])
-        # No task in sight: the newest candidate without PIDS.
-        return [c for c in candidates if c != "v23"][-1]
+            elif saw_tree and rec.type in task_type:
+                return task_len.get(rec.len, without[-1])
+        # No task in sight: the newest candidate without PIDS (docs/format-choices.md).
+        return without[-1]
 
     def records(self) -> Iterator[Record]:
         """Every record from the header on, each once."""

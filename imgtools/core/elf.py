@@ -39,6 +39,8 @@ from array import array
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable
 
+import formats.v23
+
 from ..errors import FramingError, ImageError, UsageError
 from ..model import Image, Mm, Task, Vma
 from . import notes as N
@@ -61,7 +63,8 @@ SHDR = struct.Struct("<IIQQQQIIQQ")
 ANON_TYPES = {"anon", "shm_anon", "vdso", "hugetlb"}
 FILE_TYPES = {"file", "shm_file"}
 # task->flags bits the image keeps (CKPT_PF_*) -> the kernel's PF_*
-_PF = {0x1: 0x40, 0x2: 0x100}        # FORKNOEXEC, SUPERPRIV
+_KERNEL_PF = {"forknoexec": 0x40, "superpriv": 0x100}
+_PF = {formats.v23.CKPT_PF[name]: pf for name, pf in _KERNEL_PF.items()}
 
 
 class UnsupportedImage(ImageError):
