@@ -36,7 +36,7 @@ def table(rows: Iterable[dict], columns: list[tuple[str, str]], title: str | Non
     """Rows of plain dicts as a rich table; ``columns`` = [(key, heading)]."""
     fmt = fmt or {}
     t = Table(title=title, title_justify="left", box=None, header_style="bold",
-              pad_edge=False)
+              pad_edge=False, show_header=any(h for _, h in columns))
     for _, heading in columns:
         t.add_column(heading, overflow="fold")
     for row in rows:

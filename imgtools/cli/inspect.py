@@ -7,6 +7,7 @@ import formats
 
 from .. import views
 from ..reader import open_image
+from ..stream import PIPE_DATA
 from ._errors import handled
 from ._image import load
 from rich.markup import escape
@@ -118,8 +119,10 @@ def show(image: ImageArg, records: bool = typer.Option(
             out.print("  regs:  " + " ".join(f"{k}={v:#x}" for k, v in d["regs"].items()))
         if d["signals"]:
             s = d["signals"]
-            out.print(markup=False, *[f"  signals: blocked {s['blocked'] or '-'} pending {s['pending'] or '-'} "
-                      f"shared {s['shared_pending'] or '-'} handlers {s['handlers'] or '-'}"])
+            handlers = " ".join(f"{sig}={h}" for sig, h in s["handlers"].items())
+            out.print(markup=False, *[
+                f"  signals: blocked {_names(s['blocked'])} pending {_names(s['pending'])} "
+                f"shared {_names(s['shared_pending'])} handlers {handlers or '-'}"])
         mine = [m for m in data["maps"] if m["pid"] == d["pid"]]
         if mine:
             table(mine, [("start", "START"), ("end", "END"), ("perms", "PERM"),
@@ -133,6 +136,10 @@ def show(image: ImageArg, records: bool = typer.Option(
         out.print(f"[red]ERROR[/red] @{e['offset']}: {escape(str(e['message']))}")
 
 
+def _names(signals: list[str]) -> str:
+    return ",".join(signals) or "-"
+
+
 def _show_records(image, json, format, arch):
     """Every record, like ckptinfo -v: offset, type number and name, length."""
     with open_image(image, format, arch) as reader:
@@ -140,6 +147,8 @@ def _show_records(image, json, format, arch):
         for rec in reader.records():
             name = reader.name_of(rec).upper()
             row = {"offset": rec.offset, "type": rec.type, "name": name, "len": rec.len}
+            if rec.type == PIPE_DATA:       # v17 pipe bytes: no header, no type
+                row.update(type=None, detail="(unframed)")
             if name == "OBJREF":
                 v = reader.parse(rec)
                 row["detail"] = f"{reader.abi.obj_names.get(v.objtype, v.objtype)} ref " \
@@ -147,7 +156,7 @@ def _show_records(image, json, format, arch):
             if json:
                 rows.append(row)
             else:
-                out.print(f"@{row['offset']:<10} {row['type']:>5} {name:<16} len "
+                out.print(f"@{row['offset']:<10} {row['type'] or '-':>5} {name:<16} len "
                           f"{row['len']}{'  ' + row['detail'] if 'detail' in row else ''}")
         if json:
             emit_json(rows)
