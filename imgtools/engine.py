@@ -53,15 +53,17 @@ def dump(
     kill: bool = False,
     allow_partial: bool = False,
     progress: bool = False,
+    stdout=None,
 ) -> int:
     """Checkpoint process ``pid`` (and its descendants if ``tree``) into ``output`` ('-' = stdout).
 
+    With ``output`` '-', the image goes to ``stdout`` (a file object; default: ours).
     The engine's stderr passes through. Returns its exit code: 0 ok, 1 internal error,
     2 usage, 3 refused or partial (unsupported state was recorded as ERROR records).
     """
     cmd = [str(find_engine()), "dump", str(int(pid)), "-o", os.fspath(output), "--tree" if tree else "--single"]
     cmd += [flag for flag, on in (("--kill", kill), ("--allow-partial", allow_partial), ("--progress", progress)) if on]
     try:
-        return subprocess.run(cmd).returncode
+        return subprocess.run(cmd, stdout=stdout).returncode
     except OSError as exc:
         raise EngineError(f"cannot run {cmd[0]}: {exc}") from exc
