@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Iterator
 import construct as cs
 
 import formats
-from formats import Abi, PayloadError
+from formats import Abi, PayloadError, pids
 from imgtools.errors import SchemaError
 from imgtools.stream import CHUNK, DATA_MAX, INLINE_MAX, Record
 
@@ -530,43 +530,23 @@ def u32(v: int) -> int:
 
 # -- pid arrays ------------------------------------------------------------------------------
 
-_PID_ENTRY_HEAD = struct.Struct("<Ii")
-
+# The layouts and their parsing live in formats.pids; these add the record position.
 
 def parse_pid_entries(data: bytes, count: int, rec: Rec) -> list[list[int]]:
-    """The v23 PIDS buffer: ``count`` entries ``{u32 depth; s32 numbers[depth+1]}``."""
-    entries, pos = [], 0
     try:
-        for _ in range(count):
-            depth, first = _PID_ENTRY_HEAD.unpack_from(data, pos)
-            rest = struct.unpack_from(f"<{depth}i", data, pos + 8) if depth else ()
-            entries.append([first, *rest])
-            pos += 8 + 4 * depth
-    except struct.error:
-        raise SchemaError(f"PIDS buffer holds fewer than {count} entries", offset=rec.offset,
-                          record="BUFFER") from None
-    return entries
+        return [list(e) for e in pids.iter_entries(data, count)]
+    except PayloadError as e:
+        raise SchemaError(str(e), offset=rec.offset, record="BUFFER") from None
 
 
-def build_pid_entries(entries: list[list[int]]) -> bytes:
-    return b"".join(struct.pack(f"<I{len(e)}i", len(e) - 1, *e) for e in entries)
+def parse_rows(abi: Abi, data: bytes, count: int, rec: Rec) -> list[dict]:
+    try:
+        return [strip(r, pads=False) for r in pids.parse_rows(abi, data, count)]
+    except PayloadError as e:
+        raise SchemaError(str(e), offset=rec.offset, record="BUFFER") from None
 
 
-def parse_rows(abi: Abi, st_name: str, data: bytes, count: int, rec: Rec) -> list[dict]:
-    st = abi.struct(st_name)
-    size = st.sizeof()
-    if count < 0 or len(data) < count * size:
-        raise SchemaError(f"pids array of {len(data)} bytes is too short for {count} tasks of "
-                          f"{size} bytes", offset=rec.offset, record="BUFFER")
-    return [strip(st.parse(data[i * size:(i + 1) * size]), pads=False) for i in range(count)]
-
-
-def build_rows(abi: Abi, st_name: str, rows: Iterable[dict]) -> bytes:
-    st = abi.struct(st_name)
-    return b"".join(st.build(r) for r in rows)
-
-
-PID_FIELDS = ("vpid", "vppid", "vtgid", "vpgid", "vsid")
+build_pid_entries, build_rows, PID_FIELDS = pids.build_entries, pids.build_rows, pids.PID_FIELDS
 
 
 # -- the step ----------------------------------------------------------------------------------

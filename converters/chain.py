@@ -116,8 +116,7 @@ def records(reader: ImageReader, ctx: Context, stats: Report,
             if what == "entries":
                 entries = parse_pid_entries(rec.data(), count, rec)
             else:
-                st = "ckpt_task_pids" if model == "pids" else "ckpt_pids"
-                for row in parse_rows(abi, st, rec.data(), count, rec):
+                for row in parse_rows(abi, rec.data(), count, rec):
                     ids = [row[f] for f in PID_FIELDS]
                     if model == "pids":
                         ids = [entries[t - offset][0] if 0 <= t - offset < len(entries) else 0

@@ -33,7 +33,7 @@ class Step(_base.Step):
                 what, count = expect
                 expect = None
                 if what == "rows":
-                    rows = parse_rows(self.src, "ckpt_pids", rec.data(), count, rec)
+                    rows = parse_rows(self.src, rec.data(), count, rec)
                     nested = 0
                     for i, row in enumerate(rows):
                         row.pop("_pad", None)
@@ -44,7 +44,7 @@ class Step(_base.Step):
                             nested += max(depth, 0)
                             self.lose(rec, f"pids[{i}].depth", depth, "v19 has no nested pid "
                                       "namespaces", record="BUFFER")
-                    yield rec.derive("buffer", build_rows(self.dst, "ckpt_pids", rows)
+                    yield rec.derive("buffer", build_rows(self.dst, rows)
                                      + rec.data()[count * self.src.struct("ckpt_pids").sizeof():])
                     if nested:
                         expect = ("vpids", nested)

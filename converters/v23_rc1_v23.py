@@ -80,7 +80,7 @@ class Step(_base.Step):
             if state in ("tree", "vpids") and n == "buffer":
                 held.append(rec.derive(n, rec.data()))
                 if state == "tree":
-                    rows = parse_rows(self.src, "ckpt_pids", rec.data(), nr, rec)
+                    rows = parse_rows(self.src, rec.data(), nr, rec)
                     if any(r["depth"] > 0 for r in rows):
                         state = "vpids"
                         continue            # the vpids buffer follows
@@ -132,7 +132,7 @@ class Step(_base.Step):
                                         "offset": 1})
         yield buf.derive("buffer", build_pid_entries(entries))
         yield self.small(tree, "tree", {"nr_tasks": len(rows)})
-        yield buf.derive("buffer", build_rows(self.dst, "ckpt_task_pids", tagged))
+        yield buf.derive("buffer", build_rows(self.dst, tagged))
 
     # -- downgrade -------------------------------------------------------------------------
     def downward(self, recs):
@@ -163,7 +163,7 @@ class Step(_base.Step):
 
     def _pids_down(self, pids_rec, p, entries, tree_rec, buf, nr):
         offset, count = p["offset"], p["nr_pids"]
-        rows = parse_rows(self.src, "ckpt_task_pids", buf.data(), nr, buf)
+        rows = parse_rows(self.src, buf.data(), nr, buf)
         used: set[int] = set()
         out, vpids = [], []
         for i, r in enumerate(rows):
@@ -200,6 +200,6 @@ class Step(_base.Step):
                       "first reference; an upgrade renumbers them")
         self.refs.set_shift(offset, -count)
         yield self.small(tree_rec, "tree", {"nr_tasks": nr})
-        yield buf.derive("buffer", build_rows(self.dst, "ckpt_pids", out))
+        yield buf.derive("buffer", build_rows(self.dst, out))
         if vpids:
             yield buf.derive("buffer", struct.pack(f"<{len(vpids)}i", *vpids))

@@ -11,7 +11,7 @@ import struct
 from array import array
 from typing import Callable
 
-from formats import PayloadError
+from formats import PayloadError, pids
 
 from .errors import RefError, SchemaError
 from .model import (ErrorRecord, Fd, File, FileTable, Fs, Image, Mm, Obj, PageBatch, Pipe,
@@ -19,7 +19,6 @@ from .model import (ErrorRecord, Fd, File, FileTable, Fs, Image, Mm, Obj, PageBa
 from .reader import ImageReader
 from .stream import Record
 
-_PID_ENTRY_HEAD = struct.Struct("<Ii")
 # More tasks than this in one image is refused rather than modelled (memory stays bounded
 # for a hostile nr_tasks); it is far above what a process tree holds in practice.
 MAX_TASKS = 1 << 18
@@ -158,41 +157,27 @@ class Builder:
         self.expect.append(("pid_entries", v.nr_pids))
 
     def buffer_pid_entries(self, rec, count):
-        data = rec.data()
-        if count > len(data) // _PID_ENTRY_HEAD.size:
-            raise SchemaError(f"PIDS buffer of {len(data)} bytes cannot hold {count} entries",
-                              offset=rec.offset, record="BUFFER")
-        pos = 0
-        firsts = array("i")
-        for _ in range(count):
-            if pos + 8 > len(data):
-                raise SchemaError(f"PIDS buffer holds fewer than {count} entries",
-                                  offset=rec.offset, record="BUFFER")
-            depth, first = _PID_ENTRY_HEAD.unpack_from(data, pos)
-            firsts.append(first)
-            pos += 8 + 4 * depth    # numbers of the nested levels: not modelled
-        self.pid_entries = firsts
+        # only the root-namespace number of each entry is modelled
+        try:
+            self.pid_entries = array("i", (e[0] for e in pids.iter_entries(rec.data(), count)))
+        except PayloadError as e:
+            raise SchemaError(str(e), offset=rec.offset, record="BUFFER") from None
 
     def on_tree(self, rec, v, ref):
         self.expect.append(("task_pids", v.nr_tasks))
 
     def buffer_task_pids(self, rec, count):
         model = self.abi.traits["pids_model"]
-        st_name = "ckpt_task_pids" if model == "pids" else "ckpt_pids"
-        st = self.abi.struct(st_name)
-        size = st.sizeof()
-        data = rec.data()
         if count > MAX_TASKS:
             raise SchemaError(f"{count} tasks: more than the {MAX_TASKS} imgtools models",
                               offset=rec.offset, record="BUFFER")
-        if count < 0 or len(data) < count * size:
-            raise SchemaError(f"pids array of {len(data)} bytes is too short for "
-                              f"{count} tasks of {size} bytes", offset=rec.offset,
-                              record="BUFFER")
-        rows = [st.parse(data[i * size:(i + 1) * size]) for i in range(count)]
+        try:
+            rows = pids.parse_rows(self.abi, rec.data(), count)
+        except PayloadError as e:
+            raise SchemaError(str(e), offset=rec.offset, record="BUFFER") from None
         nvpids = 0
         for i, row in enumerate(rows):
-            ids = [row.vpid, row.vppid, row.vtgid, row.vpgid, row.vsid]
+            ids = [row[f] for f in pids.PID_FIELDS]
             if model == "pids":
                 ids = [self._pid_of_tag(t, rec) for t in ids]
             depth = row.get("depth", 0) or 0

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import formats
-from formats import Abi
+from formats import Abi, pids
 
 from .writer import ImageWriter
 
@@ -175,17 +175,11 @@ class Composer:
             tag = {n: i + 1 for i, n in enumerate(numbers)}
             self.next_ref = len(numbers) + 1
             w.rec("pids", nr_pids=len(numbers), nr_vpids=0, offset=1)
-            w.raw("buffer", b"".join(struct.pack("<Ii", 0, n) for n in numbers))
-            st = a.struct("ckpt_task_pids")
-            w.rec("tree", nr_tasks=len(rows))
-            w.raw("buffer", b"".join(st.build(dict(zip(
-                ("vpid", "vppid", "vtgid", "vpgid", "vsid"), (tag.get(n, 0) for n in row)),
-                depth=0)) for row in rows))
-        else:
-            st = a.struct("ckpt_pids")
-            w.rec("tree", nr_tasks=len(rows))
-            w.raw("buffer", b"".join(st.build(dict(zip(
-                ("vpid", "vppid", "vtgid", "vpgid", "vsid"), row), depth=0)) for row in rows))
+            w.raw("buffer", pids.build_entries([n] for n in numbers))
+            rows = [[tag.get(n, 0) for n in row] for row in rows]
+        w.rec("tree", nr_tasks=len(rows))
+        w.raw("buffer", pids.build_rows(a, (dict(zip(pids.PID_FIELDS, row), depth=0)
+                                            for row in rows)))
 
     def _auxv_count(self) -> int:
         return max((2 * len(m.auxv) for m in self.spec.mms.values()), default=2)
