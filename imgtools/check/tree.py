@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import struct
 
+from formats import pids
+
 from ._pass import ERROR, MAX_TASKS, NOTE, WARNING, Expect, Pass
 from .objrefs import DONE
 
@@ -59,7 +61,6 @@ EXPECT = {
 }
 
 # head of a v23 pid entry: depth and the first pid; `depth` more s32 pids follow
-_PID_ENTRY = struct.Struct("<Ii")
 
 
 class Tree(Pass):
@@ -95,7 +96,7 @@ class Tree(Pass):
                 self.add("head.pids", f"PIDS announces {count} pid entries, the BUFFER holds "
                          f"{i}")
                 break
-            depth, first = _PID_ENTRY.unpack_from(data, pos)
+            depth, first = pids.ENTRY_HEAD.unpack_from(data, pos)
             if pos + 8 + 4 * depth > n:
                 self.add("head.pids", f"pid entry {i} (depth {depth}) runs past the BUFFER")
                 break
@@ -129,7 +130,7 @@ class Tree(Pass):
 
     def buffer_task_pids(self, rec, count):
         model = self.traits["pids_model"]
-        st = self.abi.struct("ckpt_task_pids" if model == "pids" else "ckpt_pids")
+        st = self.abi.struct(pids.row_struct(self.abi))
         size = st.sizeof()
         if rec.size != count * size:
             self.add("head.pids", f"pids BUFFER of {rec.size} bytes for {count} tasks of "
