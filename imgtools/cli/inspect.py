@@ -6,6 +6,7 @@ import typer
 import formats
 
 from .. import views
+from ..errors import UsageError
 from ..reader import open_image
 from ..stream import PIPE_DATA
 from ._errors import handled
@@ -38,53 +39,46 @@ def info(image: ImageArg, json: JsonOpt = False, format: FormatOpt = None,
         out.print(f"[red]ERROR[/red] @{e['offset']}: {escape(str(e['message']))}")
 
 
+# Columns of the listings: (key, heading); and how some cells are shown.
+PS_COLUMNS = [("pid", "PID"), ("ppid", "PPID"), ("tgid", "TGID"), ("pgid", "PGID"),
+              ("sid", "SID"), ("state", "S"), ("comm", "COMM")]
+MAPS_COLUMNS = [("pid", "PID"), ("start", "START"), ("end", "END"), ("perms", "PERM"),
+                ("pgoff", "OFFSET"), ("pages", "PAGES"), ("path", "PATH")]
+FILES_COLUMNS = [("pid", "PID"), ("fd", "FD"), ("type", "TYPE"), ("flags", "FLAGS"),
+                 ("pos", "POS"), ("cloexec", "CLOEXEC"), ("pipe_bytes", "BUFFERED"),
+                 ("path", "PATH")]
+CELLS = {"start": hexa, "end": hexa, "pgoff": hexa, "path": lambda p: p or "",
+         "flags": lambda f: "-" if f is None else f"{f:#o}"}
+
+
+def _listing(image, format, arch, json, rows_of, columns, pid=None) -> None:
+    """One table (or JSON list) of rows a view makes from the image's model."""
+    with load(image, format, arch) as (_, img):
+        if pid is not None and img.task_by_pid(pid) is None:
+            raise UsageError(f"no task with pid {pid} in the image")
+        rows = rows_of(img)
+    if json:
+        emit_json(rows)
+    else:
+        table(rows, columns, fmt=CELLS)
+
+
 def ps(image: ImageArg, json: JsonOpt = False, format: FormatOpt = None,
        arch: ArchOpt = None) -> None:
     """The task tree: one row per task (threads and zombies included)."""
-    with load(image, format, arch) as (_, img):
-        rows = views.ps(img)
-    if json:
-        emit_json(rows)
-        return
-    table(rows, [("pid", "PID"), ("ppid", "PPID"), ("tgid", "TGID"), ("pgid", "PGID"),
-                 ("sid", "SID"), ("state", "S"), ("comm", "COMM")])
+    _listing(image, format, arch, json, views.ps, PS_COLUMNS)
 
 
 def maps(image: ImageArg, pid: PidOpt = None, json: JsonOpt = False,
          format: FormatOpt = None, arch: ArchOpt = None) -> None:
     """Memory maps of every process (or --pid), with the pages the image holds."""
-    with load(image, format, arch) as (_, img):
-        rows = views.maps(img, pid)
-        _need_task(img, pid)
-    if json:
-        emit_json(rows)
-        return
-    table(rows, [("pid", "PID"), ("start", "START"), ("end", "END"), ("perms", "PERM"),
-                 ("pgoff", "OFFSET"), ("pages", "PAGES"), ("path", "PATH")],
-          fmt={"start": hexa, "end": hexa, "pgoff": hexa,
-               "path": lambda p: p or ""})
+    _listing(image, format, arch, json, lambda img: views.maps(img, pid), MAPS_COLUMNS, pid)
 
 
 def files(image: ImageArg, pid: PidOpt = None, json: JsonOpt = False,
           format: FormatOpt = None, arch: ArchOpt = None) -> None:
     """Open file descriptors of every process (or --pid)."""
-    with load(image, format, arch) as (_, img):
-        rows = views.files(img, pid)
-        _need_task(img, pid)
-    if json:
-        emit_json(rows)
-        return
-    table(rows, [("pid", "PID"), ("fd", "FD"), ("type", "TYPE"), ("flags", "FLAGS"),
-                 ("pos", "POS"), ("cloexec", "CLOEXEC"), ("pipe_bytes", "BUFFERED"),
-                 ("path", "PATH")],
-          fmt={"flags": lambda f: "-" if f is None else f"{f:#o}",
-               "path": lambda p: p or ""})
-
-
-def _need_task(img, pid):
-    if pid is not None and img.task_by_pid(pid) is None:
-        from ..errors import UsageError
-        raise UsageError(f"no task with pid {pid} in the image")
+    _listing(image, format, arch, json, lambda img: views.files(img, pid), FILES_COLUMNS, pid)
 
 
 def show(image: ImageArg, records: bool = typer.Option(
@@ -104,9 +98,7 @@ def show(image: ImageArg, records: bool = typer.Option(
     out.print(f"[bold]{escape(image)}[/bold]: {info_rows['version']} {info_rows['arch']} kernel "
               f"{info_rows['kernel']}, {info_rows['tasks']} tasks, {info_rows['pages']} pages, "
               f"{info_rows['records']} records")
-    table(data["tasks"], [("pid", "PID"), ("ppid", "PPID"), ("tgid", "TGID"),
-                          ("pgid", "PGID"), ("sid", "SID"), ("state", "S"), ("comm", "COMM")],
-          title="tasks")
+    table(data["tasks"], PS_COLUMNS, title="tasks")
     for d in data["detail"]:
         out.print()
         out.print(f"[bold]task {d['pid']}[/bold] {escape(str(d['comm']))} state {d['state']} "
@@ -125,13 +117,11 @@ def show(image: ImageArg, records: bool = typer.Option(
                 f"shared {_names(s['shared_pending'])} handlers {handlers or '-'}"])
         mine = [m for m in data["maps"] if m["pid"] == d["pid"]]
         if mine:
-            table(mine, [("start", "START"), ("end", "END"), ("perms", "PERM"),
-                         ("pgoff", "OFFSET"), ("pages", "PAGES"), ("path", "PATH")],
-                  fmt={"start": hexa, "end": hexa, "pgoff": hexa, "path": lambda p: p or ""})
+            table(mine, MAPS_COLUMNS[1:], fmt=CELLS)
         fds = [f for f in data["files"] if f["pid"] == d["pid"]]
         if fds:
-            table(fds, [("fd", "FD"), ("type", "TYPE"), ("pos", "POS"), ("path", "PATH")],
-                  fmt={"path": lambda p: p or ""})
+            table(fds, [c for c in FILES_COLUMNS if c[0] in ("fd", "type", "pos", "path")],
+                  fmt=CELLS)
     for e in info_rows["errors"]:
         out.print(f"[red]ERROR[/red] @{e['offset']}: {escape(str(e['message']))}")
 
