@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import io
+import os
+import threading
+from contextlib import contextmanager
 
 import pytest
 
@@ -50,3 +53,21 @@ def any_image(request):
     """(version, arch, bytes) of the tree spec composed in each ABI."""
     v, a = request.param
     return v, a, compose_bytes(tree_spec(v), v, a)
+
+
+@contextmanager
+def real_pipe(data: bytes):
+    """The read end of an os.pipe that a thread fills with ``data`` (then closes)."""
+    r, w = os.pipe()
+
+    def feed():
+        with os.fdopen(w, "wb") as out:
+            try:
+                out.write(data)
+            except BrokenPipeError:
+                pass                # the reader stopped early: fine
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    with os.fdopen(r, "rb") as src:
+        yield src
+    t.join()

@@ -16,7 +16,7 @@ import typer
 from typer.testing import CliRunner
 
 import formats
-from conftest import ALL, tree_spec
+from conftest import ALL, real_pipe, tree_spec
 from imgtools import check as ck
 from imgtools.compose import FdSpec, ImageSpec, MmSpec, TaskSpec, VmaSpec, \
     compose_bytes
@@ -187,21 +187,10 @@ def test_engine_samples_are_sound(path):
 def test_clean_through_a_pipe():
     """A non-seekable source: streamed page buffers are drained, not sought."""
     img = Img.of("v23")
-    fs = ck.check_stream(_Pipe(img.data))
+    with real_pipe(img.data) as src:
+        fs = ck.check_stream(src)
     assert not errors(fs)
 
-
-class _Pipe(io.RawIOBase):
-    def __init__(self, data):
-        self.b = io.BytesIO(data)
-
-    def readable(self):
-        return True
-
-    def readinto(self, buf):
-        chunk = self.b.read(min(len(buf), 1000))
-        buf[:len(chunk)] = chunk
-        return len(chunk)
 
 
 # -- framing -------------------------------------------------------------------
@@ -246,7 +235,8 @@ def test_truncated_pipe_stream():
     img = Img.of()
     a, b = img.span(img.find("buffer", 5))             # the 3-page buffer
     data = img.data[:a + 9000]
-    fs = ck.check_stream(_Pipe(data))
+    with real_pipe(data) as src:
+        fs = ck.check_stream(src)
     assert errors(fs) == {"framing.truncated"}, [f.line() for f in fs]
     # a file: the len check sees it first
     assert errors(ck.check_bytes(data)) == {"framing.past-eof"}

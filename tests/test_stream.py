@@ -1,9 +1,7 @@
 """Framing in bounded memory: page data is skipped on files and drained on pipes."""
 import io
-import os
-import threading
 
-from conftest import tree_spec
+from conftest import real_pipe, tree_spec
 from imgtools.build import build_model
 from imgtools.compose import compose_bytes
 from imgtools.reader import ImageReader
@@ -50,16 +48,8 @@ def test_model_of_a_file_does_not_read_page_bytes(tmp_path):
 
 def test_pipe_gives_same_model(tmp_path):
     data = compose_bytes(tree_spec("v19", pages=300), "v19")
-    r, w = os.pipe()
-
-    def feed():
-        with os.fdopen(w, "wb") as out:
-            out.write(data)
-    t = threading.Thread(target=feed)
-    t.start()
-    with os.fdopen(r, "rb") as src:
+    with real_pipe(data) as src:
         piped = build_model(ImageReader(src, "<pipe>"))
-    t.join()
     direct = build_model(ImageReader(io.BytesIO(data)))
     assert piped.pages == direct.pages == 302
     assert [(t.pid, t.comm) for t in piped.tasks] == [(t.pid, t.comm) for t in direct.tasks]
