@@ -120,6 +120,9 @@ struct ctx {
 	bool has_xsave;
 };
 
+/* restore/restart.c: the restore half (restore/restore.h) */
+int restore_main(int argc, char **argv);
+
 /* checkpoint.c */
 int checkpoint(struct ctx *c);
 int ckpt_unsupported(struct ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

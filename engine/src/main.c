@@ -10,6 +10,7 @@
 static const char usage[] =
 	"usage: imgtools-engine dump PID [-o FILE|-o -] [--tree|--single] [--kill]\n"
 	"                            [--allow-partial] [--progress]\n"
+	"       imgtools-engine restore [IMG|-] [--pidns|--no-pidns] [--detach] [--stopped]\n"
 	"       imgtools-engine --version\n"
 	"Checkpoint the process tree rooted at PID (or the process alone with --single) into a\n"
 	"linux-cr v23 x86_64 image (stdout by default). Exit: 0 ok, 1 internal error, 2 usage,\n"
@@ -77,8 +78,10 @@ int main(int argc, char **argv)
 		fputs(usage, stdout);
 		return EXIT_OK;
 	}
+	if (argc >= 2 && !strcmp(argv[1], "restore"))
+		return restore_main(argc - 1, argv + 1);
 	if (argc < 2 || strcmp(argv[1], "dump"))
-		return usage_error("expected the command 'dump'");
+		return usage_error("expected the command 'dump' or 'restore'");
 	argv++;
 	argc--;
 	opterr = 0;
