@@ -67,3 +67,12 @@ def dump(
         return subprocess.run(cmd, stdout=stdout).returncode
     except OSError as exc:
         raise EngineError(f"cannot run {cmd[0]}: {exc}") from exc
+
+
+def restore_command(image: str, pidns: bool = True, detach: bool = False, stopped: bool = False,
+                    shell_job: bool = False) -> list[str]:
+    """The engine's command line restoring the v23 image ``image`` ('-' = stdin)."""
+    cmd = [str(find_engine()), "restore", os.fspath(image), "--pidns" if pidns else "--no-pidns"]
+    cmd += [flag for flag, on in (("--detach", detach), ("--stopped", stopped),
+                                  ("--shell-job", shell_job)) if on]
+    return cmd
