@@ -435,6 +435,7 @@ static int release(struct rctx *c)
 	for (i = 0; i < c->nr_procs; i++)
 		if (c->procs[i].leader >= 0 && release_proc(c, &c->procs[i]))
 			return -1;
+	tree_go(c);
 	/* all at once: from here on the tree runs */
 	for (i = 0; i < c->nr_tasks; i++) {
 		struct rtask *t = &c->tasks[i];
@@ -448,7 +449,6 @@ static int release(struct rctx *c)
 			return pr_perror("pid %d: detach", t->pid);
 		t->seized = false;
 	}
-	tree_go(c);
 	return 0;
 }
 

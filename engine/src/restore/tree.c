@@ -60,7 +60,7 @@ struct plan_node {
 #define SVC_FD_BASE		1000	/* service descriptors of the tasks: pidfd, image */
 #define OUTSIDE			-1	/* a session outside the image */
 
-static int ready_pipe[2] = { -1, -1 }, go_pipe[2] = { -1, -1 };
+static int ready_pipe[2] = { -1, -1 }, go_pipe[2] = { -1, -1 }, leave_pipe[2] = { -1, -1 };
 static pid_t driver_pid;
 
 static int find_process(struct rctx *c, pid_t pid)
@@ -350,9 +350,11 @@ static void node_main(struct rctx *c, int self)
 	}
 	/* nothing of the driver's but the pipes of the plan and the service descriptors */
 	for (i = 0; i < SVC_FD_BASE; i++)
-		if (i != ready_pipe[1] && i != go_pipe[0])
+		if (i != ready_pipe[1] && i != go_pipe[0] && i != leave_pipe[0])
 			close(i);
 	syscall(SYS_close_range, SVC_FD_BASE + 2, ~0U, 0);
+	if (n->kind != NODE_TASK)	/* how ps names them: not a task of the image */
+		prctl(PR_SET_NAME, n->kind == NODE_REAPER ? "imgtools-init" : "imgtools-helper");
 	spawn_children(c, self, true);
 	if (n->do_setsid && setsid() < 0)
 		report(self, errno), _exit(115);
@@ -363,16 +365,22 @@ static void node_main(struct rctx *c, int self)
 	if (n->kind == NODE_TASK) {
 		close(ready_pipe[1]);
 		close(go_pipe[0]);
+		close(leave_pipe[0]);
 		for (;;)
 			pause();	/* until seized */
 	}
-	close(ready_pipe[1]);
 	if (read(go_pipe[0], &go, 1) != 1)
 		_exit(117);		/* the driver is gone: so is the tree */
-	close(go_pipe[0]);
 	close(SVC_FD_BASE);
 	close(SVC_FD_BASE + 1);
 	prctl(PR_SET_PDEATHSIG, 0);
+	report(self, 0);		/* from now on it outlives the driver: it may go */
+	close(ready_pipe[1]);
+	/* one that leaves waits until no other still dies with its parent (PDEATHSIG) */
+	close(go_pipe[0]);
+	if (n->kind == NODE_HELPER && !n->parent_role && read(leave_pipe[0], &go, 1) != 1)
+		_exit(118);
+	close(leave_pipe[0]);
 	if (n->kind == NODE_REAPER) {
 		pid_t watched = c->tasks[0].pid;
 
@@ -491,7 +499,7 @@ int create_tree(struct rctx *c)
 	c->self_pidfd = syscall(SYS_pidfd_open, getpid(), 0);
 	if (c->self_pidfd < 0)
 		return pr_perror("pidfd_open");
-	if (pipe2(ready_pipe, O_CLOEXEC) || pipe2(go_pipe, O_CLOEXEC))
+	if (pipe2(ready_pipe, O_CLOEXEC) || pipe2(go_pipe, O_CLOEXEC) || pipe2(leave_pipe, O_CLOEXEC))
 		return pr_perror("pipe");
 	c->go_fd = go_pipe[1];
 	driver_pid = getpid();	/* what the first processes see as their parent in --no-pidns */
@@ -516,6 +524,8 @@ int create_tree(struct rctx *c)
 	ready_pipe[1] = -1;
 	close(go_pipe[0]);
 	go_pipe[0] = -1;
+	close(leave_pipe[0]);
+	leave_pipe[0] = -1;
 	while (got < c->nr_nodes) {
 		struct pollfd pfd = { .fd = ready_pipe[0], .events = POLLIN };
 		int msg[2];
@@ -535,8 +545,6 @@ int create_tree(struct rctx *c)
 			return pr_err("pid %d: %s", c->nodes[msg[0]].pid, strerror(msg[1]));
 		got++;
 	}
-	close(ready_pipe[0]);
-	ready_pipe[0] = -1;
 	if (c->pidns) {
 		for (i = 1; i < c->nr_nodes; i++)
 			c->nodes[i].host = 0;
@@ -602,15 +610,59 @@ int seize_tree(struct rctx *c)
 	return 0;
 }
 
+/*
+ * The helpers may go on: each confirms it no longer dies with its parent, and only then
+ * may the ones that leave (session and group stand-ins) leave.
+ */
 void tree_go(struct rctx *c)
 {
-	int i;
+	int i, helpers = 0, leaving = 0, msg[2];
 
-	for (i = 0; i < c->nr_nodes; i++)
-		if (c->nodes[i].kind != NODE_TASK && write(c->go_fd, "g", 1) != 1)
+	for (i = 0; i < c->nr_nodes; i++) {
+		if (c->nodes[i].kind == NODE_TASK)
+			continue;
+		helpers += write(c->go_fd, "g", 1) == 1;
+		leaving += c->nodes[i].kind == NODE_HELPER && !c->nodes[i].parent_role;
+	}
+	for (i = 0; i < helpers; i++) {
+		struct pollfd pfd = { .fd = ready_pipe[0], .events = POLLIN };
+
+		if (poll(&pfd, 1, READY_TIMEOUT_MS) <= 0 ||
+		    read(ready_pipe[0], msg, sizeof(msg)) != sizeof(msg)) {
+			pr_err("a helper of the restored tree did not confirm its release");
+			break;
+		}
+	}
+	for (i = 0; i < leaving; i++)
+		if (write(leave_pipe[1], "x", 1) != 1)
 			pr_perror("release the helpers");
+	close(leave_pipe[1]);
+	leave_pipe[1] = -1;
+	/*
+	 * Gone before any task runs or stops: a process group that their exit orphans gets
+	 * SIGHUP+SIGCONT if a member is stopped (--stopped, a task stopped in the image).
+	 */
+	for (i = 0; i < c->nr_nodes; i++) {
+		struct plan_node *n = &c->nodes[i];
+		int waited;
+
+		if (n->kind != NODE_HELPER || n->parent_role)
+			continue;
+		for (waited = 0; waited < READY_TIMEOUT_MS; waited++) {
+			char *st = proc_read(n->host, "stat", NULL);
+			char *r = st ? strrchr(st, ')') : NULL;
+			bool gone = !r || r[2] == 'Z' || r[2] == 'X';
+
+			free(st);
+			if (gone)
+				break;
+			usleep(1000);
+		}
+	}
 	close(c->go_fd);
 	c->go_fd = -1;
+	close(ready_pipe[0]);
+	ready_pipe[0] = -1;
 }
 
 /* a failed restore: nothing it created stays alive */
