@@ -366,3 +366,42 @@ def test_every_sample_restores_or_is_refused_with_a_reason(version):
         assert r.returncode == 3, (img, r.stderr)
         assert "cannot restore" in r.stderr, (img, r.stderr)
         assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("version", ["v21", "v18"])
+def test_an_older_abi_version_is_converted_on_the_way(progs, tmp_path, version):
+    out, img, old = tmp_path / "out", tmp_path / "count.img", tmp_path / f"count-{version}.img"
+    p = start([progs["rst_count"], out, "2"])
+    wait_for(lambda: len(lines(out)) >= 2, what="counting")
+    dump_kill(p, img)
+    r = subprocess.run([*IMGTOOLS, "convert", str(img), "--to", version, "--allow-loss",
+                        "-o", str(old)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    with open(old, "rb") as f:                       # from a pipe: converted as it flows
+        r = restore("-", "--detach", stdin=f)
+    assert r.returncode == 0, r.stderr
+    host = int(r.stdout.strip().splitlines()[-1])
+    try:
+        n = len(lines(out))
+        wait_for(lambda: len(lines(out)) >= n + 5, what="counting after the restore")
+        assert not any(l.startswith("FAIL") for l in lines(out))
+    finally:
+        kill_tree_of(host)
+
+
+def test_sigterm_during_a_restore_from_a_pipe_leaves_nothing(progs, tmp_path):
+    out, img = tmp_path / "out", tmp_path / "count.img"
+    p = start([progs["rst_count"], out, "8"])
+    wait_for(lambda: len(lines(out)) >= 2, what="counting")
+    dump_kill(p, img)
+    data = img.read_bytes()
+    proc = subprocess.Popen([*IMGTOOLS, "restore", "-"], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc.stdin.write(data[:len(data) // 2])           # the tree exists, half its pages are in
+    proc.stdin.flush()
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0
+    assert b"Traceback" not in err
+    wait_for(lambda: not running(progs["rst_count"]), timeout=5, what="nothing left")

@@ -1,10 +1,12 @@
 /*
  * A counter for restore tests and benchmarks: MIB mebibytes of memory whose every page
  * holds its own index (checked on every step, so a misplaced page stops it), and a line
- * "N pid PID ok" appended to OUT every 20 ms. It goes on counting from where it was after
- * a checkpoint and restart; a page that is wrong makes it write "FAIL" and exit 1.
+ * "N pid PID ok NS" appended to OUT every PERIOD microseconds (20,000 by default), NS being
+ * CLOCK_MONOTONIC in nanoseconds (bench/bench_restore.py measures the downtime of a
+ * migration from it). It goes on counting from where it was after a checkpoint and
+ * restart; a page that is wrong makes it write "FAIL" and exit 1.
  *
- *     rst_count OUT MIB
+ *     rst_count OUT MIB [PERIOD]
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -20,6 +22,8 @@
 int main(int argc, char **argv)
 {
 	size_t size = (size_t)(argc > 2 ? atol(argv[2]) : 0) << 20, pages = size / PAGE, i;
+	long period = argc > 3 ? atol(argv[3]) : 20000;
+	struct timespec now;
 	char *mem = size ? mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
 			 : NULL;
 	FILE *out;
@@ -37,7 +41,8 @@ int main(int argc, char **argv)
 			fprintf(out, "FAIL page %zu\n", probe);
 			return 1;
 		}
-		fprintf(out, "%ld pid %d ok\n", n, getpid());
-		usleep(20000);
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		fprintf(out, "%ld pid %d ok %lld\n", n, getpid(), now.tv_sec * 1000000000LL + now.tv_nsec);
+		usleep(period);
 	}
 }

@@ -42,6 +42,12 @@ static void on_signal(int sig)
 	rst_interrupted = sig;
 }
 
+/* a blocking wait (a task reading a pipe, the stream) gives up on SIGINT/SIGTERM/SIGHUP */
+bool rst_stop_requested(void)
+{
+	return rst_interrupted != 0;
+}
+
 int rst_refuse(struct rctx *c, const char *fmt, ...)
 {
 	char msg[512];
@@ -590,5 +596,7 @@ fail:
 	kill_tree(&c);
 	if (c.refused)
 		ret = RST_EXIT_REFUSED;
+	if (rst_interrupted)
+		ret = 128 + rst_interrupted;
 	return ret;
 }

@@ -99,6 +99,7 @@ struct rproc {
 	int svc_in, svc_pidfd;		/* service descriptors in the task */
 	uint64_t scratch_used;
 	bool prepared, mm_done, have_mm;
+	bool populate;			/* MADV_POPULATE_WRITE before reading pages */
 	int files_ref, mm_ref, fs_ref, sighand_ref, signal_ref;
 	struct ckpt_hdr_mm mm;
 	uint64_t auxv[CKPT_AT_VECTOR_SIZE];
@@ -148,6 +149,7 @@ struct rctx {
 
 /* restart.c */
 int restore_main(int argc, char **argv);
+bool rst_stop_requested(void);
 int rst_refuse(struct rctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 struct robj *obj_get(struct rctx *c, int ref, int type);
 struct robj *obj_define(struct rctx *c, int type);

@@ -88,6 +88,8 @@ int rs_read(struct rstream *s, void *buf, size_t len)
 	while (len) {
 		ssize_t n = read(s->fd, p, len);
 
+		if (n < 0 && errno == EINTR && rst_stop_requested())
+			return pr_err("interrupted");
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -140,6 +142,8 @@ static int read_header(struct rstream *s, struct ckpt_hdr *h)
 	while (got < sizeof(*h)) {
 		ssize_t n = read(s->fd, p + got, sizeof(*h) - got);
 
+		if (n < 0 && errno == EINTR && rst_stop_requested())
+			return pr_err("interrupted");
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)

@@ -166,7 +166,7 @@ int plan_tree(struct rctx *c)
 		struct rtask *t = &c->tasks[i];
 
 		if (t->pid == t->tgid) {
-			c->procs[c->nr_procs] = (struct rproc){ .leader = i, .map_cache_fd = -1,
+			c->procs[c->nr_procs] = (struct rproc){ .leader = i, .map_cache_fd = -1, .populate = true,
 								.svc_pidfd = SVC_FD_BASE,
 								.svc_in = SVC_FD_BASE + 1 };
 			t->proc = c->nr_procs++;

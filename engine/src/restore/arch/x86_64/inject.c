@@ -56,6 +56,8 @@ int rinj_wait(pid_t tid, int *status)
 
 		if (r == tid)
 			return 0;
+		if (r < 0 && errno == EINTR && rst_stop_requested())
+			return pr_err("interrupted");
 		if (r < 0 && errno != EINTR)
 			return pr_perror("wait for task %d", tid);
 	}
