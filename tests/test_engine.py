@@ -20,6 +20,7 @@ import fcntl
 import json
 import os
 import platform
+import resource
 import select
 import shutil
 import signal
@@ -338,6 +339,7 @@ class ProcFacts:
     cwd: str
     root: str
     stat: list[str]
+    rlimits: list[tuple[int, int]]
 
 
 @dataclass
@@ -353,6 +355,13 @@ def task_facts(tid: int) -> TaskFacts:
     st = status_of(tid)
     return TaskFacts(tid, int(st["Tgid"]), int(s[3]), int(s[4]), int(s[5]), s[1], s[2],
                      int(s[37]), int(s[51]), st)
+
+
+def rlimits_of(pid: int) -> list[tuple[int, int]]:
+    """RLIMIT_CPU..RLIMIT_RTTIME by prlimit(2) (RLIM_INFINITY as 2**64 - 1)."""
+    inf = 2**64 - 1
+    return [tuple(inf if v == resource.RLIM_INFINITY else v for v in resource.prlimit(pid, i))
+            for i in range(16)]
 
 
 def take_snapshot(root: int) -> Snapshot:
@@ -374,7 +383,7 @@ def take_snapshot(root: int) -> Snapshot:
         snap.procs[pid] = ProcFacts(
             pid, maps, pages, read_mem(pid, pages), read_fds(pid), auxv,
             os.readlink(f"/proc/{pid}/exe"), os.readlink(f"/proc/{pid}/cwd"),
-            os.readlink(f"/proc/{pid}/root"), stat_of(pid))
+            os.readlink(f"/proc/{pid}/root"), stat_of(pid), rlimits_of(pid))
     for t in snap.tasks:
         if t.state != "Z":
             snap.regs[t.tid] = read_regs(t.tid)
@@ -673,6 +682,9 @@ def check_image(img, path: Path, snap: Snapshot) -> None:
                 if p.data_len:
                     assert read_at(path, p.data_offset, p.data_len) == pfd.buffered
             fd_refs.append((pt.tid, pfd, f))
+        # resource limits as prlimit(2) reports them (the engine reads /proc/PID/limits)
+        rlim = img.get(it.obj("signal"), "signal").fields["rlim"]
+        assert [(r["rlim_cur"], r["rlim_max"]) for r in rlim] == pf.rlimits
         fs = img.get(it.obj("fs"), "fs")
         assert (fs.cwd, fs.root) == (pf.cwd, pf.root)
         assert fs.umask == int(pt.status["Umask"], 8)

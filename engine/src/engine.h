@@ -46,6 +46,7 @@ struct proc_stat {
 	int exit_code;
 };
 int proc_stat(pid_t pid, struct proc_stat *st);
+int proc_limits(pid_t pid, struct ckpt_rlimit *rlim, int n);
 
 /* image.c: buffered sequential writer */
 struct image {
