@@ -4,6 +4,7 @@ syscall-injection window), a killed wrapper, and the refusal messages of `imgtoo
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import random
 import shutil
@@ -17,7 +18,7 @@ import pytest
 
 from imgtools.build import build_model
 from imgtools.reader import open_image
-from test_engine import (PROGS, ROOT, built, children_of, free_pid, run_cli, sigmask,  # noqa: F401
+from test_engine import (PROGS, ROOT, SYS_TGKILL, built, children_of, free_pid, run_cli, sigmask,  # noqa: F401
                          state_of, status_of, targets, tracer_of, wait_for)
 
 pytestmark = pytest.mark.skipif(not shutil.which("setpriv"), reason="needs setpriv")
@@ -68,5 +69,48 @@ def test_limits_without_cap_sys_resource(built, tmp_path):
         with open(f"/proc/{p.pid}/limits") as f:
             assert f.read().splitlines()[8].split()[3:5] == ["1234", "5678"]
         assert state_of(p.pid) in "SR" and tracer_of(p.pid) == 0
+    finally:
+        reap(p)
+
+
+SIGSTOP_BIT = 1 << (signal.SIGSTOP - 1)
+SI_USER, SI_TKILL = 0, -6          # si_code of kill(2) and tgkill(2)
+
+
+@pytest.mark.parametrize("queue", ["shared", "private"])
+def test_pending_sigstop_dumped_and_kept(built, tmp_path, queue):
+    """A stopped process sent SIGSTOP again holds it pending (kill: shared queue; tgkill:
+    the thread's own). Running a syscall in the task dequeues it (SIGSTOP cannot be
+    blocked): the dump must succeed, write it in SIGPENDING with its sender, and leave the
+    process stopped with the same signal pending; twice in a row."""
+    p = spawn(["sleep", "100"])
+    try:
+        wait_for("sleep to start", lambda: status_of(p.pid)["Name"] == "sleep")
+        os.kill(p.pid, signal.SIGSTOP)
+        wait_for("the stop", lambda: state_of(p.pid) == "T")
+        if queue == "shared":
+            os.kill(p.pid, signal.SIGSTOP)
+        else:
+            assert ctypes.CDLL(None).syscall(SYS_TGKILL, p.pid, p.pid, signal.SIGSTOP) == 0
+        key = "ShdPnd" if queue == "shared" else "SigPnd"
+        wait_for("SIGSTOP pending", lambda: sigmask(status_of(p.pid), key) == SIGSTOP_BIT)
+        for n in range(2):
+            out = tmp_path / f"s{n}.img"
+            r = subprocess.run([built.engine, "dump", str(p.pid), "-o", str(out)],
+                               capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr
+            img = load(out)
+            t = img.tasks[0]
+            pending = img.get(t.obj("signal"), "signal").shared_pending \
+                if queue == "shared" else t.pending
+            assert [(s["csi_signo"], s["csi_code"], s["csi_pid"]) for s in pending] == \
+                [(signal.SIGSTOP, SI_USER if queue == "shared" else SI_TKILL, os.getpid())]
+            wait_for("the target to stop again", lambda: state_of(p.pid) == "T", timeout=2)
+            st = status_of(p.pid)
+            assert tracer_of(p.pid) == 0
+            assert sigmask(st, key) == SIGSTOP_BIT and sigmask(st, "SigBlk") == 0
+        os.kill(p.pid, signal.SIGCONT)
+        wait_for("the target to run", lambda: state_of(p.pid) == "S", timeout=2)
+        assert sigmask(status_of(p.pid), key) == 0     # SIGCONT discards pending stops
     finally:
         reap(p)

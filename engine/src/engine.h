@@ -171,7 +171,8 @@ int arch_dump_mm_context(struct ctx *c, uint64_t vdso);
 
 /* arch/<arch>/infect.c: run syscalls inside a stopped task */
 #define INFECT_FAILED LONG_MIN	/* infect_syscall: the syscall could not be run */
-int infect_start(struct infect *inf, pid_t tid);
+int infect_find_syscall(pid_t pid, uint64_t *ip);
+int infect_start(struct infect *inf, pid_t tid, uint64_t syscall_ip);
 long infect_syscall(struct infect *inf, long nr, long a0, long a1, long a2, long a3);
 int infect_read(struct infect *inf, void *buf, size_t len);
 int infect_stop(struct infect *inf);

@@ -109,6 +109,7 @@ static int probe_process(struct ctx *c, struct process *p, int first, int end)
 	char *status = proc_read(p->tgid, "status", NULL);
 	const char *seccomp = status ? status_field(status, "Seccomp") : NULL;
 	bool process_done = false;
+	uint64_t syscall_ip;
 	int i;
 
 	if (seccomp && *seccomp != '0') {
@@ -118,6 +119,11 @@ static int probe_process(struct ctx *c, struct process *p, int first, int end)
 		return 0;
 	}
 	free(status);
+	/* the threads share the address space: one search for a syscall instruction */
+	if (infect_find_syscall(p->tgid, &syscall_ip)) {
+		snprintf(p->probe_error, sizeof(p->probe_error), "%s", last_error());
+		return 0;
+	}
 	for (i = first; i < end; i++) {
 		struct task *t = &c->tasks[i];
 		struct infect inf;
@@ -125,7 +131,7 @@ static int probe_process(struct ctx *c, struct process *p, int first, int end)
 
 		if (!t->seized)
 			continue;
-		if (infect_start(&inf, t->tid)) {
+		if (infect_start(&inf, t->tid, syscall_ip)) {
 			snprintf(p->probe_error, sizeof(p->probe_error), "%s", last_error());
 			return 0;
 		}
