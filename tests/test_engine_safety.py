@@ -114,3 +114,40 @@ def test_pending_sigstop_dumped_and_kept(built, tmp_path, queue):
         assert sigmask(status_of(p.pid), key) == 0     # SIGCONT discards pending stops
     finally:
         reap(p)
+
+
+def one_line_error(r: subprocess.CompletedProcess) -> str:
+    lines = r.stderr.decode().strip().splitlines()
+    assert len(lines) == 1, r.stderr.decode()
+    assert b"Traceback" not in r.stderr and b"usage" not in r.stderr.lower()
+    return lines[0]
+
+
+@pytest.mark.parametrize("arg,code,message", [
+    ("abc", 2, "PID must be a number, not 'abc'"),
+    ("0", 2, "PID must be a positive number"),
+    ("2", 3, "pid 2 is a kernel thread"),
+], ids=["abc", "0", "kthread"])
+def test_dump_refusals_name_the_reason(built, tmp_path, arg, code, message):
+    r = run_cli("dump", arg, "-o", tmp_path / "x.img")
+    assert r.returncode == code and message in one_line_error(r)
+    assert os.listdir(tmp_path) == []
+
+
+def test_dump_refusal_engine_pid_zero(built):
+    """The engine itself: a bad PID is one line, without its usage text."""
+    r = subprocess.run([built.engine, "dump", "0", "-o", "/dev/null"], capture_output=True)
+    assert r.returncode == 2 and "PID must be a positive number" in one_line_error(r)
+
+
+def test_dump_refuses_own_ancestor(built, tmp_path):
+    """`dump $$` from a shell: the shell's tree holds the dumper; refused by name before
+    anything is frozen, the shell and the wrapper untraced."""
+    script = (f"cd {ROOT} && {sys.executable} -m imgtools dump $$ -o {tmp_path}/x.img; "
+              "echo rc=$?")
+    r = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30)
+    assert "rc=3" in r.stdout, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and " (sh) is an ancestor of the dumper, pid " in lines[0], r.stderr
+    assert "(imgtools-engine)" in lines[0]
+    assert not (tmp_path / "x.img").exists()

@@ -116,6 +116,7 @@ struct ctx {
 	int nr_procs;
 	bool tree, kill, allow_partial;
 	bool refused;		/* a task may not be traced: exit EXIT_PARTIAL */
+	bool usage_error;	/* the PID names no process: exit EXIT_USAGE */
 	int nr_unsupported;	/* ERROR records written for skipped state */
 	unsigned int xstate_size;
 	bool has_xsave;

@@ -127,6 +127,37 @@ static bool known_tid(struct ctx *c, int from, pid_t tid)
 	return false;
 }
 
+#define PF_KTHREAD 0x00200000	/* kernel task flag: a kernel thread */
+
+/* "pid N (comm)" of a task, for messages */
+static const char *task_name(pid_t pid, char *buf, size_t size)
+{
+	char *comm = proc_read(pid, "comm", NULL);
+
+	snprintf(buf, size, "pid %d (%.*s)", pid, comm ? (int)strcspn(comm, "\n") : 1,
+		 comm ? comm : "?");
+	free(comm);
+	return buf;
+}
+
+/* Why PTRACE_SEIZE of tid failed with EPERM, if /proc says: traced, or a kernel thread. */
+static int seize_refused(struct ctx *c, pid_t tid, const struct proc_stat *st)
+{
+	char *status = proc_read(tid, "status", NULL);
+	pid_t tracer = status ? atoi(status_field(status, "TracerPid") ?: "0") : 0;
+	char name[64];
+
+	free(status);
+	c->refused = true;
+	if (st->flags & PF_KTHREAD)
+		return pr_err("pid %d is a kernel thread: it has no user space to checkpoint", tid);
+	if (tracer > 0)
+		return pr_err("pid %d is traced by %s: a task has one tracer at a time", tid,
+			      task_name(tracer, name, sizeof(name)));
+	errno = EPERM;
+	return pr_perror("seize %d", tid);
+}
+
 /* Seize and stop one thread. Returns 1 if it vanished before we got it. */
 static int freeze_thread(struct ctx *c, pid_t tid, pid_t tgid)
 {
@@ -149,7 +180,7 @@ static int freeze_thread(struct ctx *c, pid_t tid, pid_t tgid)
 			if (err != EPERM || proc_stat(tid, &st) || st.state != 'Z') {
 				errno = err;
 				c->refused = true;
-				return pr_perror("seize %d", tid);
+				return err == EPERM ? seize_refused(c, tid, &st) : pr_perror("seize %d", tid);
 			}
 		} else {
 			seized = true;
@@ -357,17 +388,48 @@ static pid_t tgid_of(pid_t pid)
 	return tgid;
 }
 
+/*
+ * A tree that holds the dumper cannot be frozen by it: root is the dumper or one of its
+ * ancestors (dump $$ from a shell). Named before anything is seized.
+ */
+static int refuse_own_tree(struct ctx *c, pid_t root)
+{
+	char who[64], me[64];
+	pid_t pid = getpid();
+	struct proc_stat st;
+
+	if (root == pid)
+		return c->refused = true, pr_err("pid %d is the dumper itself", root);
+	if (!c->tree)
+		return 0;	/* an ancestor alone is a process like any other */
+	while (pid > 1 && !proc_stat(pid, &st)) {
+		pid = st.ppid;
+		if (pid == root)
+			return c->refused = true,
+			       pr_err("%s is an ancestor of the dumper, %s: its tree holds the dump "
+				      "itself (use --single, or dump a process outside it)",
+				      task_name(root, who, sizeof(who)), task_name(getpid(), me, sizeof(me)));
+	}
+	return 0;
+}
+
 int freeze_tree(struct ctx *c, pid_t root)
 {
+	struct proc_stat st;
 	pid_t tgid;
 	int ret;
 
-	if (kill(root, 0) && errno == ESRCH)
-		return c->refused = true, pr_perror("pid %d", root);
+	if ((kill(root, 0) && errno == ESRCH) || proc_stat(root, &st))
+		return c->usage_error = true, pr_err("pid %d: no such process", root);
+	if (st.flags & PF_KTHREAD)
+		return c->refused = true,
+		       pr_err("pid %d is a kernel thread: it has no user space to checkpoint", root);
 	tgid = tgid_of(root);
 	if (tgid > 0 && tgid != root)
 		return c->refused = true,
 		       pr_err("pid %d is a thread of process %d: dump %d instead", root, tgid, tgid);
+	if (refuse_own_tree(c, root))
+		return -1;
 	ret = freeze_process(c, root, 0);
 	if (!ret && c->nr_tasks == 0)
 		return c->refused = true, pr_err("pid %d: exited", root);
