@@ -149,5 +149,123 @@ def test_dump_refuses_own_ancestor(built, tmp_path):
     assert "rc=3" in r.stdout, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and " (sh) is an ancestor of the dumper, pid " in lines[0], r.stderr
-    assert "(imgtools-engine)" in lines[0]
+    assert "(imgtools-tracer)" in lines[0]
     assert not (tmp_path / "x.img").exists()
+
+
+ALL_BLOCKED = ~((1 << (signal.SIGKILL - 1)) | SIGSTOP_BIT) & (2**64 - 1)   # SETSIGMASK(~0)
+
+
+def started(argv) -> subprocess.Popen:
+    p = spawn(argv)
+    wait_for(f"{argv[0]} to exec", lambda: status_of(p.pid)["Name"] == argv[0], timeout=5,
+             interval=0.001)
+    return p
+
+
+def kill_in_window(dumper: subprocess.Popen, target: int) -> bool:
+    """SIGKILL the dumper as soon as the target's mask shows the injection running;
+    True if it was seen (False: the dump ended first, killed anyway)."""
+    seen = False
+    while dumper.poll() is None and not seen:
+        try:
+            seen = sigmask(status_of(target), "SigBlk") == ALL_BLOCKED
+        except FileNotFoundError:
+            break
+    dumper.kill()
+    return seen
+
+
+def test_sigkill_of_the_dumper_never_harms_the_target(built):
+    """200 dumps of `sleep` targets, the dumper SIGKILLed at a random point of each: half
+    at a random delay within a dump's duration, half the moment the syscall injection is
+    seen running (all signals blocked). Every target must be released untraced, with its
+    mask and pending set as before, and go on to finish its sleep normally (exit 0): its
+    registers and stack were put back."""
+    rng = random.Random(os.getpid() ^ int(time.time()))
+    engine = [str(built.engine), "dump"]
+    timing = []
+    for _ in range(3):
+        t = started(["sleep", "30"])
+        t0 = time.monotonic()
+        assert subprocess.run(engine + [str(t.pid), "-o", "/dev/null"],
+                              stderr=subprocess.DEVNULL).returncode in (0, 3)
+        timing.append(time.monotonic() - t0)
+        reap(t)
+    span = sorted(timing)[1] * 1.2
+    targets, in_window = [], 0
+    try:
+        for i in range(200):
+            target = started(["sleep", "3"])
+            dumper = subprocess.Popen(engine + [str(target.pid), "-o", "/dev/null"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if i % 2:
+                in_window += kill_in_window(dumper, target.pid)
+            else:
+                time.sleep(rng.uniform(0, span))
+                dumper.kill()
+            dumper.wait()
+            targets.append(target)
+        assert in_window >= 50, f"only {in_window} kills landed inside the injection window"
+        for t in targets:
+            if t.poll() is not None:
+                break
+            wait_for(f"target {t.pid} to be released", lambda: tracer_of(t.pid) == 0,
+                     timeout=5)
+            st = status_of(t.pid)
+            assert st["State"][0] in "SR", f"target {t.pid}: {st['State']}"
+            assert (sigmask(st, "SigBlk"), sigmask(st, "SigPnd"), sigmask(st, "ShdPnd")) == \
+                (0, 0, 0), f"target {t.pid}: signal state changed"
+        codes = [t.wait(timeout=15) for t in targets]
+        assert codes == [0] * len(targets), \
+            f"{sum(c != 0 for c in codes)} targets harmed: exit {sorted(set(codes))}"
+    finally:
+        reap(*targets)
+
+
+def test_vfork_parent_refused_in_bounded_time(built, targets, tmp_path):
+    """A vfork parent cannot stop until its child execs or exits: the dump refuses it by
+    name within the stop timeout instead of waiting forever with the tree frozen, and
+    both tasks are left as they were (the parent then returns from vfork normally)."""
+    p = targets.start([built.progs / "vforker"])
+    child = children_of(p.pid)[0]
+    wait_for("the parent to wait in vfork", lambda: state_of(p.pid) == "D")
+    t0 = time.monotonic()
+    r = run_cli("dump", p.pid, "-o", tmp_path / "v.img", timeout=30)
+    took = time.monotonic() - t0
+    line = one_line_error(r)
+    assert r.returncode == 3
+    assert f"pid {p.pid} is a vfork parent waiting for its child {child}" in line
+    assert took < 10, f"refusal took {took:.1f} s"
+    assert not (tmp_path / "v.img").exists()
+    wait_for("the parent to be released", lambda: tracer_of(p.pid) == 0, timeout=5)
+    assert tracer_of(child) == 0 and state_of(p.pid) == "D" and state_of(child) == "S"
+    os.kill(child, signal.SIGKILL)
+    assert p.wait(timeout=5) == 0, "the vfork parent did not return from vfork normally"
+
+
+def test_engine_dies_with_its_wrapper(built, targets):
+    """`imgtools dump` SIGKILLed while the engine is blocked writing into a full pipe:
+    the engine (and its tracer) must not live on as orphans holding the tasks."""
+    p = targets.start([built.progs / "hog", 256])
+    wrapper = subprocess.Popen([sys.executable, "-m", "imgtools", "dump", str(p.pid), "-o", "-"],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        wait_for("the dump to block", lambda: state_of(p.pid) == "t" and
+                 children_of(wrapper.pid), timeout=10)
+        time.sleep(0.2)
+        engine_pid = children_of(wrapper.pid)[0]
+        tracer = tracer_of(p.pid)
+        assert tracer in children_of(engine_pid)
+        wrapper.kill()
+        wrapper.wait()
+        wait_for("the target to be released", lambda: tracer_of(p.pid) == 0, timeout=5)
+        for pid in (engine_pid, tracer):
+            wait_for(f"engine process {pid} to end", lambda: state_of(pid) in ("Z", "gone"),
+                     timeout=5)
+        wait_for("the target to run", lambda: state_of(p.pid) in "SR", timeout=5)
+        os.kill(p.pid, signal.SIGUSR1)
+        assert targets.read_line(p, 5) == b"pong"
+    finally:
+        reap(wrapper)
+        wrapper.stdout.close()

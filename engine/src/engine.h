@@ -126,7 +126,11 @@ struct ctx {
 int checkpoint(struct ctx *c);
 int ckpt_unsupported(struct ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* supervise.c: work() runs in a child (the tracer) that outlives a killed launcher */
+int run_supervised(int (*work)(void *), void *arg);
+
 /* freeze.c */
+#define STOP_TIMEOUT_MS 2000	/* a task that does not stop within this is refused */
 extern volatile sig_atomic_t interrupted;
 void freeze_install_handlers(void);
 int check_interrupted(void);

@@ -50,6 +50,20 @@ static int dump(pid_t pid, const char *output, struct ctx *c, bool progress)
 	return c->nr_unsupported && !c->allow_partial ? EXIT_PARTIAL : EXIT_OK;
 }
 
+struct dump_args {
+	pid_t pid;
+	const char *output;
+	struct ctx *c;
+	bool progress;
+};
+
+static int dump_in_tracer(void *arg)
+{
+	struct dump_args *a = arg;
+
+	return dump(a->pid, a->output, a->c, a->progress);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -105,5 +119,5 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(output, "-") && isatty(STDOUT_FILENO))
 		return usage_error("refusing to write an image to a terminal (use -o FILE)");
-	return dump(pid, output, &c, progress);
+	return run_supervised(dump_in_tracer, &(struct dump_args){ pid, output, &c, progress });
 }

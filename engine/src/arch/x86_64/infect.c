@@ -22,8 +22,8 @@
  *    kind of stop as before (inside signal delivery) when its registers are put back:
  *    an interrupted syscall (ax = -ERESTART*) is then restarted exactly as it would
  *    have been without us.
- * If the dumper is SIGKILLed between infect_start and infect_stop, the task resumes at
- * the borrowed instruction with the injected registers: the window is a few syscalls.
+ * The tracer is a child of the process the user started (supervise.c): if that one is
+ * killed, the tracer is told (PR_SET_PDEATHSIG) and runs infect_stop before detaching.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -203,8 +203,7 @@ static int syscall_stop(struct infect *inf)
 	return pr_err("task %d: unexpected stop %#x while running a syscall", tid, status);
 }
 
-/* Result of the syscall in the task (-errno on failure), or INFECT_FAILED if it did not run. */
-long infect_syscall(struct infect *inf, long nr, long a0, long a1, long a2, long a3)
+static long run_syscall(struct infect *inf, long nr, long a0, long a1, long a2, long a3)
 {
 	struct user_regs_struct regs = inf->saved;
 
@@ -228,6 +227,14 @@ long infect_syscall(struct infect *inf, long nr, long a0, long a1, long a2, long
 	return (long)regs.rax;
 }
 
+/* Result of the syscall in the task (-errno on failure), or INFECT_FAILED if it did not run. */
+long infect_syscall(struct infect *inf, long nr, long a0, long a1, long a2, long a3)
+{
+	if (check_interrupted())
+		return INFECT_FAILED;	/* the task is in a stop: infect_stop can put it back */
+	return run_syscall(inf, nr, a0, a1, a2, a3);
+}
+
 int infect_read(struct infect *inf, void *buf, size_t len)
 {
 	if (len > INFECT_SCRATCH || read_remote(inf->tid, inf->scratch, buf, len) != (ssize_t)len)
@@ -247,8 +254,8 @@ static int requeue_held(struct infect *inf)
 		if (write_remote(inf->tid, inf->scratch, inf->held[i].siginfo, sizeof(inf->held[i].siginfo)))
 			return pr_perror("task %d: write the siginfo of SIGSTOP", inf->tid);
 		r = inf->held[i].shared
-			? infect_syscall(inf, SYS_rt_sigqueueinfo, inf->tid, SIGSTOP, inf->scratch, 0)
-			: infect_syscall(inf, SYS_rt_tgsigqueueinfo, inf->tgid, inf->tid, SIGSTOP,
+			? run_syscall(inf, SYS_rt_sigqueueinfo, inf->tid, SIGSTOP, inf->scratch, 0)
+			: run_syscall(inf, SYS_rt_tgsigqueueinfo, inf->tgid, inf->tid, SIGSTOP,
 					 inf->scratch);
 		if (r == INFECT_FAILED)
 			return -1;
