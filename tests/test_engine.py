@@ -399,7 +399,7 @@ def built(tmp_path_factory):
         r = subprocess.run(["make", "-s", "-C", str(d)], capture_output=True, text=True)
         assert r.returncode == 0, f"make -C {d}:\n{r.stdout}{r.stderr}"
     out = tmp_path_factory.mktemp("progs")
-    for name in ("hog", "tree", "vforker"):
+    for name in ("hog", "tree", "vforker", "shmanon"):
         r = subprocess.run(["gcc", "-O2", "-Wall", "-o", str(out / name), str(PROGS / f"{name}.c"),
                             "-pthread"], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr

@@ -75,6 +75,8 @@ struct vma {
 struct page_batch {
 	pid_t pid;
 	int memfd;		/* /proc/pid/mem, opened on first need */
+	int objfd;		/* >= 0: pages come from this shared object instead, */
+	uint64_t obj_delta;	/* at file offset addr + obj_delta */
 	int n;
 	uint64_t addr[CKPT_PGARR_BATCH];
 	char *pages;
@@ -234,6 +236,24 @@ static int read_vmas(struct ctx *c, pid_t pid, struct vma **out, int *n)
 	return ret;
 }
 
+/* pages of a shared object, one pread per run of contiguous pages */
+static int read_object_pages(struct page_batch *b)
+{
+	int i, j;
+
+	for (i = 0; i < b->n; i = j) {
+		size_t len;
+
+		for (j = i + 1; j < b->n && b->addr[j] == b->addr[j - 1] + PAGE_SIZE; j++)
+			;
+		len = (j - i) * PAGE_SIZE;
+		if (pread(b->objfd, b->pages + i * PAGE_SIZE, len, b->addr[i] + b->obj_delta) != (ssize_t)len)
+			return pr_perror("pid %d: read shared memory at %#llx", b->pid,
+					 (unsigned long long)b->addr[i]);
+	}
+	return 0;
+}
+
 /* read the batch's pages: one process_vm_readv, /proc/pid/mem for what it could not */
 static int read_pages(struct page_batch *b)
 {
@@ -241,6 +261,9 @@ static int read_pages(struct page_batch *b)
 	struct iovec remote[CKPT_PGARR_BATCH];
 	int nr = 0, i;
 	ssize_t got;
+
+	if (b->objfd >= 0)
+		return read_object_pages(b);
 
 	for (i = 0; i < b->n; i++) {
 		if (nr && (uint64_t)remote[nr - 1].iov_base + remote[nr - 1].iov_len == b->addr[i])
@@ -331,6 +354,105 @@ static int dump_vma_pages(struct ctx *c, struct page_batch *b, int pagemap, cons
 	return write_obj(&c->img, CKPT_HDR_PGARR, &end, sizeof(end));
 }
 
+/*
+ * Shared anonymous memory is one shmem object however many mappings and processes see
+ * it, and a page one of them touched is absent from the others' page tables. Its pages
+ * are therefore taken from the object itself (SEEK_DATA over /proc/PID/map_files/A-B,
+ * read with pread, which faults nothing into any task): the first VMA of the object saves
+ * every page in its window of the object; a later VMA of it only pages of its window no
+ * earlier window covered (a mapping of another part of the object), otherwise nothing.
+ */
+struct shm_window {
+	dev_t dev;
+	ino_t ino;
+	uint64_t first, end;	/* object pages [first, end) already saved */
+};
+static struct shm_window *shm_saved;
+static int nr_shm_saved;
+
+static bool shm_covered(const struct vma *v, uint64_t page)
+{
+	int i;
+
+	for (i = 0; i < nr_shm_saved; i++) {
+		const struct shm_window *w = &shm_saved[i];
+
+		if (w->ino == v->st.st_ino && w->dev == v->st.st_dev && page >= w->first && page < w->end)
+			return true;
+	}
+	return false;
+}
+
+/* Page addresses of v's window holding data not saved yet; with add, queued for saving. */
+static int shm_pages(struct ctx *c, struct page_batch *b, const struct vma *v, bool add, bool *any)
+{
+	uint64_t off = v->pgoff * PAGE_SIZE, end = off + (v->end - v->start);
+
+	*any = false;
+	while (off < end) {
+		off_t data = lseek(b->objfd, off, SEEK_DATA), hole;
+
+		if (data < 0 && errno == ENXIO)
+			break;	/* no data after off */
+		hole = data < 0 ? -1 : lseek(b->objfd, data, SEEK_HOLE);
+		if (hole < 0)
+			return pr_perror("pid %d: find the pages of shared memory %#llx-%#llx", b->pid,
+					 (unsigned long long)v->start, (unsigned long long)v->end);
+		for (off = data & ~(PAGE_SIZE - 1); off < (uint64_t)hole && off < end; off += PAGE_SIZE) {
+			if (shm_covered(v, off / PAGE_SIZE))
+				continue;
+			*any = true;
+			if (!add)
+				return 0;
+			b->addr[b->n++] = off - b->obj_delta;
+			if (b->n == CKPT_PGARR_BATCH && flush_batch(c, b))
+				return -1;
+		}
+		off = hole;
+	}
+	return 0;
+}
+
+/* VMA [contents] of a shared anonymous mapping; first: the first VMA of its object */
+static int dump_shm_anon(struct ctx *c, struct page_batch *b, struct ckpt_hdr_vma *h,
+			 const struct vma *v, bool first)
+{
+	struct ckpt_hdr_pgarr end = { .nr_pages = 0 };
+	struct shm_window *w;
+	char path[96];
+	bool any;
+	int ret = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", b->pid,
+		 (unsigned long long)v->start, (unsigned long long)v->end);
+	b->objfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (b->objfd < 0)
+		return pr_perror("open %s (the shared memory's object)", path);
+	b->obj_delta = v->pgoff * PAGE_SIZE - v->start;
+	if (shm_pages(c, b, v, false, &any))
+		goto out;
+	if (write_obj(&c->img, CKPT_HDR_VMA, h, sizeof(*h)))
+		goto out;
+	if (first || any) {
+		if (shm_pages(c, b, v, true, &any) || flush_batch(c, b) ||
+		    write_obj(&c->img, CKPT_HDR_PGARR, &end, sizeof(end)))
+			goto out;
+	}
+	w = realloc(shm_saved, (nr_shm_saved + 1) * sizeof(*w));
+	if (!w) {
+		pr_perror("shared memory list");
+		goto out;
+	}
+	shm_saved = w;
+	shm_saved[nr_shm_saved++] = (struct shm_window){ v->st.st_dev, v->st.st_ino, v->pgoff,
+							 v->pgoff + (v->end - v->start) / PAGE_SIZE };
+	ret = 0;
+out:
+	close(b->objfd);
+	b->objfd = -1;
+	return ret;
+}
+
 /* [vm_file object] VMA [contents] */
 static int dump_vma(struct ctx *c, struct task *t, struct page_batch *b, int pagemap, const struct vma *v)
 {
@@ -361,7 +483,7 @@ static int dump_vma(struct ctx *c, struct task *t, struct page_batch *b, int pag
 		if (h.ino_objref < 0)
 			return -1;
 		h.ino_size = v->st.st_size;
-		contents = first;
+		return dump_shm_anon(c, b, &h, v, first);
 	}
 	if (write_obj(&c->img, CKPT_HDR_VMA, &h, sizeof(h)))
 		return -1;
@@ -427,7 +549,7 @@ static int dump_mm_struct(struct ctx *c, struct task *t, int nr_vmas, int exe_re
 /* OBJREF(MM) [exe file] MM BUFFER(auxv) VMAs MM_CONTEXT MM_CONTEXT_LDT, the first time */
 int dump_mm(struct ctx *c, struct task *t)
 {
-	struct page_batch b = { .pid = t->tid, .memfd = -1 };
+	struct page_batch b = { .pid = t->tid, .memfd = -1, .objfd = -1 };
 	struct vma *vmas = NULL;
 	int nr_vmas = 0, i, exe_ref, pagemap = -1, ret = -1;
 	uint64_t vdso = 0;
