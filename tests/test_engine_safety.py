@@ -325,3 +325,61 @@ def test_shared_anonymous_pages_of_every_mapping(built, targets, tmp_path):
              if line.startswith("0x")]
     assert shown == ['"shm page 0"', '"shm page 1"', '"shm page 5"', '"shm page 7"',
                      '"shm page 5"', '"shm page 7"', '"shm page 1"'], g.stdout + g.stderr
+
+
+LOSSY_TARGET = r"""
+import ctypes, fcntl, os, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+timer = ctypes.c_long()
+for _ in range(3):
+    assert libc.timer_create(1, None, ctypes.byref(timer)) == 0      # CLOCK_MONOTONIC
+a = open(sys.argv[1], "w+")
+a.write("x" * 100)
+a.flush()
+fcntl.lockf(a, fcntl.LOCK_EX, 10, 0)
+fcntl.lockf(a, fcntl.LOCK_SH, 10, 50)
+b = open(sys.argv[2], "w+")
+fcntl.flock(b, fcntl.LOCK_EX)
+master, slave = os.openpty()
+print("ready", flush=True)
+print(a.fileno(), b.fileno(), master, slave, flush=True)
+time.sleep(1000)
+"""
+
+
+def errors_of(path: Path) -> list[str]:
+    return [e.message for e in load(path).errors]
+
+
+def test_unsaved_state_is_an_error_record(built, targets, tmp_path):
+    """POSIX timers, file locks (POSIX and flock) and a pty pair cannot be saved: each is
+    an ERROR record (exit 3), never dropped silently; --allow-partial takes the image."""
+    p = targets.start(["nice", "-n", "7", "setarch", "-R", sys.executable, "-c", LOSSY_TARGET,
+                       tmp_path / "posix.lock", tmp_path / "flock.lock"])
+    line = targets.read_line(p, 5)
+    locked, flocked, master, slave = map(int, line.split())
+    out = tmp_path / "lossy.img"
+    r = subprocess.run([built.engine, "dump", str(p.pid), "-o", str(out)], capture_output=True,
+                       text=True)
+    assert r.returncode == 3, r.stderr
+    errs = errors_of(out)
+    pid = p.pid
+
+    def one(text: str) -> str:
+        hits = [e for e in errs if text in e]
+        assert len(hits) == 1, (text, errs)
+        return hits[0]
+
+    one(f"pid {pid}: 3 POSIX timers not saved")
+    posix = one(f"pid {pid} fd {locked}: 2 file locks on {tmp_path}/posix.lock not saved")
+    assert "POSIX" in posix and "WRITE" in posix and "READ" in posix
+    assert "FLOCK" in one(f"pid {pid} fd {flocked}: 1 file lock on {tmp_path}/flock.lock")
+    one(f"pid {pid} fd {master}: pty /dev/ptmx saved as a plain file")
+    one(f"pid {pid} fd {slave}: pty /dev/pts/")
+    one(f"task {pid}: scheduling (policy 0, rt priority 0, nice 7) not saved")
+    one(f"pid {pid}: personality 00040000 not saved")             # ADDR_NO_RANDOMIZE
+    assert len(errs) == 7, errs
+    r = subprocess.run([built.engine, "dump", str(p.pid), "-o", str(out), "--allow-partial"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and len(errors_of(out)) == 7
+    assert state_of(p.pid) in "SR" and tracer_of(p.pid) == 0

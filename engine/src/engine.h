@@ -44,6 +44,8 @@ struct proc_stat {
 	uint64_t start_data, end_data, start_brk;
 	uint64_t arg_start, arg_end, env_start, env_end;
 	int exit_code;
+	int nice;
+	unsigned int rt_priority, policy;
 };
 int proc_stat(pid_t pid, struct proc_stat *st);
 int proc_limits(pid_t pid, struct ckpt_rlimit *rlim, int n);
@@ -86,6 +88,7 @@ struct process {
 	struct itimerval_ns { uint64_t value, interval; } itimer[3];
 	uint64_t brk;
 	uint64_t dumpable;
+	bool audited;		/* its unsaved per-process state was reported */
 };
 
 struct task {
@@ -142,6 +145,9 @@ int wait_trap(pid_t tid, int *status);
 int collect_tasks(struct ctx *c);
 int dump_tree(struct ctx *c);
 int dump_task(struct ctx *c, struct task *t);
+
+/* audit.c: ERROR records for state the image has no field for */
+int dump_unsaved_state(struct ctx *c, struct task *t);
 
 /* creds.c */
 int dump_creds(struct ctx *c, struct task *t);

@@ -38,6 +38,8 @@ struct fd_info {
 	uint32_t f_type;
 	uint32_t f_flags;
 	bool cloexec;
+	int nr_locks;		/* "lock:" lines of fdinfo: flock, POSIX and OFD locks */
+	char locks[120];	/* the first of them, for the ERROR record */
 	uint64_t pos;
 	struct stat st;
 	char path[4096];
@@ -222,6 +224,15 @@ static int read_fd(struct task *t, int fd, struct fd_info *fi)
 	fi->pos = v ? strtoull(v, NULL, 10) : 0;
 	v = status_field(info, "flags");
 	flags = v ? strtoul(v, NULL, 8) : 0;
+	for (v = info; (v = strstr(v, "\nlock:")); v += 6) {
+		const char *l = v + 6 + strspn(v + 6, " \t");	/* "1: POSIX  ADVISORY  WRITE ..." */
+		size_t used = strlen(fi->locks);
+
+		if (used < sizeof(fi->locks) - 40)
+			snprintf(fi->locks + used, sizeof(fi->locks) - used, "%s%.*s", used ? "; " : "",
+				 (int)strcspn(l, "\n"), l);
+		fi->nr_locks++;
+	}
 	free(info);
 	/* fdinfo folds the descriptor's close-on-exec into flags; the FILE_DESC carries it */
 	fi->cloexec = flags & O_CLOEXEC;
@@ -239,6 +250,28 @@ static int read_fd(struct task *t, int fd, struct fd_info *fi)
 		fi->f_type = CKPT_FILE_GENERIC;	/* ttys too: reopened by path (our choice) */
 	else
 		return 1;
+	return 0;
+}
+
+/* a Unix98 pty: a slave /dev/pts/N (majors 136-143) or the master /dev/ptmx (5, 2) */
+static bool is_pty(const struct stat *st)
+{
+	unsigned int major = major(st->st_rdev), minor = minor(st->st_rdev);
+
+	return S_ISCHR(st->st_mode) && ((major >= 136 && major <= 143) || (major == 5 && minor == 2));
+}
+
+/* ERROR records for what a saved descriptor loses: its file locks, a pty's pairing */
+static int audit_fd(struct ctx *c, struct task *t, const struct fd_info *fi)
+{
+	if (fi->nr_locks && ckpt_unsupported(c, "pid %d fd %d: %d file lock%s on %s not saved (%s)",
+					     t->tid, fi->fd, fi->nr_locks, fi->nr_locks == 1 ? "" : "s",
+					     fi->path, fi->locks))
+		return -1;
+	if (is_pty(&fi->st) &&
+	    ckpt_unsupported(c, "pid %d fd %d: pty %s saved as a plain file (its other end, "
+			     "buffered input and termios are not saved)", t->tid, fi->fd, fi->path))
+		return -1;
 	return 0;
 }
 
@@ -302,6 +335,8 @@ int dump_file_table(struct ctx *c, struct task *t)
 		int r = read_fd(t, fds[i], &fi[h.fdt_nfds]);
 
 		if (r < 0)
+			goto out;
+		if (r == 0 && (audit_fd(c, t, &fi[h.fdt_nfds])))
 			goto out;
 		if (r == 0)
 			h.fdt_nfds++;

@@ -174,6 +174,9 @@ int proc_stat(pid_t pid, struct proc_stat *st)
 	st->env_start = f[50];
 	st->env_end = f[51];
 	st->exit_code = f[52];
+	st->nice = (int)f[19];
+	st->rt_priority = f[40];
+	st->policy = f[41];
 	return 0;
 }
 

@@ -277,7 +277,8 @@ static int dump_task_objs(struct ctx *c, struct task *t)
 	struct ckpt_hdr_task_objs h = { .sem_undo_objref = 0 };
 	bool new_signal;
 
-	if ((h.files_objref = dump_file_table(c, t)) < 0 ||
+	if (dump_unsaved_state(c, t) ||
+	    (h.files_objref = dump_file_table(c, t)) < 0 ||
 	    (h.mm_objref = dump_mm(c, t)) < 0 ||
 	    (h.fs_objref = dump_fs(c, t)) < 0 ||
 	    (h.sighand_objref = dump_sighand(c, t)) < 0)
