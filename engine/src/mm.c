@@ -42,7 +42,8 @@
 #define PM_SWAP		(1ULL << 62)
 #define PM_FILE		(1ULL << 61)
 
-#define PAGEMAP_CHUNK	65536	/* pagemap entries read at once */
+#define PAGEMAP_CHUNK	65536	/* pagemap entries read at once, at most */
+#define PAGEMAP_AHEAD	4096	/* and at least (32 KiB of entries, 16 MiB of memory) */
 #define O_LARGEFILE_K	0100000	/* x86_64 O_LARGEFILE, which glibc defines as 0 */
 #define FMODE_EXEC_K	0x20	/* __FMODE_EXEC in f_flags of an exec'd file */
 #define MMF_DUMP_FILTER_SHIFT 2
@@ -69,7 +70,7 @@ struct vma {
 	uint32_t type;
 	bool no_contents;	/* VM_IO / VM_PFNMAP: kernel pages, only the terminator is written */
 	struct stat st;		/* the mapped file, if any */
-	char path[4096];
+	char *path;		/* as smaps names it, "" for none (malloc'd) */
 };
 
 struct page_batch {
@@ -172,30 +173,48 @@ static int classify(pid_t pid, struct vma *v)
 	return 0;
 }
 
+static void free_vmas(struct vma *vmas, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		free(vmas[i].path);
+	free(vmas);
+}
+
+/*
+ * The mappings of pid from /proc/PID/smaps, read line by line (the text of 20,000 VMAs
+ * is some 20 MB, never held whole); unsupported ones are ERROR records and left out.
+ */
 static int read_vmas(struct ctx *c, pid_t pid, struct vma **out, int *n)
 {
-	char *smaps = proc_read(pid, "smaps", NULL), *line, *next;
+	char path[64], *line = NULL;
+	size_t line_cap = 0;
 	struct vma *vmas = NULL, *v = NULL;
-	int cap = 0, ret = 0;
+	int cap = 0, ret = 0, i, j;
+	FILE *f;
 
 	*n = 0;
-	if (!smaps)
-		return pr_perror("read /proc/%d/smaps", pid);
-	for (line = smaps; *line && !ret; line = next) {
+	*out = NULL;
+	snprintf(path, sizeof(path), "/proc/%d/smaps", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return pr_perror("read %s", path);
+	while (getline(&line, &line_cap, f) > 0 && !ret) {
 		unsigned long long start, end, pgoff, ino;
 		unsigned int maj, min;
 		int off = 0;
 
-		next = line + strcspn(line, "\n");
-		if (*next)
-			*next++ = 0;
+		line[strcspn(line, "\n")] = 0;
 		if (!strncmp(line, "VmFlags:", 8) && v) {
 			v->vm_flags = parse_vm_flags(line + 8 + strspn(line + 8, " "));
 			continue;
 		}
-		if (sscanf(line, "%llx-%llx %*4s %llx %x:%x %llu %n", &start, &end, &pgoff, &maj, &min,
+		/* "Key: value" lines start with a capital, a mapping with its lowercase hex start */
+		if (!((line[0] >= '0' && line[0] <= '9') || (line[0] >= 'a' && line[0] <= 'f')) ||
+		    sscanf(line, "%llx-%llx %*4s %llx %x:%x %llu %n", &start, &end, &pgoff, &maj, &min,
 			   &ino, &off) != 6 || !off)
-			continue;	/* a "Key: value" line */
+			continue;
 		if (*n == cap) {
 			struct vma *nv = realloc(vmas, (cap = cap ? 2 * cap : 64) * sizeof(*vmas));
 
@@ -205,33 +224,36 @@ static int read_vmas(struct ctx *c, pid_t pid, struct vma **out, int *n)
 			}
 			vmas = nv;
 		}
-		v = &vmas[(*n)++];
+		v = &vmas[*n];
 		memset(v, 0, sizeof(*v));
 		v->start = start;
 		v->end = end;
 		v->pgoff = pgoff / PAGE_SIZE;
 		memcpy(v->perms, line + strcspn(line, " ") + 1, 4);
-		snprintf(v->path, sizeof(v->path), "%s", line + off);
+		v->path = strdup(line + off);
+		if (!v->path)
+			ret = pr_perror("vma list");
+		else
+			(*n)++;
 	}
-	free(smaps);
+	if (ferror(f) && !ret)
+		ret = pr_perror("read %s", path);
+	fclose(f);
+	free(line);
 	/* classify once every VmFlags line is in */
-	if (!ret) {
-		int i, j = 0;
+	for (i = 0, j = 0; i < *n; i++) {
+		int r = ret ? 1 : classify(pid, &vmas[i]);
 
-		for (i = 0; i < *n; i++) {
-			int r = classify(pid, &vmas[i]);
-
-			if (r == 2 && ckpt_unsupported(c, "pid %d: unsupported mapping %llx-%llx %s", pid,
-						       (unsigned long long)vmas[i].start,
-						       (unsigned long long)vmas[i].end, vmas[i].path)) {
-				ret = -1;
-				break;
-			}
-			if (r == 0)
-				vmas[j++] = vmas[i];
-		}
-		*n = j;
+		if (r == 2 && ckpt_unsupported(c, "pid %d: unsupported mapping %llx-%llx %s", pid,
+					       (unsigned long long)vmas[i].start,
+					       (unsigned long long)vmas[i].end, vmas[i].path))
+			ret = -1;
+		if (r == 0)
+			vmas[j++] = vmas[i];
+		else
+			free(vmas[i].path);
 	}
+	*n = j;
 	*out = vmas;
 	return ret;
 }
@@ -325,23 +347,54 @@ static bool page_wanted(uint32_t type, uint64_t pm)
 	return type != CKPT_VMA_FILE || !(pm & PM_FILE);
 }
 
+/*
+ * Pagemap entries of [page, page + n) of the mm behind the pagemap fd. Read ahead to at
+ * least PAGEMAP_AHEAD entries, so that thousands of small adjacent VMAs cost a few reads;
+ * the tasks are frozen, so the entries stay valid while one mm is dumped.
+ */
+static const uint64_t *pagemap_entries(int pagemap, pid_t pid, uint64_t page, size_t *n)
+{
+	static uint64_t pm[PAGEMAP_CHUNK], first;
+	static size_t have;
+	static int fd = -1;
+	static pid_t owner;	/* fd numbers are reused by the next mm's pagemap */
+	ssize_t got;
+
+	if (fd == pagemap && owner == pid && page >= first && page < first + have) {
+		if (*n > first + have - page)
+			*n = first + have - page;
+		return pm + (page - first);
+	}
+	if (*n > PAGEMAP_CHUNK)
+		*n = PAGEMAP_CHUNK;
+	got = pread(pagemap, pm, (*n > PAGEMAP_AHEAD ? *n : PAGEMAP_AHEAD) * 8, page * 8);
+	if (got < (ssize_t)(*n * 8) && got > 0)
+		*n = got / 8;	/* the end of the address space */
+	if (got <= 0) {
+		fd = -1;
+		pr_perror("pid %d: read pagemap at %#llx", pid, (unsigned long long)(page * PAGE_SIZE));
+		return NULL;
+	}
+	fd = pagemap;
+	owner = pid;
+	first = page;
+	have = got / 8;
+	return pm;
+}
+
 /* the pages of one mapping, then the PGARR terminator */
 static int dump_vma_pages(struct ctx *c, struct page_batch *b, int pagemap, const struct vma *v)
 {
-	static uint64_t pm[PAGEMAP_CHUNK];
 	struct ckpt_hdr_pgarr end = { .nr_pages = 0 };
 	uint64_t addr = v->no_contents ? v->end : v->start;
 
 	while (addr < v->end) {
-		size_t want = (v->end - addr) / PAGE_SIZE, i;
-		ssize_t got;
+		size_t n = (v->end - addr) / PAGE_SIZE, i;
+		const uint64_t *pm = pagemap_entries(pagemap, b->pid, addr / PAGE_SIZE, &n);
 
-		if (want > PAGEMAP_CHUNK)
-			want = PAGEMAP_CHUNK;
-		got = pread(pagemap, pm, want * 8, addr / PAGE_SIZE * 8);
-		if (got <= 0)
-			return pr_perror("pid %d: read pagemap at %#llx", b->pid, (unsigned long long)addr);
-		for (i = 0; i < (size_t)got / 8; i++, addr += PAGE_SIZE) {
+		if (!pm)
+			return -1;
+		for (i = 0; i < n; i++, addr += PAGE_SIZE) {
 			if (!page_wanted(v->type, pm[i]))
 				continue;
 			b->addr[b->n++] = addr;
@@ -581,7 +634,7 @@ int dump_mm(struct ctx *c, struct task *t)
 		goto out;
 	ret = ref;
 out:
-	free(vmas);
+	free_vmas(vmas, nr_vmas);
 	free(b.pages);
 	if (b.memfd >= 0)
 		close(b.memfd);

@@ -100,27 +100,30 @@ static int scan_syscall(pid_t pid, uint64_t start, uint64_t end, uint64_t *ip)
 /* Address of a "syscall" instruction mapped in the task: [vdso] first. */
 int infect_find_syscall(pid_t pid, uint64_t *ip)
 {
-	size_t len;
-	char *maps = proc_read(pid, "maps", &len), *p;
+	char path[64], *line = NULL;
+	size_t cap = 0;
 	int pass, ret = -1;
+	FILE *f;
 
-	if (!maps)
-		return pr_perror("read /proc/%d/maps", pid);
-	for (p = maps; (p = strchr(p, '\n')); )
-		*p++ = 0;
+	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return pr_perror("read %s", path);
 	for (pass = 0; pass < 2 && ret; pass++) {
-		for (p = maps; p < maps + len && ret; p += strlen(p) + 1) {
+		rewind(f);
+		while (ret && getline(&line, &cap, f) > 0) {
 			unsigned long long start, end;
 			char perms[5];
-			bool vdso = strstr(p, "[vdso]") != NULL;
+			bool vdso = strstr(line, "[vdso]") != NULL;
 
-			if (sscanf(p, "%llx-%llx %4s", &start, &end, perms) != 3)
+			if (sscanf(line, "%llx-%llx %4s", &start, &end, perms) != 3)
 				continue;
 			if (pass == 0 ? vdso : perms[0] == 'r' && perms[2] == 'x')
 				ret = scan_syscall(pid, start, end, ip);
 		}
 	}
-	free(maps);
+	free(line);
+	fclose(f);
 	return ret ? pr_err("task %d: no syscall instruction found in its mappings", pid) : 0;
 }
 
