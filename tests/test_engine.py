@@ -248,12 +248,16 @@ def proc_vma_name(path: str) -> str:
 def saved_pages(pid: int, maps) -> list[int]:
     """Pages the image must hold (engine/README.md): present or swapped pages of private
     and shared-anonymous mappings; of a private file mapping only its anonymous
-    (copy-on-write) pages; nothing of [vdso], [vvar], shared file mappings."""
+    (copy-on-write) pages; every page of [vdso]; nothing of [vvar], shared file
+    mappings."""
     out = []
     fd = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY)
     try:
         for start, end, perms, _, path in maps:
-            if path in ("[vdso]", "[vsyscall]") or path in SPECIAL:
+            if path == "[vdso]":
+                out += range(start, end, PAGE)
+                continue
+            if path == "[vsyscall]" or path in SPECIAL:
                 continue
             is_file = path.startswith("/") and path != SHM_ANON
             if is_file and perms[3] == "s":

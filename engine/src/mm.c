@@ -339,6 +339,12 @@ static int flush_batch(struct ctx *c, struct page_batch *b)
 
 static bool page_wanted(uint32_t type, uint64_t pm)
 {
+	/*
+	 * every page of the vDSO, mapped in or not (a debugger reads the code and the ELF
+	 * headers of the core's vDSO; /proc/PID/mem reads them as gcore does)
+	 */
+	if (type == CKPT_VMA_VDSO)
+		return true;
 	if (pm & PM_SWAP)
 		return true;
 	if (!(pm & PM_PRESENT))
@@ -518,7 +524,7 @@ static int dump_vma(struct ctx *c, struct task *t, struct page_batch *b, int pag
 		.vm_pgoff = v->pgoff,
 		.hugetlb_shift = 0,
 	};
-	bool contents = v->type != CKPT_VMA_VDSO && v->type != CKPT_VMA_SHM_FILE;
+	bool contents = v->type != CKPT_VMA_SHM_FILE;
 
 	if (v->type == CKPT_VMA_FILE || v->type == CKPT_VMA_SHM_FILE) {
 		bool rw = v->type == CKPT_VMA_SHM_FILE && (v->vm_flags & VM_MAYWRITE);
