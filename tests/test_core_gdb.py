@@ -279,3 +279,64 @@ def test_debug_command_runs_gdb(cores):
     assert "libc" in r.stdout or "__GI_" in r.stdout or "__libc" in r.stdout
     after = {x for x in os.listdir(tmp) if x.startswith("imgtools-core.")}
     assert after <= before                                   # the temporary core is gone
+
+
+def _vdso_range(pid: int) -> tuple[int, int]:
+    with open(f"/proc/{pid}/maps") as f:
+        line = next(ln for ln in f if ln.rstrip().endswith("[vdso]"))
+    start, end = line.split()[0].split("-")
+    return int(start, 16), int(end, 16)
+
+
+def _stop_inside_vdso(pid: int, tries: int = 500) -> None:
+    """SIGSTOP the spinning process until it stops with its pc inside the vDSO
+    (/proc/PID/syscall of a task stopped outside a syscall: "-1 SP PC")."""
+    lo, hi = _vdso_range(pid)
+    for _ in range(tries):
+        os.kill(pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 5
+        while _states(pid) != ["T"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        with open(f"/proc/{pid}/syscall") as f:
+            pc = int(f.read().split()[2], 16)
+        if lo <= pc < hi:
+            return
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(0.001)
+    raise AssertionError("the process never stopped inside the vDSO")
+
+
+def test_task_stopped_inside_the_vdso(engine, workdir):
+    """A task stopped inside clock_gettime: the image holds the vDSO's pages, so gdb on
+    our core unwinds out of the vDSO and prints what it prints on gcore's core, every
+    line and warning the same (no "Can't read pathname for load map")."""
+    from imgtools.engine import dump
+    exe = workdir / "clockspin"
+    subprocess.run(["gcc", "-g", "-O0", "-o", str(exe), str(ROOT / "tests/progs/clockspin.c")],
+                   check=True)
+    proc = subprocess.Popen([str(exe)], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, cwd=workdir, start_new_session=True)
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        _stop_inside_vdso(proc.pid)
+        img = workdir / "clockspin.img"
+        assert dump(proc.pid, img) == 0
+        ours, theirs = workdir / "clockspin.ours.core", workdir / "clockspin.gcore.core"
+        _to_core(img, ours)
+        r = subprocess.run(["gdb", "-batch", "-nx", "-p", str(proc.pid), "-ex", f"gcore {theirs}"],
+                           capture_output=True, text=True, timeout=300)
+        assert theirs.exists(), r.stdout + r.stderr
+        cmds = ["bt", "info sharedlibrary", "x/2i $pc", "info symbol $pc"]
+        a, a_text = _gdb(exe, ours, cmds)
+        b, b_text = _gdb(exe, theirs, cmds)
+        assert a_text.replace(str(ours), "CORE") == b_text.replace(str(theirs), "CORE")
+        assert a == b
+        bt = a["bt"]
+        assert bt.startswith("#0 ") and " in clock_gettime " in bt.splitlines()[0], bt
+        assert " spin () at " in bt and " main () at " in bt and "??" not in bt, bt
+        assert "Can't read pathname" not in a_text
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()

@@ -44,8 +44,11 @@ struct proc_stat {
 	uint64_t start_data, end_data, start_brk;
 	uint64_t arg_start, arg_end, env_start, env_end;
 	int exit_code;
+	int nice;
+	unsigned int rt_priority, policy;
 };
 int proc_stat(pid_t pid, struct proc_stat *st);
+int proc_limits(pid_t pid, struct ckpt_rlimit *rlim, int n);
 
 /* image.c: buffered sequential writer */
 struct image {
@@ -85,6 +88,7 @@ struct process {
 	struct itimerval_ns { uint64_t value, interval; } itimer[3];
 	uint64_t brk;
 	uint64_t dumpable;
+	bool audited;		/* its unsaved per-process state was reported */
 };
 
 struct task {
@@ -115,6 +119,7 @@ struct ctx {
 	int nr_procs;
 	bool tree, kill, allow_partial;
 	bool refused;		/* a task may not be traced: exit EXIT_PARTIAL */
+	bool usage_error;	/* the PID names no process: exit EXIT_USAGE */
 	int nr_unsupported;	/* ERROR records written for skipped state */
 	unsigned int xstate_size;
 	bool has_xsave;
@@ -127,7 +132,11 @@ int restore_main(int argc, char **argv);
 int checkpoint(struct ctx *c);
 int ckpt_unsupported(struct ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* supervise.c: work() runs in a child (the tracer) that outlives a killed launcher */
+int run_supervised(int (*work)(void *), void *arg);
+
 /* freeze.c */
+#define STOP_TIMEOUT_MS 2000	/* a task that does not stop within this is refused */
 extern volatile sig_atomic_t interrupted;
 void freeze_install_handlers(void);
 int check_interrupted(void);
@@ -139,6 +148,9 @@ int wait_trap(pid_t tid, int *status);
 int collect_tasks(struct ctx *c);
 int dump_tree(struct ctx *c);
 int dump_task(struct ctx *c, struct task *t);
+
+/* audit.c: ERROR records for state the image has no field for */
+int dump_unsaved_state(struct ctx *c, struct task *t);
 
 /* creds.c */
 int dump_creds(struct ctx *c, struct task *t);
@@ -173,7 +185,8 @@ int arch_dump_mm_context(struct ctx *c, uint64_t vdso);
 
 /* arch/<arch>/infect.c: run syscalls inside a stopped task */
 #define INFECT_FAILED LONG_MIN	/* infect_syscall: the syscall could not be run */
-int infect_start(struct infect *inf, pid_t tid);
+int infect_find_syscall(pid_t pid, uint64_t *ip);
+int infect_start(struct infect *inf, pid_t tid, uint64_t syscall_ip);
 long infect_syscall(struct infect *inf, long nr, long a0, long a1, long a2, long a3);
 int infect_read(struct infect *inf, void *buf, size_t len);
 int infect_stop(struct infect *inf);

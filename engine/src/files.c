@@ -38,21 +38,64 @@ struct fd_info {
 	uint32_t f_type;
 	uint32_t f_flags;
 	bool cloexec;
+	int nr_locks;		/* "lock:" lines of fdinfo: flock, POSIX and OFD locks */
+	char locks[120];	/* the first of them, for the ERROR record */
 	uint64_t pos;
 	struct stat st;
 	char path[4096];
 };
 
-/* open file descriptions seen so far, compared by kcmp */
+/*
+ * Open file descriptions seen so far: hashed by inode, and only descriptors of the same
+ * inode are compared with kcmp (an open file description has one inode).
+ */
 struct file_rep {
 	pid_t tid;
 	int fd;
 	dev_t dev;
 	ino_t ino;
 	int ref;
+	int next;		/* next rep in the same bucket, -1 */
 };
 static struct file_rep *reps;
-static int nr_reps;
+static int nr_reps, cap_reps;
+static int *rep_bucket;		/* first rep of each bucket, -1 */
+static unsigned int nr_buckets;
+
+static unsigned int inode_bucket(dev_t dev, ino_t ino)
+{
+	return hash_bytes(&ino, sizeof(ino), dev) & (nr_buckets - 1);
+}
+
+/* room for one more rep, the buckets kept at least as many as the reps */
+static int grow_reps(void)
+{
+	unsigned int i;
+
+	if (nr_reps == cap_reps) {
+		struct file_rep *r = realloc(reps, (cap_reps = cap_reps ? 2 * cap_reps : 64) * sizeof(*r));
+
+		if (!r)
+			return pr_perror("file list");
+		reps = r;
+	}
+	if ((unsigned int)nr_reps < nr_buckets)
+		return 0;
+	free(rep_bucket);
+	nr_buckets = nr_buckets ? 2 * nr_buckets : 64;
+	rep_bucket = malloc(nr_buckets * sizeof(*rep_bucket));
+	if (!rep_bucket)
+		return pr_perror("file list");
+	for (i = 0; i < nr_buckets; i++)
+		rep_bucket[i] = -1;
+	for (i = 0; i < (unsigned int)nr_reps; i++) {
+		unsigned int b = inode_bucket(reps[i].dev, reps[i].ino);
+
+		reps[i].next = rep_bucket[b];
+		rep_bucket[b] = i;
+	}
+	return 0;
+}
 
 static bool is_tty(const struct stat *st)
 {
@@ -170,23 +213,24 @@ static int dump_pipe(struct ctx *c, struct task *t, int ref, const struct fd_inf
 static int dump_fd_file(struct ctx *c, struct task *t, const struct fd_info *fi)
 {
 	struct file_rep *r;
+	unsigned int b;
 	bool first;
 	int i, ref;
 
-	for (i = 0; i < nr_reps; i++) {
+	for (i = nr_buckets ? rep_bucket[inode_bucket(fi->st.st_dev, fi->st.st_ino)] : -1; i >= 0;
+	     i = r->next) {
 		r = &reps[i];
 		if (r->dev == fi->st.st_dev && r->ino == fi->st.st_ino &&
 		    syscall(SYS_kcmp, t->tid, r->tid, KCMP_FILE, fi->fd, r->fd) == 0)
 			return r->ref;
 	}
 	ref = obj_lookup_add(c->objs, CKPT_OBJ_FILE, (uint64_t)t->tid << 32 | fi->fd, 0, &first);
-	if (ref < 0)
+	if (ref < 0 || grow_reps())
 		return -1;
-	r = realloc(reps, (nr_reps + 1) * sizeof(*reps));
-	if (!r)
-		return pr_perror("file list");
-	reps = r;
-	reps[nr_reps++] = (struct file_rep){ t->tid, fi->fd, fi->st.st_dev, fi->st.st_ino, ref };
+	b = inode_bucket(fi->st.st_dev, fi->st.st_ino);
+	reps[nr_reps] = (struct file_rep){ t->tid, fi->fd, fi->st.st_dev, fi->st.st_ino, ref,
+					   rep_bucket[b] };
+	rep_bucket[b] = nr_reps++;
 	if (fi->f_type == CKPT_FILE_GENERIC)
 		return dump_generic(c, t, ref, fi) ? -1 : ref;
 	return dump_pipe(c, t, ref, fi) ? -1 : ref;
@@ -222,6 +266,15 @@ static int read_fd(struct task *t, int fd, struct fd_info *fi)
 	fi->pos = v ? strtoull(v, NULL, 10) : 0;
 	v = status_field(info, "flags");
 	flags = v ? strtoul(v, NULL, 8) : 0;
+	for (v = info; (v = strstr(v, "\nlock:")); v += 6) {
+		const char *l = v + 6 + strspn(v + 6, " \t");	/* "1: POSIX  ADVISORY  WRITE ..." */
+		size_t used = strlen(fi->locks);
+
+		if (used < sizeof(fi->locks) - 40)
+			snprintf(fi->locks + used, sizeof(fi->locks) - used, "%s%.*s", used ? "; " : "",
+				 (int)strcspn(l, "\n"), l);
+		fi->nr_locks++;
+	}
 	free(info);
 	/* fdinfo folds the descriptor's close-on-exec into flags; the FILE_DESC carries it */
 	fi->cloexec = flags & O_CLOEXEC;
@@ -239,6 +292,28 @@ static int read_fd(struct task *t, int fd, struct fd_info *fi)
 		fi->f_type = CKPT_FILE_GENERIC;	/* ttys too: reopened by path (our choice) */
 	else
 		return 1;
+	return 0;
+}
+
+/* a Unix98 pty: a slave /dev/pts/N (majors 136-143) or the master /dev/ptmx (5, 2) */
+static bool is_pty(const struct stat *st)
+{
+	unsigned int major = major(st->st_rdev), minor = minor(st->st_rdev);
+
+	return S_ISCHR(st->st_mode) && ((major >= 136 && major <= 143) || (major == 5 && minor == 2));
+}
+
+/* ERROR records for what a saved descriptor loses: its file locks, a pty's pairing */
+static int audit_fd(struct ctx *c, struct task *t, const struct fd_info *fi)
+{
+	if (fi->nr_locks && ckpt_unsupported(c, "pid %d fd %d: %d file lock%s on %s not saved (%s)",
+					     t->tid, fi->fd, fi->nr_locks, fi->nr_locks == 1 ? "" : "s",
+					     fi->path, fi->locks))
+		return -1;
+	if (is_pty(&fi->st) &&
+	    ckpt_unsupported(c, "pid %d fd %d: pty %s saved as a plain file (its other end, "
+			     "buffered input and termios are not saved)", t->tid, fi->fd, fi->path))
+		return -1;
 	return 0;
 }
 
@@ -302,6 +377,8 @@ int dump_file_table(struct ctx *c, struct task *t)
 		int r = read_fd(t, fds[i], &fi[h.fdt_nfds]);
 
 		if (r < 0)
+			goto out;
+		if (r == 0 && (audit_fd(c, t, &fi[h.fdt_nfds])))
 			goto out;
 		if (r == 0)
 			h.fdt_nfds++;

@@ -8,16 +8,23 @@
  * blocked wait or write returns EINTR: the dump then fails through the normal path,
  * which writes the ERROR record and detaches every task with its registers intact (a
  * handler detaching on its own could catch a task in the middle of a syscall injection).
- * If the dumper is SIGKILLed the kernel detaches the tracees itself (exit_ptrace) and
- * they resume.
+ * The tracer is a child of the launched process (supervise.c), told by
+ * PR_SET_PDEATHSIG when that one dies, so SIGKILL of the engine takes the same path.
+ *
+ * Every wait is bounded (STOP_TIMEOUT_MS): a task that does not take its interrupt
+ * trap (a vfork parent waits in the kernel until its child execs or exits) is refused
+ * by name; the tracer's exit then releases it with its trap still pending.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/kcmp.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "engine.h"
@@ -35,6 +42,7 @@ void freeze_install_handlers(void)
 {
 	struct sigaction sa = { .sa_handler = on_signal };
 	struct sigaction ign = { .sa_handler = SIG_IGN };
+	sigset_t chld;
 
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
@@ -42,6 +50,10 @@ void freeze_install_handlers(void)
 	sigaction(SIGHUP, &sa, NULL);
 	/* a closed output pipe must fail the write (EPIPE), not kill us with tasks frozen */
 	sigaction(SIGPIPE, &ign, NULL);
+	/* ptrace stops are announced by SIGCHLD: bounded waits take it with sigtimedwait */
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &chld, NULL);
 }
 
 /* -1 once a stop was requested; the message is printed the first time */
@@ -58,20 +70,97 @@ int check_interrupted(void)
 	return -1;
 }
 
+static long elapsed_ms(const struct timespec *since)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000;
+}
+
+/*
+ * waitpid(tid, __WALL) for at most timeout_ms. -1 with errno ETIMEDOUT when it passed,
+ * EINTR when the dump was interrupted and the wait may be abandoned (abortable).
+ */
+static int wait_bounded(pid_t tid, int *status, long timeout_ms, bool abortable)
+{
+	struct timespec start;
+	sigset_t chld;
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	for (;;) {
+		pid_t r = waitpid(tid, status, __WALL | WNOHANG);
+		long left;
+
+		if (r == tid)
+			return 0;
+		if (r < 0 && errno != EINTR)
+			return -1;
+		if (abortable && interrupted) {
+			errno = EINTR;
+			return -1;
+		}
+		left = timeout_ms - elapsed_ms(&start);
+		if (left <= 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		/* a SIGCHLD, a handled signal (EINTR) or the time left, whichever comes first */
+		sigtimedwait(&chld, NULL, &(struct timespec){ left / 1000, left % 1000 * 1000000 });
+	}
+}
+
 /* waitpid for a ptrace stop of a task that is known to stop promptly */
 int wait_trap(pid_t tid, int *status)
 {
-	for (;;) {
-		pid_t r = waitpid(tid, status, __WALL);
-
-		if (r == tid)
-			break;
-		if (r < 0 && errno != EINTR)
-			return pr_perror("wait %d", tid);
-	}
+	if (wait_bounded(tid, status, STOP_TIMEOUT_MS, false))
+		return errno == ETIMEDOUT
+			? pr_err("task %d: did not stop within %d ms", tid, STOP_TIMEOUT_MS)
+			: pr_perror("wait %d", tid);
 	if (!WIFSTOPPED(*status))
 		return pr_err("task %d: exited while traced (status %#x)", tid, *status);
 	return 0;
+}
+
+/* The child a vfork parent waits for: the one sharing its address space, or 0. */
+static pid_t vfork_child(pid_t pid)
+{
+	char name[64], *kids, *p;
+	pid_t child = 0;
+
+	snprintf(name, sizeof(name), "task/%d/children", pid);
+	kids = proc_read(pid, name, NULL);
+	for (p = kids; p && *p && !child;) {
+		char *end;
+		long k = strtol(p, &end, 10);
+
+		if (end == p)
+			break;
+		if (syscall(SYS_kcmp, pid, (pid_t)k, KCMP_VM, 0, 0) == 0)
+			child = k;
+		p = end;
+	}
+	free(kids);
+	return child;
+}
+
+/* A seized task that does not take its interrupt trap: say why, from /proc. */
+static int refuse_unstoppable(struct ctx *c, pid_t tid)
+{
+	char *sc = proc_read(tid, "syscall", NULL);
+	long nr = sc && *sc >= '0' && *sc <= '9' ? strtol(sc, NULL, 10) : -1;
+	struct proc_stat st = { .state = '?' };
+
+	free(sc);
+	proc_stat(tid, &st);
+	c->refused = true;
+	if (st.state == 'D' && (nr == SYS_vfork || nr == SYS_clone || nr == SYS_clone3))
+		return pr_err("pid %d is a vfork parent waiting for its child %d: it cannot stop "
+			      "until the child calls exec or exits", tid, vfork_child(tid));
+	return pr_err("pid %d did not stop within %d ms (state %c, syscall %ld)", tid,
+		      STOP_TIMEOUT_MS, st.state, nr);
 }
 
 /*
@@ -79,17 +168,15 @@ int wait_trap(pid_t tid, int *status)
  * first is let through (the task enters its handler or default action) and the pending
  * interrupt traps it right after. Returns 1 if the task is gone.
  */
-static int wait_interrupt_stop(pid_t tid)
+static int wait_interrupt_stop(struct ctx *c, pid_t tid)
 {
 	int i, status;
 
 	for (i = 0; i < MAX_SIGNAL_STOPS; i++) {
-		pid_t r = waitpid(tid, &status, __WALL);
-
-		if (r < 0) {
-			if (errno == EINTR && !check_interrupted())
-				continue;
-			return errno == EINTR ? -1 : pr_perror("wait %d", tid);
+		if (wait_bounded(tid, &status, STOP_TIMEOUT_MS, true)) {
+			if (errno == EINTR)
+				return check_interrupted();
+			return errno == ETIMEDOUT ? refuse_unstoppable(c, tid) : pr_perror("wait %d", tid);
 		}
 		if (WIFEXITED(status) || WIFSIGNALED(status))
 			return 1;
@@ -127,6 +214,37 @@ static bool known_tid(struct ctx *c, int from, pid_t tid)
 	return false;
 }
 
+#define PF_KTHREAD 0x00200000	/* kernel task flag: a kernel thread */
+
+/* "pid N (comm)" of a task, for messages */
+static const char *task_name(pid_t pid, char *buf, size_t size)
+{
+	char *comm = proc_read(pid, "comm", NULL);
+
+	snprintf(buf, size, "pid %d (%.*s)", pid, comm ? (int)strcspn(comm, "\n") : 1,
+		 comm ? comm : "?");
+	free(comm);
+	return buf;
+}
+
+/* Why PTRACE_SEIZE of tid failed with EPERM, if /proc says: traced, or a kernel thread. */
+static int seize_refused(struct ctx *c, pid_t tid, const struct proc_stat *st)
+{
+	char *status = proc_read(tid, "status", NULL);
+	pid_t tracer = status ? atoi(status_field(status, "TracerPid") ?: "0") : 0;
+	char name[64];
+
+	free(status);
+	c->refused = true;
+	if (st->flags & PF_KTHREAD)
+		return pr_err("pid %d is a kernel thread: it has no user space to checkpoint", tid);
+	if (tracer > 0)
+		return pr_err("pid %d is traced by %s: a task has one tracer at a time", tid,
+			      task_name(tracer, name, sizeof(name)));
+	errno = EPERM;
+	return pr_perror("seize %d", tid);
+}
+
 /* Seize and stop one thread. Returns 1 if it vanished before we got it. */
 static int freeze_thread(struct ctx *c, pid_t tid, pid_t tgid)
 {
@@ -149,7 +267,7 @@ static int freeze_thread(struct ctx *c, pid_t tid, pid_t tgid)
 			if (err != EPERM || proc_stat(tid, &st) || st.state != 'Z') {
 				errno = err;
 				c->refused = true;
-				return pr_perror("seize %d", tid);
+				return err == EPERM ? seize_refused(c, tid, &st) : pr_perror("seize %d", tid);
 			}
 		} else {
 			seized = true;
@@ -167,7 +285,7 @@ static int freeze_thread(struct ctx *c, pid_t tid, pid_t tgid)
 		return 0;
 	if (ptrace(PTRACE_INTERRUPT, tid, 0, 0))
 		return pr_perror("interrupt %d", tid);
-	ret = wait_interrupt_stop(tid);
+	ret = wait_interrupt_stop(c, tid);
 	if (ret == 1)
 		c->nr_tasks--;
 	return ret;
@@ -357,17 +475,48 @@ static pid_t tgid_of(pid_t pid)
 	return tgid;
 }
 
+/*
+ * A tree that holds the dumper cannot be frozen by it: root is the dumper or one of its
+ * ancestors (dump $$ from a shell). Named before anything is seized.
+ */
+static int refuse_own_tree(struct ctx *c, pid_t root)
+{
+	char who[64], me[64];
+	pid_t pid = getpid();
+	struct proc_stat st;
+
+	if (root == pid)
+		return c->refused = true, pr_err("pid %d is the dumper itself", root);
+	if (!c->tree)
+		return 0;	/* an ancestor alone is a process like any other */
+	while (pid > 1 && !proc_stat(pid, &st)) {
+		pid = st.ppid;
+		if (pid == root)
+			return c->refused = true,
+			       pr_err("%s is an ancestor of the dumper, %s: its tree holds the dump "
+				      "itself (use --single, or dump a process outside it)",
+				      task_name(root, who, sizeof(who)), task_name(getpid(), me, sizeof(me)));
+	}
+	return 0;
+}
+
 int freeze_tree(struct ctx *c, pid_t root)
 {
+	struct proc_stat st;
 	pid_t tgid;
 	int ret;
 
-	if (kill(root, 0) && errno == ESRCH)
-		return c->refused = true, pr_perror("pid %d", root);
+	if ((kill(root, 0) && errno == ESRCH) || proc_stat(root, &st))
+		return c->usage_error = true, pr_err("pid %d: no such process", root);
+	if (st.flags & PF_KTHREAD)
+		return c->refused = true,
+		       pr_err("pid %d is a kernel thread: it has no user space to checkpoint", root);
 	tgid = tgid_of(root);
 	if (tgid > 0 && tgid != root)
 		return c->refused = true,
 		       pr_err("pid %d is a thread of process %d: dump %d instead", root, tgid, tgid);
+	if (refuse_own_tree(c, root))
+		return -1;
 	ret = freeze_process(c, root, 0);
 	if (!ret && c->nr_tasks == 0)
 		return c->refused = true, pr_err("pid %d: exited", root);

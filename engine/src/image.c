@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #define IMAGE_BUF	(1 << 20)
 #define DIRECT_MIN	(64 << 10)	/* payloads this big bypass the buffer */
 #define PROGRESS_STEP	(256ULL << 20)
+#define LAST_WRITE_WAIT_MS 1000	/* for the output once the dump was interrupted */
 
 int image_open(struct image *img, const char *path, bool progress)
 {
@@ -49,7 +51,15 @@ static void report_progress(struct image *img, bool last)
 static int full_writev(struct image *img, struct iovec *iov, int iovcnt)
 {
 	while (iovcnt > 0) {
-		ssize_t n = writev(img->fd, iov, iovcnt > IOV_MAX ? IOV_MAX : iovcnt);
+		struct pollfd pfd = { .fd = img->fd, .events = POLLOUT };
+		ssize_t n;
+
+		/* interrupted (the ERROR record): a reader that stopped reading cannot keep us */
+		if (interrupted && poll(&pfd, 1, LAST_WRITE_WAIT_MS) != 1) {
+			errno = EAGAIN;
+			return pr_perror("write image");
+		}
+		n = writev(img->fd, iov, iovcnt > IOV_MAX ? IOV_MAX : iovcnt);
 
 		if (n < 0) {
 			if (errno == EINTR && !interrupted)

@@ -47,8 +47,22 @@ static int dump(pid_t pid, const char *output, struct ctx *c, bool progress)
 	}
 	objhash_free(c->objs);
 	if (ret)
-		return c->refused ? EXIT_PARTIAL : EXIT_INTERNAL;
+		return c->usage_error ? EXIT_USAGE : c->refused ? EXIT_PARTIAL : EXIT_INTERNAL;
 	return c->nr_unsupported && !c->allow_partial ? EXIT_PARTIAL : EXIT_OK;
+}
+
+struct dump_args {
+	pid_t pid;
+	const char *output;
+	struct ctx *c;
+	bool progress;
+};
+
+static int dump_in_tracer(void *arg)
+{
+	struct dump_args *a = arg;
+
+	return dump(a->pid, a->output, a->c, a->progress);
 }
 
 int main(int argc, char **argv)
@@ -100,9 +114,13 @@ int main(int argc, char **argv)
 	if (optind != argc - 1)
 		return usage_error("expected exactly one PID");
 	pid = strtol(argv[optind], &end, 10);
-	if (*end || pid <= 0 || pid > 0x3fffffff)
-		return usage_error("PID must be a positive number");
+	if (*end || end == argv[optind] || pid <= 0 || pid > 0x3fffffff) {
+		/* a wrong value, not a wrong command line: no usage text */
+		fprintf(stderr, "imgtools-engine: PID must be a positive number, not '%s'\n",
+			argv[optind]);
+		return EXIT_USAGE;
+	}
 	if (!strcmp(output, "-") && isatty(STDOUT_FILENO))
 		return usage_error("refusing to write an image to a terminal (use -o FILE)");
-	return dump(pid, output, &c, progress);
+	return run_supervised(dump_in_tracer, &(struct dump_args){ pid, output, &c, progress });
 }

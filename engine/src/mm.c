@@ -42,7 +42,8 @@
 #define PM_SWAP		(1ULL << 62)
 #define PM_FILE		(1ULL << 61)
 
-#define PAGEMAP_CHUNK	65536	/* pagemap entries read at once */
+#define PAGEMAP_CHUNK	65536	/* pagemap entries read at once, at most */
+#define PAGEMAP_AHEAD	4096	/* and at least (32 KiB of entries, 16 MiB of memory) */
 #define O_LARGEFILE_K	0100000	/* x86_64 O_LARGEFILE, which glibc defines as 0 */
 #define FMODE_EXEC_K	0x20	/* __FMODE_EXEC in f_flags of an exec'd file */
 #define MMF_DUMP_FILTER_SHIFT 2
@@ -69,12 +70,14 @@ struct vma {
 	uint32_t type;
 	bool no_contents;	/* VM_IO / VM_PFNMAP: kernel pages, only the terminator is written */
 	struct stat st;		/* the mapped file, if any */
-	char path[4096];
+	char *path;		/* as smaps names it, "" for none (malloc'd) */
 };
 
 struct page_batch {
 	pid_t pid;
 	int memfd;		/* /proc/pid/mem, opened on first need */
+	int objfd;		/* >= 0: pages come from this shared object instead, */
+	uint64_t obj_delta;	/* at file offset addr + obj_delta */
 	int n;
 	uint64_t addr[CKPT_PGARR_BATCH];
 	char *pages;
@@ -170,30 +173,48 @@ static int classify(pid_t pid, struct vma *v)
 	return 0;
 }
 
+static void free_vmas(struct vma *vmas, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		free(vmas[i].path);
+	free(vmas);
+}
+
+/*
+ * The mappings of pid from /proc/PID/smaps, read line by line (the text of 20,000 VMAs
+ * is some 20 MB, never held whole); unsupported ones are ERROR records and left out.
+ */
 static int read_vmas(struct ctx *c, pid_t pid, struct vma **out, int *n)
 {
-	char *smaps = proc_read(pid, "smaps", NULL), *line, *next;
+	char path[64], *line = NULL;
+	size_t line_cap = 0;
 	struct vma *vmas = NULL, *v = NULL;
-	int cap = 0, ret = 0;
+	int cap = 0, ret = 0, i, j;
+	FILE *f;
 
 	*n = 0;
-	if (!smaps)
-		return pr_perror("read /proc/%d/smaps", pid);
-	for (line = smaps; *line && !ret; line = next) {
+	*out = NULL;
+	snprintf(path, sizeof(path), "/proc/%d/smaps", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return pr_perror("read %s", path);
+	while (getline(&line, &line_cap, f) > 0 && !ret) {
 		unsigned long long start, end, pgoff, ino;
 		unsigned int maj, min;
 		int off = 0;
 
-		next = line + strcspn(line, "\n");
-		if (*next)
-			*next++ = 0;
+		line[strcspn(line, "\n")] = 0;
 		if (!strncmp(line, "VmFlags:", 8) && v) {
 			v->vm_flags = parse_vm_flags(line + 8 + strspn(line + 8, " "));
 			continue;
 		}
-		if (sscanf(line, "%llx-%llx %*4s %llx %x:%x %llu %n", &start, &end, &pgoff, &maj, &min,
+		/* "Key: value" lines start with a capital, a mapping with its lowercase hex start */
+		if (!((line[0] >= '0' && line[0] <= '9') || (line[0] >= 'a' && line[0] <= 'f')) ||
+		    sscanf(line, "%llx-%llx %*4s %llx %x:%x %llu %n", &start, &end, &pgoff, &maj, &min,
 			   &ino, &off) != 6 || !off)
-			continue;	/* a "Key: value" line */
+			continue;
 		if (*n == cap) {
 			struct vma *nv = realloc(vmas, (cap = cap ? 2 * cap : 64) * sizeof(*vmas));
 
@@ -203,35 +224,56 @@ static int read_vmas(struct ctx *c, pid_t pid, struct vma **out, int *n)
 			}
 			vmas = nv;
 		}
-		v = &vmas[(*n)++];
+		v = &vmas[*n];
 		memset(v, 0, sizeof(*v));
 		v->start = start;
 		v->end = end;
 		v->pgoff = pgoff / PAGE_SIZE;
 		memcpy(v->perms, line + strcspn(line, " ") + 1, 4);
-		snprintf(v->path, sizeof(v->path), "%s", line + off);
+		v->path = strdup(line + off);
+		if (!v->path)
+			ret = pr_perror("vma list");
+		else
+			(*n)++;
 	}
-	free(smaps);
+	if (ferror(f) && !ret)
+		ret = pr_perror("read %s", path);
+	fclose(f);
+	free(line);
 	/* classify once every VmFlags line is in */
-	if (!ret) {
-		int i, j = 0;
+	for (i = 0, j = 0; i < *n; i++) {
+		int r = ret ? 1 : classify(pid, &vmas[i]);
 
-		for (i = 0; i < *n; i++) {
-			int r = classify(pid, &vmas[i]);
-
-			if (r == 2 && ckpt_unsupported(c, "pid %d: unsupported mapping %llx-%llx %s", pid,
-						       (unsigned long long)vmas[i].start,
-						       (unsigned long long)vmas[i].end, vmas[i].path)) {
-				ret = -1;
-				break;
-			}
-			if (r == 0)
-				vmas[j++] = vmas[i];
-		}
-		*n = j;
+		if (r == 2 && ckpt_unsupported(c, "pid %d: unsupported mapping %llx-%llx %s", pid,
+					       (unsigned long long)vmas[i].start,
+					       (unsigned long long)vmas[i].end, vmas[i].path))
+			ret = -1;
+		if (r == 0)
+			vmas[j++] = vmas[i];
+		else
+			free(vmas[i].path);
 	}
+	*n = j;
 	*out = vmas;
 	return ret;
+}
+
+/* pages of a shared object, one pread per run of contiguous pages */
+static int read_object_pages(struct page_batch *b)
+{
+	int i, j;
+
+	for (i = 0; i < b->n; i = j) {
+		size_t len;
+
+		for (j = i + 1; j < b->n && b->addr[j] == b->addr[j - 1] + PAGE_SIZE; j++)
+			;
+		len = (j - i) * PAGE_SIZE;
+		if (pread(b->objfd, b->pages + i * PAGE_SIZE, len, b->addr[i] + b->obj_delta) != (ssize_t)len)
+			return pr_perror("pid %d: read shared memory at %#llx", b->pid,
+					 (unsigned long long)b->addr[i]);
+	}
+	return 0;
 }
 
 /* read the batch's pages: one process_vm_readv, /proc/pid/mem for what it could not */
@@ -241,6 +283,9 @@ static int read_pages(struct page_batch *b)
 	struct iovec remote[CKPT_PGARR_BATCH];
 	int nr = 0, i;
 	ssize_t got;
+
+	if (b->objfd >= 0)
+		return read_object_pages(b);
 
 	for (i = 0; i < b->n; i++) {
 		if (nr && (uint64_t)remote[nr - 1].iov_base + remote[nr - 1].iov_len == b->addr[i])
@@ -294,6 +339,12 @@ static int flush_batch(struct ctx *c, struct page_batch *b)
 
 static bool page_wanted(uint32_t type, uint64_t pm)
 {
+	/*
+	 * every page of the vDSO, mapped in or not (a debugger reads the code and the ELF
+	 * headers of the core's vDSO; /proc/PID/mem reads them as gcore does)
+	 */
+	if (type == CKPT_VMA_VDSO)
+		return true;
 	if (pm & PM_SWAP)
 		return true;
 	if (!(pm & PM_PRESENT))
@@ -302,23 +353,54 @@ static bool page_wanted(uint32_t type, uint64_t pm)
 	return type != CKPT_VMA_FILE || !(pm & PM_FILE);
 }
 
+/*
+ * Pagemap entries of [page, page + n) of the mm behind the pagemap fd. Read ahead to at
+ * least PAGEMAP_AHEAD entries, so that thousands of small adjacent VMAs cost a few reads;
+ * the tasks are frozen, so the entries stay valid while one mm is dumped.
+ */
+static const uint64_t *pagemap_entries(int pagemap, pid_t pid, uint64_t page, size_t *n)
+{
+	static uint64_t pm[PAGEMAP_CHUNK], first;
+	static size_t have;
+	static int fd = -1;
+	static pid_t owner;	/* fd numbers are reused by the next mm's pagemap */
+	ssize_t got;
+
+	if (fd == pagemap && owner == pid && page >= first && page < first + have) {
+		if (*n > first + have - page)
+			*n = first + have - page;
+		return pm + (page - first);
+	}
+	if (*n > PAGEMAP_CHUNK)
+		*n = PAGEMAP_CHUNK;
+	got = pread(pagemap, pm, (*n > PAGEMAP_AHEAD ? *n : PAGEMAP_AHEAD) * 8, page * 8);
+	if (got < (ssize_t)(*n * 8) && got > 0)
+		*n = got / 8;	/* the end of the address space */
+	if (got <= 0) {
+		fd = -1;
+		pr_perror("pid %d: read pagemap at %#llx", pid, (unsigned long long)(page * PAGE_SIZE));
+		return NULL;
+	}
+	fd = pagemap;
+	owner = pid;
+	first = page;
+	have = got / 8;
+	return pm;
+}
+
 /* the pages of one mapping, then the PGARR terminator */
 static int dump_vma_pages(struct ctx *c, struct page_batch *b, int pagemap, const struct vma *v)
 {
-	static uint64_t pm[PAGEMAP_CHUNK];
 	struct ckpt_hdr_pgarr end = { .nr_pages = 0 };
 	uint64_t addr = v->no_contents ? v->end : v->start;
 
 	while (addr < v->end) {
-		size_t want = (v->end - addr) / PAGE_SIZE, i;
-		ssize_t got;
+		size_t n = (v->end - addr) / PAGE_SIZE, i;
+		const uint64_t *pm = pagemap_entries(pagemap, b->pid, addr / PAGE_SIZE, &n);
 
-		if (want > PAGEMAP_CHUNK)
-			want = PAGEMAP_CHUNK;
-		got = pread(pagemap, pm, want * 8, addr / PAGE_SIZE * 8);
-		if (got <= 0)
-			return pr_perror("pid %d: read pagemap at %#llx", b->pid, (unsigned long long)addr);
-		for (i = 0; i < (size_t)got / 8; i++, addr += PAGE_SIZE) {
+		if (!pm)
+			return -1;
+		for (i = 0; i < n; i++, addr += PAGE_SIZE) {
 			if (!page_wanted(v->type, pm[i]))
 				continue;
 			b->addr[b->n++] = addr;
@@ -329,6 +411,105 @@ static int dump_vma_pages(struct ctx *c, struct page_batch *b, int pagemap, cons
 	if (flush_batch(c, b))
 		return -1;
 	return write_obj(&c->img, CKPT_HDR_PGARR, &end, sizeof(end));
+}
+
+/*
+ * Shared anonymous memory is one shmem object however many mappings and processes see
+ * it, and a page one of them touched is absent from the others' page tables. Its pages
+ * are therefore taken from the object itself (SEEK_DATA over /proc/PID/map_files/A-B,
+ * read with pread, which faults nothing into any task): the first VMA of the object saves
+ * every page in its window of the object; a later VMA of it only pages of its window no
+ * earlier window covered (a mapping of another part of the object), otherwise nothing.
+ */
+struct shm_window {
+	dev_t dev;
+	ino_t ino;
+	uint64_t first, end;	/* object pages [first, end) already saved */
+};
+static struct shm_window *shm_saved;
+static int nr_shm_saved;
+
+static bool shm_covered(const struct vma *v, uint64_t page)
+{
+	int i;
+
+	for (i = 0; i < nr_shm_saved; i++) {
+		const struct shm_window *w = &shm_saved[i];
+
+		if (w->ino == v->st.st_ino && w->dev == v->st.st_dev && page >= w->first && page < w->end)
+			return true;
+	}
+	return false;
+}
+
+/* Page addresses of v's window holding data not saved yet; with add, queued for saving. */
+static int shm_pages(struct ctx *c, struct page_batch *b, const struct vma *v, bool add, bool *any)
+{
+	uint64_t off = v->pgoff * PAGE_SIZE, end = off + (v->end - v->start);
+
+	*any = false;
+	while (off < end) {
+		off_t data = lseek(b->objfd, off, SEEK_DATA), hole;
+
+		if (data < 0 && errno == ENXIO)
+			break;	/* no data after off */
+		hole = data < 0 ? -1 : lseek(b->objfd, data, SEEK_HOLE);
+		if (hole < 0)
+			return pr_perror("pid %d: find the pages of shared memory %#llx-%#llx", b->pid,
+					 (unsigned long long)v->start, (unsigned long long)v->end);
+		for (off = data & ~(PAGE_SIZE - 1); off < (uint64_t)hole && off < end; off += PAGE_SIZE) {
+			if (shm_covered(v, off / PAGE_SIZE))
+				continue;
+			*any = true;
+			if (!add)
+				return 0;
+			b->addr[b->n++] = off - b->obj_delta;
+			if (b->n == CKPT_PGARR_BATCH && flush_batch(c, b))
+				return -1;
+		}
+		off = hole;
+	}
+	return 0;
+}
+
+/* VMA [contents] of a shared anonymous mapping; first: the first VMA of its object */
+static int dump_shm_anon(struct ctx *c, struct page_batch *b, struct ckpt_hdr_vma *h,
+			 const struct vma *v, bool first)
+{
+	struct ckpt_hdr_pgarr end = { .nr_pages = 0 };
+	struct shm_window *w;
+	char path[96];
+	bool any;
+	int ret = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", b->pid,
+		 (unsigned long long)v->start, (unsigned long long)v->end);
+	b->objfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (b->objfd < 0)
+		return pr_perror("open %s (the shared memory's object)", path);
+	b->obj_delta = v->pgoff * PAGE_SIZE - v->start;
+	if (shm_pages(c, b, v, false, &any))
+		goto out;
+	if (write_obj(&c->img, CKPT_HDR_VMA, h, sizeof(*h)))
+		goto out;
+	if (first || any) {
+		if (shm_pages(c, b, v, true, &any) || flush_batch(c, b) ||
+		    write_obj(&c->img, CKPT_HDR_PGARR, &end, sizeof(end)))
+			goto out;
+	}
+	w = realloc(shm_saved, (nr_shm_saved + 1) * sizeof(*w));
+	if (!w) {
+		pr_perror("shared memory list");
+		goto out;
+	}
+	shm_saved = w;
+	shm_saved[nr_shm_saved++] = (struct shm_window){ v->st.st_dev, v->st.st_ino, v->pgoff,
+							 v->pgoff + (v->end - v->start) / PAGE_SIZE };
+	ret = 0;
+out:
+	close(b->objfd);
+	b->objfd = -1;
+	return ret;
 }
 
 /* [vm_file object] VMA [contents] */
@@ -343,7 +524,7 @@ static int dump_vma(struct ctx *c, struct task *t, struct page_batch *b, int pag
 		.vm_pgoff = v->pgoff,
 		.hugetlb_shift = 0,
 	};
-	bool contents = v->type != CKPT_VMA_VDSO && v->type != CKPT_VMA_SHM_FILE;
+	bool contents = v->type != CKPT_VMA_SHM_FILE;
 
 	if (v->type == CKPT_VMA_FILE || v->type == CKPT_VMA_SHM_FILE) {
 		bool rw = v->type == CKPT_VMA_SHM_FILE && (v->vm_flags & VM_MAYWRITE);
@@ -361,7 +542,7 @@ static int dump_vma(struct ctx *c, struct task *t, struct page_batch *b, int pag
 		if (h.ino_objref < 0)
 			return -1;
 		h.ino_size = v->st.st_size;
-		contents = first;
+		return dump_shm_anon(c, b, &h, v, first);
 	}
 	if (write_obj(&c->img, CKPT_HDR_VMA, &h, sizeof(h)))
 		return -1;
@@ -427,7 +608,7 @@ static int dump_mm_struct(struct ctx *c, struct task *t, int nr_vmas, int exe_re
 /* OBJREF(MM) [exe file] MM BUFFER(auxv) VMAs MM_CONTEXT MM_CONTEXT_LDT, the first time */
 int dump_mm(struct ctx *c, struct task *t)
 {
-	struct page_batch b = { .pid = t->tid, .memfd = -1 };
+	struct page_batch b = { .pid = t->tid, .memfd = -1, .objfd = -1 };
 	struct vma *vmas = NULL;
 	int nr_vmas = 0, i, exe_ref, pagemap = -1, ret = -1;
 	uint64_t vdso = 0;
@@ -459,7 +640,7 @@ int dump_mm(struct ctx *c, struct task *t)
 		goto out;
 	ret = ref;
 out:
-	free(vmas);
+	free_vmas(vmas, nr_vmas);
 	free(b.pages);
 	if (b.memfd >= 0)
 		close(b.memfd);

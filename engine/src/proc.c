@@ -174,5 +174,43 @@ int proc_stat(pid_t pid, struct proc_stat *st)
 	st->env_start = f[50];
 	st->env_end = f[51];
 	st->exit_code = f[52];
+	st->nice = (int)f[19];
+	st->rt_priority = f[40];
+	st->policy = f[41];
+	return 0;
+}
+
+/*
+ * Resource limits of a process from /proc/PID/limits (prlimit(2) on another process
+ * needs CAP_SYS_RESOURCE unless the uids match, which root lacks in many containers).
+ * One line per RLIMIT_* in numeric order after the header; the kernel prints the name
+ * in 25 columns, then the soft and hard values ("unlimited" is RLIM_INFINITY).
+ */
+int proc_limits(pid_t pid, struct ckpt_rlimit *rlim, int n)
+{
+	char *buf = proc_read(pid, "limits", NULL), *line;
+	int i = -1;
+
+	if (!buf)
+		return -1;
+	for (line = buf; *line && i < n; i++) {
+		char *next = line + strcspn(line, "\n");
+		char soft[32], hard[32];
+
+		if (*next)
+			*next++ = 0;
+		if (i >= 0) {
+			if (strlen(line) < 26 || sscanf(line + 26, "%31s %31s", soft, hard) != 2)
+				break;
+			rlim[i].rlim_cur = strcmp(soft, "unlimited") ? strtoull(soft, NULL, 10) : ~0ULL;
+			rlim[i].rlim_max = strcmp(hard, "unlimited") ? strtoull(hard, NULL, 10) : ~0ULL;
+		}
+		line = next;
+	}
+	free(buf);
+	if (i != n) {
+		errno = EINVAL;
+		return -1;
+	}
 	return 0;
 }

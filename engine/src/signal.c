@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
-#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 
@@ -230,15 +229,9 @@ int dump_signal(struct ctx *c, struct task *t)
 	struct ckpt_hdr_signal h = { .tty_objref = 0, .tty_old_pgrp = 0 };
 	char *status;
 	uint64_t shared;
-	int i;
 
-	for (i = 0; i < CKPT_RLIM_NLIMITS; i++) {
-		struct rlimit rl;
-
-		if (prlimit(t->tgid, i, NULL, &rl))
-			return pr_perror("pid %d: prlimit %d", t->tgid, i);
-		h.rlim[i] = (struct ckpt_rlimit){ rl.rlim_cur, rl.rlim_max };
-	}
+	if (proc_limits(t->tgid, h.rlim, CKPT_RLIM_NLIMITS))
+		return pr_perror("read /proc/%d/limits", t->tgid);
 	h.it_real_value = p->itimer[ITIMER_REAL].value;
 	h.it_real_incr = p->itimer[ITIMER_REAL].interval;
 	h.it_virt_value = p->itimer[ITIMER_VIRTUAL].value;

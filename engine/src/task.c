@@ -24,36 +24,57 @@ static const int kcmp_type[NR_SHARE] = {
 	[SHARE_SIGHAND] = KCMP_SIGHAND,
 };
 
-static bool same_object(struct task *a, struct task *b, enum share_kind kind)
-{
-	long r = syscall(SYS_kcmp, a->tid, b->tid, kcmp_type[kind], 0, 0);
+static bool have_kcmp = true;
 
-	/* without kcmp (ENOSYS) only threads are known to share */
-	return r < 0 ? a->tgid == b->tgid : r == 0;
+/* kcmp(2) orders the kernel objects it compares: sort by it, n log n calls */
+static int cmp_object(const void *a, const void *b, void *arg)
+{
+	const struct task *x = *(struct task *const *)a, *y = *(struct task *const *)b;
+	enum share_kind kind = *(enum share_kind *)arg;
+	long r = have_kcmp ? syscall(SYS_kcmp, x->tid, y->tid, kcmp_type[kind], 0, 0) : -1;
+
+	if (r < 0 && errno == ENOSYS)
+		have_kcmp = false;
+	if (r == 0 || r == 1 || r == 2)
+		return r == 0 ? 0 : r == 1 ? -1 : 1;
+	/* without kcmp only threads are known to share */
+	return (x->tgid > y->tgid) - (x->tgid < y->tgid);
 }
 
-/* task.share[kind] = index of the first task holding the same kernel object */
-static void find_sharing(struct ctx *c)
+/*
+ * task.share[kind] = index of the first task holding the same kernel object. The seized
+ * tasks are sorted by object (kcmp's order), so each group of equal neighbours is one
+ * object: O(n log n) kcmp calls instead of one per pair.
+ */
+static int find_sharing(struct ctx *c)
 {
-	int i, j, k;
+	struct task **by = malloc(c->nr_tasks * sizeof(*by));
+	int i, j, n, k;
 
-	for (i = 0; i < c->nr_tasks; i++) {
-		struct task *t = &c->tasks[i];
+	if (!by)
+		return pr_perror("sharing");
+	for (i = 0; i < c->nr_tasks; i++)
+		for (k = 0; k < NR_SHARE; k++)
+			c->tasks[i].share[k] = i;
+	for (k = 0; k < NR_SHARE; k++) {
+		enum share_kind kind = k;
 
-		for (k = 0; k < NR_SHARE; k++) {
-			t->share[k] = i;
-			if (!t->seized)
-				continue;
-			for (j = 0; j < i; j++) {
-				struct task *o = &c->tasks[j];
+		for (i = 0, n = 0; i < c->nr_tasks; i++)
+			if (c->tasks[i].seized)
+				by[n++] = &c->tasks[i];
+		qsort_r(by, n, sizeof(*by), cmp_object, &kind);
+		for (i = 0; i < n; i = j) {
+			int first = by[i] - c->tasks;
 
-				if (o->seized && o->share[k] == j && same_object(t, o, k)) {
-					t->share[k] = j;
-					break;
-				}
-			}
+			for (j = i + 1; j < n && !cmp_object(&by[i], &by[j], &kind); j++)
+				if (by[j] - c->tasks < first)
+					first = by[j] - c->tasks;
+			while (i < j)
+				by[i++]->share[k] = first;
 		}
 	}
+	free(by);
+	return 0;
 }
 
 static int read_task(struct ctx *c, struct task *t)
@@ -109,6 +130,7 @@ static int probe_process(struct ctx *c, struct process *p, int first, int end)
 	char *status = proc_read(p->tgid, "status", NULL);
 	const char *seccomp = status ? status_field(status, "Seccomp") : NULL;
 	bool process_done = false;
+	uint64_t syscall_ip;
 	int i;
 
 	if (seccomp && *seccomp != '0') {
@@ -118,6 +140,11 @@ static int probe_process(struct ctx *c, struct process *p, int first, int end)
 		return 0;
 	}
 	free(status);
+	/* the threads share the address space: one search for a syscall instruction */
+	if (infect_find_syscall(p->tgid, &syscall_ip)) {
+		snprintf(p->probe_error, sizeof(p->probe_error), "%s", last_error());
+		return 0;
+	}
 	for (i = first; i < end; i++) {
 		struct task *t = &c->tasks[i];
 		struct infect inf;
@@ -125,7 +152,7 @@ static int probe_process(struct ctx *c, struct process *p, int first, int end)
 
 		if (!t->seized)
 			continue;
-		if (infect_start(&inf, t->tid)) {
+		if (infect_start(&inf, t->tid, syscall_ip)) {
 			snprintf(p->probe_error, sizeof(p->probe_error), "%s", last_error());
 			return 0;
 		}
@@ -162,7 +189,8 @@ int collect_tasks(struct ctx *c)
 		if (read_task(c, t))
 			return -1;
 	}
-	find_sharing(c);
+	if (find_sharing(c))
+		return -1;
 	for (first = 0; first < c->nr_tasks; first = i) {
 		for (i = first; i < c->nr_tasks && c->tasks[i].tgid == c->tasks[first].tgid; i++)
 			;
@@ -271,7 +299,8 @@ static int dump_task_objs(struct ctx *c, struct task *t)
 	struct ckpt_hdr_task_objs h = { .sem_undo_objref = 0 };
 	bool new_signal;
 
-	if ((h.files_objref = dump_file_table(c, t)) < 0 ||
+	if (dump_unsaved_state(c, t) ||
+	    (h.files_objref = dump_file_table(c, t)) < 0 ||
 	    (h.mm_objref = dump_mm(c, t)) < 0 ||
 	    (h.fs_objref = dump_fs(c, t)) < 0 ||
 	    (h.sighand_objref = dump_sighand(c, t)) < 0)

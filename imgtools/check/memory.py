@@ -23,8 +23,9 @@ CODES: dict[str, tuple[str, str, str]] = {
                         "lies in [vm_start, vm_end)."),
     "mm.page-order": (ERROR, "page addresses repeat or go backwards", "Pages are dumped in one "
                       "ascending walk of the VMA: each address is above the previous one."),
-    "mm.page-kind": (ERROR, "pages for a VMA that holds none", "vdso, shared file mappings and "
-                     "*_SKIP VMAs carry no page list."),
+    "mm.page-kind": (ERROR, "pages for a VMA that holds none", "Shared file mappings and "
+                     "*_SKIP VMAs carry no page list (a vdso may: the kernel saved none, "
+                     "imgtools-engine saves its pages)."),
     "mm.page-batch": (ERROR, "page batch does not match its PGARR", "PGARR{nr_pages=n} is "
                       "followed by one BUFFER of n addresses + n page images (n·(W+4096) "
                       "bytes, W = 4 on i386, 8 on x86_64)."),
@@ -51,7 +52,7 @@ PAGE = 4096
 # VMA kind -> its page list: "yes" follows; "first" follows the first VMA naming its inode;
 # "maybe" may follow; "opaque" is not checked; other kinds hold none ("no")
 VMA_PAGES = {"anon": "yes", "file": "yes", "shm_anon": "first", "shm_ipc": "maybe",
-             "hugetlb": "opaque"}
+             "hugetlb": "opaque", "vdso": "maybe"}   # vdso: the kernel saved none, our engine does
 # Records that end an open mm (they never nest inside one).
 MM_CLOSERS = {"task", "task_objs", "task_creds", "task_ns", "file_table", "mm", "sighand",
               "fs", "tail", "thread", "cpu", "restart_block", "signal_task", "signal",

@@ -10,9 +10,21 @@ from .. import engine
 from ._atomic import binary_output
 from ._errors import fail, handled
 from ._params import OutputOpt
+from ..errors import UsageError
 
 
-def dump(pid: Annotated[int, typer.Argument(help="root of the process tree to checkpoint")],
+def parse_pid(text: str) -> int:
+    """The PID argument: decimal digits naming a positive pid (the engine's range)."""
+    if not text.isascii() or not text.isdigit():
+        raise UsageError(f"PID must be a number, not {text!r}")
+    pid = int(text)
+    if not 0 < pid <= 0x3FFFFFFF:
+        raise UsageError(f"PID must be a positive number below 2**30, not {text}")
+    return pid
+
+
+def dump(pid: Annotated[str, typer.Argument(help="root of the process tree to checkpoint",
+                                            metavar="PID", show_default=False)],
          output: OutputOpt = None,
          single: Annotated[bool, typer.Option(
              "--single", help="only this process (with its threads), not its descendants")]
@@ -27,10 +39,11 @@ def dump(pid: Annotated[int, typer.Argument(help="root of the process tree to ch
 
     Every thread is stopped for the dump and resumed afterwards; a failed or interrupted
     dump leaves the processes running as before. The file is written atomically."""
+    number = parse_pid(pid)
     try:
         # a path is written atomically: the image appears only when the dump succeeded
         with binary_output(output) as out:
-            code = engine.dump(pid, "-", tree=not single, kill=kill,
+            code = engine.dump(number, "-", tree=not single, kill=kill,
                                allow_partial=allow_partial, progress=sys.stderr.isatty(),
                                stdout=out)
             if code:

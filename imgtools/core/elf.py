@@ -267,18 +267,19 @@ def held_runs(v: Vma) -> list[tuple[int, int, int]]:
     return [tuple(r) for r in runs]
 
 
-def _shared_pages(img: Image) -> dict[int, Vma]:
-    """Shared-anonymous inode objref -> a VMA that holds its pages."""
-    out: dict[int, Vma] = {}
+def _shared_pages(img: Image) -> dict[int, list[Vma]]:
+    """Shared-anonymous inode objref -> the VMAs that hold its pages (the first VMA of
+    the inode, and later ones that map parts of it no earlier VMA covered)."""
+    out: dict[int, list[Vma]] = {}
     for o in img.objects.values():
         if o.kind == "mm":
             for v in o.value.vmas:
                 if v.vma_type == "shm_anon" and v.ino_ref and v.batches:
-                    out.setdefault(v.ino_ref, v)
+                    out.setdefault(v.ino_ref, []).append(v)
     return out
 
 
-def _vma_segments(img: Image, v: Vma, shared: dict[int, Vma],
+def _vma_segments(img: Image, v: Vma, shared: dict[int, list[Vma]],
                   warnings: list[str]) -> list[Segment]:
     flags = _pflags(v.vm_flags)
     size = v.end - v.start
@@ -286,8 +287,9 @@ def _vma_segments(img: Image, v: Vma, shared: dict[int, Vma],
         raise ImageError(f"VMA {v.start:#x}-{v.end:#x} is not a page-aligned range",
                          offset=v.offset, record="VMA")
     runs = held_runs(v)
-    if not runs and v.vma_type == "shm_anon" and v.ino_ref in shared:
-        runs = _borrowed(v, shared[v.ino_ref])
+    holders = shared.get(v.ino_ref, []) if v.vma_type == "shm_anon" else []
+    if holders and holders != [v]:
+        runs = _borrowed(v, [v, *holders] if runs else holders)
     file_like = v.vma_type in FILE_TYPES or (v.vma_type not in ANON_TYPES and v.file_ref)
     if not runs:
         if v.vma_type == "vdso":
@@ -315,19 +317,24 @@ def _vma_segments(img: Image, v: Vma, shared: dict[int, Vma],
     return segs
 
 
-def _borrowed(v: Vma, owner: Vma) -> list[tuple[int, int, int]]:
-    """Pages of a shared-anonymous inode held under another VMA, mapped by file page."""
-    out = []
-    for a, src, n in held_runs(owner):
-        for i in range(0, n, PAGE):
-            page = owner.pgoff + (a + i - owner.start) // PAGE
-            addr = v.start + (page - v.pgoff) * PAGE
-            if v.start <= addr < v.end:
-                if out and out[-1][0] + out[-1][2] == addr and out[-1][1] + out[-1][2] == src + i:
-                    out[-1] = (out[-1][0], out[-1][1], out[-1][2] + PAGE)
-                else:
-                    out.append((addr, src + i, PAGE))
-    out.sort()
+def _borrowed(v: Vma, owners: list[Vma]) -> list[tuple[int, int, int]]:
+    """Pages of a shared-anonymous inode held under the owner VMAs (v itself may be one),
+    mapped into v by file page; an earlier owner's copy of a page wins."""
+    src_of: dict[int, int] = {}
+    for owner in owners:
+        for a, src, n in held_runs(owner):
+            for i in range(0, n, PAGE):
+                page = owner.pgoff + (a + i - owner.start) // PAGE
+                addr = v.start + (page - v.pgoff) * PAGE
+                if v.start <= addr < v.end:
+                    src_of.setdefault(addr, src + i)
+    out: list[tuple[int, int, int]] = []
+    for addr in sorted(src_of):
+        src = src_of[addr]
+        if out and out[-1][0] + out[-1][2] == addr and out[-1][1] + out[-1][2] == src:
+            out[-1] = (out[-1][0], out[-1][1], out[-1][2] + PAGE)
+        else:
+            out.append((addr, src, PAGE))
     return out
 
 

@@ -13,12 +13,17 @@
  *    delivered; the mask is restored afterwards and pending signals stay pending;
  *  - results land in 64 bytes of the task's stack 4 KiB below its stack pointer (far
  *    below the 128-byte red zone), saved before and written back after;
+ *  - SIGSTOP cannot be blocked: one already pending (a stopped process sent SIGSTOP again)
+ *    is dequeued as soon as the task runs. That signal-delivery stop is suppressed, the
+ *    siginfo kept, and the task itself re-queues it with rt_(tg)sigqueueinfo as the last
+ *    injected syscall (a task may queue any siginfo to itself), into the queue it left:
+ *    the process stays stopped with the same signal pending, at the tail of its queue;
  *  - at the end the task is re-trapped with PTRACE_INTERRUPT so it sits in the same
  *    kind of stop as before (inside signal delivery) when its registers are put back:
  *    an interrupted syscall (ax = -ERESTART*) is then restarted exactly as it would
  *    have been without us.
- * If the dumper is SIGKILLed between infect_start and infect_stop, the task resumes at
- * the borrowed instruction with the injected registers: the window is a few syscalls.
+ * The tracer is a child of the process the user started (supervise.c): if that one is
+ * killed, the tracer is told (PR_SET_PDEATHSIG) and runs infect_stop before detaching.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -92,46 +98,56 @@ static int scan_syscall(pid_t pid, uint64_t start, uint64_t end, uint64_t *ip)
 }
 
 /* Address of a "syscall" instruction mapped in the task: [vdso] first. */
-static int find_syscall_insn(pid_t pid, uint64_t *ip)
+int infect_find_syscall(pid_t pid, uint64_t *ip)
 {
-	size_t len;
-	char *maps = proc_read(pid, "maps", &len), *p;
+	char path[64], *line = NULL;
+	size_t cap = 0;
 	int pass, ret = -1;
+	FILE *f;
 
-	if (!maps)
-		return pr_perror("read /proc/%d/maps", pid);
-	for (p = maps; (p = strchr(p, '\n')); )
-		*p++ = 0;
+	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return pr_perror("read %s", path);
 	for (pass = 0; pass < 2 && ret; pass++) {
-		for (p = maps; p < maps + len && ret; p += strlen(p) + 1) {
+		rewind(f);
+		while (ret && getline(&line, &cap, f) > 0) {
 			unsigned long long start, end;
 			char perms[5];
-			bool vdso = strstr(p, "[vdso]") != NULL;
+			bool vdso = strstr(line, "[vdso]") != NULL;
 
-			if (sscanf(p, "%llx-%llx %4s", &start, &end, perms) != 3)
+			if (sscanf(line, "%llx-%llx %4s", &start, &end, perms) != 3)
 				continue;
 			if (pass == 0 ? vdso : perms[0] == 'r' && perms[2] == 'x')
 				ret = scan_syscall(pid, start, end, ip);
 		}
 	}
-	free(maps);
+	free(line);
+	fclose(f);
 	return ret ? pr_err("task %d: no syscall instruction found in its mappings", pid) : 0;
 }
 
-int infect_start(struct infect *inf, pid_t tid)
+/* syscall_ip: from infect_find_syscall, once per address space */
+int infect_start(struct infect *inf, pid_t tid, uint64_t syscall_ip)
 {
 	uint64_t all = ~0ULL;
 	uint64_t cand[2];
+	char *status;
 	int i;
 
 	memset(inf, 0, sizeof(*inf));
 	inf->tid = tid;
+	inf->syscall_ip = syscall_ip;
+	status = proc_read(tid, "status", NULL);
+	if (!status)
+		return pr_perror("read /proc/%d/status", tid);
+	inf->tgid = atoi(status_field(status, "Tgid") ? status_field(status, "Tgid") : "0");
+	inf->private_pending = status_hex(status, "SigPnd");
+	free(status);
 	if (ptrace(PTRACE_GETREGS, tid, 0, &inf->saved))
 		return pr_perror("task %d: get registers", tid);
 	if (ptrace(PTRACE_GETSIGMASK, tid, sizeof(inf->saved_mask), &inf->saved_mask))
 		return pr_perror("task %d: get signal mask", tid);
-	if (find_syscall_insn(tid, &inf->syscall_ip))
-		return -1;
 	/*
 	 * Just below the red zone first: normally inside the stack page already in use.
 	 * Touching a page the task never used would add a page to it (and to the image).
@@ -153,26 +169,44 @@ int infect_start(struct infect *inf, pid_t tid)
 
 #define MAX_TRAPS 8	/* interrupt/group-stop traps still queued from the freeze */
 
-/* resume to the next syscall stop, passing over traps queued before we started */
-static int syscall_stop(pid_t tid)
+/* A signal-delivery stop while injecting: only an unblockable SIGSTOP can get here. */
+static int hold_signal(struct infect *inf, int sig)
 {
+	uint64_t bit = 1ULL << (sig - 1);
+
+	if (sig != SIGSTOP || inf->nr_held == INFECT_MAX_HELD)
+		return -1;
+	if (ptrace(PTRACE_GETSIGINFO, inf->tid, 0, inf->held[inf->nr_held].siginfo))
+		return pr_perror("task %d: get siginfo of a pending SIGSTOP", inf->tid);
+	/* the private queue is dequeued before the shared one */
+	inf->held[inf->nr_held].shared = !(inf->private_pending & bit);
+	inf->private_pending &= ~bit;
+	inf->nr_held++;
+	return 0;
+}
+
+/* resume to the next syscall stop, passing over traps queued before we started */
+static int syscall_stop(struct infect *inf)
+{
+	pid_t tid = inf->tid;
 	int status, i;
 
 	for (i = 0; i < MAX_TRAPS; i++) {
-		if (ptrace(PTRACE_SYSCALL, tid, 0, 0))
+		if (ptrace(PTRACE_SYSCALL, tid, 0, 0))	/* 0: a held signal is not delivered */
 			return pr_perror("task %d: resume to syscall", tid);
 		if (wait_trap(tid, &status))
 			return -1;
 		if (WSTOPSIG(status) == (SIGTRAP | 0x80))
 			return 0;
-		if (status >> 16 != PTRACE_EVENT_STOP)
+		if (status >> 16 == PTRACE_EVENT_STOP)
+			continue;
+		if (status >> 16 || hold_signal(inf, WSTOPSIG(status)))
 			break;
 	}
 	return pr_err("task %d: unexpected stop %#x while running a syscall", tid, status);
 }
 
-/* Result of the syscall in the task (-errno on failure), or INFECT_FAILED if it did not run. */
-long infect_syscall(struct infect *inf, long nr, long a0, long a1, long a2, long a3)
+static long run_syscall(struct infect *inf, long nr, long a0, long a1, long a2, long a3)
 {
 	struct user_regs_struct regs = inf->saved;
 
@@ -187,13 +221,21 @@ long infect_syscall(struct infect *inf, long nr, long a0, long a1, long a2, long
 		pr_perror("task %d: set registers", inf->tid);
 		return INFECT_FAILED;
 	}
-	if (syscall_stop(inf->tid) || syscall_stop(inf->tid))	/* entry, then exit */
+	if (syscall_stop(inf) || syscall_stop(inf))	/* entry, then exit */
 		return INFECT_FAILED;
 	if (ptrace(PTRACE_GETREGS, inf->tid, 0, &regs)) {
 		pr_perror("task %d: get registers", inf->tid);
 		return INFECT_FAILED;
 	}
 	return (long)regs.rax;
+}
+
+/* Result of the syscall in the task (-errno on failure), or INFECT_FAILED if it did not run. */
+long infect_syscall(struct infect *inf, long nr, long a0, long a1, long a2, long a3)
+{
+	if (check_interrupted())
+		return INFECT_FAILED;	/* the task is in a stop: infect_stop can put it back */
+	return run_syscall(inf, nr, a0, a1, a2, a3);
 }
 
 int infect_read(struct infect *inf, void *buf, size_t len)
@@ -203,11 +245,37 @@ int infect_read(struct infect *inf, void *buf, size_t len)
 	return 0;
 }
 
+/* Put held signals back where they were, sent by the task to itself with their siginfo. */
+static int requeue_held(struct infect *inf)
+{
+	int i, n = inf->nr_held;
+
+	inf->nr_held = 0;	/* dequeued again only by a later injection */
+	for (i = 0; i < n; i++) {
+		long r;
+
+		if (write_remote(inf->tid, inf->scratch, inf->held[i].siginfo, sizeof(inf->held[i].siginfo)))
+			return pr_perror("task %d: write the siginfo of SIGSTOP", inf->tid);
+		r = inf->held[i].shared
+			? run_syscall(inf, SYS_rt_sigqueueinfo, inf->tid, SIGSTOP, inf->scratch, 0)
+			: run_syscall(inf, SYS_rt_tgsigqueueinfo, inf->tgid, inf->tid, SIGSTOP,
+					 inf->scratch);
+		if (r == INFECT_FAILED)
+			return -1;
+		if (r < 0)
+			return pr_err("task %d: re-queue its pending SIGSTOP: %s", inf->tid, strerror(-r));
+	}
+	return 0;
+}
+
 int infect_stop(struct infect *inf)
 {
 	pid_t tid = inf->tid;
 	int status, ret = 0;
 
+	/* last: a re-queued SIGSTOP would be dequeued by the next injected syscall */
+	if (requeue_held(inf))
+		ret = -1;
 	if (write_remote(tid, inf->scratch, inf->saved_scratch, INFECT_SCRATCH))
 		ret = pr_perror("task %d: restore stack bytes at %#llx", tid,
 				(unsigned long long)inf->scratch);
