@@ -123,6 +123,7 @@ def test_single_process_with_threads_goes_on(progs, tmp_path):
     assert r.returncode == 0, (r.stderr, report)
     assert "FAIL" not in report and "done 0" in report
     for name in ("pids", "exe", "cwd", "umask", "rlimit", "sigaltstack", "argv-env", "heap",
+                 "cmdline-auxv", "brk", "stack-grows",
                  "vdso", "read-position", "cloexec", "append", "itimer", "pending-shared",
                  "pending-thread", "thread-tid", "thread-tls", "thread-mask", "thread-avx",
                  "thread-x87-sse", "restarted-read"):
@@ -405,3 +406,53 @@ def test_sigterm_during_a_restore_from_a_pipe_leaves_nothing(progs, tmp_path):
     assert proc.returncode != 0
     assert b"Traceback" not in err
     wait_for(lambda: not running(progs["rst_count"]), timeout=5, what="nothing left")
+
+
+def test_credentials_of_a_non_root_task_are_restored(progs, tmp_path):
+    if not shutil.which("setpriv"):
+        pytest.skip("setpriv (util-linux) is missing")
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:          # a place uid 1000 can use
+        os.chmod(d, 0o777)
+        exe, out, img = Path(d) / "rst_count", Path(d) / "out", tmp_path / "user.img"
+        shutil.copy(progs["rst_count"], exe)
+        p = start(["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups",
+                   "--inh-caps=-all", exe, out, "1"])
+        wait_for(lambda: len(lines(out)) >= 2, what="counting")
+        dump_kill(p, img)
+        r = restore(img, "--detach")
+        assert r.returncode == 0, r.stderr
+        host = int(r.stdout.strip().splitlines()[-1])
+        try:
+            task = next(pid for pid in running(exe))
+            status = dict(l.split(":", 1) for l in open(f"/proc/{task}/status").read().splitlines())
+            assert status["Uid"].split() == ["1000"] * 4
+            assert status["Gid"].split() == ["1000"] * 4
+            assert status["Groups"].split() == []
+            assert int(status["CapEff"], 16) == 0 and int(status["CapPrm"], 16) == 0
+            n = len(lines(out))
+            wait_for(lambda: len(lines(out)) >= n + 5, what="counting as uid 1000")
+        finally:
+            kill_tree_of(host)
+
+
+def test_no_pidns_waits_for_a_zombie_awaiting_pid_1(progs, tmp_path):
+    """An orphan killed by dump --kill stays a zombie until PID 1 reaps it (1-2 s here)."""
+    out, img = tmp_path / "out", tmp_path / "orphan.img"
+    launcher = subprocess.run(
+        [sys.executable, "-c", "import subprocess, sys; p = subprocess.Popen(sys.argv[1:], "
+         "stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+         "print(p.pid)", str(progs["rst_count"]), str(out), "1"],
+        capture_output=True, text=True, check=True)
+    orphan = int(launcher.stdout)
+    wait_for(lambda: len(lines(out)) >= 2, what="counting")
+    r = subprocess.run([*IMGTOOLS, "dump", str(orphan), "-o", str(img), "--kill"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    r = restore(img, "--no-pidns", "--detach")
+    assert r.returncode == 0, r.stderr
+    host = int(r.stdout.strip().splitlines()[-1])
+    try:
+        assert host == orphan and alive(host)
+    finally:
+        kill_tree_of(host)

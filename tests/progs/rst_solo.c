@@ -112,6 +112,26 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/* the contents of a /proc/self file */
+static size_t slurp(const char *path, char *buf, size_t size)
+{
+	int fd = open(path, O_RDONLY);
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, size);
+
+	if (fd >= 0)
+		close(fd);
+	return n < 0 ? 0 : n;
+}
+
+/* uses about depth KiB of stack: the stack grows below what it was */
+static int deep(int depth)
+{
+	volatile char frame[1024];
+
+	frame[0] = (char)depth;
+	return depth ? deep(depth - 1) + frame[0] - (char)depth : 0;
+}
+
 static void *reader_main(void *arg)
 {
 	char c;
@@ -147,6 +167,10 @@ int main(int argc, char **argv)
 	setrlimit(RLIMIT_NOFILE, &rl);
 	sigaltstack(&ss, NULL);
 	pid = getpid(); ppid = getppid(); pgid = getpgid(0); sid = getsid(0);
+	static char cmdline[4096], cmdline_after[4096], auxv[1024], auxv_after[1024];
+	size_t cmdline_len = slurp("/proc/self/cmdline", cmdline, sizeof(cmdline));
+	size_t auxv_len = slurp("/proc/self/auxv", auxv, sizeof(auxv));
+	char *brk_before = sbrk(0);
 	readlink("/proc/self/exe", exe, sizeof(exe));
 	heap = malloc(1 << 20);
 	for (i = 0; i < 1 << 20; i++)
@@ -205,6 +229,17 @@ int main(int argc, char **argv)
 	for (i = 0; i < 1 << 20 && heap[i] == (char)(i * 7); i++)
 		;
 	check("heap", i == 1 << 20, "differs at %d", i);
+	check("cmdline-auxv", slurp("/proc/self/cmdline", cmdline_after, sizeof(cmdline_after)) ==
+	      cmdline_len && !memcmp(cmdline, cmdline_after, cmdline_len) &&
+	      slurp("/proc/self/auxv", auxv_after, sizeof(auxv_after)) == auxv_len &&
+	      !memcmp(auxv, auxv_after, auxv_len), "/proc/self/cmdline or auxv changed");
+	{
+		char *b = sbrk(0), *more = sbrk(1 << 16);
+
+		check("brk", b == brk_before && more == b && (memset(more, 1, 1 << 16), 1),
+		      "brk %p was %p, grew to %p", b, brk_before, more);
+	}
+	check("stack-grows", deep(2048) == 0, "recursion failed");
 	check("vdso", getauxval(AT_SYSINFO_EHDR) == vdso && !clock_gettime(CLOCK_MONOTONIC, &t0),
 	      "auxv %#lx was %#lx", getauxval(AT_SYSINFO_EHDR), vdso);
 	/* files */
