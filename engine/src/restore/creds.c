@@ -145,7 +145,7 @@ int restore_cred_obj(struct rctx *c, const struct ckpt_hdr *h)
 		struct ckpt_hdr_user_ns u;
 
 		if (!(o = obj_define(c, CKPT_OBJ_USER_NS)) ||
-		    rs_payload(&c->in, h, (char *)&u + sizeof(*h), sizeof(u) - sizeof(*h), sizeof(u) - sizeof(*h)))
+		    rs_record(&c->in, h, &u, sizeof(u)))
 			return -1;
 		if (u.creator_ref)
 			return rst_refuse(c, "a nested user namespace");
@@ -156,7 +156,7 @@ int restore_cred_obj(struct rctx *c, const struct ckpt_hdr *h)
 
 		if (!(o = obj_define(c, CKPT_OBJ_USER)))
 			return -1;
-		return rs_payload(&c->in, h, (char *)&u + sizeof(*h), sizeof(u) - sizeof(*h), sizeof(u) - sizeof(*h));
+		return rs_record(&c->in, h, &u, sizeof(u));
 	}
 	default: {
 		struct ckpt_hdr_cred cr;
@@ -164,7 +164,7 @@ int restore_cred_obj(struct rctx *c, const struct ckpt_hdr *h)
 		struct robj *gi;
 
 		if (!(o = obj_define(c, CKPT_OBJ_CRED)) ||
-		    rs_payload(&c->in, h, (char *)&cr + sizeof(*h), sizeof(cr) - sizeof(*h), sizeof(cr) - sizeof(*h)))
+		    rs_record(&c->in, h, &cr, sizeof(cr)))
 			return -1;
 		gi = obj_get(c, cr.groupinfo_ref, CKPT_OBJ_GROUPINFO);
 		if (!gi || !(r = calloc(1, sizeof(*r))))
@@ -191,7 +191,7 @@ int restore_task_creds(struct rctx *c, const struct ckpt_hdr *h)
 	const char *why;
 	struct rcred *r;
 
-	if (!t || rs_payload(&c->in, h, (char *)&tc + sizeof(*h), sizeof(tc) - sizeof(*h), sizeof(tc) - sizeof(*h)))
+	if (!t || rs_record(&c->in, h, &tc, sizeof(tc)))
 		return -1;
 	o = obj_get(c, tc.cred_ref, CKPT_OBJ_CRED);
 	if (!o || !obj_get(c, tc.ecred_ref, CKPT_OBJ_CRED) || read_caller())

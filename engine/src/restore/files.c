@@ -109,7 +109,7 @@ int restore_file_table(struct rctx *c, const struct ckpt_hdr *h)
 	if (!p || !o)
 		return -1;
 	o->owner = c->tasks[c->cur].proc;
-	return rs_payload(&c->in, h, (char *)&ft + sizeof(*h), sizeof(ft) - sizeof(*h), sizeof(ft) - sizeof(*h));
+	return rs_record(&c->in, h, &ft, sizeof(ft));
 }
 
 /* the caller's terminal, for a tty of the image (--shell-job) */
@@ -268,7 +268,7 @@ int restore_file_desc(struct rctx *c, const struct ckpt_hdr *h)
 	struct rproc *p = cur_proc(c);
 	struct robj *o;
 
-	if (!p || rs_payload(&c->in, h, (char *)&d + sizeof(*h), sizeof(d) - sizeof(*h), sizeof(d) - sizeof(*h)))
+	if (!p || rs_record(&c->in, h, &d, sizeof(d)))
 		return -1;
 	o = obj_get(c, d.fd_objref, CKPT_OBJ_FILE);
 	if (!o)
@@ -293,7 +293,7 @@ int restore_fs(struct rctx *c, const struct ckpt_hdr *h)
 	int ret = -1;
 	long r;
 
-	if (!p || !o || rs_payload(&c->in, h, (char *)&fs + sizeof(*h), sizeof(fs) - sizeof(*h), sizeof(fs) - sizeof(*h)))
+	if (!p || !o || rs_record(&c->in, h, &fs, sizeof(fs)))
 		return -1;
 	t = &c->tasks[p->leader];
 	cwd = read_path(c);

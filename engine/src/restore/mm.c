@@ -77,8 +77,7 @@ int restore_mm(struct rctx *c, const struct ckpt_hdr *h)
 	if (c->tasks[c->cur].pid != c->tasks[c->cur].tgid)
 		return rst_refuse(c, "thread %d has an address space of its own", c->tasks[c->cur].pid);
 	o->owner = c->tasks[c->cur].proc;
-	if (rs_payload(&c->in, h, (char *)&p->mm + sizeof(*h), sizeof(p->mm) - sizeof(*h),
-		       sizeof(p->mm) - sizeof(*h)) ||
+	if (rs_record(&c->in, h, &p->mm, sizeof(p->mm)) ||
 	    rs_expect(&c->in, CKPT_HDR_BUFFER, &b) ||
 	    rs_payload(&c->in, &b, p->auxv, 0, sizeof(p->auxv)))
 		return -1;
@@ -158,7 +157,7 @@ int restore_vma(struct rctx *c, const struct ckpt_hdr *h)
 	struct rtask *t;
 	long r;
 
-	if (!p || rs_payload(&c->in, h, (char *)&v + sizeof(*h), sizeof(v) - sizeof(*h), sizeof(v) - sizeof(*h)))
+	if (!p || rs_record(&c->in, h, &v, sizeof(v)))
 		return -1;
 	t = &c->tasks[p->leader];
 	if (v.vm_start >= v.vm_end || (v.vm_start | v.vm_end) & (PAGE_SIZE - 1) ||
@@ -363,7 +362,7 @@ int restore_pgarr(struct rctx *c, const struct ckpt_hdr *h)
 	bool in_place = true;
 	int ret;
 
-	if (!p || rs_payload(&c->in, h, (char *)&pg + sizeof(*h), sizeof(pg) - sizeof(*h), sizeof(pg) - sizeof(*h)))
+	if (!p || rs_record(&c->in, h, &pg, sizeof(pg)))
 		return -1;
 	if (!pg.nr_pages)
 		return 0;
@@ -445,7 +444,7 @@ int restore_mm_context(struct rctx *c, const struct ckpt_hdr *h)
 	int i, exe_fd = -1, n;
 	long r;
 
-	if (!p || rs_payload(&c->in, h, (char *)&mc + sizeof(*h), sizeof(mc) - sizeof(*h), sizeof(mc) - sizeof(*h)) ||
+	if (!p || rs_record(&c->in, h, &mc, sizeof(mc)) ||
 	    rs_expect(&c->in, CKPT_HDR_MM_CONTEXT_LDT, &ldt) || rs_skip(&c->in, ldt.len - sizeof(ldt)))
 		return -1;
 	t = &c->tasks[p->leader];

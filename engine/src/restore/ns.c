@@ -18,7 +18,7 @@ int restore_ns_rec(struct rctx *c, const struct ckpt_hdr *h)
 		struct utsname me;
 
 		if (!obj_define(c, CKPT_OBJ_UTS_NS) ||
-		    rs_payload(&c->in, h, (char *)&u + sizeof(*h), sizeof(u) - sizeof(*h), sizeof(u) - sizeof(*h)))
+		    rs_record(&c->in, h, &u, sizeof(u)))
 			return -1;
 		u.nodename[CKPT_NEW_UTS_LEN] = 0;
 		if (c->dry && !uname(&me) && strcmp(me.nodename, u.nodename))
@@ -31,12 +31,12 @@ int restore_ns_rec(struct rctx *c, const struct ckpt_hdr *h)
 
 		if (!obj_define(c, CKPT_OBJ_IPC_NS))
 			return -1;
-		return rs_payload(&c->in, h, (char *)&i + sizeof(*h), sizeof(i) - sizeof(*h), sizeof(i) - sizeof(*h));
+		return rs_record(&c->in, h, &i, sizeof(i));
 	}
 	case CKPT_HDR_IPC: {
 		struct ckpt_hdr_ipc i;
 
-		if (rs_payload(&c->in, h, (char *)&i + sizeof(*h), sizeof(i) - sizeof(*h), sizeof(i) - sizeof(*h)))
+		if (rs_record(&c->in, h, &i, sizeof(i)))
 			return -1;
 		if (i.ipc_count)
 			return rst_refuse(c, "%u SysV IPC objects of type %u", i.ipc_count, i.ipc_type);
@@ -46,7 +46,7 @@ int restore_ns_rec(struct rctx *c, const struct ckpt_hdr *h)
 		struct ckpt_hdr_ns n;
 
 		if (!obj_define(c, CKPT_OBJ_NS) ||
-		    rs_payload(&c->in, h, (char *)&n + sizeof(*h), sizeof(n) - sizeof(*h), sizeof(n) - sizeof(*h)))
+		    rs_record(&c->in, h, &n, sizeof(n)))
 			return -1;
 		if (n.net_objref)
 			return rst_refuse(c, "a network namespace");
@@ -55,7 +55,7 @@ int restore_ns_rec(struct rctx *c, const struct ckpt_hdr *h)
 	default: {
 		struct ckpt_hdr_task_ns tn;
 
-		return rs_payload(&c->in, h, (char *)&tn + sizeof(*h), sizeof(tn) - sizeof(*h), sizeof(tn) - sizeof(*h));
+		return rs_record(&c->in, h, &tn, sizeof(tn));
 	}
 	}
 }

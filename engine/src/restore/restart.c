@@ -176,7 +176,7 @@ static int restore_head(struct rctx *c)
 	struct utsname u;
 
 	if (rs_expect(&c->in, CKPT_HDR_HEADER, &h) ||
-	    rs_payload(&c->in, &h, (char *)&hh + sizeof(h), sizeof(hh) - sizeof(h), sizeof(hh) - sizeof(h)))
+	    rs_record(&c->in, &h, &hh, sizeof(hh)))
 		return -1;
 	if (hh.magic != CHECKPOINT_MAGIC_HEAD)
 		return rst_refuse(c, "not a checkpoint image (magic %#llx)", (unsigned long long)hh.magic);
@@ -192,7 +192,7 @@ static int restore_head(struct rctx *c)
 	    read_uts_buffer(c, machine))
 		return -1;
 	if (rs_expect(&c->in, CKPT_HDR_HEADER_ARCH, &h) ||
-	    rs_payload(&c->in, &h, (char *)&ha + sizeof(h), sizeof(ha) - sizeof(h), sizeof(ha) - sizeof(h)) ||
+	    rs_record(&c->in, &h, &ha, sizeof(ha)) ||
 	    rarch_check_header(c, &ha))
 		return -1;
 	if (rs_expect(&c->in, CKPT_HDR_CONTAINER, &h) || rs_skip(&c->in, h.len - sizeof(h)))
@@ -217,7 +217,7 @@ static int restore_pids(struct rctx *c)
 	int ret = -1;
 
 	if (rs_expect(&c->in, CKPT_HDR_PIDS, &h) ||
-	    rs_payload(&c->in, &h, (char *)&hp + sizeof(h), sizeof(hp) - sizeof(h), sizeof(hp) - sizeof(h)) ||
+	    rs_record(&c->in, &h, &hp, sizeof(hp)) ||
 	    rs_expect(&c->in, CKPT_HDR_BUFFER, &h))
 		return -1;
 	if (hp.nr_pids > (1 << 22) || hp.offset != 1)
@@ -243,7 +243,7 @@ static int restore_pids(struct rctx *c)
 		pos += 8 + 4 * depth;
 	}
 	if (rs_expect(&c->in, CKPT_HDR_TREE, &h) ||
-	    rs_payload(&c->in, &h, (char *)&ht + sizeof(h), sizeof(ht) - sizeof(h), sizeof(ht) - sizeof(h)) ||
+	    rs_record(&c->in, &h, &ht, sizeof(ht)) ||
 	    rs_expect(&c->in, CKPT_HDR_BUFFER, &h))
 		goto out;
 	if (!ht.nr_tasks || ht.nr_tasks > (1 << 20) ||
@@ -294,7 +294,7 @@ static int restore_objref(struct rctx *c, const struct ckpt_hdr *h)
 {
 	struct ckpt_hdr_objref o;
 
-	if (rs_payload(&c->in, h, (char *)&o + sizeof(*h), sizeof(o) - sizeof(*h), sizeof(o) - sizeof(*h)))
+	if (rs_record(&c->in, h, &o, sizeof(o)))
 		return -1;
 	if (o.objref <= 0 || o.objref > (1 << 24) || o.objtype >= CKPT_OBJ_MAX)
 		return pr_err("OBJREF at offset %llu: objref %d of type %u", (unsigned long long)c->in.rec_off,
@@ -335,7 +335,7 @@ static int restore_tail(struct rctx *c, const struct ckpt_hdr *h)
 {
 	struct ckpt_hdr_tail t;
 
-	if (rs_payload(&c->in, h, (char *)&t + sizeof(*h), sizeof(t) - sizeof(*h), sizeof(t) - sizeof(*h)))
+	if (rs_record(&c->in, h, &t, sizeof(t)))
 		return -1;
 	if (t.magic != CHECKPOINT_MAGIC_TAIL)
 		return pr_err("TAIL at offset %llu: bad magic", (unsigned long long)c->in.rec_off);
@@ -454,6 +454,16 @@ static int release(struct rctx *c)
 		if (ptrace(PTRACE_DETACH, t->host, 0, sig))
 			return pr_perror("pid %d: detach", t->pid);
 		t->seized = false;
+	}
+	/* the tree holds its own descriptors now: a pipe's peer outside the image is gone */
+	for (i = 0; i < c->nr_objs; i++) {
+		struct robj *o = &c->objs[i];
+
+		if (o->fd >= 0 && o->type != CKPT_OBJ_PID)
+			close(o->fd);
+		if (o->fd2 >= 0 && o->fd2 != o->fd && o->type != CKPT_OBJ_PID)
+			close(o->fd2);
+		o->fd = o->fd2 = -1;
 	}
 	return 0;
 }

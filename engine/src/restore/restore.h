@@ -37,6 +37,7 @@ int rs_peek(struct rstream *s, struct ckpt_hdr *h);		/* 1 at EOF */
 int rs_read(struct rstream *s, void *buf, size_t len);
 int rs_skip(struct rstream *s, uint64_t len);
 int rs_payload(struct rstream *s, const struct ckpt_hdr *h, void *buf, size_t min, size_t max);
+int rs_record(struct rstream *s, const struct ckpt_hdr *h, void *rec, size_t size);
 void *rs_payload_alloc(struct rstream *s, const struct ckpt_hdr *h, size_t min, size_t max);
 int rs_expect(struct rstream *s, uint32_t type, struct ckpt_hdr *h);
 int rs_rewind(struct rstream *s, uint64_t off);

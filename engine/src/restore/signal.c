@@ -76,8 +76,7 @@ int restore_signal(struct rctx *c, const struct ckpt_hdr *h)
 
 	/* defined by its first use: the TASK_OBJS just before names it */
 	o = p ? obj_implicit(c, p->signal_ref, CKPT_OBJ_SIGNAL, &first) : NULL;
-	if (!o || !first || rs_payload(&c->in, h, (char *)&p->signal + sizeof(*h),
-				   sizeof(p->signal) - sizeof(*h), sizeof(p->signal) - sizeof(*h)))
+	if (!o || !first || rs_record(&c->in, h, &p->signal, sizeof(p->signal)))
 		return -1;
 	p->have_signal = true;
 	c->after_signal = true;
@@ -142,7 +141,7 @@ int restore_signal_task(struct rctx *c, const struct ckpt_hdr *h)
 	struct rtask *t = cur_task(c);
 	struct ckpt_hdr_signal_task st;
 
-	if (!t || rs_payload(&c->in, h, (char *)&st + sizeof(*h), sizeof(st) - sizeof(*h), sizeof(st) - sizeof(*h)))
+	if (!t || rs_record(&c->in, h, &st, sizeof(st)))
 		return -1;
 	t->blocked = sigset_bits(&st.blocked) & ~((1ULL << (SIGKILL - 1)) | (1ULL << (SIGSTOP - 1)));
 	return 0;

@@ -201,6 +201,13 @@ int rs_payload(struct rstream *s, const struct ckpt_hdr *h, void *buf, size_t mi
 	return rs_read(s, buf, len);
 }
 
+/* a fixed-size record (struct ckpt_hdr_X, header first): its payload after the header */
+int rs_record(struct rstream *s, const struct ckpt_hdr *h, void *rec, size_t size)
+{
+	memcpy(rec, h, sizeof(*h));
+	return rs_payload(s, h, (char *)rec + sizeof(*h), size - sizeof(*h), size - sizeof(*h));
+}
+
 void *rs_payload_alloc(struct rstream *s, const struct ckpt_hdr *h, size_t min, size_t max)
 {
 	size_t len = h->len - sizeof(*h);

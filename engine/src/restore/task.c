@@ -124,8 +124,7 @@ int restore_task(struct rctx *c, const struct ckpt_hdr *h)
 			      (unsigned long long)c->in.rec_off, c->nr_tasks);
 	t = &c->tasks[++c->cur];
 	p = &c->procs[t->proc];
-	if (rs_payload(&c->in, h, (char *)&t->rec + sizeof(*h), sizeof(t->rec) - sizeof(*h),
-		       sizeof(t->rec) - sizeof(*h)) ||
+	if (rs_record(&c->in, h, &t->rec, sizeof(t->rec)) ||
 	    rs_expect(&c->in, CKPT_HDR_STRING, &s) ||
 	    rs_payload(&c->in, &s, t->comm, 1, sizeof(t->comm)))
 		return -1;
@@ -175,7 +174,7 @@ int restore_restart_block(struct rctx *c, const struct ckpt_hdr *h)
 {
 	struct ckpt_hdr_restart_block rb;
 
-	if (rs_payload(&c->in, h, (char *)&rb + sizeof(*h), sizeof(rb) - sizeof(*h), sizeof(rb) - sizeof(*h)))
+	if (rs_record(&c->in, h, &rb, sizeof(rb)))
 		return -1;
 	/* other kinds name kernel functions; the syscall is run again instead (arch regs.c) */
 	return 0;
@@ -187,9 +186,7 @@ int restore_task_objs(struct rctx *c, const struct ckpt_hdr *h)
 	struct rtask *t = cur_task(c);
 	struct ckpt_hdr_task_objs o;
 	struct rproc *p;
-	int i;
-
-	if (!t || rs_payload(&c->in, h, (char *)&o + sizeof(*h), sizeof(o) - sizeof(*h), sizeof(o) - sizeof(*h)))
+	if (!t || rs_record(&c->in, h, &o, sizeof(o)))
 		return -1;
 	p = &c->procs[t->proc];
 	if (o.sem_undo_objref)
@@ -209,7 +206,7 @@ int restore_task_objs(struct rctx *c, const struct ckpt_hdr *h)
 				  "signal handlers", t->pid);
 	}
 	/* a process whose memory or file table is another process's (CLONE_VM, CLONE_FILES) */
-	for (i = 0; i < c->nr_objs && t->pid == t->tgid; i++) {
+	if (t->pid == t->tgid) {
 		struct robj *mm = obj_get(c, o.mm_objref, CKPT_OBJ_MM);
 		struct robj *ft = obj_get(c, o.files_objref, CKPT_OBJ_FILE_TABLE);
 
@@ -218,7 +215,6 @@ int restore_task_objs(struct rctx *c, const struct ckpt_hdr *h)
 		if (mm->owner != t->proc || ft->owner != t->proc)
 			return rst_refuse(c, "pid %d shares its %s with another process", t->pid,
 					  mm->owner != t->proc ? "memory" : "file table");
-		break;
 	}
 	return 0;
 }

@@ -157,7 +157,6 @@ int rinj_exit(struct rctx *c, struct rtask *t, long nr, long a0, long a1)
 	r.rax = nr;
 	r.rdi = a0;
 	r.rsi = a1;
-	r.rdx = nr == SYS_tgkill ? a1 : 0;
 	if (nr == SYS_tgkill) {
 		r.rdi = t->tgid;
 		r.rsi = t->pid;

@@ -150,8 +150,7 @@ int rarch_restore_cpu(struct rctx *c, struct rtask *t, const struct ckpt_hdr *h)
 {
 	struct ckpt_hdr_cpu *cpu = &t->cpu;
 
-	if (rs_payload(&c->in, h, (char *)cpu + sizeof(*h), sizeof(*cpu) - sizeof(*h),
-		       sizeof(*cpu) - sizeof(*h)))
+	if (rs_record(&c->in, h, cpu, sizeof(*cpu)))
 		return -1;
 	if (selector(cpu->cs) < 0 || selector(cpu->ss) < 0 || selector(cpu->ds) < 0 ||
 	    selector(cpu->es) < 0 || selector(cpu->fsindex) < 0 || selector(cpu->gsindex) < 0)
