@@ -111,6 +111,15 @@ def lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
+def counter_image(progs, tmp_path, mib="1", name="count.img"):
+    """rst_count started, counting, dumped with --kill: (its Popen, its output, the image)."""
+    out, img = tmp_path / "out", tmp_path / name
+    p = start([progs["rst_count"], out, mib])
+    wait_for(lambda: len(lines(out)) >= 2, what="counting")
+    dump_kill(p, img)
+    return p, out, img
+
+
 def test_single_process_with_threads_goes_on(progs, tmp_path):
     (tmp_path / "data").write_bytes(b"0123456789")
     out, go, img = tmp_path / "out", tmp_path / "go", tmp_path / "solo.img"
@@ -149,10 +158,7 @@ def test_tree_with_pipe_zombie_shared_memory_and_sessions(progs, tmp_path):
 
 
 def test_detach_prints_the_root_pid_and_the_counter_goes_on(progs, tmp_path):
-    out, img = tmp_path / "out", tmp_path / "count.img"
-    p = start([progs["rst_count"], out, "4"])
-    wait_for(lambda: len(lines(out)) >= 3, what="counting")
-    dump_kill(p, img)
+    p, out, img = counter_image(progs, tmp_path, "4")
     last = int(lines(out)[-1].split()[0])
     r = restore(img, "--detach")
     assert r.returncode == 0, r.stderr
@@ -192,10 +198,7 @@ def test_live_migration_through_a_pipe(progs, tmp_path):
 
 
 def test_two_concurrent_restores_of_one_image(progs, tmp_path):
-    out, img = tmp_path / "out", tmp_path / "count.img"
-    p = start([progs["rst_count"], out, "1"])
-    wait_for(lambda: len(lines(out)) >= 2, what="counting")
-    dump_kill(p, img)
+    p, out, img = counter_image(progs, tmp_path, "1")
     a = subprocess.Popen([*IMGTOOLS, "restore", str(img), "--detach"], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     b = subprocess.Popen([*IMGTOOLS, "restore", str(img), "--detach"], stdout=subprocess.PIPE,
@@ -215,10 +218,7 @@ def test_two_concurrent_restores_of_one_image(progs, tmp_path):
 
 
 def test_no_pidns_original_pid_and_a_taken_pid_is_refused(progs, tmp_path):
-    out, img = tmp_path / "out", tmp_path / "count.img"
-    p = start([progs["rst_count"], out, "1"])
-    wait_for(lambda: len(lines(out)) >= 2, what="counting")
-    dump_kill(p, img)
+    p, out, img = counter_image(progs, tmp_path, "1")
     r = restore(img, "--no-pidns", "--detach")
     assert r.returncode == 0, r.stderr
     host = int(r.stdout.strip().splitlines()[-1])
@@ -232,10 +232,7 @@ def test_no_pidns_original_pid_and_a_taken_pid_is_refused(progs, tmp_path):
 
 
 def test_stopped_leaves_every_task_stopped(progs, tmp_path):
-    out, img = tmp_path / "out", tmp_path / "count.img"
-    p = start([progs["rst_count"], out, "1"])
-    wait_for(lambda: len(lines(out)) >= 2, what="counting")
-    dump_kill(p, img)
+    p, out, img = counter_image(progs, tmp_path, "1")
     r = restore(img, "--detach", "--stopped")
     assert r.returncode == 0, r.stderr
     host = int(r.stdout.strip().splitlines()[-1])
@@ -261,10 +258,7 @@ def _fpu_payload_offset(img: Path) -> int:
 
 
 def test_a_feature_this_cpu_lacks_is_refused(progs, tmp_path):
-    out, img = tmp_path / "out", tmp_path / "count.img"
-    p = start([progs["rst_count"], out, "1"])
-    wait_for(lambda: len(lines(out)) >= 2, what="counting")
-    dump_kill(p, img)
+    p, out, img = counter_image(progs, tmp_path, "1")
     forged = tmp_path / "forged.img"
     data = bytearray(img.read_bytes())
     at = _fpu_payload_offset(img) + 512          # xstate_bv of the XSAVE header
@@ -314,10 +308,7 @@ def test_an_image_with_an_error_record_is_refused(tmp_path):
 def test_an_unprivileged_caller_cannot_restore_a_root_image(progs, tmp_path):
     if not shutil.which("setpriv"):
         pytest.skip("setpriv (util-linux) is missing")
-    out, img = tmp_path / "out", tmp_path / "count.img"
-    p = start([progs["rst_count"], out, "1"])
-    wait_for(lambda: len(lines(out)) >= 2, what="counting")
-    dump_kill(p, img)
+    p, out, img = counter_image(progs, tmp_path, "1")
     import tempfile
     with tempfile.TemporaryDirectory() as d:      # a place the unprivileged caller can read
         os.chmod(d, 0o755)
@@ -333,10 +324,7 @@ def test_an_unprivileged_caller_cannot_restore_a_root_image(progs, tmp_path):
 
 
 def test_sigkill_of_the_restorer_at_many_points_leaves_nothing_alive(progs, tmp_path):
-    out, img = tmp_path / "out", tmp_path / "count.img"
-    p = start([progs["rst_count"], out, "24"])
-    wait_for(lambda: len(lines(out)) >= 2, what="counting")
-    dump_kill(p, img)
+    p, out, img = counter_image(progs, tmp_path, "24")
     data = img.read_bytes()
     cmd = engine.restore_command("-")
     for frac in (0.0005, 0.002, 0.01, 0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.95, 0.999):
@@ -391,10 +379,7 @@ def test_an_older_abi_version_is_converted_on_the_way(progs, tmp_path, version):
 
 
 def test_sigterm_during_a_restore_from_a_pipe_leaves_nothing(progs, tmp_path):
-    out, img = tmp_path / "out", tmp_path / "count.img"
-    p = start([progs["rst_count"], out, "8"])
-    wait_for(lambda: len(lines(out)) >= 2, what="counting")
-    dump_kill(p, img)
+    p, out, img = counter_image(progs, tmp_path, "8")
     data = img.read_bytes()
     proc = subprocess.Popen([*IMGTOOLS, "restore", "-"], stdin=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

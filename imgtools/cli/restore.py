@@ -112,7 +112,8 @@ def restore(image: RestoreImageArg = "-",
     regular = stat.S_ISREG(os.fstat(fd).st_mode)
     src = _Taken(fd)
     reader = ImageReader(src, "<stdin>" if image == "-" else image, version=fmt)
-    flags = dict(pidns=pidns, detach=detach, stopped=stopped, shell_job=shell_job)
+    flags = dict(pidns=pidns, detach=detach, stopped=stopped, shell_job=shell_job,
+                 progress=sys.stderr.isatty())
     if reader.version == TARGET and regular:
         cmd = engine.restore_command(image if image != "-" else f"/proc/self/fd/{fd}", **flags)
         if image == "-":

@@ -399,6 +399,8 @@ int restore_pgarr(struct rctx *c, const struct ckpt_hdr *h)
 	else
 		ret = pages_by_task(c, p, addr, pg.nr_pages);
 	free(addr);
+	if (!c->dry)
+		rs_progress(&c->in, false);
 	return ret;
 }
 

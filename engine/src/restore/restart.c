@@ -30,7 +30,7 @@
 
 static const char usage[] =
 	"usage: imgtools-engine restore [IMG|-] [--pidns|--no-pidns] [--detach] [--stopped]\n"
-	"                               [--shell-job]\n"
+	"                               [--shell-job] [--progress]\n"
 	"Restart the process tree of a linux-cr v23 x86_64 image (stdin by default). Exit: the\n"
 	"root's status, or with --detach 0 and the root's pid on the last line of stdout;\n"
 	"1 internal error, 2 usage, 3 the image is refused (the reason on stderr).\n";
@@ -497,6 +497,8 @@ static int wait_root(struct rctx *c)
 	return WEXITSTATUS(status);
 }
 
+static bool progress;
+
 static int parse_args(struct rctx *c, int argc, char **argv, const char **input)
 {
 	static const struct option opts[] = {
@@ -506,6 +508,7 @@ static int parse_args(struct rctx *c, int argc, char **argv, const char **input)
 		{ "detach", no_argument, NULL, 'd' },
 		{ "stopped", no_argument, NULL, 's' },
 		{ "shell-job", no_argument, NULL, 'j' },
+		{ "progress", no_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -522,6 +525,7 @@ static int parse_args(struct rctx *c, int argc, char **argv, const char **input)
 		case 'd': c->detach = true; break;
 		case 's': c->stopped = true; break;
 		case 'j': c->shell_job = true; break;
+		case 'P': progress = true; break;
 		case 'h': fputs(usage, stdout); exit(EXIT_OK);
 		default:
 			fprintf(stderr, "imgtools-engine: unknown option or missing argument\n%s", usage);
@@ -579,7 +583,11 @@ int restore_main(int argc, char **argv)
 		rl.rlim_cur = rl.rlim_max;	/* the driver holds every file of the image open */
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
-	if (rs_open(&c.in, input) || restore_head(&c) || restore_pids(&c) || plan_tree(&c) ||
+	if (rs_open(&c.in, input))
+		goto fail;
+	c.in.progress = progress;
+	c.in.next_report = 64ULL << 20;
+	if (restore_head(&c) || restore_pids(&c) || plan_tree(&c) ||
 	    probe_running_vdso(&c))
 		goto fail;
 	body = c.in.off;
@@ -594,6 +602,7 @@ int restore_main(int argc, char **argv)
 	if (create_tree(&c) || seize_tree(&c) || restore_records(&c) ||
 	    release(&c))
 		goto fail;
+	rs_progress(&c.in, true);
 	if (!c.pidns)
 		prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
 	if (c.detach) {

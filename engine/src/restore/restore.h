@@ -30,7 +30,10 @@ struct rstream {
 	uint32_t rec_type;
 	bool peeked;
 	struct ckpt_hdr peek;
+	bool progress;		/* --progress: a line on stderr every PROGRESS_STEP */
+	uint64_t next_report;
 };
+void rs_progress(struct rstream *s, bool last);
 int rs_open(struct rstream *s, const char *path);
 int rs_next(struct rstream *s, struct ckpt_hdr *h);		/* 1 at EOF */
 int rs_peek(struct rstream *s, struct ckpt_hdr *h);		/* 1 at EOF */

@@ -18,6 +18,7 @@
 
 #define PAYLOAD_MAX	(64U << 20)	/* no single non-page record is larger */
 #define PIPE_SIZE	(1 << 20)	/* a larger input pipe: fewer, larger reads of pages */
+#define PROGRESS_STEP	(64ULL << 20)
 
 static const struct {
 	uint32_t type;
@@ -79,6 +80,17 @@ int rs_open(struct rstream *s, const char *path)
 	if (S_ISFIFO(st.st_mode))
 		fcntl(s->fd, F_SETPIPE_SZ, PIPE_SIZE);	/* best effort: pipe-max-size may be lower */
 	return 0;
+}
+
+/* as the dumper reports it (image.c): the image bytes consumed so far */
+void rs_progress(struct rstream *s, bool last)
+{
+	if (!s->progress || (!last && s->off < s->next_report))
+		return;
+	fprintf(stderr, "imgtools-engine: progress: %llu MiB restored%s\n",
+		(unsigned long long)(s->off >> 20), last ? " (done)" : "");
+	while (s->next_report <= s->off)
+		s->next_report += PROGRESS_STEP;
 }
 
 int rs_read(struct rstream *s, void *buf, size_t len)

@@ -514,6 +514,10 @@ int create_tree(struct rctx *c)
 		if (pid < 0) {
 			if (errno == EEXIST)
 				return rst_refuse(c, "pid %d is taken", c->nodes[i].pid);
+			if (errno == EPERM)
+				return rst_refuse(c, "creating tasks with their original pids%s needs "
+						  "CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN, which the caller "
+						  "lacks", c->pidns ? " in a new pid namespace" : "");
 			return pr_perror("create pid %d", c->nodes[i].pid);
 		}
 		c->nodes[i].host = pid;
@@ -541,6 +545,9 @@ int create_tree(struct rctx *c)
 			return pr_err("bad report from a restored process");
 		if (msg[1] == EEXIST)
 			return rst_refuse(c, "pid %d is taken", c->nodes[msg[0]].pid);
+		if (msg[1] == EPERM)
+			return rst_refuse(c, "pid %d: creating it with its original pid needs "
+					  "CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN", c->nodes[msg[0]].pid);
 		if (msg[1])
 			return pr_err("pid %d: %s", c->nodes[msg[0]].pid, strerror(msg[1]));
 		got++;
