@@ -502,3 +502,18 @@ def test_xsave_state_is_relocated_between_intel_and_amd_layouts(progs, tmp_path)
         assert "ok ymm" in out.read_text() and "ok pkru" in out.read_text(), out.read_text()
     finally:
         kill_tree_of(host)
+
+
+def test_a_truncated_or_foreign_input_is_invalid_and_nothing_runs(progs, tmp_path):
+    p, out, img = counter_image(progs, tmp_path, "2")
+    data = img.read_bytes()
+    for cut in (10, 100, 400, 2000, len(data) // 3, len(data) // 2, len(data) - 20):
+        bad = tmp_path / f"cut{cut}.img"
+        bad.write_bytes(data[:cut])
+        r = restore(bad)
+        assert r.returncode == 3, (cut, r.stderr)
+        assert "Traceback" not in r.stderr and r.stderr.count("\\n") <= 2, r.stderr
+    assert not running(progs["rst_count"])
+    r = restore("/etc/passwd")
+    assert r.returncode == 3 and "Traceback" not in r.stderr
+    assert restore(tmp_path / "missing.img").returncode == 2

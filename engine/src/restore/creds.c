@@ -130,7 +130,7 @@ int restore_cred_obj(struct rctx *c, const struct ckpt_hdr *h)
 		if (!g || n > NGROUPS_MAX_IMG || 4 + 4 * (size_t)n > h->len - sizeof(*h)) {
 			free(raw);
 			free(g);
-			return pr_err("GROUPINFO at offset %llu: %u groups", (unsigned long long)c->in.rec_off, n);
+			return rs_invalid(&c->in, "GROUPINFO at offset %llu: %u groups", (unsigned long long)c->in.rec_off, n);
 		}
 		g->ngroups = n;
 		g->groups = malloc((n ? n : 1) * 4);

@@ -41,7 +41,7 @@ static char *read_path(struct rctx *c)
 		return NULL;
 	path = rs_payload_alloc(&c->in, &h, 1, PATH_MAX_IMG);
 	if (path && path[0] != '/') {
-		pr_err("FILE_NAME at offset %llu is not an absolute path", (unsigned long long)c->in.rec_off);
+		rs_invalid(&c->in, "FILE_NAME at offset %llu is not an absolute path", (unsigned long long)c->in.rec_off);
 		free(path);
 		return NULL;
 	}
@@ -274,7 +274,7 @@ int restore_file_desc(struct rctx *c, const struct ckpt_hdr *h)
 	if (!o)
 		return -1;
 	if (d.fd_descriptor < 0 || d.fd_descriptor >= (1 << 20))
-		return pr_err("FILE_DESC at offset %llu: descriptor %d", (unsigned long long)c->in.rec_off,
+		return rs_invalid(&c->in, "FILE_DESC at offset %llu: descriptor %d", (unsigned long long)c->in.rec_off,
 			      d.fd_descriptor);
 	if (c->dry)
 		return 0;

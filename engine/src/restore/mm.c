@@ -59,7 +59,7 @@ static struct rproc *mm_proc(struct rctx *c)
 	struct rproc *p = cur_proc(c);
 
 	if (p && (!p->have_mm || p->mm_done)) {
-		pr_err("%s at offset %llu is outside an MM section", rec_name(c->in.rec_type),
+		rs_invalid(&c->in, "%s at offset %llu is outside an MM section", rec_name(c->in.rec_type),
 		       (unsigned long long)c->in.rec_off);
 		return NULL;
 	}
@@ -162,10 +162,10 @@ int restore_vma(struct rctx *c, const struct ckpt_hdr *h)
 	t = &c->tasks[p->leader];
 	if (v.vm_start >= v.vm_end || (v.vm_start | v.vm_end) & (PAGE_SIZE - 1) ||
 	    v.vm_end > TASK_SIZE_MAX || v.vm_start < 4096)
-		return pr_err("VMA at offset %llu: bad range %#llx-%#llx", (unsigned long long)c->in.rec_off,
+		return rs_invalid(&c->in, "VMA at offset %llu: bad range %#llx-%#llx", (unsigned long long)c->in.rec_off,
 			      (unsigned long long)v.vm_start, (unsigned long long)v.vm_end);
 	if (p->nr_vmas && v.vm_start < p->vmas[p->nr_vmas - 1].end)
-		return pr_err("VMA at offset %llu: %#llx-%#llx overlaps or precedes the previous one",
+		return rs_invalid(&c->in, "VMA at offset %llu: %#llx-%#llx overlaps or precedes the previous one",
 			      (unsigned long long)c->in.rec_off, (unsigned long long)v.vm_start,
 			      (unsigned long long)v.vm_end);
 	if (v.vm_flags & VM_HUGETLB || v.hugetlb_shift)
@@ -334,7 +334,7 @@ static int pages_by_task(struct rctx *c, struct rproc *p, const uint64_t *addr, 
 		if (r < 0)
 			return pr_err("pid %d: read pages from the image: %s", t->pid, strerror(-r));
 		if (r == 0)
-			return pr_err("the image ends at offset %llu inside a page batch",
+			return rs_invalid(&c->in, "the image ends at offset %llu inside a page batch",
 				      (unsigned long long)c->in.off);
 		c->in.off += r;
 		left -= r;
@@ -367,12 +367,12 @@ int restore_pgarr(struct rctx *c, const struct ckpt_hdr *h)
 	if (!pg.nr_pages)
 		return 0;
 	if (pg.nr_pages > CKPT_PGARR_BATCH)
-		return pr_err("PGARR at offset %llu: %llu pages, at most %lu", (unsigned long long)c->in.rec_off,
+		return rs_invalid(&c->in, "PGARR at offset %llu: %llu pages, at most %lu", (unsigned long long)c->in.rec_off,
 			      (unsigned long long)pg.nr_pages, (unsigned long)CKPT_PGARR_BATCH);
 	if (rs_expect(&c->in, CKPT_HDR_BUFFER, &b))
 		return -1;
 	if (b.len - sizeof(b) != pg.nr_pages * (8 + PAGE_SIZE))
-		return pr_err("BUFFER at offset %llu: %zu bytes for %llu pages", (unsigned long long)c->in.rec_off,
+		return rs_invalid(&c->in, "BUFFER at offset %llu: %zu bytes for %llu pages", (unsigned long long)c->in.rec_off,
 			      b.len - sizeof(b), (unsigned long long)pg.nr_pages);
 	addr = malloc(pg.nr_pages * 8);
 	if (!addr)
@@ -386,7 +386,7 @@ int restore_pgarr(struct rctx *c, const struct ckpt_hdr *h)
 
 		if ((addr[i] & (PAGE_SIZE - 1)) || !v) {
 			free(addr);
-			return pr_err("BUFFER at offset %llu: page %#llx is outside every VMA",
+			return rs_invalid(&c->in, "BUFFER at offset %llu: page %#llx is outside every VMA",
 				      (unsigned long long)c->in.rec_off, (unsigned long long)addr[i]);
 		}
 		if (v->skip || (i && addr[i] <= addr[i - 1]))

@@ -64,7 +64,7 @@ int rst_refuse(struct rctx *c, const char *fmt, ...)
 static struct robj *obj_slot(struct rctx *c, int ref)
 {
 	if (ref <= 0 || ref > (1 << 24)) {
-		pr_err("objref %d at offset %llu is out of range", ref, (unsigned long long)c->in.rec_off);
+		rs_invalid(&c->in, "objref %d at offset %llu is out of range", ref, (unsigned long long)c->in.rec_off);
 		return NULL;
 	}
 	if (ref >= c->nr_objs) {
@@ -91,7 +91,7 @@ struct robj *obj_define(struct rctx *c, int type)
 	for (i = c->nr_pending - 1; i >= 0 && c->pending[i].type != type; i--)
 		;
 	if (i < 0) {
-		pr_err("%s at offset %llu is not introduced by an OBJREF of its type",
+		rs_invalid(&c->in, "%s at offset %llu is not introduced by an OBJREF of its type",
 		       rec_name(c->in.rec_type), (unsigned long long)c->in.rec_off);
 		return NULL;
 	}
@@ -102,7 +102,7 @@ struct robj *obj_define(struct rctx *c, int type)
 	if (!o)
 		return NULL;
 	if (o->type) {
-		pr_err("objref %d defined twice (offset %llu)", ref, (unsigned long long)c->in.rec_off);
+		rs_invalid(&c->in, "objref %d defined twice (offset %llu)", ref, (unsigned long long)c->in.rec_off);
 		return NULL;
 	}
 	*o = (struct robj){ .type = type, .fd = -1, .fd2 = -1, .owner = -1 };
@@ -120,7 +120,7 @@ struct robj *obj_implicit(struct rctx *c, int ref, int type, bool *first)
 	if (*first)
 		*o = (struct robj){ .type = type, .fd = -1, .fd2 = -1, .owner = -1 };
 	else if (o->type != type) {
-		pr_err("objref %d at offset %llu is of type %d, expected %d", ref,
+		rs_invalid(&c->in, "objref %d at offset %llu is of type %d, expected %d", ref,
 		       (unsigned long long)c->in.rec_off, o->type, type);
 		return NULL;
 	}
@@ -130,7 +130,7 @@ struct robj *obj_implicit(struct rctx *c, int ref, int type, bool *first)
 struct robj *obj_get(struct rctx *c, int ref, int type)
 {
 	if (ref <= 0 || ref >= c->nr_objs || c->objs[ref].type != type) {
-		pr_err("record %s at offset %llu: objref %d is not a defined object of type %d",
+		rs_invalid(&c->in, "record %s at offset %llu: objref %d is not a defined object of type %d",
 		       rec_name(c->in.rec_type), (unsigned long long)c->in.rec_off, ref, type);
 		return NULL;
 	}
@@ -140,7 +140,7 @@ struct robj *obj_get(struct rctx *c, int ref, int type)
 struct rtask *cur_task(struct rctx *c)
 {
 	if (c->cur < 0 || c->cur >= c->nr_tasks) {
-		pr_err("%s at offset %llu comes before any TASK", rec_name(c->in.rec_type),
+		rs_invalid(&c->in, "%s at offset %llu comes before any TASK", rec_name(c->in.rec_type),
 		       (unsigned long long)c->in.rec_off);
 		return NULL;
 	}
@@ -231,7 +231,7 @@ static int restore_pids(struct rctx *c)
 		uint32_t depth;
 
 		if (pos + 8 > len) {
-			pr_err("PIDS BUFFER: %u entries announced, %u present", hp.nr_pids, i);
+			rs_invalid(&c->in, "PIDS BUFFER: %u entries announced, %u present", hp.nr_pids, i);
 			goto out;
 		}
 		memcpy(&depth, raw + pos, 4);
@@ -248,7 +248,7 @@ static int restore_pids(struct rctx *c)
 		goto out;
 	if (!ht.nr_tasks || ht.nr_tasks > (1 << 20) ||
 	    h.len - sizeof(h) != ht.nr_tasks * sizeof(*tp)) {
-		pr_err("TREE of %u tasks with a BUFFER of %zu bytes", ht.nr_tasks, h.len - sizeof(h));
+		rs_invalid(&c->in, "TREE of %u tasks with a BUFFER of %zu bytes", ht.nr_tasks, h.len - sizeof(h));
 		goto out;
 	}
 	tp = rs_payload_alloc(&c->in, &h, h.len - sizeof(h), h.len - sizeof(h));
@@ -264,7 +264,7 @@ static int restore_pids(struct rctx *c)
 
 		for (k = 0; k < 5; k++) {
 			if (ref[k] < 0 || (uint32_t)ref[k] > hp.nr_pids) {
-				pr_err("TREE entry %u refers to pid object %d of %u", i, ref[k], hp.nr_pids);
+				rs_invalid(&c->in, "TREE entry %u refers to pid object %d of %u", i, ref[k], hp.nr_pids);
 				goto out;
 			}
 			*dst[k] = ref[k] ? numbers[ref[k]] : 0;
@@ -297,10 +297,10 @@ static int restore_objref(struct rctx *c, const struct ckpt_hdr *h)
 	if (rs_record(&c->in, h, &o, sizeof(o)))
 		return -1;
 	if (o.objref <= 0 || o.objref > (1 << 24) || o.objtype >= CKPT_OBJ_MAX)
-		return pr_err("OBJREF at offset %llu: objref %d of type %u", (unsigned long long)c->in.rec_off,
+		return rs_invalid(&c->in, "OBJREF at offset %llu: objref %d of type %u", (unsigned long long)c->in.rec_off,
 			      o.objref, o.objtype);
 	if (c->nr_pending == (int)(sizeof(c->pending) / sizeof(c->pending[0])))
-		return pr_err("OBJREF at offset %llu: objects nested too deeply",
+		return rs_invalid(&c->in, "OBJREF at offset %llu: objects nested too deeply",
 			      (unsigned long long)c->in.rec_off);
 	c->pending[c->nr_pending].type = o.objtype;
 	c->pending[c->nr_pending++].ref = o.objref;
@@ -338,9 +338,9 @@ static int restore_tail(struct rctx *c, const struct ckpt_hdr *h)
 	if (rs_record(&c->in, h, &t, sizeof(t)))
 		return -1;
 	if (t.magic != CHECKPOINT_MAGIC_TAIL)
-		return pr_err("TAIL at offset %llu: bad magic", (unsigned long long)c->in.rec_off);
+		return rs_invalid(&c->in, "TAIL at offset %llu: bad magic", (unsigned long long)c->in.rec_off);
 	if (c->cur != c->nr_tasks - 1)
-		return pr_err("TAIL after %d of %d tasks", c->cur + 1, c->nr_tasks);
+		return rs_invalid(&c->in, "TAIL after %d of %d tasks", c->cur + 1, c->nr_tasks);
 	return 0;
 }
 
@@ -355,7 +355,7 @@ static int restore_records(struct rctx *c)
 			return pr_err("rst_interrupted by signal %d", (int)rst_interrupted);
 		r = rs_next(&c->in, &h);
 		if (r > 0)
-			return pr_err("the image ends at offset %llu without a TAIL",
+			return rs_invalid(&c->in, "the image ends at offset %llu without a TAIL",
 				      (unsigned long long)c->in.off);
 		if (r)
 			return -1;
@@ -613,7 +613,7 @@ int restore_main(int argc, char **argv)
 	return wait_root(&c);
 fail:
 	kill_tree(&c);
-	if (c.refused)
+	if (c.refused || c.in.invalid)
 		ret = RST_EXIT_REFUSED;
 	if (rst_interrupted)
 		ret = 128 + rst_interrupted;

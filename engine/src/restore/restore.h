@@ -30,6 +30,7 @@ struct rstream {
 	uint32_t rec_type;
 	bool peeked;
 	struct ckpt_hdr peek;
+	bool invalid;		/* a framing or layout error: the image is invalid (exit 3) */
 	bool progress;		/* --progress: a line on stderr every PROGRESS_STEP */
 	uint64_t next_report;
 };
@@ -44,6 +45,7 @@ int rs_record(struct rstream *s, const struct ckpt_hdr *h, void *rec, size_t siz
 void *rs_payload_alloc(struct rstream *s, const struct ckpt_hdr *h, size_t min, size_t max);
 int rs_expect(struct rstream *s, uint32_t type, struct ckpt_hdr *h);
 int rs_rewind(struct rstream *s, uint64_t off);
+int rs_invalid(struct rstream *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const char *rec_name(uint32_t type);
 
 /* objects of the image by objref: what the restorer made of them */

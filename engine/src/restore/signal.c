@@ -119,7 +119,7 @@ int restore_sigpending(struct rctx *c, const struct ckpt_hdr *h)
 	memcpy(&nr, raw, sizeof(nr));
 	if (head + (size_t)nr * sizeof(struct ckpt_siginfo) > h->len - sizeof(*h)) {
 		free(raw);
-		return pr_err("SIGPENDING at offset %llu: %u signals do not fit",
+		return rs_invalid(&c->in, "SIGPENDING at offset %llu: %u signals do not fit",
 			      (unsigned long long)c->in.rec_off, nr);
 	}
 	q = c->after_signal ? &c->procs[t->proc].shared : &t->pending;

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,19 @@ const char *rec_name(uint32_t type)
 	return "unknown";
 }
 
+/* the image is not what v23 says it is: a one-line reason, and exit 3 */
+int rs_invalid(struct rstream *s, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	s->invalid = true;
+	return pr_err("invalid image: %s", msg);
+}
+
 int rs_open(struct rstream *s, const char *path)
 {
 	struct stat st;
@@ -107,7 +121,7 @@ int rs_read(struct rstream *s, void *buf, size_t len)
 		if (n < 0)
 			return pr_perror("read the image at offset %llu", (unsigned long long)s->off);
 		if (n == 0)
-			return pr_err("the image ends at offset %llu inside the %s record at %llu",
+			return rs_invalid(s, "the image ends at offset %llu inside the %s record at %llu",
 				      (unsigned long long)s->off, rec_name(s->rec_type),
 				      (unsigned long long)s->rec_off);
 		p += n;
@@ -163,14 +177,14 @@ static int read_header(struct rstream *s, struct ckpt_hdr *h)
 		if (n == 0) {
 			if (!got)
 				return 1;
-			return pr_err("the image ends inside a record header at offset %llu",
+			return rs_invalid(s, "the image ends inside a record header at offset %llu",
 				      (unsigned long long)s->off);
 		}
 		got += n;
 		s->off += n;
 	}
 	if (h->len < sizeof(*h))
-		return pr_err("record at offset %llu: length %u is shorter than its header",
+		return rs_invalid(s, "record at offset %llu: length %u is shorter than its header",
 			      (unsigned long long)s->off - sizeof(*h), h->len);
 	return 0;
 }
@@ -207,7 +221,7 @@ int rs_payload(struct rstream *s, const struct ckpt_hdr *h, void *buf, size_t mi
 	size_t len = h->len - sizeof(*h);
 
 	if (len < min || len > max)
-		return pr_err("%s record at offset %llu: payload of %zu bytes, expected %zu..%zu",
+		return rs_invalid(s, "%s record at offset %llu: payload of %zu bytes, expected %zu..%zu",
 			      rec_name(h->type), (unsigned long long)s->rec_off, len, min, max);
 	memset((char *)buf + len, 0, max - len);
 	return rs_read(s, buf, len);
@@ -228,7 +242,7 @@ void *rs_payload_alloc(struct rstream *s, const struct ckpt_hdr *h, size_t min, 
 	if (max > PAYLOAD_MAX)
 		max = PAYLOAD_MAX;
 	if (len < min || len > max) {
-		pr_err("%s record at offset %llu: payload of %zu bytes, expected %zu..%zu",
+		rs_invalid(s, "%s record at offset %llu: payload of %zu bytes, expected %zu..%zu",
 		       rec_name(h->type), (unsigned long long)s->rec_off, len, min, max);
 		return NULL;
 	}
@@ -251,12 +265,12 @@ int rs_expect(struct rstream *s, uint32_t type, struct ckpt_hdr *h)
 	int r = rs_next(s, h);
 
 	if (r > 0)
-		return pr_err("the image ends at offset %llu where a %s record was expected",
+		return rs_invalid(s, "the image ends at offset %llu where a %s record was expected",
 			      (unsigned long long)at, rec_name(type));
 	if (r)
 		return -1;
 	if (h->type != type)
-		return pr_err("record at offset %llu is %s (type %u), expected %s",
+		return rs_invalid(s, "record at offset %llu is %s (type %u), expected %s",
 			      (unsigned long long)s->rec_off, rec_name(h->type), h->type,
 			      rec_name(type));
 	return 0;

@@ -120,7 +120,7 @@ int restore_task(struct rctx *c, const struct ckpt_hdr *h)
 	struct rproc *p;
 
 	if (c->cur + 1 >= c->nr_tasks)
-		return pr_err("TASK at offset %llu: more tasks than the TREE's %d",
+		return rs_invalid(&c->in, "TASK at offset %llu: more tasks than the TREE's %d",
 			      (unsigned long long)c->in.rec_off, c->nr_tasks);
 	t = &c->tasks[++c->cur];
 	p = &c->procs[t->proc];
