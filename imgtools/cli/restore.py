@@ -103,7 +103,9 @@ def restore(image: RestoreImageArg = "-",
 
     Every task gets its registers, memory, files, signal state and credentials back; what
     cannot be restored faithfully is refused with the reason (exit 3) and nothing is left
-    running. Images of older ABI versions are converted to v23 on the way."""
+    running. Images of older ABI versions are converted to v23 on the way. Exit: the
+    root's status (128+N if signal N ended it), 0 with --detach; 2 usage, 3 refused or
+    invalid."""
     if image != "-" and not os.path.exists(image):
         raise UsageError(f"{image}: no such file")
     fd = sys.stdin.fileno() if image == "-" else os.open(image, os.O_RDONLY | os.O_CLOEXEC)
