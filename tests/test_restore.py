@@ -135,7 +135,7 @@ def test_single_process_with_threads_goes_on(progs, tmp_path):
     for name in ("pids", "exe", "cwd", "umask", "rlimit", "sigaltstack", "argv-env", "heap",
                  "cmdline-auxv", "brk", "stack-grows",
                  "vdso", "read-position", "cloexec", "append", "itimer", "pending-shared",
-                 "pending-thread", "thread-tid", "thread-tls", "thread-mask", "thread-avx",
+                 "pending-thread", "pending-kill", "shared-file-map", "thread-tid", "thread-tls", "thread-mask", "thread-avx",
                  "thread-x87-sse", "restarted-read"):
         assert f"ok {name}" in report
     assert (tmp_path / "log").read_text() == "one\ntwo\n"

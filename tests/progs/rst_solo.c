@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -34,6 +35,7 @@ static int failures;
 static volatile int go_flag;
 static __thread long tls_value;
 static volatile sig_atomic_t alarms, usr1_value = -1, usr1_code, rt_value = -1;
+static volatile sig_atomic_t pwr_pid = -1, pwr_code = -1;
 static int read_pipe[2];
 static volatile long reader_result = -100;
 
@@ -61,6 +63,12 @@ static void on_usr1(int sig, siginfo_t *si, void *uc)
 	usr1_code = si->si_code;
 }
 static void on_rt(int sig, siginfo_t *si, void *uc) { (void)sig; (void)uc; rt_value = si->si_value.sival_int; }
+static void on_pwr(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig; (void)uc;
+	pwr_pid = si->si_pid;
+	pwr_code = si->si_code;
+}
 
 struct worker {
 	pthread_t th;
@@ -151,7 +159,8 @@ int main(int argc, char **argv)
 	unsigned long vdso = getauxval(AT_SYSINFO_EHDR);
 	pid_t pid, ppid, pgid, sid;
 	struct timespec t0, t1;
-	int logfd, datafd, cefd, ncfd, i, before;
+	int logfd, datafd, cefd, ncfd, mapfd, i, before;
+	char *map;
 	pthread_t reader;
 	sigset_t s;
 	char *heap;
@@ -182,6 +191,10 @@ int main(int argc, char **argv)
 	read(datafd, buf, 4);
 	cefd = fcntl(datafd, F_DUPFD_CLOEXEC, 20);
 	ncfd = dup(logfd);
+	mapfd = open("mapped", O_RDWR | O_CREAT | O_TRUNC, 0600);
+	ftruncate(mapfd, 4096);
+	map = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, mapfd, 0);
+	map[0] = 'A';
 	/* signals */
 	sa.sa_handler = on_alarm;
 	sa.sa_flags = SA_RESTART;
@@ -191,10 +204,14 @@ int main(int argc, char **argv)
 	sigaction(SIGUSR1, &sa, NULL);
 	sa.sa_sigaction = on_rt;
 	sigaction(SIGRTMIN + 1, &sa, NULL);
+	sa.sa_sigaction = on_pwr;
+	sigaction(SIGPWR, &sa, NULL);
 	sigemptyset(&s);
 	sigaddset(&s, SIGUSR1);
+	sigaddset(&s, SIGPWR);
 	sigaddset(&s, SIGRTMIN + 1);
 	sigprocmask(SIG_BLOCK, &s, NULL);
+	kill(pid, SIGPWR);					/* SI_USER, from us */
 	sigqueue(pid, SIGUSR1, (union sigval){ .sival_int = 42 });	/* shared queue */
 	pthread_sigqueue(pthread_self(), SIGRTMIN + 1, (union sigval){ .sival_int = 7 });
 	setitimer(ITIMER_REAL, &it, NULL);
@@ -261,6 +278,13 @@ int main(int argc, char **argv)
 	check("pending-shared", usr1_value == 42 && usr1_code == SI_QUEUE, "value %d code %d",
 	      (int)usr1_value, (int)usr1_code);
 	check("pending-thread", rt_value == 7, "value %d", (int)rt_value);
+	check("pending-kill", pwr_code == SI_USER && pwr_pid == pid, "code %d pid %d",
+	      (int)pwr_code, (int)pwr_pid);
+	/* a shared file mapping writes through to the file after the restart too */
+	map[1] = 'B';
+	msync(map, 4096, MS_SYNC);
+	check("shared-file-map", pread(mapfd, buf, 2, 0) == 2 && !memcmp(buf, "AB", 2),
+	      "file holds %.2s", buf);
 	/* threads */
 	write(read_pipe[1], "x", 1);
 	go_flag = 1;
