@@ -517,3 +517,17 @@ def test_a_truncated_or_foreign_input_is_invalid_and_nothing_runs(progs, tmp_pat
     r = restore("/etc/passwd")
     assert r.returncode == 3 and "Traceback" not in r.stderr
     assert restore(tmp_path / "missing.img").returncode == 2
+
+
+@pytest.mark.parametrize("script, status", [("sleep 0.6; exit 7", 7),
+                                            ("sleep 0.6; kill -TERM $$", 128 + signal.SIGTERM)])
+def test_the_roots_exit_status_is_the_restores(tmp_path, script, status):
+    """sh and sleep, restarted mid-sleep: the sleep restarts, sh ends as it would have."""
+    img = tmp_path / "sh.img"
+    p = start(["/bin/sh", "-c", script])
+    wait_for(lambda: any(os.readlink(f"/proc/{k}/exe").endswith("sleep")
+                         for k in open(f"/proc/{p.pid}/task/{p.pid}/children").read().split()),
+             what="sh to start sleep")
+    dump_kill(p, img)
+    r = restore(img)
+    assert r.returncode == status, r.stderr
