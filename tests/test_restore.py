@@ -153,7 +153,7 @@ def test_tree_with_pipe_zombie_shared_memory_and_sessions(progs, tmp_path):
     assert r.returncode == 0, (r.stderr, report)
     assert "FAIL" not in report and "done 0" in report
     for who, name in (("parent", "ids"), ("child", "ids"), ("grandchild", "ids"),
-                      ("parent", "zombie"), ("child", "pipe-data"), ("parent", "shm-shared"),
+                      ("parent", "zombie"), ("child", "pipe-data"), ("child", "fifo-data"), ("parent", "shm-shared"),
                       ("parent", "shared-offset"), ("child", "grandchild")):
         assert f"ok {who} {name}" in report
 

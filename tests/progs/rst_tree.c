@@ -3,7 +3,7 @@
  *
  *   rst_tree OUT GO DIR
  *
- * The parent forks: a child that shares a pipe with buffered data, a file description
+ * The parent forks: a child that shares a pipe and a FIFO with buffered data, a file description
  * (one offset, O_APPEND off) and a shared anonymous mapping with the parent, and leads its
  * own process group; a grandchild that leads its own session; a child that has exited and
  * is a zombie the parent has not reaped. After GO appears: the child reads the pipe's
@@ -66,7 +66,7 @@ static void wait_go(const char *go)
 
 int main(int argc, char **argv)
 {
-	int p[2], sync_pipe[2], shared_fd, status;
+	int p[2], sync_pipe[2], shared_fd, fifo_fd, status;
 	volatile int *shm;
 	struct ids me, child_ids;
 	pid_t child, zombie, grand;
@@ -82,6 +82,10 @@ int main(int argc, char **argv)
 	write(shared_fd, "P0", 2);
 	pipe(p);
 	pipe(sync_pipe);
+	unlink("fifo");
+	mkfifo("fifo", 0600);
+	fifo_fd = open("fifo", O_RDWR);			/* a FIFO holding data of its own */
+	write(fifo_fd, "fifo data", 9);
 	write(p[1], "through the pipe", 16);	/* stays buffered across the checkpoint */
 	me = ids_now();
 	zombie = fork();
@@ -110,6 +114,9 @@ int main(int argc, char **argv)
 		check("child", "pipe-data", read(p[0], buf, 16) == 16 && !strcmp(buf, "through the pipe"),
 		      "read '%s'", buf);
 		check("child", "shm-seen", shm[0] == 1, "shm %d", shm[0]);
+		memset(buf, 0, sizeof(buf));
+		check("child", "fifo-data", read(fifo_fd, buf, 9) == 9 && !strcmp(buf, "fifo data"),
+		      "read '%s'", buf);
 		shm[1] = 99;				/* the parent must see it */
 		write(shared_fd, "C1", 2);		/* the parent's offset moves too */
 		waitpid(grand, &status, 0);
