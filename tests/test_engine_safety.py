@@ -1,6 +1,8 @@
 """The engine's promises under adversity, against real processes: no CAP_SYS_RESOURCE,
 pending stop signals, vfork parents, dumpers SIGKILLed at random points (also inside the
-syscall-injection window), a killed wrapper, and the refusal messages of `imgtools dump`.
+syscall-injection window), a killed wrapper, the refusal messages of `imgtools dump`,
+shared anonymous memory touched through several mappings and processes, and state the
+image cannot hold (ERROR records, never a silent loss).
 """
 from __future__ import annotations
 
@@ -19,11 +21,9 @@ import pytest
 
 from imgtools.build import build_model
 from imgtools.reader import open_image
-from test_engine import (PAGE, PROGS, ROOT, SHM_ANON, SYS_TGKILL, built, children_of,  # noqa: F401
-                         free_pid, image_pages, read_maps, run_cli, sigmask, state_of,
-                         status_of, targets, tracer_of, wait_for)
-
-pytestmark = pytest.mark.skipif(not shutil.which("setpriv"), reason="needs setpriv")
+from test_engine import (PAGE, ROOT, SHM_ANON, SYS_TGKILL, built, children_of,  # noqa: F401
+                         image_pages, read_maps, run_cli, sigmask, state_of, status_of,
+                         pytestmark, targets, tracer_of, wait_for)
 
 # uid 1000, no supplementary groups: a target root does not own
 AS_USER = ["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups", "--"]
@@ -49,6 +49,8 @@ def reap(*procs: subprocess.Popen) -> None:
         p.wait()
 
 
+@pytest.mark.skipif(not shutil.which("setpriv") or not shutil.which("prlimit"),
+                    reason="needs setpriv and prlimit (util-linux)")
 def test_limits_without_cap_sys_resource(built, tmp_path):
     """A target of another user, the engine without CAP_SYS_RESOURCE: prlimit(2) would
     fail with EPERM; the limits come from /proc/PID/limits, exactly."""

@@ -137,6 +137,7 @@ int run_supervised(int (*work)(void *), void *arg);
 
 /* freeze.c */
 #define STOP_TIMEOUT_MS 2000	/* a task that does not stop within this is refused */
+#define TRAP_TIMEOUT_MS 30000	/* for the stops of a task we run a syscall in */
 extern volatile sig_atomic_t interrupted;
 void freeze_install_handlers(void);
 int check_interrupted(void);

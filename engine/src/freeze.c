@@ -112,12 +112,16 @@ static int wait_bounded(pid_t tid, int *status, long timeout_ms, bool abortable)
 	}
 }
 
-/* waitpid for a ptrace stop of a task that is known to stop promptly */
+/*
+ * waitpid for a ptrace stop of a task that is known to stop promptly (inside a syscall
+ * injection: the task must come back to have its registers put back, so the bound is
+ * generous, for a loaded machine, and an interruption does not cut it short)
+ */
 int wait_trap(pid_t tid, int *status)
 {
-	if (wait_bounded(tid, status, STOP_TIMEOUT_MS, false))
+	if (wait_bounded(tid, status, TRAP_TIMEOUT_MS, false))
 		return errno == ETIMEDOUT
-			? pr_err("task %d: did not stop within %d ms", tid, STOP_TIMEOUT_MS)
+			? pr_err("task %d: did not stop within %d ms", tid, TRAP_TIMEOUT_MS)
 			: pr_perror("wait %d", tid);
 	if (!WIFSTOPPED(*status))
 		return pr_err("task %d: exited while traced (status %#x)", tid, *status);

@@ -11,8 +11,8 @@
  *    the injected state;
  *  - every signal is blocked (PTRACE_SETSIGMASK) while the task runs, so nothing is
  *    delivered; the mask is restored afterwards and pending signals stay pending;
- *  - results land in 64 bytes of the task's stack 4 KiB below its stack pointer (far
- *    below the 128-byte red zone), saved before and written back after;
+ *  - results land in INFECT_SCRATCH bytes of the task's stack just below the 128-byte
+ *    red zone (else 4 KiB below its stack pointer), saved before and written back after;
  *  - SIGSTOP cannot be blocked: one already pending (a stopped process sent SIGSTOP again)
  *    is dequeued as soon as the task runs. That signal-delivery stop is suppressed, the
  *    siginfo kept, and the task itself re-queues it with rt_(tg)sigqueueinfo as the last
