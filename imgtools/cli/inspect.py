@@ -70,8 +70,12 @@ def ps(image: ImageArg, json: JsonOpt = False, format: FormatOpt = None,
 
 
 def maps(image: ImageArg, pid: PidOpt = None, json: JsonOpt = False,
-         format: FormatOpt = None, arch: ArchOpt = None) -> None:
+         format: FormatOpt = None, arch: ArchOpt = None, summary: bool = typer.Option(
+             False, "--summary", help="per type of VMA: count, size, pages, share")) -> None:
     """Memory maps of every process (or --pid), with the pages the image holds."""
+    if summary:
+        from .mem import maps_summary
+        return maps_summary(image, pid, json, format, arch)
     _listing(image, format, arch, json, lambda img: views.maps(img, pid), MAPS_COLUMNS, pid)
 
 
