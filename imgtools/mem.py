@@ -342,6 +342,17 @@ def feed_from_stream(reader: ImageReader, consumer: Consumer, on_record=None) ->
     return img
 
 
+def read_pages(reader: ImageReader, consumer: Consumer, on_record=None) -> Image:
+    """The model of an image, its pages fed to ``consumer``: by seek when the image is a
+    regular file, else in the one streaming pass."""
+    if not reader.src.seekable:
+        return feed_from_stream(reader, consumer, on_record)
+    from .build import build_model
+    img = build_model(reader, on_record)
+    feed_from_file(img, reader.src.f.fileno(), consumer)
+    return img
+
+
 # -- hexdump ----------------------------------------------------------------------------
 _PRINTABLE = bytes(c if 0x20 <= c < 0x7f else 0x2e for c in range(256))
 

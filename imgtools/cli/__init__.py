@@ -31,7 +31,7 @@ def _main(version: Annotated[bool, typer.Option(
 
 
 # Each module adds its commands with register(app).
-COMMANDS = ("inspect", "codec", "dump", "check", "core", "convert", "mem")
+COMMANDS = ("inspect", "codec", "dump", "check", "core", "convert", "mem", "diff")
 for _name in COMMANDS:
     importlib.import_module(f"{__name__}.{_name}").register(app)
 

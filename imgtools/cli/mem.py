@@ -120,14 +120,8 @@ def mem(image: ImageArg,
 def _feed(image: str, format, arch, consumer: M.Consumer) -> None:
     """By seek when the image is a file, else in one streaming pass."""
     with open_image(image, format, arch) as reader:
-        if reader.src.seekable:
-            from ..build import build_model
-            with record_progress(reader) as on_record:
-                img = build_model(reader, on_record)
-            M.feed_from_file(img, reader.src.f.fileno(), consumer)
-        else:
-            with record_progress(reader) as on_record:
-                M.feed_from_stream(reader, consumer, on_record)
+        with record_progress(reader) as on_record:
+            M.read_pages(reader, consumer, on_record)
 
 
 def _hit_line(h: M.Hit, bare: bool) -> str:
