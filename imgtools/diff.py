@@ -29,7 +29,8 @@ class PageHashes(Consumer):
     def __init__(self):
         self.pages: dict[int, tuple[array, array]] = {}
 
-    def data(self, r: Region, addr: int, data: memoryview, offset: int) -> None:
+    def data(self, r: Region, addr: int, chunk, start: int, end: int, offset: int) -> None:
+        data = memoryview(chunk)[start:end]
         addrs, hashes = self.pages.setdefault(r.pid, (array("Q"), array("Q")))
         blake = hashlib.blake2b
         frombytes = int.from_bytes

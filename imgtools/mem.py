@@ -5,8 +5,8 @@ Both ways of reading an image feed one consumer with the same events in the same
 consecutive addresses), ``vma_done`` and ``mm_done``.
 
 * a file: one metadata pass builds the model, whose page batches are the index (page
-  addresses and where each batch's page images start); the bytes are then read by
-  ``pread`` in batch-sized pieces, nothing between them is touched;
+  addresses and where each batch's page images start); each batch a consumer wants is
+  then mapped (mmap, no copy) and unmapped after, nothing between them is touched;
 * a pipe (or a compressed image): one pass, the page buffers of the VMAs a consumer wants
   are read as they stream by, all others are skipped.
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import fnmatch
+import mmap
 import os
 import re
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from .views import VM_GROWSDOWN, perms, vma_path
 
 PAGE = 4096
 VM_IO, VM_PFNMAP = 0x4000, 0x400
-# Largest pread of page data (a PGARR batch of 512 pages is 2 MiB).
+# Largest piece of page data read at once from a pipe (a PGARR batch of 512 pages is 2 MiB).
 READ_MAX = 4 << 20
 # Bytes of context shown on each side of a search hit.
 CONTEXT = 16
@@ -171,8 +172,9 @@ class Consumer:
     def vma(self, r: Region) -> None:
         pass
 
-    def data(self, r: Region, addr: int, data: memoryview, offset: int) -> None:
-        """``data`` at consecutive addresses from ``addr``; ``offset`` = its image offset."""
+    def data(self, r: Region, addr: int, chunk, start: int, end: int, offset: int) -> None:
+        """``chunk[start:end]``, bytes at consecutive addresses from ``addr``; ``offset`` =
+        their image offset.  ``chunk`` may be reused once the call returns."""
 
     def vma_done(self, r: Region, pages: int) -> None:
         pass
@@ -181,23 +183,21 @@ class Consumer:
         pass
 
 
-def _runs(addrs, offset: int, chunks: Iterable[bytes]) -> Iterator[tuple[int, memoryview, int]]:
-    """Split a batch's page images (arriving in ``chunks``) into runs of consecutive
-    addresses: (address, bytes, image offset)."""
+def _runs(addrs, offset: int, chunks: Iterable[tuple[bytes, int, int]]):
+    """Split a batch's page images (arriving in ``chunks``: (buffer, start, end)) into
+    runs of consecutive addresses: (address, buffer, start, end, image offset)."""
     i = 0
     n = len(addrs)
-    for chunk in chunks:
-        mv = memoryview(chunk)
-        pos = 0
-        while pos < len(mv) and i < n:
+    for chunk, pos, size in chunks:
+        while pos < size and i < n:
             j = i + 1
-            limit = i + (len(mv) - pos) // PAGE
+            limit = i + (size - pos) // PAGE
             while j < limit and addrs[j] == addrs[j - 1] + PAGE:
                 j += 1
-            size = (j - i) * PAGE
-            yield addrs[i], mv[pos:pos + size], offset
-            pos += size
-            offset += size
+            end = min(size, pos + (j - i) * PAGE)
+            yield addrs[i], chunk, pos, end, offset
+            offset += end - pos
+            pos = end
             i = j
 
 
@@ -237,8 +237,8 @@ class _Driver:
             self.shm_owner.setdefault(r.vma.ino_ref, r)
         self.pages += len(addrs)
         if self.wanted:
-            for a, data, off in _runs(addrs, offset, chunks()):
-                self.c.data(r, a, data, off)
+            for a, chunk, start, end, off in _runs(addrs, offset, chunks()):
+                self.c.data(r, a, chunk, start, end, off)
 
     def end_vma(self) -> None:
         if self.region is not None and self.wanted:
@@ -252,15 +252,22 @@ class _Driver:
         self.pid = None
 
 
-def _pread_chunks(fd: int, offset: int, size: int) -> Iterator[bytes]:
-    end = offset + size
-    while offset < end:
-        data = os.pread(fd, min(READ_MAX, end - offset), offset)
-        if not data:
-            raise ImageError(f"image ends inside page data ({end - offset} bytes missing)",
-                             offset=offset)
-        yield data
-        offset += len(data)
+def _mapped(fd: int, offset: int, size: int) -> Iterator[tuple[mmap.mmap, int, int]]:
+    """The bytes at [offset, offset + size) of the image file, mapped (not copied) while
+    the consumer looks at them; unmapped after, so the resident size stays one batch."""
+    base = offset - offset % mmap.ALLOCATIONGRANULARITY
+    try:
+        m = mmap.mmap(fd, offset + size - base, flags=mmap.MAP_SHARED | _POPULATE,
+                      prot=mmap.PROT_READ, offset=base)
+    except (OSError, ValueError) as e:
+        raise ImageError(f"cannot map page data of {size} bytes: {e}", offset=offset) from None
+    try:
+        yield m, offset - base, offset - base + size
+    finally:
+        m.close()
+
+
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 
 
 def _mm_pids(img: Image) -> Iterator[tuple[int, Mm]]:
@@ -282,7 +289,7 @@ def feed_from_file(img: Image, fd: int, consumer: Consumer) -> None:
             if d.wanted or v.vma_type.startswith("shm"):
                 for b in v.batches:
                     d.batch(b.addrs, b.data_offset,
-                            lambda b=b: _pread_chunks(fd, b.data_offset, len(b.addrs) * PAGE))
+                            lambda b=b: _mapped(fd, b.data_offset, len(b.addrs) * PAGE))
     d.end_mm()
 
 
@@ -324,7 +331,8 @@ class _StreamBuilder(Builder):
         r = self.driver.region
         if vma is not None and len(vma.batches) > before and r is not None and vma is r.vma:
             b = vma.batches[-1]
-            self.driver.batch(b.addrs, b.data_offset, lambda: rec.chunks(READ_MAX))
+            self.driver.batch(b.addrs, b.data_offset,
+                              lambda: ((c, 0, len(c)) for c in rec.chunks(READ_MAX)))
 
     def _after_record(self, rec) -> None:
         if self.user_on_record is not None:
@@ -406,7 +414,8 @@ class HexDump(Consumer):
         self._hole_to(min(self.end, r.vma.end), r, owner)
         self._flush_line()
 
-    def data(self, r: Region, addr: int, data: memoryview, offset: int) -> None:
+    def data(self, r: Region, addr: int, chunk, start: int, end: int, offset: int) -> None:
+        data = memoryview(chunk)[start:end]
         lo, hi = max(addr, self.start), min(addr + len(data), self.end)
         if lo >= hi:
             return
@@ -559,7 +568,8 @@ class Scanner(Consumer):
     def vma_done(self, r: Region, pages: int) -> None:
         self._settle(final=True)
 
-    def data(self, r: Region, addr: int, data: memoryview, offset: int) -> None:
+    def data(self, r: Region, addr: int, chunk, start: int, end: int, offset: int) -> None:
+        data = memoryview(chunk)[start:end]
         if self.buf and addr != self.buf_addr + len(self.buf):
             self._settle(final=True)
         if not self.buf:
@@ -605,6 +615,98 @@ class Scanner(Consumer):
 
     def finish(self) -> None:
         self._settle(final=True)
+
+
+class LiteralScanner(Consumer):
+    """The Scanner's results for a fixed byte string, found in the page buffers where
+    they lie: only the seam between two pieces (the last ``len - 1`` bytes before it) is
+    copied, the rest is searched with ``bytes.find`` in place."""
+
+    def __init__(self, pattern: bytes, context: int, emit: Callable[[Hit], object],
+                 filt: Filter):
+        self.pat, self.ctx, self.emit, self.filt = pattern, context, emit, filt
+        self.keep = len(pattern) - 1 + context
+        self.tail = b""             # the last ``keep`` bytes of the run so far
+        self.tail_segs: list[tuple[int, int]] = []      # (address, image offset) in it
+        self.next_addr = None       # address the run continues at
+        self.scan_from = 0          # no match may start before this address
+        self.pending: list[Hit] = []    # hits still waiting for their after-context
+        self.region: Region | None = None
+
+    def begin(self, img: Image) -> None:
+        self.filt.resolve(img)
+
+    def wants(self, r: Region) -> bool:
+        return self.filt.wants(r)
+
+    def vma(self, r: Region) -> None:
+        self._break()
+        self.region = r
+
+    def vma_done(self, r: Region, pages: int) -> None:
+        self._break()
+
+    def finish(self) -> None:
+        self._break()
+
+    def _break(self) -> None:
+        for h in self.pending:
+            self.emit(h)
+        self.pending.clear()
+        self.tail, self.tail_segs, self.next_addr = b"", [], None
+
+    def data(self, r: Region, addr: int, chunk, start: int, end: int, offset: int) -> None:
+        if addr != self.next_addr:
+            self._break()
+            self.scan_from = addr
+        pat, n, ctx = self.pat, len(self.pat), self.ctx
+        tail = self.tail
+        t0 = addr - len(tail)                       # the address of tail[0]
+        for h in self.pending:                      # after-context owed to earlier hits
+            h.after += bytes(chunk[start:min(end, start + ctx - len(h.after))])
+        while self.pending and len(self.pending[0].after) == ctx:
+            self.emit(self.pending.pop(0))
+        if tail and n > 1:                          # matches across the seam
+            seam = tail + bytes(chunk[start:min(end, start + n - 1)])
+            i = seam.find(pat, max(0, self.scan_from - t0))
+            while 0 <= i < len(tail):
+                e = start + i + n - len(tail)       # where the match ends in chunk
+                self._hit(t0 + i, self._tail_offset(t0 + i), tail[max(0, i - ctx):i],
+                          bytes(chunk[e:min(end, e + ctx)]))
+                i = seam.find(pat, i + n)
+        i = chunk.find(pat, start + max(0, self.scan_from - addr), end)
+        while i >= 0:                               # matches inside this piece
+            lo = i - ctx
+            before = bytes(chunk[max(start, lo):i])
+            if lo < start and tail:
+                before = tail[-(start - lo):] + before
+            self._hit(addr + i - start, offset + i - start, before,
+                      bytes(chunk[i + n:min(end, i + n + ctx)]))
+            i = chunk.find(pat, i + n, end)
+        size = end - start
+        if size >= self.keep:
+            self.tail = bytes(chunk[end - self.keep:end])
+        else:
+            run = tail + bytes(chunk[start:end])
+            self.tail = run[max(0, len(run) - self.keep):]
+        self.tail_segs.append((addr, offset))
+        first = addr + size - len(self.tail)
+        while len(self.tail_segs) > 1 and self.tail_segs[1][0] <= first:
+            self.tail_segs.pop(0)
+        self.next_addr = addr + size
+
+    def _tail_offset(self, a: int) -> int:
+        i = bisect.bisect_right(self.tail_segs, (a, 1 << 64)) - 1
+        sa, so = self.tail_segs[max(i, 0)]
+        return so + a - sa
+
+    def _hit(self, a: int, off: int, before: bytes, after: bytes) -> None:
+        self.scan_from = a + len(self.pat)
+        h = Hit(self.region, a, off, self.pat, before, after)
+        if self.pending or len(after) < self.ctx:
+            self.pending.append(h)
+        else:
+            self.emit(h)
 
 
 def literal_finder(pattern: bytes):

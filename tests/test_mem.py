@@ -5,6 +5,7 @@ pipe (pages as they stream), and both must print the same.
 """
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import random
@@ -213,17 +214,35 @@ class _Collect(M.Consumer):
     pass
 
 
-def _scan(chunks, finder, longest, ctx=4):
+def _scan(chunks, finder, longest, ctx=4, literal=None):
+    """Hits over pieces of one run (each piece at its own image offset), or, with
+    ``literal``, the in-place literal scanner's."""
     hits = []
     region = M.Region(1, 0, None, "anon", None, "rw-p")
-    s = M.Scanner(finder, longest, ctx, hits.append, M.Filter())
+    if literal is None:
+        s = M.Scanner(finder, longest, ctx, hits.append, M.Filter())
+    else:
+        s = M.LiteralScanner(literal, ctx, hits.append, M.Filter())
     s.region = region
-    addr = 0x10000
-    for c in chunks:
-        s.data(region, addr, memoryview(c), addr + 100)
+    addr = BASE
+    for k, c in enumerate(chunks):
+        padded = b"#" * k + c + b"#"                # a piece is a slice of a larger buffer
+        s.data(region, addr, padded, k, k + len(c), addr + 1000 * k)   # image offsets jump
         addr += len(c)
     s.finish()
-    return [(h.address, h.offset, h.match, h.before, h.after) for h in hits]
+    # the offset as it would be in one piece, and whether it was right for the pieces
+    starts = [BASE]
+    for c in chunks:
+        starts.append(starts[-1] + len(c))
+    rows = []
+    for h in hits:
+        k = bisect.bisect_right(starts, h.address) - 1
+        assert h.offset == h.address + 1000 * k
+        rows.append((h.address, h.match, h.before, h.after))
+    return rows
+
+
+BASE = 0x10000
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -233,12 +252,20 @@ def test_scanner_is_cut_invariant(seed):
     finders = [(M.literal_finder(b"ab"), 2), (M.literal_finder(b"needle"), 6),
                (M.regex_finder(M.strings_regex(3)), M.MATCH_MAX),
                (M.regex_finder(re.compile(rb"a+b")), M.MATCH_MAX)]
+    cuts = sorted(rnd.sample(range(1, len(data)), rnd.randint(1, 40)))
+    if seed % 2:                                    # many tiny pieces
+        cuts = sorted(set(cuts + list(range(rnd.randint(1, 50), len(data), 3))))
+    pieces = [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)])]
     for finder, longest in finders:
         whole = _scan([data], finder, longest)
-        cuts = sorted(rnd.sample(range(1, len(data)), rnd.randint(1, 40)))
-        pieces = [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)])]
         assert _scan(pieces, finder, longest) == whole
-    assert _scan([data], M.literal_finder(b"needle"), 6)[-1][4] == b""
+    assert _scan([data], M.literal_finder(b"needle"), 6)[-1][3] == b""
+    for lit in (b"ab", b"needle", b"a", b"b a", b"\x00x"):
+        for ctx in (0, 4, 16):
+            whole = _scan([data], M.literal_finder(lit), len(lit), ctx)
+            assert whole, lit
+            assert _scan([data], None, 0, ctx, literal=lit) == whole, (lit, ctx)
+            assert _scan(pieces, None, 0, ctx, literal=lit) == whole, (lit, ctx)
 
 
 def test_hex_patterns():

@@ -85,13 +85,17 @@ def mem(image: ImageArg,
     if search is not None or strings:
         if raw:
             raise UsageError("--raw goes with ADDR, --vma or --range")
+        literal = None
         if search is not None:
-            find, longest, _ = M.parse_pattern(search, regex)
+            find, longest, literal = M.parse_pattern(search, regex)
         else:
             find, longest = M.regex_finder(M.strings_regex(min_len)), M.MATCH_MAX
-        emit = emit_json if json else (lambda h: write(_hit_line(h, strings)))
-        consumer = M.Scanner(find, longest, 0 if strings else M.CONTEXT,
-                             (lambda h: emit(h.row())) if json else emit, filt)
+        emit = (lambda h: emit_json(h.row())) if json else \
+            (lambda h: write(_hit_line(h, strings)))
+        if literal is not None:
+            consumer = M.LiteralScanner(literal, M.CONTEXT, emit, filt)
+        else:
+            consumer = M.Scanner(find, longest, 0 if strings else M.CONTEXT, emit, filt)
     else:
         span: dict = {"pid": pid}
         if vma is not None:
