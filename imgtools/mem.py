@@ -481,7 +481,7 @@ class HexDump(Consumer):
             self.json({"pid": self.pid, "start": self.cursor, "end": addr,
                        "vma": r.label if r else None, "missing": reason})
         else:
-            self.write(f"{self.cursor:016x}-{addr:016x}  {reason}"
+            self.write(f"{self.cursor:016x}-{addr:016x}  {esc_text(reason)}"
                        f"{'  ' + esc_text(r.label) if r else ''}\n")
         self.last_line, self.starred = None, False
         self.cursor = addr
@@ -512,7 +512,8 @@ class RawDump(HexDump):
     def _hole_to(self, addr: int, r: Region | None, owner: Region | None = None) -> None:
         if addr <= self.cursor:
             return
-        self.warn(f"{self.cursor:#x}-{addr:#x}: {hole_reason(r, owner)}; written as zeros")
+        self.warn(f"{self.cursor:#x}-{addr:#x}: {esc_text(hole_reason(r, owner))}; written "
+                  f"as zeros")
         left = addr - self.cursor
         zeros = bytes(min(left, 1 << 20))
         while left:

@@ -275,3 +275,30 @@ def test_hex_patterns():
     assert M.hex_bytes("deadbeef") is None          # a bare word is a string
     assert M.hex_bytes("hello world") is None
     assert M.esc_text(b"a\x1b[2J\\z\xff") == "a\\x1b[2J\\x5cz\\xff"
+
+
+# -- hostile content: nothing from the image reaches the terminal raw ------------------
+def test_image_bytes_never_reach_the_terminal(tmp_path):
+    from imgtools.compose import ImageSpec, MmSpec, TaskSpec, VmaSpec, compose_bytes
+    evil = b"\x1b]0;pwned\x07\x1b[2J\x9b31m" * 8
+    base = 0x400000
+    spec = ImageSpec(
+        tasks=[TaskSpec(10, 1, comm="x\x1b[31m")],
+        mms={"mm": MmSpec([VmaSpec(base, base + 0x3000, kind="file",
+                                   path="/tmp/\x1b[31mevil\x07", pages={base: evil}),
+                           VmaSpec(base + 0x10000, base + 0x11000, pages={base + 0x10000: evil})])})
+    img = tmp_path / "evil.img"
+    img.write_bytes(compose_bytes(spec, "v23", "x86_64"))
+    runs = [("mem", img, hex(base), 0x3000), ("mem", img, "--strings", "--min", 2),
+            ("mem", img, "--search", "pwned"), ("mem", img, "--vma", "0"),
+            ("mem", img, "--search", "[0-9]+m", "--regex"), ("ps", "--tree", img),
+            ("diff", img, img)]
+    for args in runs:
+        r = cli(*args)
+        assert r.returncode == 0, (args, r.stderr)
+        for stream in (r.stdout, r.stderr):
+            assert not any(c < 0x20 and c not in b"\n" or c >= 0x7f for c in stream), \
+                (args, stream[:200])
+    assert b"not dumped: unmodified file page" in cli("mem", img, hex(base + 0x1000), 16).stdout
+    r = cli("mem", img, hex(base), 0x2000, "--raw")
+    assert r.stdout[:len(evil)] == evil and b"\x1b" not in r.stderr

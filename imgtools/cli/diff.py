@@ -7,9 +7,8 @@ import typer
 
 from .. import diff as D
 from ..errors import UsageError
-from ..mem import read_pages
+from ..mem import esc_text, read_pages
 from ..reader import open_image
-from ..views import sigset
 from ._errors import handled
 from ._output import emit_json, out, record_progress
 from ._params import ArchOpt, FormatOpt, JsonOpt
@@ -41,8 +40,8 @@ def diff(a: Annotated[str, typer.Argument(help="first image ('-' = stdin)", meta
                 t.get("pages", {}).pop("ranges", None)
         emit_json(result)
     else:
-        for line in text_lines(result, pages):
-            out.print(line, markup=False, highlight=False)
+        for line in text_lines(result, pages):      # paths and names are the image's
+            out.print(esc_text(line), markup=False, highlight=False)
     if not result["equal"]:
         raise typer.Exit(EXIT_DIFFERENT)
 
