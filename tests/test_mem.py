@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 
 from imgtools import engine, mem as M
-from test_engine import ROOT, PROGS, Targets, pytestmark  # noqa: F401 (skip conditions)
+from test_engine import ROOT, PROGS, Targets, pytestmark, threads_of  # noqa: F401 (skip)
 
 MARKS = {"heap": b"heap marker 9f3a", "stack": b"stack marker 41c2",
          "shared": b"shared marker 0b77", "thread": b"thread stack marker 7e1d"}
@@ -64,15 +64,18 @@ def marks(tmp_path_factory):
     targets = Targets()
     try:
         p = targets.start([exe])
-        addrs = {k: int(v, 16) for k, v in re.findall(r"(\w+)=(0x[0-9a-f]+)",
-                                                       targets.read_line(p, 5).decode())}
+        line = targets.read_line(p, 5).decode()
+        addrs = {k: int(v, 16) for k, v in re.findall(r"(\w+)=(0x[0-9a-f]+)", line)}
+        child = int(re.search(r"child=(\d+)", line).group(1))
+        [thread] = [t for t in threads_of(p.pid) if t != p.pid]
         before, after = d / "before.img", d / "after.img"
         assert engine.dump(p.pid, before) == 0
         os.kill(p.pid, signal.SIGUSR1)
         line = targets.read_line(p, 5).decode()
         changed = dict(re.findall(r"(\w+)=(\w+)", line))
         assert engine.dump(p.pid, after) == 0
-        yield SimpleNamespace(pid=p.pid, addrs=addrs, img=before, after=after,
+        yield SimpleNamespace(pid=p.pid, child=child, thread=thread, addrs=addrs,
+                              img=before, after=after,
                               fd=int(changed["fd"]), region=int(changed["region"], 16),
                               dir=d)
     finally:
@@ -115,6 +118,15 @@ def test_untouched_and_outside_say_why(marks):
     text = next(m for m in maps if m["perms"] == "r-xp" and m["path"].endswith("/marks"))
     r = both(marks.img, "mem", marks.img, hex(text["start"]), 16)
     assert "not dumped: unmodified file page" in r.stdout.decode()
+
+
+def test_shared_memory_is_named_where_it_is_held(marks):
+    """The child's view of the shared mapping: its pages are saved once, under the parent."""
+    r = both(marks.img, "mem", marks.img, "--pid", marks.child, hex(marks.addrs["shared"]), 16)
+    assert r.returncode == 0, r.stderr
+    assert f"not dumped here: this shared memory is saved under pid {marks.pid} VMA" in \
+        r.stdout.decode()
+    assert raw(marks.img, marks.addrs["shared"], 19) == MARKS["shared"] + b"\0"
 
 
 def test_raw_holes_are_zeros_and_named(marks):
@@ -164,7 +176,8 @@ def test_search_filters(marks):
     assert addrs("--perms", "r-x") == set()
     assert addrs("--path", "[st*") == {marks.addrs["stack"] + 6}
     assert addrs("--path", "*/marks") == set()
-    assert addrs("--pid", marks.pid + 1) == everything        # a thread names its process
+    assert addrs("--pid", marks.thread) == everything         # a thread names its process
+    assert addrs("--pid", marks.child) == set()   # it shares only memory held by its parent
 
 
 def test_strings(marks):
@@ -205,7 +218,8 @@ def test_maps_summary(marks):
     info = json.loads(cli("info", "--json", marks.img).stdout)
     assert sum(x["pages"] for x in rows.values()) == info["pages"]
     assert 0 < sum(x["share"] for x in rows.values()) < 1
-    assert rows["shm"]["vmas"] == 1 and rows["shm"]["size"] == 8192
+    assert rows["shm"]["vmas"] == 2 and rows["shm"]["size"] == 2 * 8192   # parent, child
+    assert rows["shm"]["pages"] == 1
     assert b"SHARE" in cli("maps", "--summary", marks.img).stdout
 
 

@@ -1,9 +1,10 @@
 /*
  * Test target for `mem` and `diff`: known strings at known addresses in the heap, on the
- * main stack, in a shared anonymous mapping and on a second thread's stack, a mapping
- * that is never touched, and a counter. Prints "ready", then one line of addresses:
+ * main stack, in a shared anonymous mapping (shared with a child process) and on a second
+ * thread's stack, a mapping that is never touched, and a counter. Prints "ready", then
+ * one line of addresses:
  *
- *     heap=ADDR stack=ADDR shared=ADDR thread=ADDR untouched=ADDR counter=ADDR
+ *     heap=ADDR stack=ADDR shared=ADDR thread=ADDR untouched=ADDR counter=ADDR child=PID
  *
  * On SIGUSR1 it adds one to the counter, opens /etc/hostname and maps (and fills) four
  * pages, then prints "changed fd=FD region=ADDR".
@@ -57,6 +58,7 @@ int main(void)
 	char *heap, *shared, *untouched;
 	struct sigaction sa = { .sa_handler = poke };
 	pthread_t th;
+	pid_t child;
 	int i;
 
 	heap = malloc(256 << 10);
@@ -65,6 +67,13 @@ int main(void)
 			 -1, 0);
 	if (!heap || shared == MAP_FAILED || untouched == MAP_FAILED)
 		return 1;
+	/* before any mark is written: the child shares only the shared mapping's */
+	child = fork();
+	if (child < 0)
+		return 1;
+	if (child == 0)
+		for (;;)
+			pause();
 	for (i = 0; i < (256 << 10); i++)
 		heap[i] = (char)(i * 7);
 	strcpy(heap + 5000, "heap marker 9f3a");
@@ -78,9 +87,9 @@ int main(void)
 	while (!thread_mark)
 		pthread_cond_wait(&cond, &lock);
 	pthread_mutex_unlock(&lock);
-	printf("ready\nheap=%p stack=%p shared=%p thread=%p untouched=%p counter=%p\n",
+	printf("ready\nheap=%p stack=%p shared=%p thread=%p untouched=%p counter=%p child=%d\n",
 	       (void *)(heap + 5000), (void *)stack_mark, (void *)(shared + PAGE + 100),
-	       (void *)thread_mark, (void *)untouched, (void *)&counter);
+	       (void *)thread_mark, (void *)untouched, (void *)&counter, (int)child);
 	fflush(stdout);
 	for (;;) {
 		pause();
