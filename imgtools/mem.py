@@ -160,8 +160,11 @@ def hole_reason(r: Region | None, shm_owner: Region | None = None) -> str:
 
 # -- the consumer protocol -------------------------------------------------------------
 class Consumer:
-    """What mem commands implement; ``wants`` decides whether a VMA's pages are read.
-    ``begin`` comes first, once the task tree is known (pids can be resolved)."""
+    """What mem commands implement; ``wants`` decides whether a VMA's pages are read, and
+    ``span`` (an address range, or None for all) which of its page batches.  ``begin``
+    comes first, once the task tree is known (pids can be resolved)."""
+
+    span: tuple[int, int] | None = None
 
     def begin(self, img: Image) -> None:
         pass
@@ -236,6 +239,10 @@ class _Driver:
         if r.kind == "shm" and r.vma.ino_ref:
             self.shm_owner.setdefault(r.vma.ino_ref, r)
         self.pages += len(addrs)
+        span = self.c.span
+        if span is not None and len(addrs) and \
+                not (min(addrs) < span[1] and max(addrs) + PAGE > span[0]):
+            return                  # the index says: nothing the consumer asked for
         if self.wanted:
             for a, chunk, start, end, off in _runs(addrs, offset, chunks()):
                 self.c.data(r, a, chunk, start, end, off)
@@ -385,6 +392,7 @@ class HexDump(Consumer):
         self.carry_addr = 0
         self.region: Region | None = None
         self.done = whole is not None
+        self.span = None if whole is not None else (start, end)
 
     def begin(self, img: Image) -> None:
         if self.whole is not None:
