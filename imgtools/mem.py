@@ -232,7 +232,8 @@ class _Driver:
         if self.wanted:
             self.c.vma(r)
 
-    def batch(self, addrs, offset: int, chunks: Callable[[], Iterable[bytes]]) -> None:
+    def batch(self, addrs, offset: int,
+              chunks: Callable[[], Iterable[tuple[bytes, int, int]]]) -> None:
         r = self.region
         if r is None:
             return

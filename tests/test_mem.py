@@ -224,10 +224,6 @@ def test_maps_summary(marks):
 
 
 # -- the scanner alone: results do not depend on how the bytes are cut ------------------
-class _Collect(M.Consumer):
-    pass
-
-
 def _scan(chunks, finder, longest, ctx=4, literal=None):
     """Hits over pieces of one run (each piece at its own image offset), or, with
     ``literal``, the in-place literal scanner's."""
