@@ -241,11 +241,20 @@ class RecordReader:
 
 
 def open_input(path: str) -> tuple[BinaryIO, str]:
-    """``-`` is stdin; anything else a file opened for reading."""
+    """``-`` is stdin; anything else a file opened for reading.  Compressed input (zstd,
+    gzip, xz) is decompressed as it is read; what is plainly no image is refused."""
+    from .compressed import check_directory, decompressing
     if path == "-":
-        return sys.stdin.buffer, "<stdin>"
+        return decompressing(sys.stdin.buffer, "<stdin>"), "<stdin>"
+    if os.path.isdir(path):
+        check_directory(path)
     try:
-        return open(path, "rb"), path
+        f = open(path, "rb")
     except OSError as e:
         from .errors import UsageError
         raise UsageError(f"cannot open {path}: {e.strerror}") from None
+    try:
+        return decompressing(f, path), path
+    except BaseException:
+        f.close()
+        raise

@@ -11,8 +11,8 @@ from .. import __version__
 app = typer.Typer(
     name="imgtools",
     help="Inspect, check, convert and debug linux-cr checkpoint images (ckpt-v17 … v23).",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-    rich_markup_mode=None,
+    no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False,
+    rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
@@ -31,10 +31,10 @@ def _main(version: Annotated[bool, typer.Option(
 
 
 # Each module adds its commands with register(app).
-COMMANDS = ("inspect", "codec", "dump", "restore", "check", "core", "convert")
+COMMANDS = ("inspect", "codec", "dump", "restore", "check", "core", "convert", "mem", "diff")
 for _name in COMMANDS:
     importlib.import_module(f"{__name__}.{_name}").register(app)
 
 
 def main() -> None:
-    app()
+    app(prog_name="imgtools")

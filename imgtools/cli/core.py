@@ -37,15 +37,21 @@ SPOOL_CHUNK = 1 << 20
 
 @contextmanager
 def _image_file(image: str):
-    """A seekable path for the image: '-' (stdin) is spooled to a temporary file in
-    $TMPDIR first (bounded memory), then read like any file."""
-    if image != "-":
+    """A seekable path for the image: '-' (stdin) and compressed images are spooled
+    (decompressed) to a temporary file in $TMPDIR first (bounded memory), then read like
+    any file."""
+    from ..stream import open_input
+    src, name = open_input(image)
+    if image != "-" and src.seekable():
+        src.close()
         yield image
         return
     fd, path = tempfile.mkstemp(prefix="imgtools-stdin-", suffix=".img")
     try:
-        with progress("spooling stdin", None) as advance:
-            _spool(sys.stdin.buffer, fd, advance)
+        with progress(f"spooling {name}", None) as advance:
+            _spool(src, fd, advance)
+        if image != "-":
+            src.close()
         os.close(fd)
         fd = -1
         yield path
@@ -63,7 +69,12 @@ def _spool(src, fd: int, advance) -> None:
         is_pipe = stat.S_ISFIFO(os.fstat(in_fd).st_mode) and hasattr(os, "splice")
     except (OSError, AttributeError, ValueError):
         in_fd, is_pipe = -1, False
-    if is_pipe:                     # nothing has read stdin yet: its buffer is empty
+    if is_pipe:
+        first = src.read1(SPOOL_CHUNK)      # what the check of its first bytes buffered
+        if not first:
+            return
+        os.write(fd, first)
+        advance(len(first))
         try:
             fcntl.fcntl(in_fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), SPOOL_CHUNK)
         except OSError:

@@ -64,14 +64,26 @@ def _listing(image, format, arch, json, rows_of, columns, pid=None) -> None:
 
 
 def ps(image: ImageArg, json: JsonOpt = False, format: FormatOpt = None,
-       arch: ArchOpt = None) -> None:
+       arch: ArchOpt = None, tree: bool = typer.Option(
+           False, "--tree", help="draw the tree (threads under their leader)")) -> None:
     """The task tree: one row per task (threads and zombies included)."""
+    if tree and not json:
+        from ._tree import tree_lines
+        with load(image, format, arch) as (_, img):
+            lines = tree_lines(views.ps(img))
+        for line in lines:
+            out.print(line, markup=False, highlight=False)
+        return
     _listing(image, format, arch, json, views.ps, PS_COLUMNS)
 
 
 def maps(image: ImageArg, pid: PidOpt = None, json: JsonOpt = False,
-         format: FormatOpt = None, arch: ArchOpt = None) -> None:
+         format: FormatOpt = None, arch: ArchOpt = None, summary: bool = typer.Option(
+             False, "--summary", help="per type of VMA: count, size, pages, share")) -> None:
     """Memory maps of every process (or --pid), with the pages the image holds."""
+    if summary:
+        from .mem import maps_summary
+        return maps_summary(image, pid, json, format, arch)
     _listing(image, format, arch, json, lambda img: views.maps(img, pid), MAPS_COLUMNS, pid)
 
 
@@ -83,14 +95,21 @@ def files(image: ImageArg, pid: PidOpt = None, json: JsonOpt = False,
 
 def show(image: ImageArg, records: bool = typer.Option(
              False, "--records", help="list every record with offset, type and length"),
+         pid: PidOpt = None,
          json: JsonOpt = False, format: FormatOpt = None, arch: ArchOpt = None) -> None:
     """Everything: header, task tree, and per task creds, memory map, fds, signals."""
     if records:
         return _show_records(image, json, format, arch)
     with load(image, format, arch) as (_, img):
-        data = {"info": views.info(img), "tasks": views.ps(img),
-                "detail": [views.task_detail(img, t) for t in img.tasks],
-                "maps": views.maps(img), "files": views.files(img)}
+        chosen = img.tasks
+        if pid is not None:
+            chosen = [t for t in img.tasks if t.pid == pid]
+            if not chosen:
+                raise UsageError(f"no task with pid {pid} in the image")
+        data = {"info": views.info(img),
+                "tasks": [r for r in views.ps(img) if pid in (None, r["pid"])],
+                "detail": [views.task_detail(img, t) for t in chosen],
+                "maps": views.maps(img, pid), "files": views.files(img, pid)}
     if json:
         emit_json(data)
         return
@@ -171,6 +190,7 @@ def versions(json: JsonOpt = False) -> None:
 
 
 def register(app: typer.Typer) -> None:
+    from ._several import several
     for fn in (info, show, ps, maps, files):
-        app.command()(handled(fn))
+        app.command()(several(handled(fn)))
     app.command()(handled(versions))

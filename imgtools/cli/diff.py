@@ -1,0 +1,118 @@
+"""diff: what changed between two checkpoints (exit 0 equal, 1 different, like cmp)."""
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .. import diff as D
+from ..errors import UsageError
+from ..mem import esc_text, read_pages
+from ..reader import open_image
+from ._errors import handled
+from ._output import emit_json, out, record_progress
+from ._params import ArchOpt, FormatOpt, JsonOpt
+
+EXIT_DIFFERENT = 1
+
+
+def diff(a: Annotated[str, typer.Argument(help="first image ('-' = stdin)", metavar="A")],
+         b: Annotated[str, typer.Argument(help="second image ('-' = stdin)", metavar="B")],
+         pages: Annotated[bool, typer.Option(
+             "--pages", help="list the address ranges of changed pages")] = False,
+         json: JsonOpt = False, format: FormatOpt = None, arch: ArchOpt = None) -> None:
+    """Tasks that appeared or exited; per task changed registers, creds, signal state,
+    fds, VMAs and pages. Exit 0 when equal, 1 when different."""
+    if a == "-" and b == "-":
+        raise UsageError("only one of A and B can be stdin")
+    models = []
+    for path in (a, b):
+        hashes = D.PageHashes()
+        with open_image(path, format, arch) as reader:
+            with record_progress(reader) as on_record:
+                img = read_pages(reader, hashes, on_record)
+        models.append((img, hashes))
+    (ia, ha), (ib, hb) = models
+    result = D.diff(ia, ib, ha, hb)
+    if json:
+        if not pages:
+            for t in result["tasks"]:
+                t.get("pages", {}).pop("ranges", None)
+        emit_json(result)
+    else:
+        for line in text_lines(result, pages):      # paths and names are the image's
+            out.print(esc_text(line), markup=False, highlight=False)
+    if not result["equal"]:
+        raise typer.Exit(EXIT_DIFFERENT)
+
+
+def _v(x) -> str:
+    if isinstance(x, bool) or x is None:
+        return str(x)
+    if isinstance(x, int):
+        return f"{x:#x}" if abs(x) > 4096 else str(x)
+    if isinstance(x, (bytes, bytearray)):
+        return x.hex()
+    return repr(x) if isinstance(x, str) else str(x)
+
+
+def _pairs(d: dict) -> str:
+    return ", ".join(f"{k} {_v(a)} -> {_v(b)}" for k, (a, b) in sorted(d.items()))
+
+
+def _vma(m: dict) -> str:
+    return f"{m['start']:#x}-{m['end']:#x} {m['perms']} {m['path'] or ''}".rstrip()
+
+
+def text_lines(r: dict, with_ranges: bool):
+    """The human form of a diff result: one line per change, nothing when equal."""
+    if r["a"]["version"] != r["b"]["version"]:
+        yield f"versions: {r['a']['version']} and {r['b']['version']}"
+    for t in r["appeared"]:
+        yield f"task {t['pid']} appeared ({t['comm']})"
+    for t in r["exited"]:
+        yield f"task {t['pid']} exited ({t['comm']})"
+    for t in r["tasks"]:
+        yield f"task {t['pid']} ({t['comm']}):"
+        for key in ("renamed", "state", "ppid"):
+            if key in t:
+                yield f"  {key}: {_v(t[key][0])} -> {_v(t[key][1])}"
+        for key in ("fields", "regs", "creds", "fs"):
+            if key in t:
+                yield f"  {key}: {_pairs(t[key])}"
+        if "signals" in t:
+            s = dict(t["signals"])
+            yield f"  signals: {_pairs(s)}"
+        for kind, rows in t.get("fds", {}).items():
+            for f in rows:
+                if kind in ("opened", "closed"):
+                    yield f"  fd {f['fd']} {kind}: {f['type']} {f['path'] or ''}".rstrip()
+                elif kind == "moved":
+                    yield f"  fd {f['fd']} offset {f['pos'][0]} -> {f['pos'][1]}"
+                else:
+                    rest = {k: v for k, v in f.items() if k != "fd"}
+                    yield f"  fd {f['fd']} changed: {_pairs(rest)}"
+        for kind, rows in t.get("vmas", {}).items():
+            for m in rows:
+                if kind in ("added", "removed"):
+                    yield f"  vma {kind} {_vma(m)}"
+                elif kind == "resized":
+                    yield f"  vma resized {_vma(m['from'])} -> {m['to']['start']:#x}-" \
+                          f"{m['to']['end']:#x}"
+                elif kind == "reprotected":
+                    yield f"  vma reprotected {_vma(m['vma'])}: {m['perms'][0]} -> " \
+                          f"{m['perms'][1]} (vm_flags {m['vm_flags'][0]:#x} -> " \
+                          f"{m['vm_flags'][1]:#x})"
+                else:
+                    yield f"  vma replaced {_vma(m['vma'])}: {_pairs({'path': m['path'], 'type': m['type']})}"
+        p = t.get("pages")
+        if p:
+            yield f"  pages: {p['changed']} changed, {p['added']} added, {p['gone']} gone"
+            if with_ranges:
+                for kind in ("changed", "added", "gone"):
+                    for s, e in p["ranges"][kind]:
+                        yield f"    {kind} {s:#x}-{e:#x} ({(e - s) // 4096} pages)"
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(handled(diff))

@@ -1,0 +1,228 @@
+"""What changed between two checkpoints: tasks, registers, credentials, signal state,
+descriptors, VMAs and pages.
+
+Everything but the pages is compared on the version-independent model (so two versions
+of one image differ only where a conversion lost something).  Pages are compared by a
+64-bit BLAKE2b hash per page, computed while the page data goes by (``mem``'s reader:
+pread on files, one pass on pipes); only the hashes and addresses are kept, 16 bytes a
+page, never the pages.
+"""
+from __future__ import annotations
+
+import hashlib
+from array import array
+from typing import Iterator
+
+from . import views
+from .mem import PAGE, Consumer, Region
+from .model import Image, Task
+
+# Task fields that are comparable between versions and dumps (pointers into the task's
+# own memory are compared like any register would be).
+_SIGNAL_FIELDS = ("it_real_value", "it_real_incr", "it_virt_value", "it_virt_incr",
+                  "it_prof_value", "it_prof_incr", "tty_pgrp")
+
+
+class PageHashes(Consumer):
+    """Per process: the address and hash of every page the image holds."""
+
+    def __init__(self):
+        self.pages: dict[int, tuple[array, array]] = {}
+
+    def data(self, r: Region, addr: int, chunk, start: int, end: int, offset: int) -> None:
+        data = memoryview(chunk)[start:end]
+        addrs, hashes = self.pages.setdefault(r.pid, (array("Q"), array("Q")))
+        blake = hashlib.blake2b
+        frombytes = int.from_bytes
+        for i in range(0, len(data), PAGE):
+            addrs.append(addr + i)
+            hashes.append(frombytes(blake(data[i:i + PAGE], digest_size=8).digest(),
+                                    "little"))
+
+    def sorted_pages(self, pid: int) -> Iterator[tuple[int, int]]:
+        addrs, hashes = self.pages.get(pid, (array("Q"), array("Q")))
+        if all(addrs[i] < addrs[i + 1] for i in range(len(addrs) - 1)):
+            return zip(addrs, hashes)
+        order = sorted(range(len(addrs)), key=addrs.__getitem__)
+        return ((addrs[i], hashes[i]) for i in order)
+
+
+def _ranges(addrs: list[int]) -> list[list[int]]:
+    """Page addresses (ascending) -> [start, end) ranges of consecutive pages."""
+    out: list[list[int]] = []
+    for a in addrs:
+        if out and out[-1][1] == a:
+            out[-1][1] = a + PAGE
+        else:
+            out.append([a, a + PAGE])
+    return out
+
+
+def page_changes(a: PageHashes, b: PageHashes, pid: int) -> dict | None:
+    """Pages changed / added / gone for one process (a merge of two sorted lists)."""
+    changed, added, gone = [], [], []
+    ia, ib = iter(a.sorted_pages(pid)), iter(b.sorted_pages(pid))
+    x, y = next(ia, None), next(ib, None)
+    while x is not None or y is not None:
+        if y is None or (x is not None and x[0] < y[0]):
+            gone.append(x[0])
+            x = next(ia, None)
+        elif x is None or y[0] < x[0]:
+            added.append(y[0])
+            y = next(ib, None)
+        else:
+            if x[1] != y[1]:
+                changed.append(x[0])
+            x, y = next(ia, None), next(ib, None)
+    if not (changed or added or gone):
+        return None
+    return {"changed": len(changed), "added": len(added), "gone": len(gone),
+            "ranges": {"changed": _ranges(changed), "added": _ranges(added),
+                       "gone": _ranges(gone)}}
+
+
+def _dict_changes(a: dict | None, b: dict | None) -> dict:
+    """{key: [old, new]} for every key whose value differs (missing = None)."""
+    a, b = a or {}, b or {}
+    return {k: [a.get(k), b.get(k)] for k in {**a, **b} if a.get(k) != b.get(k)}
+
+
+def _common_changes(a: dict | None, b: dict | None) -> dict:
+    """As _dict_changes, over the keys both have (records whose layout is per version)."""
+    a, b = a or {}, b or {}
+    return {k: [a[k], b[k]] for k in a if k in b and a[k] != b[k]}
+
+
+def _task_changes(ia: Image, ib: Image, ta: Task, tb: Task) -> dict:
+    ch: dict = {}
+    fields = _common_changes(ta.fields, tb.fields)
+    if fields:
+        ch["fields"] = fields
+    if views.state(ta) != views.state(tb):
+        ch["state"] = [views.state(ta), views.state(tb)]
+    if (ta.comm or "") != (tb.comm or ""):
+        ch["renamed"] = [ta.comm, tb.comm]
+    regs = _common_changes(ta.regs, tb.regs)
+    if regs:
+        ch["regs"] = regs
+    creds = _dict_changes(views.creds(ia, ta), views.creds(ib, tb))
+    if creds:
+        ch["creds"] = creds
+    if not (ta.zombie or tb.zombie):
+        sig = _dict_changes(views.signals(ia, ta), views.signals(ib, tb))
+        sa, sb = ia.get(ta.obj("signal"), "signal"), ib.get(tb.obj("signal"), "signal")
+        sig |= _dict_changes({k: sa.fields.get(k) for k in _SIGNAL_FIELDS} if sa else {},
+                             {k: sb.fields.get(k) for k in _SIGNAL_FIELDS} if sb else {})
+        if sig:
+            ch["signals"] = sig
+    return ch
+
+
+_FD_KEYS = ("type", "path", "flags", "cloexec", "pipe_bytes")
+
+
+def _fd_changes(ia: Image, ib: Image, pid: int) -> dict:
+    fa = {r["fd"]: r for r in views.files(ia, pid)}
+    fb = {r["fd"]: r for r in views.files(ib, pid)}
+    out: dict = {}
+    opened = [_fd_row(fb[n]) for n in sorted(fb.keys() - fa.keys())]
+    closed = [_fd_row(fa[n]) for n in sorted(fa.keys() - fb.keys())]
+    moved, changed = [], []
+    for n in sorted(fa.keys() & fb.keys()):
+        x, y = fa[n], fb[n]
+        d = {k: [x[k], y[k]] for k in _FD_KEYS if x[k] != y[k]}
+        if d:
+            changed.append({"fd": n, **d})
+        elif x["pos"] != y["pos"]:
+            moved.append({"fd": n, "pos": [x["pos"], y["pos"]], "path": y["path"]})
+    for k, v in (("opened", opened), ("closed", closed), ("moved", moved),
+                 ("changed", changed)):
+        if v:
+            out[k] = v
+    return out
+
+
+def _fd_row(r: dict) -> dict:
+    return {"fd": r["fd"], "type": r["type"], "path": r["path"], "pos": r["pos"]}
+
+
+def _vma_changes(ia: Image, ib: Image, pid: int) -> dict:
+    va = {(m["start"], m["end"]): m for m in views.maps(ia, pid)}
+    vb = {(m["start"], m["end"]): m for m in views.maps(ib, pid)}
+    same = va.keys() & vb.keys()
+    only_a = [va[k] for k in sorted(va.keys() - same)]
+    only_b = [vb[k] for k in sorted(vb.keys() - same)]
+    resized = []
+    for m in list(only_a):          # same start or same end: the VMA grew or shrank
+        for n in only_b:
+            if (m["start"] == n["start"] or m["end"] == n["end"]) and m["path"] == n["path"]:
+                resized.append({"from": _vma_row(m), "to": _vma_row(n)})
+                only_a.remove(m)
+                only_b.remove(n)
+                break
+    reprotected = [{"vma": _vma_row(vb[k]), "perms": [va[k]["perms"], vb[k]["perms"]],
+                    "vm_flags": [va[k]["vm_flags"], vb[k]["vm_flags"]]}
+                   for k in sorted(same) if va[k]["vm_flags"] != vb[k]["vm_flags"]]
+    retyped = [{"vma": _vma_row(vb[k]), "path": [va[k]["path"], vb[k]["path"]],
+                "type": [va[k]["type"], vb[k]["type"]]} for k in sorted(same)
+               if (va[k]["path"], va[k]["type"], va[k]["pgoff"]) !=
+               (vb[k]["path"], vb[k]["type"], vb[k]["pgoff"])]
+    out: dict = {}
+    for k, v in (("added", [_vma_row(m) for m in only_b]),
+                 ("removed", [_vma_row(m) for m in only_a]), ("resized", resized),
+                 ("reprotected", reprotected), ("replaced", retyped)):
+        if v:
+            out[k] = v
+    return out
+
+
+def _vma_row(m: dict) -> dict:
+    return {"start": m["start"], "end": m["end"], "perms": m["perms"], "path": m["path"]}
+
+
+def _fs(img: Image, t: Task) -> dict:
+    fs = img.get(t.obj("fs"), "fs")
+    return {"cwd": fs.cwd, "root": fs.root, "umask": fs.umask} if fs is not None else {}
+
+
+def _task_row(t: Task) -> dict:
+    return {"pid": t.pid, "tgid": t.tgid, "comm": t.comm}
+
+
+def diff(ia: Image, ib: Image, pa: PageHashes, pb: PageHashes) -> dict:
+    """The differences between two image models (and their page hashes), as plain data."""
+    ta = {t.pid: t for t in ia.tasks}
+    tb = {t.pid: t for t in ib.tasks}
+    result: dict = {
+        "a": {"version": ia.version, "arch": ia.arch, "tasks": len(ia.tasks),
+              "pages": ia.pages},
+        "b": {"version": ib.version, "arch": ib.arch, "tasks": len(ib.tasks),
+              "pages": ib.pages},
+        "appeared": [_task_row(tb[p]) for p in tb if p not in ta],
+        "exited": [_task_row(ta[p]) for p in ta if p not in tb],
+        "tasks": [],
+    }
+    for pid, t in ta.items():
+        u = tb.get(pid)
+        if u is None:
+            continue
+        ch = _task_changes(ia, ib, t, u)
+        if t.ppid != u.ppid:
+            ch["ppid"] = [t.ppid, u.ppid]
+        if not t.is_thread and not (t.zombie or u.zombie):
+            fs = _common_changes(_fs(ia, t), _fs(ib, u))    # v17..v19-rc2 save no fs
+            if fs:
+                ch["fs"] = fs
+            fds = _fd_changes(ia, ib, pid)
+            if fds:
+                ch["fds"] = fds
+            vmas = _vma_changes(ia, ib, pid)
+            if vmas:
+                ch["vmas"] = vmas
+            pages = page_changes(pa, pb, pid)
+            if pages:
+                ch["pages"] = pages
+        if ch:
+            result["tasks"].append({"pid": pid, "comm": u.comm, **ch})
+    result["equal"] = not (result["appeared"] or result["exited"] or result["tasks"])
+    return result

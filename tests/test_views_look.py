@@ -1,0 +1,92 @@
+"""The views people expect: ps --tree, show --pid, several images per read command, -h,
+shell completion (installed in bash and answering there)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import tree_spec
+from imgtools.compose import compose_bytes
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "samples" / "v23" / "threads.img"
+
+
+def cli(*args, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **kw.pop("env", {})}
+    return subprocess.run([sys.executable, "-m", "imgtools", *map(str, args)], cwd=ROOT,
+                          capture_output=True, timeout=60, env=env, **kw)
+
+
+def test_ps_tree(tmp_path):
+    img = tmp_path / "tree.img"
+    spec = tree_spec()
+    spec.tasks[2].comm = "child\x1b[2J"            # image content never reaches the tty raw
+    img.write_bytes(compose_bytes(spec, "v23", "x86_64"))
+    r = cli("ps", "--tree", img)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().splitlines() == [
+        "100 parent (S)",
+        "├─ 101 parent [thread] (S)",
+        "├─ 102 child\\x1b[2J (S)",
+        "└─ 103 zombie (Z)",
+    ]
+
+
+def test_show_one_task():
+    r = cli("show", "--json", "--pid", 14778, SAMPLE)
+    d = json.loads(r.stdout)
+    assert [x["pid"] for x in d["detail"]] == [14778]
+    assert [x["pid"] for x in d["tasks"]] == [14778]
+    assert {m["pid"] for m in d["maps"]} == {14778} and d["maps"]
+    text = cli("show", "--pid", 14778, SAMPLE).stdout.decode()
+    assert "task 14778" in text and "task 14777" not in text
+    r = cli("show", "--pid", 1, SAMPLE)
+    assert r.returncode == 2 and b"no task with pid 1" in r.stderr
+
+
+def test_several_images(tmp_path):
+    other = ROOT / "samples" / "v23" / "single.img"
+    r = cli("info", SAMPLE, other)
+    assert r.returncode == 0, r.stderr
+    text = r.stdout.decode()
+    assert text.startswith(f"==> {SAMPLE} <==\n") and f"==> {other} <==\n" in text
+    r = cli("ps", "--json", SAMPLE, other)
+    docs = [json.loads(x) for x in r.stdout.splitlines()]
+    assert docs == [json.loads(cli("ps", "--json", p).stdout) for p in (SAMPLE, other)]
+    # one bad image: the others are still shown, the exit code is the bad one's
+    bad = tmp_path / "bad.img"
+    bad.write_bytes(b"\x7fELF" + bytes(60))
+    r = cli("maps", SAMPLE, bad, other)
+    assert r.returncode == 3 and f"==> {other} <==" in r.stdout.decode()
+    assert b"ELF" in r.stderr
+    assert cli("info", "-", "-").returncode == 2
+
+
+def test_dash_h_is_help():
+    for args in (["-h"], ["info", "-h"], ["mem", "-h"]):
+        r = cli(*args)
+        assert r.returncode == 0 and b"Usage:" in r.stdout, args
+
+
+def test_completion_installs_in_bash(tmp_path):
+    r = cli("--install-completion", "bash", env={"HOME": str(tmp_path), "SHELL": "/bin/bash"})
+    assert r.returncode == 0, r.stderr
+    script = tmp_path / ".bash_completions" / "imgtools.sh"
+    assert script.exists() and str(script) in (tmp_path / ".bashrc").read_text()
+    # the installed function completes command names through the real CLI
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "imgtools").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m imgtools "$@"\n')
+    (bin_dir / "imgtools").chmod(0o755)
+    words = subprocess.run(
+        ["bash", "-c", f'source "{script}"; COMP_WORDS=(imgtools ma); COMP_CWORD=1; '
+                       f'_imgtools_completion imgtools; echo "${{COMPREPLY[@]}}"'],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT),
+             "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    assert words.stdout.split() == ["maps"], words.stderr
+    assert b"complete" in cli("--show-completion", "bash").stdout
