@@ -122,6 +122,10 @@ def cores(request, engine, workdir):
         img = workdir / f"{name}.img"
         rc = dump(p.pid, img)
         assert rc == 0, f"engine dump exited {rc}"
+        # a detached task goes back into its group stop: it may be seen running first
+        deadline = time.monotonic() + 5
+        while set(_states(p.pid)) != {"T"} and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert set(_states(p.pid)) == {"T"}, "the engine did not leave the process stopped"
         ours = workdir / f"{name}.ours.core"
         _to_core(img, ours)
