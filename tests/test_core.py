@@ -478,7 +478,8 @@ sys.exit(7)
     core = args[args.index("-c") + 1]
     assert not os.path.exists(core)                        # removed afterwards
     assert args[0] == "-batch" and args[1:3] == ["-iex", "set sysroot /"]
-    assert str(exe) in args and args[-3:] == ["-ex", "bt", "-nx"]
+    # the user's gdb arguments, then the executable alone after '--' (never an option)
+    assert args[-5:] == ["-ex", "bt", "-nx", "--", str(exe)]
     # without --exe: the image's executable does not exist here -> a warning, gdb still runs
     r = cli("debug", path, "--gdb", fake, "--batch")
     assert r.exit_code == 7 and "/usr/bin/prog not found" in r.stderr

@@ -8,12 +8,13 @@ import sys
 import typer
 
 from ..errors import ImageError, UsageError
+from ._output import printable
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INVALID = 0, 1, 2, 3
 
 
 def fail(message: str, code: int) -> typer.Exit:
-    sys.stderr.write(f"imgtools: {message}\n")
+    sys.stderr.write(f"imgtools: {printable(message)}\n")
     return typer.Exit(code)
 
 

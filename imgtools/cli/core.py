@@ -17,10 +17,10 @@ import typer
 
 from ..core import CorePlan, UnsupportedImage, plan_core, processes, write_core
 from ..errors import UsageError
-from ._atomic import binary_output
+from ._private import private_binary_output
 from ._errors import EXIT_INVALID, fail, handled
 from ._image import load
-from ._output import progress
+from ._output import printable, progress
 from ._params import ArchOpt, FormatOpt, ImageArg
 
 CorePidOpt = Annotated[Optional[int], typer.Option(
@@ -163,14 +163,14 @@ def to_core(image: ImageArg,
             for t in procs:
                 path = os.path.join(output, f"core.{t.pid}")
                 plan = make(t.pid, xstate_layout)
-                with binary_output(path) as out:
+                with private_binary_output(path) as out:
                     _write(plan, src, out)
                 _summary(path, plan)
             return
         plan = make(pid, xstate_layout)
         if output not in (None, "-") and os.path.isdir(output):
             output = os.path.join(output, f"core.{plan.pid}")
-        with binary_output(output) as out:
+        with private_binary_output(output) as out:
             _write(plan, src, out)
         if output not in (None, "-"):
             _summary(output, plan)
@@ -186,45 +186,74 @@ def _summary(path: str, plan: CorePlan) -> None:
 
 
 def _warn(message: str) -> None:
-    sys.stderr.write(f"imgtools: warning: {message}\n")
+    sys.stderr.write(f"imgtools: warning: {printable(message)}\n")
 
 
 def _find_exe(plan: CorePlan, exe: str | None, sysroot: str) -> str | None:
+    """The executable to give gdb, as an absolute path (so it can never read as an
+    option); an image's name that a gdb command line could not carry intact is not used."""
     if exe is not None:
         if not os.path.exists(exe):
             raise UsageError(f"--exe {exe}: no such file")
-        return exe
+        return os.path.abspath(exe)
     if not plan.exe:
         _warn("the image names no executable; give one with --exe")
         return None
+    if not _gdb_safe(plan.exe):
+        _warn(f"the image's executable name {plan.exe!r} holds control characters: not "
+              f"used; give the executable with --exe")
+        return None
     for cand in (os.path.join(sysroot, plan.exe.lstrip("/")), plan.exe):
         if os.path.isfile(cand):
-            return cand
+            return os.path.abspath(cand)
     _warn(f"executable {plan.exe} not found (under {sysroot}); give it with --exe")
     return None
 
 
-def gdb_command(gdb: str, core: str, exe: str | None, plan: CorePlan, sysroot: str,
-                batch: bool, ex: list[str], gdb_args: list[str]) -> list[str]:
-    """The gdb command line for a core: sysroot and solib-search-path are set before the
-    core is loaded (-iex), so the shared libraries load with it."""
+def _gdb_safe(text: str) -> bool:
+    """A path from an image may reach gdb only without control characters: a newline
+    would end one gdb command and start another."""
+    return text.isprintable()
+
+
+def gdb_quoted(path: str) -> str:
+    """A path as one argument of gdb's file/core-file commands (gdb splits their
+    arguments like a shell: double quotes, backslash escapes)."""
+    if not _gdb_safe(path):
+        raise UsageError(f"path {path!r} holds control characters: gdb cannot be given it")
+    return '"' + path.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def gdb_settings(plan: CorePlan, sysroot: str) -> list[str]:
+    """The gdb commands to run before the core is loaded, so the shared libraries load
+    with it: the sysroot, and the directories of the libraries the image maps."""
     dirs = []
     for f in plan.files:
         d = os.path.dirname(f)
-        if d and d not in dirs and os.path.isdir(os.path.join(sysroot, d.lstrip("/"))):
-            dirs.append(os.path.join(sysroot, d.lstrip("/")))
+        here = os.path.join(sysroot, d.lstrip("/"))
+        if d and _gdb_safe(here) and ":" not in here and here not in dirs \
+                and os.path.isdir(here):
+            dirs.append(here)
+    cmds = [f"set sysroot {sysroot}"]
+    if dirs:
+        cmds.append("set solib-search-path " + ":".join(dirs))
+    return cmds
+
+
+def gdb_command(gdb: str, core: str, exe: str | None, plan: CorePlan, sysroot: str,
+                batch: bool, ex: list[str], gdb_args: list[str]) -> list[str]:
+    """The gdb command line for a core. The paths come last, after '--', and absolute:
+    nothing an image names can become a gdb option or command."""
     argv = [gdb]
     if batch:
         argv.append("-batch")
-    argv += ["-iex", f"set sysroot {sysroot}"]
-    if dirs:
-        argv += ["-iex", "set solib-search-path " + ":".join(dirs)]
-    if exe:
-        argv.append(exe)
-    argv += ["-c", core]
+    for c in gdb_settings(plan, sysroot):
+        argv += ["-iex", c]
+    argv += ["-c", os.path.abspath(core)]
     for c in ex:
         argv += ["-ex", c]
-    return argv + gdb_args
+    argv += gdb_args
+    return argv + (["--", exe] if exe else [])
 
 
 def debug(image: ImageArg, pid: CorePidOpt = None,

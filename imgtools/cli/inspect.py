@@ -11,9 +11,7 @@ from ..reader import open_image
 from ..stream import PIPE_DATA
 from ._errors import handled
 from ._image import load
-from rich.markup import escape
-
-from ._output import emit_json, hexa, out, table
+from ._output import emit_json, hexa, out, shown, table
 from ._params import ArchOpt, FormatOpt, ImageArg, JsonOpt, PidOpt
 
 
@@ -36,7 +34,7 @@ def info(image: ImageArg, json: JsonOpt = False, format: FormatOpt = None,
             ("errors", len(data["errors"]))]
     table(({"k": k, "v": v} for k, v in rows), [("k", ""), ("v", "")])
     for e in data["errors"]:
-        out.print(f"[red]ERROR[/red] @{e['offset']}: {escape(str(e['message']))}")
+        out.print(f"[red]ERROR[/red] @{e['offset']}: {shown(e['message'])}")
 
 
 # Columns of the listings: (key, heading); and how some cells are shown.
@@ -95,13 +93,13 @@ def show(image: ImageArg, records: bool = typer.Option(
         emit_json(data)
         return
     info_rows = data["info"]
-    out.print(f"[bold]{escape(image)}[/bold]: {info_rows['version']} {info_rows['arch']} kernel "
+    out.print(f"[bold]{shown(image)}[/bold]: {info_rows['version']} {info_rows['arch']} kernel "
               f"{info_rows['kernel']}, {info_rows['tasks']} tasks, {info_rows['pages']} pages, "
               f"{info_rows['records']} records")
     table(data["tasks"], PS_COLUMNS, title="tasks")
     for d in data["detail"]:
         out.print()
-        out.print(f"[bold]task {d['pid']}[/bold] {escape(str(d['comm']))} state {d['state']} "
+        out.print(f"[bold]task {d['pid']}[/bold] {shown(d['comm'])} state {d['state']} "
                   f"(record at {d['offset']})")
         if d["creds"]:
             c = d["creds"]
@@ -123,7 +121,7 @@ def show(image: ImageArg, records: bool = typer.Option(
             table(fds, [c for c in FILES_COLUMNS if c[0] in ("fd", "type", "pos", "path")],
                   fmt=CELLS)
     for e in info_rows["errors"]:
-        out.print(f"[red]ERROR[/red] @{e['offset']}: {escape(str(e['message']))}")
+        out.print(f"[red]ERROR[/red] @{e['offset']}: {shown(e['message'])}")
 
 
 def _names(signals: list[str]) -> str:
