@@ -149,7 +149,8 @@ def to_core(image: ImageArg,
     'imgtools to-core IMG | gdb' sends gdb commands instead: the core is written to a
     private temporary file, gdb loads it with the executable and prints the threads,
     their backtraces and the registers, and the file is removed when gdb exits. Any
-    other reader of the pipe gets the core itself.
+    other reader of the pipe gets the core itself. For gdb at a prompt: 'imgtools
+    debug IMG'.
     """
     _check_layout(xstate_layout)
     if all_ and pid is not None:
@@ -173,7 +174,8 @@ def to_core(image: ImageArg,
                 raise UsageError(f"cannot create {output}: {e.strerror}") from None
             procs = processes(img)
             if not procs:
-                raise UsageError("the image holds no process with memory to dump")
+                raise fail("cannot make a core: the image holds no process with memory to "
+                           "dump", EXIT_INVALID)
             for t in procs:
                 path = os.path.join(output, f"core.{t.pid}")
                 plan = make(t.pid, xstate_layout)
