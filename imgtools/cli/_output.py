@@ -36,6 +36,11 @@ def _escaped(ch: str) -> str:
         f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}")
 
 
+def plural(n: int, word: str) -> str:
+    """'1 task', '2 tasks' ('process' -> 'processes')."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}{'es' if word.endswith('s') else 's'}"
+
+
 def shown(text) -> str:
     """printable() for rich markup: image text inside a string that out.print renders."""
     return escape(printable(str(text)))

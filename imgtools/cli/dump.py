@@ -17,7 +17,8 @@ from ._errors import EXIT_INVALID, fail, handled
 from ._params import OutputOpt
 
 
-def dump(pid: Annotated[int, typer.Argument(help="root of the process tree to checkpoint")],
+def dump(pid: Annotated[int, typer.Argument(help="root of the process tree to checkpoint",
+                                            metavar="PID")],
          output: OutputOpt = None,
          single: Annotated[bool, typer.Option(
              "--single", help="only this process (with its threads), not its descendants")]
