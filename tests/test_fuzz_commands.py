@@ -57,7 +57,8 @@ def test_regressions_are_not_sound_or_accepted(runner):
               "task-objs-no-mm.img": ("objref.null", None),
               "cpu-gsindex-0x10.img": ("task.cpu-segment", 3),
               "pids-section-dup-buffer.img": ("head.sequence", None),
-              "pgarr-over-64k.img": ("record.size", 0)}
+              "pgarr-over-64k.img": ("record.size", 0),
+              "vma-ino-objref-0x7fffffff.img": ("objref.bad-number", None)}
     from imgtools.check import check_path
     for name, (code, to_core) in expect.items():
         path = os.path.join(F.REGRESSIONS, name)
