@@ -10,6 +10,7 @@ import typer.core
 
 from .. import __version__
 
+
 class Command(typer.core.TyperCommand):
     """The usage line names the arguments as the help describes them: IMG, PID,
     [GDB_ARGS]… (not typer's {IMG})."""
@@ -67,10 +68,7 @@ def main() -> None:
     other error (exit 2), Ctrl-C ends with exit 130 and no traceback."""
     try:
         code = app(prog_name="imgtools", standalone_mode=False)
-    except typer.Abort:
-        sys.stderr.write("imgtools: interrupted\n")
-        code = 130
-    except KeyboardInterrupt:
+    except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("imgtools: interrupted\n")
         code = 130
     except typer.TyperException as e:      # click's usage errors (no such option, ...)
