@@ -55,7 +55,8 @@ class Step(_base.Step):
         end_due = None          # the live task still owed SIGPENDING + SIGNAL_TASK
         for rec in recs:
             n = rec.name
-            if end_due is not None and n in ("task", "tail", "error"):
+            # (an ERROR record does not end the section: the engine goes on after one)
+            if end_due is not None and n in ("task", "tail"):
                 yield from self._task_end(end_due)
                 end_due = None
             if n == "file_pipe":

@@ -34,7 +34,7 @@ from . import _base
 from ._base import Old, Sharing, Spool, group_of, s32, u32
 
 CPU_PART = ("thread", "restart_block", "cpu", "cpu_fpu")
-SECTION_END = ("task", "tail", "error")
+SECTION_END = ("task", "tail")
 _DEBUGREGS = {f"debugreg{i}": Old(0, up="note", message="v19 no longer saves debug registers")
               for i in (0, 1, 2, 3, 6, 7)}
 
@@ -174,13 +174,29 @@ class Step(_base.Step):
 # -- the per-task order --------------------------------------------------------------------------
 
 
+def _glued(rec, prev: str | None) -> bool:
+    """An ERROR record and its message STRING: the engine writes them in place of state it
+    could not save and goes on, so they are no section end; they move with the record
+    before them, which makes each reordering the exact inverse of the other."""
+    return rec.name == "error" or (rec.name == "string" and prev == "error")
+
+
 def to_cpu_first(recs):
     """objs_first -> cpu_first: after TASK+STRING, hold the objects section back (spooled)
     until THREAD RESTART_BLOCK CPU [CPU_FPU] have been passed on."""
     spool = Spool()
     state = "out"       # comm: after TASK; objs: holding; cpu: passing the cpu part
+    prev, held = None, False
     for rec in recs:
         n = rec.name
+        if state != "out" and _glued(rec, prev):
+            if held:
+                spool.add(rec)
+            else:
+                yield rec
+            prev = n
+            continue
+        prev, held = n, False
         if state == "comm":
             state = "objs"
             if n == "string":
@@ -193,6 +209,7 @@ def to_cpu_first(recs):
                 continue
             if n not in SECTION_END:
                 spool.add(rec)
+                held = True
                 continue
             yield from spool.replay()
             state = "out"
@@ -213,17 +230,27 @@ def to_objs_first(recs):
     TASK_OBJS (and the SIGNAL + shared SIGPENDING of a new signal_struct) went by."""
     held = Spool()
     state = "out"
+    prev, holding = None, False
     for rec in recs:
         n = rec.name
+        if state != "out" and _glued(rec, prev):
+            if holding:
+                held.add(rec)
+            else:
+                yield rec
+            prev = n
+            continue
+        prev, holding = n, False
         if state == "comm":
             state = "cpu"
             if n == "string":
                 yield rec
                 continue
+        if state in ("cpu", "objs") and n in CPU_PART:
+            held.add(rec)               # (in objs: an ERROR came before them)
+            holding = True
+            continue
         if state == "cpu":
-            if n in CPU_PART:
-                held.add(rec)
-                continue
             state = "objs"
         if state == "objs":
             if n == "task_objs":

@@ -14,6 +14,10 @@ VERSIONS = ("v17", "v18", "v19-rc1", "v19-rc2", "v19", "v21", "v23-rc1", "v23")
 ALIASES = {"v20": "v21"}
 ARCHES = ("x86_64", "i386")
 NATIVE = "v23"          # what the engine writes
+# The top of the user address space (TASK_SIZE_MAX) of the kernels the images come from:
+# 47-bit x86_64 (no 5-level paging before 4.14), 32-bit i386 at most (a 4G/4G split or a
+# compat task). No VMA of a user process ends above it.
+USER_TOP = {"x86_64": (1 << 47) - 4096, "i386": 1 << 32}
 
 # Header fields and framing that every version shares (the header record is
 # type 1 and 72 bytes long in all of them).
@@ -24,6 +28,7 @@ HEADER_LEN = 72
 def canonical(version: str) -> str:
     """A version label as given by a user -> the canonical label."""
     v = version.strip().lower()
+    v = v.removeprefix("ckpt-")         # the patch series' own names: ckpt-v21
     if not v.startswith("v"):
         v = "v" + v
     v = v.replace("_", "-")
@@ -46,4 +51,4 @@ def abi(version: str, arch: str = "x86_64") -> Abi:
 
 
 __all__ = ["Abi", "PayloadError", "VERSIONS", "ALIASES", "ARCHES", "NATIVE", "abi",
-           "canonical", "HEADER_TYPE", "HEADER_LEN"]
+           "canonical", "HEADER_TYPE", "HEADER_LEN", "USER_TOP"]

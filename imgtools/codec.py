@@ -21,7 +21,7 @@ import formats
 
 from .errors import UsageError
 from .reader import ImageReader
-from .stream import PIPE_DATA, Record
+from .stream import DATA_MAX, HDR_SIZE, PIPE_DATA, Record
 from .writer import ImageWriter
 
 FORMAT_TAG = "imgtools-decode/1"
@@ -95,7 +95,10 @@ def decode(reader: ImageReader, write: Callable[[str], object], pages: bool = Tr
             else:
                 write(json.dumps(prefix | body))
         if name == "pgarr":
-            expect_pages = struct.unpack_from("<Q", rec.data())[0] if rec.size >= 8 else 0
+            # an oversized PGARR (streamed, already written raw) announces no page batch:
+            # the BUFFER after it is kept raw too, which encodes back the same
+            expect_pages = struct.unpack_from("<Q", rec.data())[0] \
+                if 8 <= rec.size and not rec.streamed else 0
         elif name == "buffer":
             expect_pages = 0
         if on_record:
@@ -155,33 +158,66 @@ def _decode_pages(rec: Record, prefix: dict, n: int, word: int, pages: bool, wri
 
 
 # -- encode ---------------------------------------------------------------------------
+# Bounds on what encode holds at once: one line of the line layout (the largest record
+# decode writes is a page BUFFER of a 512-page batch, ~2.7 MiB of base64), a document in
+# any other layout, parsed whole, and the size a STRING may claim (padding is allocated).
+LINE_MAX = 256 << 20
+WHOLE_MAX = 64 << 20
+U32 = 1 << 32
+
+
+class _Bad(ValueError):
+    """A record of the document that cannot be encoded."""
+
+
 def iter_json_records(f: TextIO) -> tuple[dict, Iterable[dict]]:
     """The head and the records of a decode document, line by line when it has
-    the layout ``decode`` writes, else parsed whole."""
-    first = f.readline()
+    the layout ``decode`` writes, else parsed whole (up to WHOLE_MAX)."""
+    first = _line(f, 1)
     if first.rstrip().endswith('"records": ['):
-        head = json.loads(first.rstrip()[:-len(', "records": [')] + "}")
+        head = _loads(first.rstrip()[:-len(', "records": [')] + "}", "the first line")
 
         def lines():
-            for lineno, line in enumerate(f, start=2):
+            lineno = 1
+            while line := _line(f, lineno + 1):
+                lineno += 1
                 s = line.strip()
                 if not s or s in ("]}", "]"):
                     continue
-                try:
-                    yield json.loads(s.rstrip(","))
-                except json.JSONDecodeError as e:
-                    raise UsageError(f"line {lineno}: not a JSON record: {e.msg}") from None
+                yield _loads(s.rstrip(","), f"line {lineno}")
         return head, lines()
-    try:
-        doc = json.loads(first + f.read())
-    except json.JSONDecodeError as e:
-        raise UsageError(f"not a decode document: {e.msg} (line {e.lineno})") from None
+    rest = f.read(WHOLE_MAX + 1 - len(first))
+    if len(first) + len(rest) > WHOLE_MAX:
+        raise UsageError(f"not a decode document in its line layout, and larger than "
+                         f"{WHOLE_MAX >> 20} MiB: write it with 'imgtools decode'")
+    doc = _loads(first + rest, "the document")
     if not isinstance(doc, dict):
         raise UsageError("not a decode document: not a JSON object")
     records = doc.pop("records", None)
     if not isinstance(records, list):
         raise UsageError("not a decode document: no 'records' list")
     return doc, records
+
+
+def _line(f: TextIO, lineno: int) -> str:
+    try:
+        line = f.readline(LINE_MAX + 1)
+    except UnicodeDecodeError:
+        raise UsageError(f"line {lineno}: not UTF-8 text (a decode document is JSON)") \
+            from None
+    if len(line) > LINE_MAX:
+        raise UsageError(f"line {lineno}: longer than {LINE_MAX >> 20} MiB")
+    return line
+
+
+def _loads(text: str, where: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{where}: not JSON: {e.msg} (line {e.lineno}, column {e.colno})") \
+            from None
+    except RecursionError:
+        raise UsageError(f"{where}: JSON nested too deeply") from None
 
 
 def encode(f: TextIO, out, version: str | None = None) -> None:
@@ -191,44 +227,84 @@ def encode(f: TextIO, out, version: str | None = None) -> None:
     try:
         abi = formats.abi(formats.canonical(version or head["version"]),
                           head.get("arch", "x86_64"))
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise UsageError(f"the document names no usable version/arch: {e}") from None
     w = ImageWriter(out, abi)
-    for i, r in enumerate(records):
+    n = 0
+    for n, r in enumerate(records, start=1):
+        where = r.get("offset") if isinstance(r, dict) else None
+        name = r.get("name") if isinstance(r, dict) else None
         try:
             if not isinstance(r, dict):
-                raise TypeError("a record is a JSON object")
+                raise _Bad("a record is a JSON object")
             _encode_record(w, abi, r)
-        except (KeyError, TypeError, ValueError, AttributeError, formats.PayloadError) as e:
-            where = r.get("offset") if isinstance(r, dict) else None
-            raise UsageError(f"record {i} ({r.get('name') if isinstance(r, dict) else '?'}"
-                             f"{f' at byte {where}' if where is not None else ''}): {e}") \
-                from None
+        except (_Bad, KeyError, TypeError, ValueError, AttributeError, OverflowError,
+                struct.error, RecursionError, formats.PayloadError) as e:
+            what = f"{name}" if isinstance(name, str) else "?"
+            at = f" at byte {where}" if isinstance(where, int) else ""
+            raise UsageError(f"record {n - 1} ({what}{at}): {e}") from None
+    if not n:
+        raise UsageError("the document holds no records: nothing to encode")
+
+
+def _int(v, what: str, limit: int) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < limit:
+        raise _Bad(f"{what} must be an integer in [0, {limit:#x}), not {json.dumps(v)[:40]}")
+    return v
+
+
+def _bytes(v, what: str) -> bytes:
+    if not isinstance(v, dict) or len(v) != 1 or not isinstance(next(iter(v.values())), str):
+        raise _Bad(f"{what} must be {{\"b64\": …}} or {{\"hex\": …}}")
+    b = _from_json(v)
+    if not isinstance(b, bytes):
+        raise _Bad(f"{what} must be {{\"b64\": …}} or {{\"hex\": …}}")
+    return b
 
 
 def _encode_record(w: ImageWriter, abi, r: dict) -> None:
-    name = r["name"].lower()
+    name = r.get("name")
+    if not isinstance(name, str):
+        raise _Bad("no \"name\": every record names its type (e.g. \"TASK\")")
+    name = name.lower()
     if name == "pipe_data":
-        w.unframed(_from_json(r["data"]))
+        w.unframed(_bytes(r.get("data"), "data"))
         return
-    rtype = r.get("type", abi.types.get(name))
+    rtype = _int(r.get("type", abi.types.get(name)), "type", U32) \
+        if "type" in r or name in abi.types else None
     if rtype is None:
-        raise ValueError(f"{abi.name} has no record {name.upper()}")
+        raise _Bad(f"{abi.name} has no record {name.upper()}")
     if "addrs" in r:
         if "pages_omitted" in r:
             raise UsageError("page data was left out (decode --no-pages); such a document "
                              "cannot be encoded back into an image")
         addrs = r["addrs"]
+        if not isinstance(addrs, list):
+            raise _Bad("addrs must be a list of page addresses")
         fmt = "Q" if abi.word == 8 else "I"
-        page_bytes = _from_json(r["pages"])
+        for a in addrs:
+            _int(a, "a page address", 1 << 8 * abi.word)
+        page_bytes = _bytes(r.get("pages"), "pages")
         if len(page_bytes) != len(addrs) * abi.page_size:
-            raise ValueError(f"{len(addrs)} page addresses but {len(page_bytes)} bytes of "
-                             f"pages")
-        w.raw(rtype, struct.pack(f"<{len(addrs)}{fmt}", *addrs) + page_bytes)
+            raise _Bad(f"{len(addrs)} page addresses but {len(page_bytes)} bytes of pages")
+        payload = struct.pack(f"<{len(addrs)}{fmt}", *addrs) + page_bytes
     elif "fields" in r:
-        w.raw(rtype, abi.build(name, _from_json(r["fields"])))
+        if not isinstance(r["fields"], dict):
+            raise _Bad("fields must be a JSON object")
+        if abi.struct(name) is None:
+            raise _Bad(f"{abi.name} has no fields for {name.upper()}: give its data")
+        payload = abi.build(name, _from_json(r["fields"]))
     elif "text" in r:
+        if not isinstance(r["text"], str):
+            raise _Bad("text must be a string")
         text = r["text"].encode()
-        w.raw(rtype, text.ljust(r.get("size", len(text) + 1), b"\0"))
+        size = _int(r.get("size", len(text) + 1), "size", DATA_MAX + 1)
+        if size <= len(text):
+            raise _Bad(f"size {size} leaves no room for the text and its NUL "
+                       f"({len(text) + 1} bytes)")
+        payload = text.ljust(size, b"\0")
     else:
-        w.raw(rtype, _from_json(r.get("data", {"b64": ""})))
+        payload = _bytes(r.get("data", {"b64": ""}), "data")
+    if len(payload) + HDR_SIZE >= U32:
+        raise _Bad(f"a payload of {len(payload)} bytes does not fit a record")
+    w.raw(rtype, payload)

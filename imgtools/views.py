@@ -6,6 +6,7 @@ import datetime
 from .model import Image, Task, Vma, task_state
 
 VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYSHARE, VM_GROWSDOWN = 0x1, 0x2, 0x4, 0x8, 0x80, 0x100
+VM_PFNMAP, VM_IO = 0x400, 0x4000
 SIGNALS = {1: "HUP", 2: "INT", 3: "QUIT", 4: "ILL", 5: "TRAP", 6: "ABRT", 7: "BUS", 8: "FPE",
            9: "KILL", 10: "USR1", 11: "SEGV", 12: "USR2", 13: "PIPE", 14: "ALRM", 15: "TERM",
            16: "STKFLT", 17: "CHLD", 18: "CONT", 19: "STOP", 20: "TSTP", 21: "TTIN",
@@ -73,17 +74,42 @@ def perms(v: Vma) -> str:
 
 
 def vma_path(img: Image, mm, v: Vma) -> str | None:
+    """The name /proc/PID/maps gives the mapping: its file, or [vdso], [vvar],
+    [vvar_vclock], [heap], [stack]."""
     if v.file_ref:
         f = img.get(v.file_ref, "file")
         return f.path if f is not None else f"<objref {v.file_ref}>"
     if v.vma_type == "vdso":
         return "[vdso]"
+    if v.vm_flags & (VM_IO | VM_PFNMAP):
+        return _vvar_name(mm, v)
     brk = mm.fields.get("start_brk", 0), mm.fields.get("brk", 0)
     if brk[0] and v.start <= brk[0] and v.end >= brk[1] and v.start < v.end:
         return "[heap]"
+    stack = mm.fields.get("start_stack", 0)
+    if stack:               # the kernel's [stack] is the mapping holding start_stack
+        return "[stack]" if v.start <= stack < v.end else None
     if v.vm_flags & VM_GROWSDOWN:
-        return "[stack]"
+        return "[stack]"    # start_stack not saved: the grows-down mapping is the best guess
     return None
+
+
+def _vvar_name(mm, v: Vma) -> str | None:
+    """The kernel's data pages for the vDSO sit right below it: [vvar], and from Linux
+    6.13 [vvar_vclock] between the two. Other I/O mappings have no name."""
+    vdso = next((x for x in mm.vmas if x.vma_type == "vdso"), None)
+    if vdso is None:
+        return None
+    run, end = [], vdso.start          # the contiguous I/O mappings ending at the vDSO
+    for x in sorted(mm.vmas, key=lambda x: x.start, reverse=True):
+        if x.end == end and x.vm_flags & (VM_IO | VM_PFNMAP) and not x.file_ref:
+            run.insert(0, x)
+            end = x.start
+        elif x.end <= end and run:
+            break
+    if v not in run:
+        return None
+    return ("[vvar]", "[vvar_vclock]")[min(run.index(v), 1)]
 
 
 def mm_of(img: Image, t: Task):

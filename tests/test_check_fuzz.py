@@ -74,16 +74,17 @@ def mutate(data: bytes, spans, ops) -> bytes:
                 b[pos] ^= 1 << o[2]
         elif kind == "truncate":
             del b[o[1] % (len(b) + 1):]
-        elif kind in ("len", "type", "word"):
+        elif kind in ("len", "type", "word", "qword"):
             off, length = spans[o[1] % n]
+            size = 8 if kind == "qword" else 4
             if kind == "len":
                 at, val = off + 4, (length + o[2] if o[2] in (-8, -1, 1, 8) else o[2])
             elif kind == "type":
                 at, val = off, o[2]
             else:
                 at, val = off + 8 + o[2], o[3]
-            if at + 4 <= len(b):
-                b[at:at + 4] = struct.pack("<I", val & 0xffffffff)
+            if at + size <= len(b):
+                b[at:at + size] = (val & (1 << 8 * size) - 1).to_bytes(size, "little")
         else:
             (a1, l1) = spans[o[1] % n]
             if a1 + l1 > len(b):

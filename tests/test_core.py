@@ -189,7 +189,7 @@ def test_child_process_and_thread_selection(tmp_path):
     assert "NT_FILE" not in [t for t, *_ in notes_of(core)]
     # a thread id names its process
     assert make_core(path, pid=101)[1].tids == [100, 101]
-    with pytest.raises(UsageError, match="zombie"):
+    with pytest.raises(UnsupportedImage, match="zombie"):        # an image condition: exit 3
         make_core(path, pid=103)
     with pytest.raises(UsageError, match="no task with pid 999"):
         make_core(path, pid=999)
@@ -452,6 +452,7 @@ def test_cli_help_mentions_pipes(cli):
     r = cli("to-core", "--help")
     text = " ".join(r.output.split())
     assert "cannot read a core from a pipe" in text and "imgtools debug" in text
+    assert "to-core IMG | gdb" in text
 
 
 def test_cli_debug_runs_gdb_on_a_temporary_core(cli, tmp_path):
@@ -478,7 +479,8 @@ sys.exit(7)
     core = args[args.index("-c") + 1]
     assert not os.path.exists(core)                        # removed afterwards
     assert args[0] == "-batch" and args[1:3] == ["-iex", "set sysroot /"]
-    assert str(exe) in args and args[-3:] == ["-ex", "bt", "-nx"]
+    # the user's gdb arguments, then the executable alone after '--' (never an option)
+    assert args[-5:] == ["-ex", "bt", "-nx", "--", str(exe)]
     # without --exe: the image's executable does not exist here -> a warning, gdb still runs
     r = cli("debug", path, "--gdb", fake, "--batch")
     assert r.exit_code == 7 and "/usr/bin/prog not found" in r.stderr

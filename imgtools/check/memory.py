@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import struct
 
+from formats import USER_TOP
+
 from ._pass import ADDR_CHUNK, ERROR, Expect, Pass
 from .objrefs import IMPLICIT, REQ
 
@@ -12,7 +14,8 @@ from .objrefs import IMPLICIT, REQ
 CODES: dict[str, tuple[str, str, str]] = {
     "mm.vma-type": (ERROR, "unknown VMA type", "VMA.vma_type is no CKPT_VMA_* of this "
                     "version."),
-    "mm.vma-range": (ERROR, "bad VMA range", "vm_start < vm_end, both page aligned."),
+    "mm.vma-range": (ERROR, "bad VMA range", "vm_start < vm_end, both page aligned, "
+                     "the end within the user address space (x86_64: 47 bits)."),
     "mm.vma-order": (ERROR, "VMAs unsorted or overlapping", "An mm's VMAs are written in "
                      "address order and do not overlap."),
     "mm.map-count": (ERROR, "map_count differs from the VMAs", "MM.map_count announces the "
@@ -184,6 +187,9 @@ class Memory(Pass):
         s, e = v.vm_start, v.vm_end
         if s >= e or s % PAGE or e % PAGE:
             self.add("mm.vma-range", f"VMA {s:#x}-{e:#x}")
+        elif e > USER_TOP[self.abi.arch]:
+            self.add("mm.vma-range", f"VMA {s:#x}-{e:#x} ends above the user address space "
+                     f"({USER_TOP[self.abi.arch]:#x})")
         elif m is not None:
             if m.prev_end is not None and s < m.prev_end:
                 self.add("mm.vma-order", f"VMA {s:#x}-{e:#x} starts below the end "
@@ -218,6 +224,9 @@ class Memory(Pass):
 
     def unannounced_buffer(self) -> None:
         """A BUFFER no record announced."""
+        if not self.in_tasks:           # the head's records come in a fixed shape
+            self.add("head.sequence", "a BUFFER in the head that no record announced")
+            return
         v = self.vma
         if v is not None and v.holds != "opaque" and v.loop in ("open", "expected"):
             self.add("mm.page-batch", "a BUFFER in a page list without its PGARR")

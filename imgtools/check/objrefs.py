@@ -26,7 +26,9 @@ CODES: dict[str, tuple[str, str, str]] = {
     "objref.bad-type": (ERROR, "OBJREF of an unknown object type", "OBJREF.objtype is no "
                         "CKPT_OBJ_* of this version (or is OBJ_IGNORE)."),
     "objref.bad-number": (ERROR, "invalid objref number", "Objrefs are positive integers "
-                          "(0 = none where a field allows it)."),
+                          "(0 = none where a field allows it) below 2^30: the kernel numbers "
+                          "objects from 1 as it meets them, and converting to v23 makes "
+                          "room for the pid objects below the others."),
     "objref.unbound": (ERROR, "OBJREF without its object record", "An OBJREF announces an "
                        "object whose record never follows before the section ends."),
     "objref.missing": (ERROR, "object record without OBJREF", "An object record (CRED, FILE, "
@@ -50,6 +52,9 @@ CODES: dict[str, tuple[str, str, str]] = {
 OPEN, DONE, RESERVED = 0, 1, 2
 # reference flags
 REQ, IMPLICIT, FWD_OK, RESERVE, NEG_NONE, CREATOR = 1, 2, 4, 8, 16, 32
+# No image numbers 2^30 objects (16 GiB of OBJREFs alone); above it an objref leaves the
+# converters no room to renumber within the s32 fields (v23 puts the pids below).
+OBJREF_MAX = (1 << 30) - 1
 
 # record -> [(field, object kind(s), flags)]
 REFS: dict[str, list[tuple[str, object, int]]] = {
@@ -145,7 +150,7 @@ class Objrefs(Pass):
                 self.add("objref.null", f"{rname}.{field} is 0 but must name "
                          f"{with_article(kind_names(want))}")
             return None
-        if ref < 0:
+        if ref < 0 or ref > OBJREF_MAX:
             self.add("objref.bad-number", f"{rname}.{field} = {ref}")
             return None
         o = self.objs.get(ref)
@@ -200,7 +205,7 @@ class Objrefs(Pass):
                      f"{self.abi.name}" if kind is None else "OBJREF of type OBJ_IGNORE")
             return
         ref = v.objref
-        if ref <= 0:
+        if ref <= 0 or ref > OBJREF_MAX:
             self.add("objref.bad-number", f"OBJREF defines objref {ref}")
             return
         has_record = kind in self.abi.obj_records

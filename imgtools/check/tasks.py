@@ -3,6 +3,10 @@
 section is TASK + comm only."""
 from __future__ import annotations
 
+from formats.v17 import SEGMENTS
+
+from ..core.notes import selector
+from ..errors import ImageError
 from ._pass import ERROR, TEXT_MAX, Expect, Pass
 from .objrefs import IMPLICIT, REQ
 
@@ -20,6 +24,9 @@ CODES: dict[str, tuple[str, str, str]] = {
     "task.order": (ERROR, "task records out of order", "Restart reads a task's records in the "
                    "version's order (docs/format-choices.md: objs-first until v19-rc2, "
                    "cpu-first from v19)."),
+    "task.cpu-segment": (ERROR, "unknown segment encoding", "CPU holds each segment register "
+                         "encoded (CKPT_X86_SEG_*: NULL, USER32_CS, USER_DS, USER_CS, TLS|n, "
+                         "LDT|n); another value has no selector to restore."),
     "task.fpu": (ERROR, "CPU_FPU inconsistent", "CPU.used_math announces a CPU_FPU record of "
                  "HEADER_ARCH.xstate_size bytes right after CPU; without used_math there is "
                  "none."),
@@ -143,7 +150,8 @@ class Tasks(Pass):
                 self.add("task.zombie-records", "zombie task followed by TASK_OBJS")
             return
         for key, ref in objs.items():
-            flags = REQ if key == "sighand" else 0
+            # a user task always has its sighand and its address space (to-core, restart)
+            flags = REQ if key in ("sighand", "mm") else 0
             if key == "signal":
                 flags = REQ | IMPLICIT
                 self.announce_signal(ref, rec)
@@ -159,6 +167,11 @@ class Tasks(Pass):
     def on_cpu(self, rec, v, matched):
         if not self.task_record("cpu"):
             return
+        for seg in SEGMENTS if v is not None else ():
+            try:
+                selector(v[seg], seg)
+            except ImageError as e:
+                self.add("task.cpu-segment", str(e))
         if v is not None and v.get("used_math"):
             self.expect.append(("fpu", self.xstate_size, rec.offset))
 

@@ -1,6 +1,7 @@
 """Exceptions -> one line on stderr and an exit code; a traceback only with IMGTOOLS_DEBUG=1."""
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
@@ -8,12 +9,16 @@ import sys
 import typer
 
 from ..errors import ImageError, UsageError
+from ._output import printable
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INVALID = 0, 1, 2, 3
+# Errors of the system we run on (a full disk, a file too large for its filesystem, a
+# failing device): reported as what they are, not as a bug of ours; still exit 1.
+ENVIRONMENT = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS}
 
 
 def fail(message: str, code: int) -> typer.Exit:
-    sys.stderr.write(f"imgtools: {message}\n")
+    sys.stderr.write(f"imgtools: {printable(message)}\n")
     return typer.Exit(code)
 
 
@@ -34,11 +39,21 @@ def handled(fn):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             raise typer.Exit(EXIT_OK) from None
+        except OSError as e:
+            if e.errno not in ENVIRONMENT:
+                raise _internal(e) from None
+            # the system, not us: say what failed, and where when we know
+            where = f"{e.filename}: " if e.filename else ""
+            raise fail(f"{where}{e.strerror}", EXIT_INTERNAL) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
         except Exception as e:  # noqa: BLE001 - the one place internal errors are reported
-            if os.environ.get("IMGTOOLS_DEBUG"):
-                raise
-            raise fail(f"internal error: {type(e).__name__}: {e} "
-                       f"(set IMGTOOLS_DEBUG=1 for a traceback)", EXIT_INTERNAL) from None
+            raise _internal(e) from None
     return wrapper
+
+
+def _internal(e: Exception) -> typer.Exit:
+    if os.environ.get("IMGTOOLS_DEBUG"):
+        raise e
+    return fail(f"internal error: {type(e).__name__}: {e} (set IMGTOOLS_DEBUG=1 for a "
+                f"traceback)", EXIT_INTERNAL)

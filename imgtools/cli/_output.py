@@ -18,6 +18,34 @@ if not out.is_terminal:
 err = Console(stderr=True, highlight=False)
 
 
+def printable(text: str) -> str:
+    """Text from an image as it may reach a terminal: every character that is not
+    printable (C0/C1 controls, DEL, format characters such as bidi overrides, decoding
+    surrogates) becomes a visible escape, so no image can move the cursor, retitle the
+    window, or fake a line of our output."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escaped(ch) for ch in text)
+
+
+def _escaped(ch: str) -> str:
+    o = ord(ch)
+    if 0xdc80 <= o <= 0xdcff:           # a byte that was not UTF-8 (surrogateescape)
+        return f"\\x{o - 0xdc00:02x}"
+    return {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(ch) or (
+        f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}")
+
+
+def plural(n: int, word: str) -> str:
+    """'1 task', '2 tasks' ('process' -> 'processes')."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}{'es' if word.endswith('s') else 's'}"
+
+
+def shown(text) -> str:
+    """printable() for rich markup: image text inside a string that out.print renders."""
+    return escape(printable(str(text)))
+
+
 def emit_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, default=_jsonable) + "\n")
     sys.stdout.flush()
@@ -40,7 +68,7 @@ def table(rows: Iterable[dict], columns: list[tuple[str, str]], title: str | Non
     for _, heading in columns:
         t.add_column(heading, overflow="fold")
     for row in rows:
-        t.add_row(*(escape(fmt.get(k, _cell)(row.get(k))) for k, _ in columns))
+        t.add_row(*(shown(fmt.get(k, _cell)(row.get(k))) for k, _ in columns))
     out.print(t)
 
 

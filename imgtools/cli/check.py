@@ -5,12 +5,10 @@ import difflib
 from typing import Annotated, Optional
 
 import typer
-from rich.markup import escape
-
 from .. import check as checker
 from ..errors import UsageError
 from ._errors import EXIT_INVALID, EXIT_OK, handled
-from ._output import emit_json, out
+from ._output import emit_json, out, shown
 from ._params import ArchOpt, FormatOpt, JsonOpt
 
 OptImageArg = Annotated[Optional[str], typer.Argument(
@@ -53,11 +51,11 @@ def _print(image: str, findings: list) -> None:
         style = _STYLE[f.severity]
         off = "-" if f.offset is None else str(f.offset)
         task = "-" if f.task is None else str(f.task)
-        out.print(f"[{style}]{f.severity:<7}[/{style}] @{off:<10} {escape(f.record or '-'):<14} "
-                  f"pid {task:<7} [bold]{f.code}[/bold]: {escape(f.message)}")
+        out.print(f"[{style}]{f.severity:<7}[/{style}] @{off:<10} {shown(f.record or '-'):<14} "
+                  f"pid {task:<7} [bold]{f.code}[/bold]: {shown(f.message)}")
     n = {s: sum(1 for f in findings if f.severity == s) for s in checker.SEVERITIES}
     verdict = "[bold red]NOT SOUND[/bold red]" if n["error"] else "[bold green]sound[/bold green]"
-    out.print(f"{escape(image)}: {verdict} ({n['error']} errors, {n['warning']} warnings, "
+    out.print(f"{shown(image)}: {verdict} ({n['error']} errors, {n['warning']} warnings, "
               f"{n['note']} notes)")
 
 
@@ -70,8 +68,8 @@ def _explain(code: str, json: bool) -> None:
     if json:
         emit_json({"code": code, "severity": sev, "title": title, "explanation": text})
         return
-    out.print(f"[bold]{code}[/bold] ([{_STYLE[sev]}]{sev}[/{_STYLE[sev]}]): {escape(title)}")
-    out.print(escape(text))
+    out.print(f"[bold]{code}[/bold] ([{_STYLE[sev]}]{sev}[/{_STYLE[sev]}]): {shown(title)}")
+    out.print(shown(text))
 
 
 def _codes(json: bool) -> None:
@@ -80,7 +78,7 @@ def _codes(json: bool) -> None:
                    for c, (s, t, _) in checker.CODES.items()])
         return
     for c, (s, t, _) in checker.CODES.items():
-        out.print(f"{c:<26} [{_STYLE[s]}]{s:<7}[/{_STYLE[s]}] {escape(t)}")
+        out.print(f"{c:<26} [{_STYLE[s]}]{s:<7}[/{_STYLE[s]}] {shown(t)}")
 
 
 def register(app: typer.Typer) -> None:

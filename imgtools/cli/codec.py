@@ -9,7 +9,7 @@ import typer
 from .. import codec
 from ..errors import UsageError
 from ..reader import open_image
-from ._atomic import binary_output, text_output
+from ._private import private_binary_output, private_text_output
 from ._errors import handled
 from ._output import record_progress
 from ._params import ArchOpt, FormatOpt, ImageArg, OutputOpt
@@ -21,7 +21,7 @@ def decode(image: ImageArg, output: OutputOpt = None,
            = False,
            format: FormatOpt = None, arch: ArchOpt = None) -> None:
     """Image -> JSON, one record per line; pages as base64 unless --no-pages."""
-    with open_image(image, format, arch) as reader, text_output(output) as out:
+    with open_image(image, format, arch) as reader, private_text_output(output) as out:
         with record_progress(reader) as on_record:
             codec.decode(reader, out.write, pages=not no_pages, on_record=on_record)
 
@@ -40,7 +40,7 @@ def encode(document: Annotated[str, typer.Argument(
         except OSError as e:
             raise UsageError(f"cannot open {document}: {e.strerror}") from None
     try:
-        with binary_output(output) as out:
+        with private_binary_output(output) as out:
             codec.encode(src, out, format)
     finally:
         if src is not sys.stdin:

@@ -24,7 +24,7 @@ from ..errors import UsageError
 from ..reader import open_image
 from ..stream import CHUNK
 from ._errors import EXIT_INVALID, handled
-from ._output import err, progress
+from ._output import err, printable, progress
 from ._params import ArchOpt, FormatOpt, ImageArg, JsonOpt, OutputOpt
 
 ToOpt = Annotated[str, typer.Option("--to", help="target ABI version (see 'imgtools versions')",
@@ -131,10 +131,7 @@ class _Output:
                                             suffix=".tmp")
         except OSError as e:
             raise UsageError(f"cannot write {self.path}: {e.strerror}") from None
-        mask = os.umask(0)
-        os.umask(mask)
-        os.fchmod(fd, 0o666 & ~mask)
-        self.f = os.fdopen(fd, "wb")
+        self.f = os.fdopen(fd, "wb")     # mkstemp's 0600: an image holds process memory
 
     def commit(self) -> None:
         if self.path is None:
@@ -172,7 +169,7 @@ def _show(report: Report, output: str | None, as_json: bool) -> None:
         return
 
     def say(text: str) -> None:
-        err.print(text, markup=False, highlight=False, soft_wrap=True)
+        err.print(printable(text), markup=False, highlight=False, soft_wrap=True)
 
     for n in report.notes:
         say(f"note: {n}")

@@ -17,10 +17,11 @@ import typer
 
 from ..core import CorePlan, UnsupportedImage, plan_core, processes, write_core
 from ..errors import UsageError
-from ._atomic import binary_output
+from ._private import private_binary_output
 from ._errors import EXIT_INVALID, fail, handled
 from ._image import load
-from ._output import progress
+from ._gdbpipe import gdb_reader, pipe_readers, remove_when_read
+from ._output import printable, progress
 from ._params import ArchOpt, FormatOpt, ImageArg
 
 CorePidOpt = Annotated[Optional[int], typer.Option(
@@ -141,6 +142,11 @@ def to_core(image: ImageArg,
             all_: Annotated[bool, typer.Option(
                 "--all", help="one core per process, written as core.PID into the directory "
                               "given with -o")] = False,
+            gdb_script: Annotated[bool, typer.Option(
+                "--gdb-script", help="write gdb commands that open the core on stdout "
+                                     "instead of the core (what a pipe to gdb gets); the core "
+                                     "goes to -o FILE, or to a temporary file removed when "
+                                     "the pipe's reader exits")] = False,
             xstate_layout: XstateOpt = "gdb",
             format: FormatOpt = None, arch: ArchOpt = None) -> None:
     """Write an ELF core file of one process of an image (any version, x86_64).
@@ -150,16 +156,25 @@ def to_core(image: ImageArg,
     and one PT_LOAD per memory mapping with the pages the image holds.
 
     Without -o the core goes to stdout when that is not a terminal, so it can be
-    piped to a compressor. gdb cannot read a core from a pipe (it needs to seek):
-    write it to a file with -o, or use 'imgtools debug IMG', which writes a
-    temporary core and starts gdb on it.
+    piped to a compressor. gdb cannot read a core from a pipe (it needs to seek), so
+    'imgtools to-core IMG | gdb' sends gdb commands instead: the core is written to a
+    private temporary file, gdb loads it with the executable and prints the threads,
+    their backtraces and the registers, and the file is removed when gdb exits. Any
+    other reader of the pipe gets the core itself. For gdb at a prompt: 'imgtools
+    debug IMG'.
     """
     _check_layout(xstate_layout)
     if all_ and pid is not None:
         raise UsageError("--all and --pid exclude each other")
+    if all_ and gdb_script:
+        raise UsageError("--gdb-script opens one core: give --pid instead of --all")
     if all_ and output in (None, "-"):
         raise UsageError("--all writes one file per process: give the directory with -o DIR")
-    if not all_ and output in (None, "-") and _stdout_is_terminal():
+    to_stdout = output in (None, "-")
+    if to_stdout and gdb_script and not pipe_readers():
+        raise UsageError("--gdb-script without -o CORE needs stdout to be a pipe (its "
+                         "temporary core is removed when the reader exits): give -o CORE")
+    if not all_ and to_stdout and not gdb_script and _stdout_is_terminal():
         raise UsageError("refusing to write a core to a terminal: use -o FILE or a pipe "
                          "(to open it in gdb: imgtools debug IMG)")
     with _plans(image, format, arch) as (img, make, src):
@@ -170,21 +185,65 @@ def to_core(image: ImageArg,
                 raise UsageError(f"cannot create {output}: {e.strerror}") from None
             procs = processes(img)
             if not procs:
-                raise UsageError("the image holds no process with memory to dump")
+                raise fail("cannot make a core: the image holds no process with memory to "
+                           "dump", EXIT_INVALID)
             for t in procs:
                 path = os.path.join(output, f"core.{t.pid}")
                 plan = make(t.pid, xstate_layout)
-                with binary_output(path) as out:
+                with private_binary_output(path) as out:
                     _write(plan, src, out)
                 _summary(path, plan)
             return
         plan = make(pid, xstate_layout)
-        if output not in (None, "-") and os.path.isdir(output):
+        if not to_stdout and os.path.isdir(output):
             output = os.path.join(output, f"core.{plan.pid}")
-        with binary_output(output) as out:
+        reader = gdb_reader() if to_stdout and not gdb_script else None
+        if gdb_script or reader is not None:
+            return _core_for_gdb(plan, src, None if to_stdout else output)
+        with private_binary_output(output) as out:
             _write(plan, src, out)
-        if output not in (None, "-"):
+        if not to_stdout:
             _summary(output, plan)
+
+
+def _core_for_gdb(plan: CorePlan, src: int, output: str | None) -> None:
+    """The core to ``output`` (a private temporary file when None) and, on stdout, the
+    gdb commands that open it and print the report."""
+    if output is not None:
+        with private_binary_output(output) as out:
+            _write(plan, src, out)
+        _summary(output, plan)
+        core = os.path.abspath(output)
+    else:
+        fd, core = tempfile.mkstemp(prefix=f"imgtools-core.{plan.pid}.", suffix=".core")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                _write(plan, src, out)
+        except BaseException:
+            os.unlink(core)
+            raise
+    try:
+        script = gdb_script_for(core, _find_exe(plan, None, "/"), plan, "/")
+        sys.stdout.write(script)
+        sys.stdout.flush()
+    finally:
+        if output is None:
+            remove_when_read(core, pipe_readers())
+
+
+REPORT = ["info threads", "thread apply all bt", "info registers"]
+
+
+def gdb_script_for(core: str, exe: str | None, plan: CorePlan, sysroot: str) -> str:
+    """gdb commands that load the executable and the core, then print the report.
+    gdb's core-file takes the rest of the line as the path: it must be plain."""
+    if not _gdb_safe(core) or core != core.strip() or not core.startswith("/"):
+        raise UsageError(f"core path {core!r}: gdb's core-file cannot be given it")
+    cmds = ["set pagination off", "set confirm off", "set width 0", *gdb_settings(plan, sysroot)]
+    if exe:
+        cmds.append(f"file {gdb_quoted(exe)}")
+    cmds += [f"core-file {core}", *REPORT]
+    return "".join(c + "\n" for c in cmds)
 
 
 def _stdout_is_terminal() -> bool:
@@ -197,45 +256,74 @@ def _summary(path: str, plan: CorePlan) -> None:
 
 
 def _warn(message: str) -> None:
-    sys.stderr.write(f"imgtools: warning: {message}\n")
+    sys.stderr.write(f"imgtools: warning: {printable(message)}\n")
 
 
 def _find_exe(plan: CorePlan, exe: str | None, sysroot: str) -> str | None:
+    """The executable to give gdb, as an absolute path (so it can never read as an
+    option); an image's name that a gdb command line could not carry intact is not used."""
     if exe is not None:
         if not os.path.exists(exe):
             raise UsageError(f"--exe {exe}: no such file")
-        return exe
+        return os.path.abspath(exe)
     if not plan.exe:
         _warn("the image names no executable; give one with --exe")
         return None
+    if not _gdb_safe(plan.exe):
+        _warn(f"the image's executable name {plan.exe!r} holds control characters: not "
+              f"used; give the executable with --exe")
+        return None
     for cand in (os.path.join(sysroot, plan.exe.lstrip("/")), plan.exe):
         if os.path.isfile(cand):
-            return cand
+            return os.path.abspath(cand)
     _warn(f"executable {plan.exe} not found (under {sysroot}); give it with --exe")
     return None
 
 
-def gdb_command(gdb: str, core: str, exe: str | None, plan: CorePlan, sysroot: str,
-                batch: bool, ex: list[str], gdb_args: list[str]) -> list[str]:
-    """The gdb command line for a core: sysroot and solib-search-path are set before the
-    core is loaded (-iex), so the shared libraries load with it."""
+def _gdb_safe(text: str) -> bool:
+    """A path from an image may reach gdb only without control characters: a newline
+    would end one gdb command and start another."""
+    return text.isprintable()
+
+
+def gdb_quoted(path: str) -> str:
+    """A path as one argument of gdb's file/core-file commands (gdb splits their
+    arguments like a shell: double quotes, backslash escapes)."""
+    if not _gdb_safe(path):
+        raise UsageError(f"path {path!r} holds control characters: gdb cannot be given it")
+    return '"' + path.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def gdb_settings(plan: CorePlan, sysroot: str) -> list[str]:
+    """The gdb commands to run before the core is loaded, so the shared libraries load
+    with it: the sysroot, and the directories of the libraries the image maps."""
     dirs = []
     for f in plan.files:
         d = os.path.dirname(f)
-        if d and d not in dirs and os.path.isdir(os.path.join(sysroot, d.lstrip("/"))):
-            dirs.append(os.path.join(sysroot, d.lstrip("/")))
+        here = os.path.join(sysroot, d.lstrip("/"))
+        if d and _gdb_safe(here) and ":" not in here and here not in dirs \
+                and os.path.isdir(here):
+            dirs.append(here)
+    cmds = [f"set sysroot {sysroot}"]
+    if dirs:
+        cmds.append("set solib-search-path " + ":".join(dirs))
+    return cmds
+
+
+def gdb_command(gdb: str, core: str, exe: str | None, plan: CorePlan, sysroot: str,
+                batch: bool, ex: list[str], gdb_args: list[str]) -> list[str]:
+    """The gdb command line for a core. The paths come last, after '--', and absolute:
+    nothing an image names can become a gdb option or command."""
     argv = [gdb]
     if batch:
         argv.append("-batch")
-    argv += ["-iex", f"set sysroot {sysroot}"]
-    if dirs:
-        argv += ["-iex", "set solib-search-path " + ":".join(dirs)]
-    if exe:
-        argv.append(exe)
-    argv += ["-c", core]
+    for c in gdb_settings(plan, sysroot):
+        argv += ["-iex", c]
+    argv += ["-c", os.path.abspath(core)]
     for c in ex:
         argv += ["-ex", c]
-    return argv + gdb_args
+    argv += gdb_args
+    return argv + (["--", exe] if exe else [])
 
 
 def debug(image: ImageArg, pid: CorePidOpt = None,

@@ -1,14 +1,19 @@
 """dump: checkpoint a live process tree with the C engine (v23, x86_64)."""
 from __future__ import annotations
 
+import os
+import stat
 import sys
 from typing import Annotated
 
 import typer
 
+from formats import NATIVE, abi
+
 from .. import engine
-from ._atomic import binary_output
-from ._errors import fail, handled
+from ..stream import HDR, HDR_SIZE
+from ._private import private_binary_output
+from ._errors import EXIT_INVALID, fail, handled
 from ._params import OutputOpt
 from ..errors import UsageError
 
@@ -41,15 +46,52 @@ def dump(pid: Annotated[str, typer.Argument(help="root of the process tree to ch
     dump leaves the processes running as before. The file is written atomically."""
     number = parse_pid(pid)
     try:
-        # a path is written atomically: the image appears only when the dump succeeded
-        with binary_output(output) as out:
+        # a path is written atomically: the image appears only when the dump produced one
+        # (complete, or complete with ERROR records: a partial dump is kept, exit 3)
+        with private_binary_output(output) as out:
             code = engine.dump(number, "-", tree=not single, kill=kill,
                                allow_partial=allow_partial, progress=sys.stderr.isatty(),
                                stdout=out)
-            if code:
-                raise typer.Exit(code)
+            complete = _ends_with_tail(out) if code == EXIT_INVALID else None
+            if code and not (code == EXIT_INVALID and complete is not False):
+                raise typer.Exit(code)          # a file output is discarded
     except engine.EngineError as e:
         raise fail(str(e), 1) from None
+    if code == EXIT_INVALID:
+        where = "stdout" if output in (None, "-") else output
+        if complete is None:
+            # a pipe: we cannot see whether the engine refused or wrote a partial image
+            raise fail("the dump ended with exit 3: refused (reason above), or state the "
+                       "format cannot hold was written as ERROR records (--allow-partial "
+                       "accepts such an image)", EXIT_INVALID)
+        raise fail(f"{where}: the image was written with ERROR records for the state it "
+                   f"cannot hold (listed above); --allow-partial accepts it (exit 0)",
+                   EXIT_INVALID)
+
+
+def _ends_with_tail(out) -> bool | None:
+    """Whether the image just written ends with its TAIL record (the engine wrote it
+    whole); None when the output cannot be read back (a pipe, a device)."""
+    try:
+        fd = out.fileno()
+        st = os.fstat(fd)
+    except (OSError, ValueError):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    tail = abi(NATIVE)
+    size = HDR_SIZE + tail.struct("tail").sizeof()
+    if st.st_size < size:
+        return False
+    try:                            # stdout may be open write-only: read it anew
+        rfd = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        rtype, rlen = HDR.unpack(os.pread(rfd, HDR_SIZE, st.st_size - size))
+    finally:
+        os.close(rfd)
+    return rtype == tail.types["tail"] and rlen == size
 
 
 def register(app: typer.Typer) -> None:

@@ -11,9 +11,7 @@ from ..reader import open_image
 from ..stream import PIPE_DATA
 from ._errors import handled
 from ._image import load
-from rich.markup import escape
-
-from ._output import emit_json, hexa, out, table
+from ._output import emit_json, hexa, out, plural, shown, table
 from ._params import ArchOpt, FormatOpt, ImageArg, JsonOpt, PidOpt
 
 
@@ -28,15 +26,16 @@ def info(image: ImageArg, json: JsonOpt = False, format: FormatOpt = None,
     rows = [("version", f"{data['version']} (rev {data['rev']})"), ("arch", data["arch"]),
             ("kernel", data["kernel"]), ("uts", " ".join(filter(None, data["uts"].values()))),
             ("taken", data["time_utc"]),
-            ("tasks", f"{data['tasks']} ({data['processes']} processes, "
-                      f"{data['threads']} threads, {data['zombies']} zombies)"),
+            ("tasks", f"{data['tasks']} ({plural(data['processes'], 'process')}, "
+                      f"{plural(data['threads'], 'thread')}, "
+                      f"{plural(data['zombies'], 'zombie')})"),
             ("records", data["records"]), ("objects", data["objects"]),
             ("pages", f"{data['pages']} ({data['page_bytes'] / 2**20:.1f} MiB)"),
             ("size", f"{data['size']} bytes"), ("tail", "present" if data["tail"] else "MISSING"),
             ("errors", len(data["errors"]))]
     table(({"k": k, "v": v} for k, v in rows), [("k", ""), ("v", "")])
     for e in data["errors"]:
-        out.print(f"[red]ERROR[/red] @{e['offset']}: {escape(str(e['message']))}")
+        out.print(f"[red]ERROR[/red] @{e['offset']}: {shown(e['message'])}")
 
 
 # Columns of the listings: (key, heading); and how some cells are shown.
@@ -45,9 +44,10 @@ PS_COLUMNS = [("pid", "PID"), ("ppid", "PPID"), ("tgid", "TGID"), ("pgid", "PGID
 MAPS_COLUMNS = [("pid", "PID"), ("start", "START"), ("end", "END"), ("perms", "PERM"),
                 ("pgoff", "OFFSET"), ("pages", "PAGES"), ("path", "PATH")]
 FILES_COLUMNS = [("pid", "PID"), ("fd", "FD"), ("type", "TYPE"), ("flags", "FLAGS"),
-                 ("pos", "POS"), ("cloexec", "CLOEXEC"), ("pipe_bytes", "BUFFERED"),
-                 ("path", "PATH")]
+                 ("pos", "POS"), ("cloexec", "CLOEXEC"), ("pipe", "PIPE"),
+                 ("pipe_bytes", "BUFFERED"), ("path", "PATH")]
 CELLS = {"start": hexa, "end": hexa, "pgoff": hexa, "path": lambda p: p or "",
+         "pipe": lambda ref: f"pipe:[{ref}]" if ref else "-",     # the pipe's objref
          "flags": lambda f: "-" if f is None else f"{f:#o}"}
 
 
@@ -114,13 +114,13 @@ def show(image: ImageArg, records: bool = typer.Option(
         emit_json(data)
         return
     info_rows = data["info"]
-    out.print(f"[bold]{escape(image)}[/bold]: {info_rows['version']} {info_rows['arch']} kernel "
-              f"{info_rows['kernel']}, {info_rows['tasks']} tasks, {info_rows['pages']} pages, "
-              f"{info_rows['records']} records")
+    out.print(f"[bold]{shown(image)}[/bold]: {info_rows['version']} {info_rows['arch']} kernel "
+              f"{info_rows['kernel']}, {plural(info_rows['tasks'], 'task')}, "
+              f"{plural(info_rows['pages'], 'page')}, {plural(info_rows['records'], 'record')}")
     table(data["tasks"], PS_COLUMNS, title="tasks")
     for d in data["detail"]:
         out.print()
-        out.print(f"[bold]task {d['pid']}[/bold] {escape(str(d['comm']))} state {d['state']} "
+        out.print(f"[bold]task {d['pid']}[/bold] {shown(d['comm'])} state {d['state']} "
                   f"(record at {d['offset']})")
         if d["creds"]:
             c = d["creds"]
@@ -139,10 +139,10 @@ def show(image: ImageArg, records: bool = typer.Option(
             table(mine, MAPS_COLUMNS[1:], fmt=CELLS)
         fds = [f for f in data["files"] if f["pid"] == d["pid"]]
         if fds:
-            table(fds, [c for c in FILES_COLUMNS if c[0] in ("fd", "type", "pos", "path")],
-                  fmt=CELLS)
+            table(fds, [c for c in FILES_COLUMNS
+                        if c[0] in ("fd", "type", "pos", "pipe", "path")], fmt=CELLS)
     for e in info_rows["errors"]:
-        out.print(f"[red]ERROR[/red] @{e['offset']}: {escape(str(e['message']))}")
+        out.print(f"[red]ERROR[/red] @{e['offset']}: {shown(e['message'])}")
 
 
 def _names(signals: list[str]) -> str:

@@ -153,7 +153,7 @@ def select_process(img: Image, pid: int | None = None) -> Task:
     if pid is None:
         roots = img.processes()
         if not roots:
-            raise UsageError("the image holds no process")
+            raise UnsupportedImage("the image holds no process")
         leader = roots[0]
     else:
         t = img.task_by_pid(pid)
@@ -162,10 +162,10 @@ def select_process(img: Image, pid: int | None = None) -> Task:
             raise UsageError(f"no task with pid {pid} in the image (processes: {known})")
         leader = img.task_by_pid(t.tgid) or t
     if not _live_threads(img, leader):
-        raise UsageError(f"process {leader.pid} is a zombie: it has no registers or memory "
-                         f"to dump")
+        raise UnsupportedImage(f"process {leader.pid} is a zombie: it has no registers or "
+                               f"memory to dump")
     if _mm_of(img, leader) is None:
-        raise UsageError(f"process {leader.pid} has no address space in the image")
+        raise UnsupportedImage(f"process {leader.pid} has no address space in the image")
     return leader
 
 
@@ -285,6 +285,9 @@ def _vma_segments(img: Image, v: Vma, shared: dict[int, list[Vma]],
     size = v.end - v.start
     if size <= 0 or v.start % PAGE or v.end % PAGE:
         raise ImageError(f"VMA {v.start:#x}-{v.end:#x} is not a page-aligned range",
+                         offset=v.offset, record="VMA")
+    if v.end > formats.USER_TOP["x86_64"]:
+        raise ImageError(f"VMA {v.start:#x}-{v.end:#x} ends above the user address space",
                          offset=v.offset, record="VMA")
     runs = held_runs(v)
     holders = shared.get(v.ino_ref, []) if v.vma_type == "shm_anon" else []
