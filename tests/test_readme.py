@@ -56,8 +56,13 @@ def test_readme_has_examples():
 def test_every_example_runs(scratch):
     env = dict(os.environ, PYTHONPATH=str(ROOT),
                PATH=f"{scratch / 'bin'}{os.pathsep}{os.environ['PATH']}")
-    target = subprocess.Popen(["sleep", "120"], stdin=subprocess.DEVNULL,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def sleeper():
+        return subprocess.Popen(["sleep", "120"], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    target = sleeper()
+    restored = []
     ps = subprocess.run([sys.executable, "-m", "imgtools", "ps", "--json", "sample.img"],
                         cwd=scratch, env=env, capture_output=True)
     pid_in_image = json.loads(ps.stdout)[0]["pid"]
@@ -71,12 +76,25 @@ def test_every_example_runs(scratch):
                     .replace("--pid P", f"--pid {pid_in_image}")
                     .replace(" IMG", img).replace(" PID", f" {target.pid}")
                     .replace(" CODE", " objref.forward").replace(" DIR", " cores"))
+            if " PID" in cmd and target.poll() is not None:
+                target = sleeper()          # the previous example ended it (dump --kill)
+            if " PID" in cmd:
+                line = re.sub(r"dump \d+", f"dump {target.pid}", line)
             r = subprocess.run(["bash", "-o", "pipefail", "-c", line], cwd=scratch, env=env,
                                capture_output=True, timeout=300, stdin=subprocess.DEVNULL)
+            if " PID" in cmd and "--kill" in cmd:
+                target.wait()               # reaped: its pid is the example's no more
+            if "restore" in cmd and "--detach" in cmd and r.returncode == 0:
+                restored.append(int(r.stdout.split()[-1]))
             if r.returncode != 0:
                 failed.append(f"{cmd!r} -> exit {r.returncode}: "
                               f"{r.stderr.decode(errors='replace').strip()[-300:]}")
     finally:
         target.kill()
+        for pid in restored:                # a restored sleep: its namespace goes with it
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
         target.wait()
     assert not failed, "\n".join(failed)

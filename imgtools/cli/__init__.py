@@ -27,7 +27,7 @@ class Command(typer.core.TyperCommand):
 
 app = typer.Typer(
     name="imgtools",
-    help="Inspect, check, convert and debug linux-cr checkpoint images (ckpt-v17 … v23).",
+    help="Inspect, check, convert, debug and restart linux-cr checkpoint images (ckpt-v17 … v23).",
     no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False,
     rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]},
 )
