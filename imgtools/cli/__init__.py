@@ -54,7 +54,7 @@ def _version(value: bool) -> None:
 def _main(version: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True, help="print the version and exit")]
         = False) -> None:
-    """Inspect, check, convert and debug linux-cr checkpoint images (ckpt-v17 … v23)."""
+    """Inspect, check, convert, debug and restart linux-cr checkpoint images (ckpt-v17 … v23)."""
 
 
 # Each module adds its commands with register(app).
