@@ -5,6 +5,7 @@ does not define is looked up along the chain, so each fact has one home.
 """
 from __future__ import annotations
 
+import functools
 import io
 from types import ModuleType
 
@@ -34,7 +35,6 @@ class Abi:
         self.magic_head: int = self._get("MAGIC_HEAD")
         self.magic_tail: int = self._get("MAGIC_TAIL")
         self.page_size: int = self._get("PAGE_SIZE")
-        self.structs: dict[str, Construct] = self._get("records")(arch)
         self.type_names = {v: k for k, v in self.types.items()}
         self.obj_names = {v: k for k, v in self.objs.items()}
         self.file_type_names = {v: k for k, v in self.file_types.items()}
@@ -42,6 +42,12 @@ class Abi:
         # sizeof(unsigned long): page addresses, and saved_auxv before v19.
         self.word = 4 if arch == "i386" else 8
         self.auxv_word = 8 if self.traits["auxv_u64"] else self.word
+
+    @functools.cached_property
+    def structs(self) -> dict[str, Construct]:
+        """The payload structs, built on first use: telling versions apart (rev, types)
+        needs none of them."""
+        return self._get("records")(self.arch)
 
     def _get(self, attr: str):
         m = self.module

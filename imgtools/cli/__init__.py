@@ -1,40 +1,22 @@
-"""The imgtools command line: this module only wires the command modules together."""
+"""The imgtools command line. ``main`` is the console script; the typer app (``app``) and
+its wiring live in ``_app`` and are imported only when a command runs."""
 from __future__ import annotations
 
-import importlib
-from typing import Annotated
-
-import typer
+import sys
 
 from .. import __version__
 
-app = typer.Typer(
-    name="imgtools",
-    help="Inspect, check, convert and debug linux-cr checkpoint images (ckpt-v17 … v23).",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
-
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"imgtools {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _main(version: Annotated[bool, typer.Option(
-        "--version", callback=_version, is_eager=True, help="print the version and exit")]
-        = False) -> None:
-    """Inspect, check, convert and debug linux-cr checkpoint images (ckpt-v17 … v23)."""
-
-
-# Each module adds its commands with register(app).
-COMMANDS = ("inspect", "codec", "dump", "check", "core", "convert")
-for _name in COMMANDS:
-    importlib.import_module(f"{__name__}.{_name}").register(app)
-
 
 def main() -> None:
-    app()
+    if sys.argv[1:] == ["--version"]:       # needs no command: answered before any import
+        sys.stdout.write(f"imgtools {__version__}\n")
+        return
+    from ._app import run
+    run()
+
+
+def __getattr__(name: str):
+    if name == "app":
+        from ._app import app
+        return app
+    raise AttributeError(name)

@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from .. import engine
 from ._atomic import binary_output
 from ._errors import fail, handled
 from ._params import OutputOpt
@@ -27,6 +26,7 @@ def dump(pid: Annotated[int, typer.Argument(help="root of the process tree to ch
 
     Every thread is stopped for the dump and resumed afterwards; a failed or interrupted
     dump leaves the processes running as before. The file is written atomically."""
+    from .. import engine
     try:
         # a path is written atomically: the image appears only when the dump succeeded
         with binary_output(output) as out:

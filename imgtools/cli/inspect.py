@@ -3,17 +3,11 @@ from __future__ import annotations
 
 import typer
 
-import formats
-
 from .. import views
 from ..errors import UsageError
-from ..reader import open_image
-from ..stream import PIPE_DATA
 from ._errors import handled
 from ._image import load
-from rich.markup import escape
-
-from ._output import emit_json, hexa, out, table
+from ._output import emit_json, hexa, say, table
 from ._params import ArchOpt, FormatOpt, ImageArg, JsonOpt, PidOpt
 
 
@@ -35,8 +29,12 @@ def info(image: ImageArg, json: JsonOpt = False, format: FormatOpt = None,
             ("size", f"{data['size']} bytes"), ("tail", "present" if data["tail"] else "MISSING"),
             ("errors", len(data["errors"]))]
     table(({"k": k, "v": v} for k, v in rows), [("k", ""), ("v", "")])
-    for e in data["errors"]:
-        out.print(f"[red]ERROR[/red] @{e['offset']}: {escape(str(e['message']))}")
+    _errors(data["errors"])
+
+
+def _errors(errors: list[dict]) -> None:
+    for e in errors:
+        say(("ERROR", "red"), f" @{e['offset']}: {e['message']}")
 
 
 # Columns of the listings: (key, heading); and how some cells are shown.
@@ -95,26 +93,25 @@ def show(image: ImageArg, records: bool = typer.Option(
         emit_json(data)
         return
     info_rows = data["info"]
-    out.print(f"[bold]{escape(image)}[/bold]: {info_rows['version']} {info_rows['arch']} kernel "
-              f"{info_rows['kernel']}, {info_rows['tasks']} tasks, {info_rows['pages']} pages, "
-              f"{info_rows['records']} records")
+    say((image, "bold"), f": {info_rows['version']} {info_rows['arch']} kernel "
+        f"{info_rows['kernel']}, {info_rows['tasks']} tasks, {info_rows['pages']} pages, "
+        f"{info_rows['records']} records")
     table(data["tasks"], PS_COLUMNS, title="tasks")
     for d in data["detail"]:
-        out.print()
-        out.print(f"[bold]task {d['pid']}[/bold] {escape(str(d['comm']))} state {d['state']} "
-                  f"(record at {d['offset']})")
+        say()
+        say((f"task {d['pid']}", "bold"), f" {d['comm']} state {d['state']} "
+            f"(record at {d['offset']})")
         if d["creds"]:
             c = d["creds"]
-            out.print(f"  creds: uid {c['uid']} euid {c['euid']} gid {c['gid']} "
-                      f"egid {c['egid']} groups {c['groups']} capeff {c['cap_eff']:#x}")
+            say(f"  creds: uid {c['uid']} euid {c['euid']} gid {c['gid']} "
+                f"egid {c['egid']} groups {c['groups']} capeff {c['cap_eff']:#x}")
         if d["regs"]:
-            out.print("  regs:  " + " ".join(f"{k}={v:#x}" for k, v in d["regs"].items()))
+            say("  regs:  " + " ".join(f"{k}={v:#x}" for k, v in d["regs"].items()))
         if d["signals"]:
             s = d["signals"]
             handlers = " ".join(f"{sig}={h}" for sig, h in s["handlers"].items())
-            out.print(markup=False, *[
-                f"  signals: blocked {_names(s['blocked'])} pending {_names(s['pending'])} "
-                f"shared {_names(s['shared_pending'])} handlers {handlers or '-'}"])
+            say(f"  signals: blocked {_names(s['blocked'])} pending {_names(s['pending'])} "
+                f"shared {_names(s['shared_pending'])} handlers {handlers or '-'}")
         mine = [m for m in data["maps"] if m["pid"] == d["pid"]]
         if mine:
             table(mine, MAPS_COLUMNS[1:], fmt=CELLS)
@@ -122,8 +119,7 @@ def show(image: ImageArg, records: bool = typer.Option(
         if fds:
             table(fds, [c for c in FILES_COLUMNS if c[0] in ("fd", "type", "pos", "path")],
                   fmt=CELLS)
-    for e in info_rows["errors"]:
-        out.print(f"[red]ERROR[/red] @{e['offset']}: {escape(str(e['message']))}")
+    _errors(info_rows["errors"])
 
 
 def _names(signals: list[str]) -> str:
@@ -132,6 +128,8 @@ def _names(signals: list[str]) -> str:
 
 def _show_records(image, json, format, arch):
     """Every record, like ckptinfo -v: offset, type number and name, length."""
+    from ..reader import open_image
+    from ..stream import PIPE_DATA
     with open_image(image, format, arch) as reader:
         rows = []
         for rec in reader.records():
@@ -146,14 +144,15 @@ def _show_records(image, json, format, arch):
             if json:
                 rows.append(row)
             else:
-                out.print(f"@{row['offset']:<10} {row['type'] or '-':>5} {name:<16} len "
-                          f"{row['len']}{'  ' + row['detail'] if 'detail' in row else ''}")
+                say(f"@{row['offset']:<10} {row['type'] or '-':>5} {name:<16} len "
+                    f"{row['len']}{'  ' + row['detail'] if 'detail' in row else ''}")
         if json:
             emit_json(rows)
 
 
 def versions(json: JsonOpt = False) -> None:
     """The supported ABI versions, oldest first."""
+    import formats
     rows = []
     for v in formats.VERSIONS:
         a = formats.abi(v)

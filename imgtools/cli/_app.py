@@ -1,0 +1,97 @@
+"""The typer app: this module only wires the command modules together."""
+from __future__ import annotations
+
+import importlib
+from typing import Annotated
+
+import typer
+
+from .. import __version__
+
+app = typer.Typer(
+    name="imgtools",
+    help="Inspect, check, convert and debug linux-cr checkpoint images (ckpt-v17 … v23).",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"imgtools {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="print the version and exit")]
+        = False) -> None:
+    """Inspect, check, convert and debug linux-cr checkpoint images (ckpt-v17 … v23)."""
+
+
+# Each module adds its commands with register(app).
+COMMANDS = ("inspect", "codec", "dump", "check", "core", "convert")
+for _name in COMMANDS:
+    importlib.import_module(f"{__package__}.{_name}").register(app)
+
+
+def run() -> None:
+    _plain_conversions()
+    app()
+
+
+def _plain_conversions() -> None:
+    """Convert str, int and bool values as click would, without pydantic.
+
+    typer 0.29 converts every value that is not already a bool through a pydantic
+    TypeAdapter, which imports pydantic (110-150 ms) on every command run; our parameters
+    are only str, int, bool and lists of str, for which that buys nothing. The parameters
+    (--help among them) are made per run, so the conversion is chosen where typer makes
+    it. Should typer's internals change, this does nothing and typer converts as before."""
+    try:
+        from typer._coercion import RuntimeParam
+        from typer.core import _TyperParameter
+        typers_own = _TyperParameter.get_runtime_param
+    except (ImportError, AttributeError):
+        return
+
+    class Plain(RuntimeParam):
+        def _coerce_value(self, value, param, ctx):
+            return _PLAIN[self.annotation](value, param, ctx)
+
+    def get_runtime_param(self):
+        desc = getattr(self, "type_descriptor", None)
+        if getattr(self, "_runtime_param", 0) is None and desc is not None \
+                and desc.file_annotation is None and desc.annotation in _PLAIN:
+            self._runtime_param = Plain(parameter_info=desc.parameter_info,
+                                        annotation=desc.annotation)
+        return typers_own(self)
+    _TyperParameter.get_runtime_param = get_runtime_param
+
+
+def _as_int(value, param, ctx):
+    text = value.strip() if isinstance(value, str) else value
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    if isinstance(text, str) and text.lstrip("+-").isdigit() and text.isascii():
+        return int(text)
+    raise typer.BadParameter("Input should be a valid integer, unable to parse string as an "
+                             "integer", ctx=ctx, param=param)
+
+
+def _as_str(value, param, ctx):
+    return value if isinstance(value, str) else str(value)
+
+
+def _as_strs(value, param, ctx):
+    return [_as_str(v, param, ctx) for v in value]
+
+
+def _as_bool(value, param, ctx):
+    if isinstance(value, bool):
+        return value
+    raise typer.BadParameter(f"{value!r} is not a valid boolean", ctx=ctx, param=param)
+
+
+_PLAIN = {int: _as_int, str: _as_str, bool: _as_bool, list[str]: _as_strs}
