@@ -185,6 +185,7 @@ def run(reader: ImageReader, out: BinaryIO, target: str, allow_loss: bool = Fals
     for cls, up in path(reader.version, target):
         stream = cls(ctx, up, reader.arch).run(stream)
     sink = Sink(out, formats.abi(target, reader.arch))
+    sink.discard = out is None      # only looking for losses: payloads are skipped unread
     for rec in stream:
         if ctx.loss_count and not allow_loss:
             sink.discard = True     # keep reading to list every loss, write nothing more

@@ -13,5 +13,8 @@ FormatOpt = Annotated[Optional[str], typer.Option(
 ArchOpt = Annotated[Optional[str], typer.Option(
     "--arch", help="force the architecture (x86_64 or i386) instead of the header's")]
 PidOpt = Annotated[Optional[int], typer.Option("--pid", help="only this task")]
+OUTPUT_HELP = ("a regular file (or a new path) is replaced atomically, created 0600; a "
+               "device, FIFO or socket is written directly; a symlink is followed to its "
+               "target; the input itself is refused")
 OutputOpt = Annotated[Optional[str], typer.Option(
-    "-o", "--output", help="output file ('-' or absent = stdout), written atomically")]
+    "-o", "--output", help=f"output file ('-' or absent = stdout): {OUTPUT_HELP}")]

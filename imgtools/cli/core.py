@@ -4,24 +4,22 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import shutil
-import signal
 import stat
-import subprocess
 import sys
-import tempfile
 from contextlib import contextmanager
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from ..core import CorePlan, UnsupportedImage, plan_core, processes, write_core
 from ..errors import UsageError
 from ._atomic import binary_output
 from ._errors import EXIT_INVALID, fail, handled
 from ._image import load
 from ._output import progress
-from ._params import ArchOpt, FormatOpt, ImageArg
+from ._params import OUTPUT_HELP, ArchOpt, FormatOpt, ImageArg
+
+if TYPE_CHECKING:
+    from ..core import CorePlan
 
 CorePidOpt = Annotated[Optional[int], typer.Option(
     "--pid", help="the process to dump (a thread id names its process); default: the "
@@ -42,6 +40,7 @@ def _image_file(image: str):
     if image != "-":
         yield image
         return
+    import tempfile
     fd, path = tempfile.mkstemp(prefix="imgtools-stdin-", suffix=".img")
     try:
         with progress("spooling stdin", None) as advance:
@@ -95,6 +94,7 @@ def _check_layout(xstate_layout: str) -> None:
 @contextmanager
 def _plans(image: str, format: str | None, arch: str | None):
     """Yields (model, make_plan(pid, layout), page source fd)."""
+    from ..core import UnsupportedImage, plan_core    # here: start-up reads no format
     with _image_file(image) as path, load(path, format, arch) as (_, img):
         if not img.tail:
             _warn("the image ends without its TAIL record (truncated?): the core holds what "
@@ -117,6 +117,7 @@ def _plans(image: str, format: str | None, arch: str | None):
 def _write(plan: CorePlan, src: int, out) -> int:
     for w in plan.warnings:
         _warn(w)
+    from ..core import write_core
     with progress(f"core of {plan.pid}", plan.data_bytes) as advance:
         return write_core(plan, src, out, advance)
 
@@ -124,7 +125,8 @@ def _write(plan: CorePlan, src: int, out) -> int:
 def to_core(image: ImageArg,
             output: Annotated[Optional[str], typer.Option(
                 "-o", "--output", help="core file (a directory: DIR/core.PID); absent or '-' = "
-                                       "stdout, which must not be a terminal",
+                                       "stdout, which must not be a terminal. "
+                                       f"{OUTPUT_HELP}",
                 metavar="FILE")] = None,
             pid: CorePidOpt = None,
             all_: Annotated[bool, typer.Option(
@@ -157,20 +159,21 @@ def to_core(image: ImageArg,
                 os.makedirs(output, exist_ok=True)
             except OSError as e:
                 raise UsageError(f"cannot create {output}: {e.strerror}") from None
+            from ..core import processes
             procs = processes(img)
             if not procs:
                 raise UsageError("the image holds no process with memory to dump")
             for t in procs:
                 path = os.path.join(output, f"core.{t.pid}")
                 plan = make(t.pid, xstate_layout)
-                with binary_output(path) as out:
+                with binary_output(path, inputs=(image,)) as out:
                     _write(plan, src, out)
                 _summary(path, plan)
             return
         plan = make(pid, xstate_layout)
         if output not in (None, "-") and os.path.isdir(output):
             output = os.path.join(output, f"core.{plan.pid}")
-        with binary_output(output) as out:
+        with binary_output(output, inputs=(image,)) as out:
             _write(plan, src, out)
         if output not in (None, "-"):
             _summary(output, plan)
@@ -256,6 +259,8 @@ def debug(image: ImageArg, pid: CorePidOpt = None,
     'imgtools debug IMG --batch -ex bt' or 'imgtools debug IMG -- -batch -ex bt'.
     gdb's exit status is returned.
     """
+    import shutil
+    import tempfile
     _check_layout(xstate_layout)
     gdb_path = shutil.which(gdb)
     if gdb_path is None:
@@ -280,6 +285,8 @@ def debug(image: ImageArg, pid: CorePidOpt = None,
 
 def _run_gdb(argv: list[str], stdin_was_image: bool) -> int:
     """gdb in the foreground; Ctrl-C belongs to gdb while it runs."""
+    import signal
+    import subprocess
     stdin = None
     if stdin_was_image:             # the image came on stdin: talk to the terminal instead
         try:
