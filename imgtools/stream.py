@@ -57,6 +57,13 @@ class Source:
 
     def read(self, n: int) -> bytes:
         """Up to ``n`` bytes (fewer only at end of stream)."""
+        if n <= CHUNK:                  # a header or a small payload: one read, mostly
+            data = self.f.read(n)
+            if len(data) == n or not data:
+                self.pos += len(data)
+                return data
+            self.pos += len(data)       # a pipe gave less: the rest as it comes
+            return data + self.read(n - len(data))
         parts = []
         want = n
         while want > 0:

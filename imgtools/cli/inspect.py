@@ -97,6 +97,7 @@ def show(image: ImageArg, records: bool = typer.Option(
         f"{info_rows['kernel']}, {info_rows['tasks']} tasks, {info_rows['pages']} pages, "
         f"{info_rows['records']} records")
     table(data["tasks"], PS_COLUMNS, title="tasks")
+    maps_of, files_of = _by_pid(data["maps"]), _by_pid(data["files"])
     for d in data["detail"]:
         say()
         say((f"task {d['pid']}", "bold"), f" {d['comm']} state {d['state']} "
@@ -112,14 +113,22 @@ def show(image: ImageArg, records: bool = typer.Option(
             handlers = " ".join(f"{sig}={h}" for sig, h in s["handlers"].items())
             say(f"  signals: blocked {_names(s['blocked'])} pending {_names(s['pending'])} "
                 f"shared {_names(s['shared_pending'])} handlers {handlers or '-'}")
-        mine = [m for m in data["maps"] if m["pid"] == d["pid"]]
+        mine = maps_of.get(d["pid"])
         if mine:
             table(mine, MAPS_COLUMNS[1:], fmt=CELLS)
-        fds = [f for f in data["files"] if f["pid"] == d["pid"]]
+        fds = files_of.get(d["pid"])
         if fds:
             table(fds, [c for c in FILES_COLUMNS if c[0] in ("fd", "type", "pos", "path")],
                   fmt=CELLS)
     _errors(info_rows["errors"])
+
+
+def _by_pid(rows: list[dict]) -> dict[int, list[dict]]:
+    """pid -> its rows, in order (one pass, not one scan per task)."""
+    by: dict[int, list[dict]] = {}
+    for r in rows:
+        by.setdefault(r["pid"], []).append(r)
+    return by
 
 
 def _names(signals: list[str]) -> str:
