@@ -290,7 +290,10 @@ class Builder:
     # -- signals ------------------------------------------------------------
     def on_signal(self, rec, v, ref):
         sig = getattr(self, "expect_signal", 0)
-        s = Signal(sig, plain(v))
+        fields = plain(v)
+        if "rlim" in fields:        # 16 (cur, max) pairs per process, held compactly
+            fields["rlim"] = tuple((r.rlim_cur, r.rlim_max) for r in fields["rlim"])
+        s = Signal(sig, fields)
         self.signal = s
         self.expect_signal = 0
         if sig:

@@ -46,7 +46,7 @@ class Source:
             if self.seekable:
                 self.pos = f.tell()
             elif stat.S_ISFIFO(st.st_mode):
-                _grow_pipe(f.fileno())
+                grow_pipe(f.fileno())
         except (AttributeError, OSError, io.UnsupportedOperation):
             self.seekable = bool(getattr(f, "seekable", lambda: False)())
             self.size = None
@@ -109,8 +109,8 @@ class Source:
         return None if self.size is None else self.size - self.pos
 
 
-def _grow_pipe(fd: int) -> None:
-    """Ask for a 1 MiB pipe buffer: fewer, larger reads when draining page data."""
+def grow_pipe(fd: int) -> None:
+    """Ask for a 1 MiB pipe buffer: fewer, larger reads and writes of page data."""
     try:
         fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), CHUNK)
     except OSError:
