@@ -58,3 +58,14 @@ def test_start_up_imports_only_what_the_command_uses():
     sample = str(ROOT / "samples" / "v23" / "single.img")
     assert loaded("info", sample) == "['construct', 'typer']"
     assert loaded("maps", sample) == "['construct', 'typer']"
+
+
+def test_module_of_names_every_command_where_it_is_registered():
+    """The command line imports only the module MODULE_OF names for its command."""
+    import typer.main
+
+    from imgtools.cli import _app
+    for module in _app.MODULES:
+        names = set(typer.main.get_command(_app.make_app((module,))).commands)
+        assert names == {c for c, m in _app.MODULE_OF.items() if m == module}, module
+    assert set(typer.main.get_command(_app.app).commands) == set(_app.MODULE_OF)

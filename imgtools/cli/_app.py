@@ -2,19 +2,33 @@
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Annotated
 
 import typer
 
 from .. import __version__
 
-app = typer.Typer(
-    name="imgtools",
-    help="Inspect, check, convert and debug linux-cr checkpoint images (ckpt-v17 … v23).",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
+# The module that registers each command (register(app)); a command line that names a
+# command imports only its module (tests/test_cli_outputs.py checks this table).
+MODULE_OF = {"info": "inspect", "show": "inspect", "ps": "inspect", "maps": "inspect",
+             "files": "inspect", "versions": "inspect", "decode": "codec", "encode": "codec",
+             "dump": "dump", "check": "check", "to-core": "core", "debug": "core",
+             "convert": "convert", "upgrade": "convert", "downgrade": "convert"}
+MODULES = tuple(dict.fromkeys(MODULE_OF.values()))
 
+
+def make_app(modules: tuple[str, ...] = MODULES) -> typer.Typer:
+    app = typer.Typer(
+        name="imgtools",
+        help="Inspect, check, convert and debug linux-cr checkpoint images (ckpt-v17 … v23).",
+        no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
+    app.callback()(_main)
+    for name in modules:
+        importlib.import_module(f"{__package__}.{name}").register(app)
+    return app
 
 
 def _version(value: bool) -> None:
@@ -23,22 +37,23 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _main(version: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True, help="print the version and exit")]
         = False) -> None:
     """Inspect, check, convert and debug linux-cr checkpoint images (ckpt-v17 … v23)."""
 
 
-# Each module adds its commands with register(app).
-COMMANDS = ("inspect", "codec", "dump", "check", "core", "convert")
-for _name in COMMANDS:
-    importlib.import_module(f"{__package__}.{_name}").register(app)
+def __getattr__(name: str):
+    if name == "app":                   # every command (imgtools --help, tests)
+        app = globals()["app"] = make_app()
+        return app
+    raise AttributeError(name)
 
 
 def run() -> None:
     _plain_conversions()
-    app()
+    command = sys.argv[1] if len(sys.argv) > 1 else None
+    make_app((MODULE_OF[command],) if command in MODULE_OF else MODULES)()
 
 
 def _plain_conversions() -> None:
