@@ -8,6 +8,7 @@ and a BUFFER or STRING means what the record before it announced.
 from __future__ import annotations
 
 import struct
+import sys
 from array import array
 from typing import Callable
 
@@ -403,7 +404,11 @@ class Builder:
             raise SchemaError(f"page buffer of {rec.size} bytes does not hold the {n} pages "
                               f"its PGARR announced ({n * (w + 4096)} bytes)",
                               offset=rec.offset, record="BUFFER")
-        addrs = array("Q", struct.unpack(f"<{n}{'Q' if w == 8 else 'I'}", rec.read(n * w)))
+        addrs = array("Q")
+        if w == 8 and sys.byteorder == "little":
+            addrs.frombytes(rec.read(n * w))        # the image's words, as they are
+        else:
+            addrs.extend(struct.unpack(f"<{n}{'Q' if w == 8 else 'I'}", rec.read(n * w)))
         self.img.pages += n
         if vma is not None:
             vma.batches.append(PageBatch(addrs, rec.payload_offset + n * w))
