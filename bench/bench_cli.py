@@ -4,7 +4,7 @@ limits, measured in the same run (issue 11):
     python3 bench/bench_cli.py [--gib 1,4] [--runs 5] [--dir DIR] [--only GROUP,...]
 
 Groups (each prints, per case, the median wall time of --runs interleaved runs, the
-median ratio to its baseline and the largest peak RSS):
+median CPU time, the median ratio to its baseline and the largest peak RSS):
 
 - startup: ``imgtools --version`` / ``info`` on a small sample against ``python -c pass``
   (crit, a Python tool on the same machine class, took 0.14 s for its smallest image);
@@ -30,12 +30,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from _image import big_image, many_fds, many_tasks, many_vmas, timed  # noqa: E402
+from _image import big_image, many_fds, many_tasks, many_vmas  # noqa: E402
 
 PY = shlex.quote(sys.executable)
 IMGTOOLS = f"PYTHONPATH={shlex.quote(str(ROOT))} {PY} -m imgtools"
@@ -45,11 +46,25 @@ CRIT_SECONDS = 0.14
 TARGET = "v21"
 
 
+def timed(cmd: str) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds (user + system of the whole pipeline: steadier than the
+    wall clock on a shared machine) and peak RSS (KiB, its largest process)."""
+    t = time.perf_counter()
+    r = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "bash", "-c", cmd],
+                       capture_output=True, text=True)
+    dt = time.perf_counter() - t
+    if r.returncode:
+        raise SystemExit(f"failed: {cmd}\n{r.stderr}")
+    kib, user, system = r.stderr.strip().splitlines()[-1].split()
+    return dt, float(user) + float(system), int(kib)
+
+
 def run_group(title: str, cases: list[tuple[str, str, str | None]], runs: int,
               target: str = "") -> None:
     """cases: (label, command, baseline command or None); runs interleaved."""
     print(f"\n## {title}" + (f"  (target: {target})" if target else ""))
     times: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
     rss: dict[str, int] = {}
     cmds = []
     for label, cmd, base in cases:
@@ -58,16 +73,19 @@ def run_group(title: str, cases: list[tuple[str, str, str | None]], runs: int,
             cmds.append((base, base))
     for _ in range(runs):
         for key, cmd in cmds:
-            dt, kib = timed(cmd)
+            dt, c, kib = timed(cmd)
             times.setdefault(key, []).append(dt)
+            cpu.setdefault(key, []).append(c)
             rss[key] = max(rss.get(key, 0), kib)
     for label, cmd, base in cases:
         t = statistics.median(times[label])
-        line = f"  {label:<44} {t:8.3f} s  RSS {rss[label] / 1024:6.1f} MiB"
+        line = f"  {label:<36} {t:7.3f} s (cpu {statistics.median(cpu[label]):6.3f} s)  " \
+               f"RSS {rss[label] / 1024:6.1f} MiB"
         if base is not None:
             ratios = [a / b for a, b in zip(times[label], times[base])]
-            line += f"  {statistics.median(ratios):6.2f}x  [{base}: " \
-                    f"{statistics.median(times[base]):.3f} s]"
+            line += f"  {statistics.median(ratios):6.2f}x  [{base[:40]}: " \
+                    f"{statistics.median(times[base]):.3f} s (cpu " \
+                    f"{statistics.median(cpu[base]):.3f} s)]"
         print(line, flush=True)
 
 

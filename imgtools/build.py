@@ -72,22 +72,28 @@ class Builder:
     # -- driving ------------------------------------------------------------
     def run(self) -> Image:
         img = self.img
-        for rec in self.r.records():
-            name = self.r.name_of(rec)
+        reader, on_record = self.r, self.on_record
+        by_type: dict[int, tuple] = {}      # record type -> (name, handler, kind, parsed?)
+        for rec in reader.records():
+            how = by_type.get(rec.type)
+            if how is None:
+                name = reader.name_of(rec)
+                how = by_type[rec.type] = (name, getattr(self, "on_" + name, None),
+                                           self.obj_kind_of_record.get(name),
+                                           name in self.abi.structs)
+            name, handler, kind, parsed = how
             img.records += 1
             img.size = rec.offset + rec.len
             if self.expect:
                 self._announced(rec, name)
-            handler = getattr(self, "on_" + name, None)
             if handler is None:
                 img.opaque[name] = img.opaque.get(name, 0) + 1
             else:
-                value = self.r.parse(rec) if self.abi.struct(name) is not None else None
-                kind = self.obj_kind_of_record.get(name)
+                value = reader.parse(rec, name) if parsed else None
                 ref = self._bind(kind, rec) if kind else None
                 handler(rec, value, ref)
-            if self.on_record is not None:
-                self.on_record(rec)
+            if on_record is not None:
+                on_record(rec)
             self.last = name
         self._resolve_refs()
         return img
@@ -293,7 +299,7 @@ class Builder:
         sig = getattr(self, "expect_signal", 0)
         fields = plain(v)
         if "rlim" in fields:        # 16 (cur, max) pairs per process, held compactly
-            fields["rlim"] = tuple((r.rlim_cur, r.rlim_max) for r in fields["rlim"])
+            fields["rlim"] = tuple((r["rlim_cur"], r["rlim_max"]) for r in fields["rlim"])
         s = Signal(sig, fields)
         self.signal = s
         self.expect_signal = 0

@@ -220,9 +220,9 @@ class RecordReader:
             return rec
         offset = src.pos
         head = src.read(HDR_SIZE)
-        if not head:
-            raise StopIteration
         if len(head) < HDR_SIZE:
+            if not head:
+                raise StopIteration
             raise FramingError(f"truncated record header ({len(head)} of 8 bytes)",
                                offset=offset)
         rtype, length = HDR.unpack(head)
@@ -230,6 +230,15 @@ class RecordReader:
             raise FramingError(f"record type {rtype} has len {length}, less than its 8-byte "
                                f"header", offset=offset)
         size = length - HDR_SIZE
+        if size <= INLINE_MAX and (src.size is None or size <= src.size - src.pos):
+            # the common case, inline: a small payload read whole now
+            payload = src.read(size) if size else b""
+            if len(payload) != size:
+                raise FramingError(f"truncated: payload of record type {rtype} needs {size} "
+                                   f"bytes, stream ends after {len(payload)}",
+                                   offset=offset + HDR_SIZE)
+            rec = self._last = Record(rtype, length, offset, src, payload)
+            return rec
         left = src.remaining()
         if left is not None and size > left:
             raise FramingError(f"record type {rtype} has len {length} but only {left} bytes "

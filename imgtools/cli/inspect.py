@@ -86,19 +86,25 @@ def show(image: ImageArg, records: bool = typer.Option(
     if records:
         return _show_records(image, json, format, arch)
     with load(image, format, arch) as (_, img):
+        if not json:
+            return _show_text(image, img)
         data = {"info": views.info(img), "tasks": views.ps(img),
                 "detail": [views.task_detail(img, t) for t in img.tasks],
                 "maps": views.maps(img), "files": views.files(img)}
-    if json:
-        emit_json(data)
-        return
-    info_rows = data["info"]
+    emit_json(data)
+
+
+def _show_text(image: str, img) -> None:
+    """show for people: each task's section printed as it is made (the details of
+    every task are never all held)."""
+    info_rows = views.info(img)
     say((image, "bold"), f": {info_rows['version']} {info_rows['arch']} kernel "
         f"{info_rows['kernel']}, {info_rows['tasks']} tasks, {info_rows['pages']} pages, "
         f"{info_rows['records']} records")
-    table(data["tasks"], PS_COLUMNS, title="tasks")
-    maps_of, files_of = _by_pid(data["maps"]), _by_pid(data["files"])
-    for d in data["detail"]:
+    table(views.ps(img), PS_COLUMNS, title="tasks")
+    maps_of, files_of = _by_pid(views.maps(img)), _by_pid(views.files(img))
+    for t in img.tasks:
+        d = views.task_detail(img, t)
         say()
         say((f"task {d['pid']}", "bold"), f" {d['comm']} state {d['state']} "
             f"(record at {d['offset']})")
