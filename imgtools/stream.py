@@ -207,10 +207,12 @@ class RecordReader:
         return self
 
     def __next__(self) -> Record:
-        if self._last is not None:
-            self._last.finish()
-            if self.unframed is not None and self._last.type != PIPE_DATA:
-                self._pending_raw = self.unframed(self._last)
+        last = self._last
+        if last is not None:
+            if last._left:
+                last.finish()
+            if self.unframed is not None and last.type != PIPE_DATA:
+                self._pending_raw = self.unframed(last)
             self._last = None
         src = self.src
         if self._pending_raw:
@@ -219,7 +221,10 @@ class RecordReader:
             self._last = rec
             return rec
         offset = src.pos
-        head = src.read(HDR_SIZE)
+        head = src.f.read(HDR_SIZE)
+        src.pos += len(head)
+        if 0 < len(head) < HDR_SIZE:    # a raw pipe gave less: the rest as it comes
+            head += src.read(HDR_SIZE - len(head))
         if len(head) < HDR_SIZE:
             if not head:
                 raise StopIteration
@@ -232,7 +237,10 @@ class RecordReader:
         size = length - HDR_SIZE
         if size <= INLINE_MAX and (src.size is None or size <= src.size - src.pos):
             # the common case, inline: a small payload read whole now
-            payload = src.read(size) if size else b""
+            payload = src.f.read(size) if size else b""
+            src.pos += len(payload)
+            if 0 < len(payload) < size:
+                payload += src.read(size - len(payload))
             if len(payload) != size:
                 raise FramingError(f"truncated: payload of record type {rtype} needs {size} "
                                    f"bytes, stream ends after {len(payload)}",
