@@ -90,10 +90,18 @@ class _LazyPages(dict):
 
 def timed(cmd: str) -> tuple[float, int]:
     """Wall seconds and peak RSS (KiB, largest process of the pipeline) of a shell command."""
+    dt, _, kib = timed_cpu(cmd)
+    return dt, kib
+
+
+def timed_cpu(cmd: str) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds (user + system of the whole pipeline: steadier than the
+    wall clock on a shared machine) and peak RSS (KiB, its largest process)."""
     t = time.perf_counter()
-    r = subprocess.run(["/usr/bin/time", "-f", "%M", "bash", "-c", cmd],
+    r = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "bash", "-c", cmd],
                        capture_output=True, text=True)
     dt = time.perf_counter() - t
     if r.returncode:
         raise SystemExit(f"failed: {cmd}\n{r.stderr}")
-    return dt, int(r.stderr.strip().splitlines()[-1])
+    kib, user, system = r.stderr.strip().splitlines()[-1].split()
+    return dt, float(user) + float(system), int(kib)

@@ -30,13 +30,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from _image import big_image, many_fds, many_tasks, many_vmas  # noqa: E402
+from _image import big_image, many_fds, many_tasks, many_vmas, timed_cpu  # noqa: E402
 
 PY = shlex.quote(sys.executable)
 IMGTOOLS = f"PYTHONPATH={shlex.quote(str(ROOT))} {PY} -m imgtools"
@@ -44,19 +43,6 @@ SMALL = ROOT / "samples" / "v23" / "single.img"
 CRIT_SECONDS = 0.14
 # The bench images hold one thread group; v21 keeps everything a v23 image says.
 TARGET = "v21"
-
-
-def timed(cmd: str) -> tuple[float, float, int]:
-    """Wall seconds, CPU seconds (user + system of the whole pipeline: steadier than the
-    wall clock on a shared machine) and peak RSS (KiB, its largest process)."""
-    t = time.perf_counter()
-    r = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "bash", "-c", cmd],
-                       capture_output=True, text=True)
-    dt = time.perf_counter() - t
-    if r.returncode:
-        raise SystemExit(f"failed: {cmd}\n{r.stderr}")
-    kib, user, system = r.stderr.strip().splitlines()[-1].split()
-    return dt, float(user) + float(system), int(kib)
 
 
 def run_group(title: str, cases: list[tuple[str, str, str | None]], runs: int,
@@ -73,7 +59,7 @@ def run_group(title: str, cases: list[tuple[str, str, str | None]], runs: int,
             cmds.append((base, base))
     for _ in range(runs):
         for key, cmd in cmds:
-            dt, c, kib = timed(cmd)
+            dt, c, kib = timed_cpu(cmd)
             times.setdefault(key, []).append(dt)
             cpu.setdefault(key, []).append(c)
             rss[key] = max(rss.get(key, 0), kib)

@@ -144,6 +144,10 @@ def to_core(image: ImageArg,
     piped to a compressor. gdb cannot read a core from a pipe (it needs to seek):
     write it to a file with -o, or use 'imgtools debug IMG', which writes a
     temporary core and starts gdb on it.
+
+    IMG '-' (stdin) is copied to a temporary file in $TMPDIR first (splice from a
+    pipe): the core's notes come before its page data, but in the image the
+    registers follow the pages, so the page data has to be seen twice.
     """
     _check_layout(xstate_layout)
     if all_ and pid is not None:
