@@ -158,3 +158,28 @@ def test_dump_to_a_char_device_and_a_fifo(tmp_path):
     finally:
         target.kill()
         target.wait()
+
+
+def test_unix_socket_gets_every_byte(work):
+    import socket
+    want = _reference(work, "convert")
+    path = work / "sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    got = []
+
+    def serve():
+        conn, _ = server.accept()
+        with conn:
+            parts = []
+            while chunk := conn.recv(1 << 16):
+                parts.append(chunk)
+            got.append(b"".join(parts))
+    t = threading.Thread(target=serve)
+    t.start()
+    r = run(*WRITERS["convert"](work, path))
+    t.join(30)
+    server.close()
+    assert r.returncode == 0, r.stderr
+    assert got == [want] and stat.S_ISSOCK(os.lstat(path).st_mode)

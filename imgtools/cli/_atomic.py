@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
 import stat
 import sys
 from contextlib import contextmanager
@@ -127,6 +126,7 @@ def _link(fd: int, folder: str, given: str) -> str:
 def _in_place(target: Target, mode: str):
     """Write a device, FIFO or socket directly."""
     if stat.S_ISSOCK(target.mode):
+        import socket
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             s.connect(target.path)
