@@ -27,7 +27,9 @@ def convert(src_reader: ImageReader, out_binary: BinaryIO, target_version: str,
     number of input bytes consumed since its last call.  Without ``allow_loss``
     the first loss stops all further writing and :class:`LossRefused` is raised
     at the end, so ``out_binary`` then holds a partial image: callers write to a
-    temporary file (as the CLI does) and discard it.
+    temporary file and discard it, or look for the losses first: with ``out_binary``
+    None nothing is written and payloads the steps need not see are skipped unread
+    (seeked over in a file), so a refusal costs a pass over the metadata only.
     """
     return run(src_reader, out_binary, target_version, allow_loss, on_loss, progress)
 

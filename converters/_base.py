@@ -37,6 +37,11 @@ class Body:
     def chunks(self) -> Iterator[bytes]:
         raise NotImplementedError
 
+    def region(self) -> tuple[int, int] | None:
+        """(fd, offset) where the payload lies in a regular file, to be copied by the
+        kernel instead of read (the body then counts as read); None if it does not."""
+        return None
+
 
 class SourceBody(Body):
     """The payload of a streamed input record; valid until the input moves on.
@@ -71,6 +76,10 @@ class SourceBody(Body):
         self.used = True            # the reader skips it; it is read back with pread
         return FileBody(self.fd, self.rec.payload_offset, self.size, stable=True)
 
+    def region(self) -> tuple[int, int] | None:
+        ref = self.reference()
+        return None if ref is None else (ref.fd, ref.offset)
+
 
 class FileBody(Body):
     """A region of a file, read with pread (independent of any file position).
@@ -78,6 +87,9 @@ class FileBody(Body):
 
     def __init__(self, fd: int, offset: int, size: int, stable: bool = False):
         self.fd, self.offset, self.size, self.stable = fd, offset, size, stable
+
+    def region(self) -> tuple[int, int] | None:
+        return self.fd, self.offset
 
     def chunks(self) -> Iterator[bytes]:
         pos, end = self.offset, self.offset + self.size

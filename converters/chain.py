@@ -13,12 +13,13 @@ from typing import BinaryIO, Callable, Iterator
 
 import formats
 from imgtools.reader import ImageReader
+from imgtools.stream import INLINE_MAX
 from imgtools.writer import ImageWriter
 
 from . import (v17_v18, v18_v19_rc1, v19_rc1_v19_rc2, v19_rc2_v19, v19_v21, v21_v23_rc1,
                v23_rc1_v23)
-from ._base import (PID_FIELDS, Context, Loss, Note, Rec, SourceBody, Step, parse_pid_entries,
-                    parse_rows)
+from ._base import (PID_FIELDS, Context, FileBody, Loss, Note, Rec, SourceBody, Step,
+                    parse_pid_entries, parse_rows)
 
 # One step per adjacent pair, oldest first.
 STEPS: tuple[type[Step], ...] = (
@@ -150,6 +151,7 @@ class Sink:
         self.types = abi.types
         self.records = 0
         self.discard = False
+        self._copier = None         # kernel copies of payloads lying in the input file
 
     def put(self, rec: Rec) -> None:
         if self.discard:
@@ -168,11 +170,39 @@ class Sink:
             t = int(rec.name[5:])
         if rec.payload is not None:
             w.raw(t, rec.payload)
-        else:
-            w.begin(t, rec.body.size)
-            for c in rec.body.chunks():
-                w.write(c)
-                del c               # before the next chunk is read (see SourceBody)
+            return
+        w.begin(t, rec.body.size)
+        if self._copy(rec.body):
+            return
+        for c in rec.body.chunks():
+            w.write(c)
+            del c                   # before the next chunk is read (see SourceBody)
+
+    def _copy(self, body) -> bool:
+        """Copy a payload that lies in the input file with sendfile (into a pipe) or a
+        cached buffer (into a file), as the core writer does; False if it cannot be."""
+        if self._copier is False or body.size < INLINE_MAX:
+            return False
+        region = body.region()
+        if region is None:
+            return False
+        fd, offset = region
+        self.w.out.flush()
+        if self._copier is None or self._copier.src != fd:
+            from imgtools.core.elf import _Out as SequentialOut     # one copy path
+            try:
+                self._copier = SequentialOut(self.w.out, fd)
+            except (AttributeError, OSError, ValueError):
+                self._copier = False
+            if self._copier is False or self._copier.fd is None:
+                self._copier = False
+                for c in FileBody(fd, offset, body.size).chunks():  # (region() used it)
+                    self.w.write(c)
+                    del c
+                return True
+        self._copier.copy(offset, body.size, None)
+        self.w.skip(body.size)
+        return True
 
 
 def run(reader: ImageReader, out: BinaryIO, target: str, allow_loss: bool = False,
@@ -185,6 +215,7 @@ def run(reader: ImageReader, out: BinaryIO, target: str, allow_loss: bool = Fals
     for cls, up in path(reader.version, target):
         stream = cls(ctx, up, reader.arch).run(stream)
     sink = Sink(out, formats.abi(target, reader.arch))
+    sink.discard = out is None      # only looking for losses: payloads are skipped unread
     for rec in stream:
         if ctx.loss_count and not allow_loss:
             sink.discard = True     # keep reading to list every loss, write nothing more

@@ -5,9 +5,13 @@ does not define is looked up along the chain, so each fact has one home.
 """
 from __future__ import annotations
 
+import functools
 import io
+import struct
+from itertools import islice
 from types import ModuleType
 
+import construct as cs
 from construct import Construct, ConstructError, Container
 
 
@@ -34,7 +38,6 @@ class Abi:
         self.magic_head: int = self._get("MAGIC_HEAD")
         self.magic_tail: int = self._get("MAGIC_TAIL")
         self.page_size: int = self._get("PAGE_SIZE")
-        self.structs: dict[str, Construct] = self._get("records")(arch)
         self.type_names = {v: k for k, v in self.types.items()}
         self.obj_names = {v: k for k, v in self.objs.items()}
         self.file_type_names = {v: k for k, v in self.file_types.items()}
@@ -42,6 +45,16 @@ class Abi:
         # sizeof(unsigned long): page addresses, and saved_auxv before v19.
         self.word = 4 if arch == "i386" else 8
         self.auxv_word = 8 if self.traits["auxv_u64"] else self.word
+
+    @functools.cached_property
+    def _fast(self) -> dict:
+        return {}
+
+    @functools.cached_property
+    def structs(self) -> dict[str, Construct]:
+        """The payload structs, built on first use: telling versions apart (rev, types)
+        needs none of them."""
+        return self._get("records")(self.arch)
 
     def _get(self, attr: str):
         m = self.module
@@ -65,6 +78,18 @@ class Abi:
 
     def parse(self, name: str, payload: bytes) -> Container:
         """Parse a payload; bytes past the struct are kept as ``_tail``."""
+        fast = self._fast.get(name, _UNSET)
+        if fast is _UNSET:
+            fast = self._fast[name] = _Layout.of(self.structs[name])
+        if fast is not None:
+            try:
+                value, used = fast.parse(payload)
+            except Exception:   # noqa: BLE001 - construct parses it and says what is wrong
+                pass
+            else:
+                if len(payload) > used:
+                    value["_tail"] = payload[used:]
+                return value
         st = self.structs[name]
         stream = io.BytesIO(payload)
         try:
@@ -89,6 +114,180 @@ class Abi:
             return self.structs[name].sizeof()
         except (ConstructError, KeyError):
             return None
+
+
+_UNSET = object()
+
+
+class _Layout:
+    """A struct parsed with ``struct.Struct``s built from its fields' format strings
+    into the Container construct makes, many times faster (the hot path of every
+    reader: VMAs, page arrays, objrefs, tasks, files). Runs of fixed fields are one
+    unpack; a count, length or switch that depends on an earlier field (``this.x``) is
+    read from the fields parsed so far. ``parse`` raises on anything unexpected and
+    the caller lets construct parse (and report) it."""
+
+    def __init__(self, st: Construct):
+        self.segments = _segments(st)
+        self.size = sum(seg.size for seg in self.segments) \
+            if all(isinstance(seg, _Fixed) for seg in self.segments) else None
+
+    @classmethod
+    def of(cls, st: Construct) -> "_Layout | None":
+        try:
+            return cls(st)
+        except _Variable:
+            return None
+
+    def parse(self, payload: bytes) -> tuple[Container, int]:
+        obj = Container()
+        obj["_io"] = None           # (construct keeps its stream here; no reader uses it)
+        off = 0
+        for seg in self.segments:
+            off = seg.parse(payload, off, obj)
+        return obj, off
+
+
+class _Variable(Exception):
+    """A field this fast path does not know: construct parses the struct."""
+
+
+def _bare(sc):
+    while isinstance(sc, (cs.Renamed, cs.Default)):
+        sc = sc.subcon
+    return sc
+
+
+def _segments(st) -> list:
+    """The struct's fields as runs of fixed fields and single data-dependent ones."""
+    segs: list = []
+    for sub in st.subcons:
+        if not sub.name:
+            raise _Variable
+        sc = _bare(sub)
+        try:
+            fmt, make = _fixed(sc)
+        except _Variable:
+            segs.append(_Dependent(sub.name, sc))
+            continue
+        if not segs or not isinstance(segs[-1], _Fixed):
+            segs.append(_Fixed())
+        segs[-1].add(sub.name, fmt, make)
+    for seg in segs:
+        if isinstance(seg, _Fixed):
+            seg.compile()
+    return segs
+
+
+class _Fixed:
+    def __init__(self):
+        self.names, self.fmt, self.makes = [], [], []
+
+    def add(self, name, fmt, make):
+        self.names.append(name)
+        self.fmt.append(fmt)
+        self.makes.append(make or next)
+
+    def compile(self):
+        st = struct.Struct("<" + "".join(self.fmt))
+        self.size, self.unpack = st.size, st.unpack_from
+        self.flat = all(m is next for m in self.makes)
+
+    def parse(self, payload, off, obj):
+        values = self.unpack(payload, off)
+        if self.flat:
+            obj.update(zip(self.names, values))
+        else:
+            it = iter(values)
+            obj.update(zip(self.names, [m(it) for m in self.makes]))
+        return off + self.size
+
+
+class _Dependent:
+    """Array(this.n, fixed), Bytes(this.n), Switch(this.k, {k: struct}, Pass)."""
+
+    def __init__(self, name, sc):
+        self.name = name
+        if isinstance(sc, cs.Array) and callable(sc.count):
+            fmt, self.make = _fixed(sc.subcon)
+            self.item = struct.calcsize("<" + fmt)
+            self.fmt = fmt
+            self.count = sc.count
+            self.parse = self._array
+        elif isinstance(sc, cs.Bytes) and callable(sc.length):
+            self.length = sc.length
+            self.parse = self._bytes
+        elif isinstance(sc, cs.Switch) and callable(sc.keyfunc) \
+                and isinstance(sc.default, cs.Pass.__class__):
+            self.key = sc.keyfunc
+            self.cases = {k: _Layout(_bare(c)) for k, c in sc.cases.items()
+                          if isinstance(_bare(c), cs.Struct)}
+            if len(self.cases) != len(sc.cases):
+                raise _Variable
+            self.parse = self._switch
+        else:
+            raise _Variable
+
+    def _array(self, payload, off, obj):
+        n = self.count(obj)
+        if not isinstance(n, int) or n < 0:
+            raise ValueError("count")
+        values = struct.unpack_from("<" + (f"{n}{self.fmt}" if len(self.fmt) == 1
+                                           else self.fmt * n), payload, off)
+        if self.make is None:
+            obj[self.name] = cs.ListContainer(values)
+        else:
+            it = iter(values)
+            obj[self.name] = cs.ListContainer(self.make(it) for _ in range(n))
+        return off + n * self.item
+
+    def _bytes(self, payload, off, obj):
+        n = self.length(obj)
+        if not isinstance(n, int) or n < 0 or off + n > len(payload):
+            raise ValueError("length")
+        obj[self.name] = payload[off:off + n]
+        return off + n
+
+    def _switch(self, payload, off, obj):
+        case = self.cases.get(self.key(obj))
+        if case is None:
+            obj[self.name] = None
+            return off
+        value, used = case.parse(payload[off:])
+        obj[self.name] = value
+        return off + used
+
+
+def _fixed(sc):
+    """(format string without byte order, make(values) or None for a scalar) of a
+    field of fixed layout, or _Variable."""
+    sc = _bare(sc)
+    if isinstance(sc, cs.FormatField):
+        if sc.fmtstr[0] != "<" or len(sc.fmtstr) != 2:
+            raise _Variable
+        return sc.fmtstr[1], None
+    if isinstance(sc, cs.Bytes) and isinstance(sc.length, int):
+        return f"{sc.length}s", None
+    if isinstance(sc, cs.Struct):
+        names, fmt, makes = ["_io"], [], []
+        for sub in sc.subcons:
+            if not sub.name:
+                raise _Variable
+            f, make = _fixed(sub)
+            names.append(sub.name)
+            fmt.append(f)
+            makes.append(make or next)
+        n = len(makes)
+        if all(m is next for m in makes):
+            return "".join(fmt), lambda it: Container(zip(names, (None, *islice(it, n))))
+        return "".join(fmt), lambda it: Container(zip(names, (None, *(m(it) for m in makes))))
+    if isinstance(sc, cs.Array) and isinstance(sc.count, int):
+        f, make = _fixed(sc.subcon)
+        count = sc.count
+        if make is None:
+            return f * count, lambda it: cs.ListContainer(islice(it, count))
+        return f * count, lambda it: cs.ListContainer(make(it) for _ in range(count))
+    raise _Variable
 
 
 def _short(e: ConstructError, name: str, size: int) -> str:

@@ -50,7 +50,8 @@ def parse_rows(abi: Abi, data: bytes, count: int) -> list:
     if count < 0 or len(data) < count * size:
         raise PayloadError(f"pids array of {len(data)} bytes is too short for {count} tasks "
                            f"of {size} bytes")
-    return [st.parse(data[i * size:(i + 1) * size]) for i in range(count)]
+    name = row_struct(abi)
+    return [abi.parse(name, data[i * size:(i + 1) * size]) for i in range(count)]
 
 
 def build_rows(abi: Abi, rows: Iterable[dict]) -> bytes:

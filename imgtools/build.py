@@ -8,6 +8,7 @@ and a BUFFER or STRING means what the record before it announced.
 from __future__ import annotations
 
 import struct
+import sys
 from array import array
 from typing import Callable
 
@@ -71,22 +72,28 @@ class Builder:
     # -- driving ------------------------------------------------------------
     def run(self) -> Image:
         img = self.img
-        for rec in self.r.records():
-            name = self.r.name_of(rec)
+        reader, on_record = self.r, self.on_record
+        by_type: dict[int, tuple] = {}      # record type -> (name, handler, kind, parsed?)
+        for rec in reader.records():
+            how = by_type.get(rec.type)
+            if how is None:
+                name = reader.name_of(rec)
+                how = by_type[rec.type] = (name, getattr(self, "on_" + name, None),
+                                           self.obj_kind_of_record.get(name),
+                                           name in self.abi.structs)
+            name, handler, kind, parsed = how
             img.records += 1
             img.size = rec.offset + rec.len
             if self.expect:
                 self._announced(rec, name)
-            handler = getattr(self, "on_" + name, None)
             if handler is None:
                 img.opaque[name] = img.opaque.get(name, 0) + 1
             else:
-                value = self.r.parse(rec) if self.abi.struct(name) is not None else None
-                kind = self.obj_kind_of_record.get(name)
+                value = reader.parse(rec, name) if parsed else None
                 ref = self._bind(kind, rec) if kind else None
                 handler(rec, value, ref)
-            if self.on_record is not None:
-                self.on_record(rec)
+            if on_record is not None:
+                on_record(rec)
             self.last = name
         self._resolve_refs()
         return img
@@ -290,7 +297,10 @@ class Builder:
     # -- signals ------------------------------------------------------------
     def on_signal(self, rec, v, ref):
         sig = getattr(self, "expect_signal", 0)
-        s = Signal(sig, plain(v))
+        fields = plain(v)
+        if "rlim" in fields:        # 16 (cur, max) pairs per process, held compactly
+            fields["rlim"] = tuple((r["rlim_cur"], r["rlim_max"]) for r in fields["rlim"])
+        s = Signal(sig, fields)
         self.signal = s
         self.expect_signal = 0
         if sig:
@@ -400,7 +410,11 @@ class Builder:
             raise SchemaError(f"page buffer of {rec.size} bytes does not hold the {n} pages "
                               f"its PGARR announced ({n * (w + 4096)} bytes)",
                               offset=rec.offset, record="BUFFER")
-        addrs = array("Q", struct.unpack(f"<{n}{'Q' if w == 8 else 'I'}", rec.read(n * w)))
+        addrs = array("Q")
+        if w == 8 and sys.byteorder == "little":
+            addrs.frombytes(rec.read(n * w))        # the image's words, as they are
+        else:
+            addrs.extend(struct.unpack(f"<{n}{'Q' if w == 8 else 'I'}", rec.read(n * w)))
         self.img.pages += n
         if vma is not None:
             vma.batches.append(PageBatch(addrs, rec.payload_offset + n * w))

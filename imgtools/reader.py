@@ -126,11 +126,12 @@ class ImageReader:
             return "pipe_data"
         return self.abi.type_name(rec.type) or f"type_{rec.type}"
 
-    def parse(self, rec: Record):
-        """Parse a record's payload with its version's struct (None if opaque)."""
-        name = self.name_of(rec)
-        st = self.abi.struct(name)
-        if st is None:
+    def parse(self, rec: Record, name: str | None = None):
+        """Parse a record's payload with its version's struct (None if opaque);
+        ``name``: the record's name, if the caller has it already."""
+        if name is None:
+            name = self.name_of(rec)
+        if name not in self.abi.structs:
             return None
         try:
             return self.abi.parse(name, rec.data())

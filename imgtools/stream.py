@@ -46,7 +46,7 @@ class Source:
             if self.seekable:
                 self.pos = f.tell()
             elif stat.S_ISFIFO(st.st_mode):
-                _grow_pipe(f.fileno())
+                grow_pipe(f.fileno())
         except (AttributeError, OSError, io.UnsupportedOperation):
             self.seekable = bool(getattr(f, "seekable", lambda: False)())
             self.size = None
@@ -57,6 +57,13 @@ class Source:
 
     def read(self, n: int) -> bytes:
         """Up to ``n`` bytes (fewer only at end of stream)."""
+        if n <= CHUNK:                  # a header or a small payload: one read, mostly
+            data = self.f.read(n)
+            if len(data) == n or not data:
+                self.pos += len(data)
+                return data
+            self.pos += len(data)       # a pipe gave less: the rest as it comes
+            return data + self.read(n - len(data))
         parts = []
         want = n
         while want > 0:
@@ -102,8 +109,8 @@ class Source:
         return None if self.size is None else self.size - self.pos
 
 
-def _grow_pipe(fd: int) -> None:
-    """Ask for a 1 MiB pipe buffer: fewer, larger reads when draining page data."""
+def grow_pipe(fd: int) -> None:
+    """Ask for a 1 MiB pipe buffer: fewer, larger reads and writes of page data."""
     try:
         fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), CHUNK)
     except OSError:
@@ -200,10 +207,12 @@ class RecordReader:
         return self
 
     def __next__(self) -> Record:
-        if self._last is not None:
-            self._last.finish()
-            if self.unframed is not None and self._last.type != PIPE_DATA:
-                self._pending_raw = self.unframed(self._last)
+        last = self._last
+        if last is not None:
+            if last._left:
+                last.finish()
+            if self.unframed is not None and last.type != PIPE_DATA:
+                self._pending_raw = self.unframed(last)
             self._last = None
         src = self.src
         if self._pending_raw:
@@ -212,10 +221,13 @@ class RecordReader:
             self._last = rec
             return rec
         offset = src.pos
-        head = src.read(HDR_SIZE)
-        if not head:
-            raise StopIteration
+        head = src.f.read(HDR_SIZE)
+        src.pos += len(head)
+        if 0 < len(head) < HDR_SIZE:    # a raw pipe gave less: the rest as it comes
+            head += src.read(HDR_SIZE - len(head))
         if len(head) < HDR_SIZE:
+            if not head:
+                raise StopIteration
             raise FramingError(f"truncated record header ({len(head)} of 8 bytes)",
                                offset=offset)
         rtype, length = HDR.unpack(head)
@@ -223,6 +235,18 @@ class RecordReader:
             raise FramingError(f"record type {rtype} has len {length}, less than its 8-byte "
                                f"header", offset=offset)
         size = length - HDR_SIZE
+        if size <= INLINE_MAX and (src.size is None or size <= src.size - src.pos):
+            # the common case, inline: a small payload read whole now
+            payload = src.f.read(size) if size else b""
+            src.pos += len(payload)
+            if 0 < len(payload) < size:
+                payload += src.read(size - len(payload))
+            if len(payload) != size:
+                raise FramingError(f"truncated: payload of record type {rtype} needs {size} "
+                                   f"bytes, stream ends after {len(payload)}",
+                                   offset=offset + HDR_SIZE)
+            rec = self._last = Record(rtype, length, offset, src, payload)
+            return rec
         left = src.remaining()
         if left is not None and size > left:
             raise FramingError(f"record type {rtype} has len {length} but only {left} bytes "

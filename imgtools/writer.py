@@ -48,6 +48,14 @@ class ImageWriter:
         self.pos += len(data)
         self._open -= len(data)
 
+    def skip(self, n: int) -> None:
+        """Count ``n`` payload bytes written to ``out`` past this writer (a kernel copy
+        into its file descriptor, after a flush)."""
+        if n > self._open:
+            raise RuntimeError("payload longer than announced")
+        self.pos += n
+        self._open -= n
+
     def unframed(self, data: bytes) -> None:
         """Bytes outside any record (v17 pipe data)."""
         if self._open:

@@ -752,10 +752,11 @@ def _set_addr(img: Img, i: int, k: int, addr: int) -> Img:
 
 
 @pytest.mark.parametrize("version,arch", [("v17", "i386"), ("v23", "x86_64")])
-def test_page_align(version, arch):
+@pytest.mark.parametrize("addr", [0x600008, 0x600100, 0x600800])   # low byte, then bits 8-11
+def test_page_align(version, arch, addr):
     img = Img.of(version, arch)
     i, _ = _pages(img, 0)
-    only(_set_addr(img, i, 0, 0x600008), "mm.page-align")
+    only(_set_addr(img, i, 0, addr), "mm.page-align")
 
 
 @pytest.mark.parametrize("version,arch", [("v17", "i386"), ("v23", "x86_64")])

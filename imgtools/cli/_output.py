@@ -1,21 +1,62 @@
-"""Output sinks: data to stdout (rich tables or JSON), diagnostics and progress to stderr."""
+"""Output sinks: data to stdout (tables, lines or JSON), diagnostics and progress to stderr.
+
+rich draws only for a terminal. Into a pipe or a file the same text is written directly,
+aligned as rich would align it, so a command that prints no terminal output never
+imports rich (start-up) and a table of 20,000 rows costs no layout engine (issue 11)."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from contextlib import contextmanager
-from typing import Iterable
+from typing import Iterable, Union
 
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                           TimeRemainingColumn, TransferSpeedColumn)
-from rich.table import Table
+# A line is made of parts: plain text, or (text, rich style) drawn in that style on a
+# terminal. No markup: image strings can never be read as style tags.
+Part = Union[str, "tuple[str, str]"]
 
-out = Console(highlight=False, soft_wrap=True)
-if not out.is_terminal:
-    out.width = 400         # a pipe or file: long paths stay on one line
-err = Console(stderr=True, highlight=False)
+PLAIN_WIDTH = 400           # a pipe or file: long paths stay on one line
+_GAP = "  "                 # between columns: rich's padding (0, 1) without the edges
+
+
+def _drawn(stream) -> bool:
+    """Whether rich would treat ``stream`` as a terminal (the variables it honours
+    make it decide, so the output is rich's own)."""
+    if "TTY_COMPATIBLE" in os.environ or "FORCE_COLOR" in os.environ:
+        return True
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def __getattr__(name: str):
+    """``out`` / ``err``: the rich consoles, made (and rich imported) on first use."""
+    if name in ("out", "err"):
+        from rich.console import Console
+        console = Console(stderr=name == "err", highlight=False,
+                          soft_wrap=name == "out")
+        if name == "out" and not console.is_terminal:
+            console.width = PLAIN_WIDTH
+        globals()[name] = console
+        return console
+    raise AttributeError(name)
+
+
+def _safe(text: str) -> str:
+    """printable() line by line: a text of several lines stays several lines."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
+def say(*parts: Part) -> None:
+    """One line on stdout; image text in it cannot reach the terminal raw (printable)."""
+    parts = tuple(_safe(p) if isinstance(p, str) else (_safe(p[0]), p[1]) for p in parts)
+    if not _drawn(sys.stdout):
+        sys.stdout.write("".join(p if isinstance(p, str) else p[0] for p in parts) + "\n")
+        return
+    from rich.text import Text
+    out = __getattr__("out")
+    out.print(Text.assemble(*parts))
 
 
 def printable(text: str) -> str:
@@ -43,6 +84,7 @@ def plural(n: int, word: str) -> str:
 
 def shown(text) -> str:
     """printable() for rich markup: image text inside a string that out.print renders."""
+    from rich.markup import escape
     return escape(printable(str(text)))
 
 
@@ -61,15 +103,50 @@ def _jsonable(o):
 
 def table(rows: Iterable[dict], columns: list[tuple[str, str]], title: str | None = None,
           fmt: dict | None = None) -> None:
-    """Rows of plain dicts as a rich table; ``columns`` = [(key, heading)]."""
+    """Rows of plain dicts as an aligned table; ``columns`` = [(key, heading)]. The
+    cells are formatted as the rows arrive; only their text is held, for the widths."""
     fmt = fmt or {}
+    show_header = any(h for _, h in columns)
+    formats = [(k, fmt.get(k, _cell)) for k, _ in columns]
+    cells = [[printable(f(row.get(k))) for k, f in formats] for row in rows]
+    if _drawn(sys.stdout) or not _plain_table(cells, columns, title, show_header):
+        _rich_table(cells, columns, title, show_header)
+
+
+def _plain_table(cells: list[list[str]], columns, title, show_header) -> bool:
+    """The table rich draws with box=None, pad_edge=False at PLAIN_WIDTH columns, written
+    directly; False where rich would do more than pad (a wide character, a control
+    character, a line too long to fit), so that rich draws it as before."""
+    heads = [h for _, h in columns]
+    widths = [len(h) if show_header else 0 for h in heads]
+    for row in cells:
+        for i, c in enumerate(row):
+            if not (c.isascii() and c.isprintable()):
+                return False
+            if len(c) > widths[i]:
+                widths[i] = len(c)
+    if sum(widths) + len(_GAP) * (len(widths) - 1) > PLAIN_WIDTH:
+        return False
+    write = sys.stdout.write
+    if title:
+        write(title + "\n")
+    if show_header:
+        write(_GAP.join(h.ljust(w) for h, w in zip(heads, widths)) + "\n")
+    for row in cells:
+        write(_GAP.join(c.ljust(w) for c, w in zip(row, widths)) + "\n")
+    return True
+
+
+def _rich_table(cells, columns, title, show_header) -> None:
+    from rich.markup import escape
+    from rich.table import Table
     t = Table(title=title, title_justify="left", box=None, header_style="bold",
-              pad_edge=False, show_header=any(h for _, h in columns))
+              pad_edge=False, show_header=show_header)
     for _, heading in columns:
         t.add_column(heading, overflow="fold")
-    for row in rows:
-        t.add_row(*(shown(fmt.get(k, _cell)(row.get(k))) for k, _ in columns))
-    out.print(t)
+    for row in cells:
+        t.add_row(*(escape(c) for c in row))
+    __getattr__("out").print(t)
 
 
 def _cell(v) -> str:
@@ -86,19 +163,32 @@ def hexa(v) -> str:
 
 @contextmanager
 def progress(description: str, total: int | None):
-    """A byte progress bar on stderr (one final line when stderr is not a terminal);
-    yields an ``advance(n)`` callable."""
+    """A byte progress bar on stderr when it is a terminal (nothing otherwise, and rich
+    is not imported); yields an ``advance(n)`` callable."""
+    if not _drawn(sys.stderr):
+        yield _ignore
+        return
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
+                               TimeRemainingColumn, TransferSpeedColumn)
     p = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                 TransferSpeedColumn(), TimeRemainingColumn(), console=err, transient=True,
-                 disable=not err.is_terminal)
+                 TransferSpeedColumn(), TimeRemainingColumn(), console=__getattr__("err"),
+                 transient=True)
     with p:
         task = p.add_task(description, total=total)
         yield lambda n: p.advance(task, n)
 
 
+def _ignore(n: int) -> None:
+    pass
+
+
 @contextmanager
 def record_progress(reader):
-    """A byte progress bar over an image's records; yields the ``on_record`` callback."""
+    """A byte progress bar over an image's records; yields the ``on_record`` callback
+    (None when no bar is drawn, so the reader pays for no call per record)."""
+    if not _drawn(sys.stderr):
+        yield None
+        return
     with progress(f"reading {reader.name}", reader.src.size) as advance:
         done = 0
 

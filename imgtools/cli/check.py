@@ -5,10 +5,10 @@ import difflib
 from typing import Annotated, Optional
 
 import typer
-from .. import check as checker
+
 from ..errors import UsageError
 from ._errors import EXIT_INVALID, EXIT_OK, handled
-from ._output import emit_json, out, shown
+from ._output import emit_json, say
 from ._params import ArchOpt, FormatOpt, JsonOpt
 
 OptImageArg = Annotated[Optional[str], typer.Argument(
@@ -26,6 +26,7 @@ def check(image: OptImageArg = None, json: JsonOpt = False, format: FormatOpt = 
     """Check an image: framing, objrefs, loops, task tree, memory, files, ERROR records.
 
     Exit 0 when sound (notes and warnings allowed), 3 when any finding is an error."""
+    from .. import check as checker         # here: start-up builds no checker
     if codes:
         _codes(json)
         return
@@ -51,15 +52,17 @@ def _print(image: str, findings: list) -> None:
         style = _STYLE[f.severity]
         off = "-" if f.offset is None else str(f.offset)
         task = "-" if f.task is None else str(f.task)
-        out.print(f"[{style}]{f.severity:<7}[/{style}] @{off:<10} {shown(f.record or '-'):<14} "
-                  f"pid {task:<7} [bold]{f.code}[/bold]: {shown(f.message)}")
-    n = {s: sum(1 for f in findings if f.severity == s) for s in checker.SEVERITIES}
-    verdict = "[bold red]NOT SOUND[/bold red]" if n["error"] else "[bold green]sound[/bold green]"
-    out.print(f"{shown(image)}: {verdict} ({n['error']} errors, {n['warning']} warnings, "
-              f"{n['note']} notes)")
+        say((f"{f.severity:<7}", style), f" @{off:<10} {f.record or '-':<14} pid {task:<7} ",
+            (f.code, "bold"), f": {f.message}")
+    from ..check import SEVERITIES
+    n = {s: sum(1 for f in findings if f.severity == s) for s in SEVERITIES}
+    verdict = ("NOT SOUND", "bold red") if n["error"] else ("sound", "bold green")
+    say(f"{image}: ", verdict, f" ({n['error']} errors, {n['warning']} warnings, "
+        f"{n['note']} notes)")
 
 
 def _explain(code: str, json: bool) -> None:
+    from .. import check as checker
     if code not in checker.CODES:
         near = difflib.get_close_matches(code, checker.CODES, n=3)
         hint = f" (did you mean {', '.join(near)}?)" if near else " (see --codes)"
@@ -68,17 +71,18 @@ def _explain(code: str, json: bool) -> None:
     if json:
         emit_json({"code": code, "severity": sev, "title": title, "explanation": text})
         return
-    out.print(f"[bold]{code}[/bold] ([{_STYLE[sev]}]{sev}[/{_STYLE[sev]}]): {shown(title)}")
-    out.print(shown(text))
+    say((code, "bold"), " (", (sev, _STYLE[sev]), f"): {title}")
+    say(text)
 
 
 def _codes(json: bool) -> None:
+    from .. import check as checker
     if json:
         emit_json([{"code": c, "severity": s, "title": t}
                    for c, (s, t, _) in checker.CODES.items()])
         return
     for c, (s, t, _) in checker.CODES.items():
-        out.print(f"{c:<26} [{_STYLE[s]}]{s:<7}[/{_STYLE[s]}] {shown(t)}")
+        say(f"{c:<26} ", (f"{s:<7}", _STYLE[s]), f" {t}")
 
 
 def register(app: typer.Typer) -> None:

@@ -6,10 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import codec
 from ..errors import UsageError
-from ..reader import open_image
-from ._private import private_binary_output, private_text_output
+from ._atomic import binary_output, text_output
 from ._errors import handled
 from ._output import record_progress
 from ._params import ArchOpt, FormatOpt, ImageArg, OutputOpt
@@ -21,7 +19,9 @@ def decode(image: ImageArg, output: OutputOpt = None,
            = False,
            format: FormatOpt = None, arch: ArchOpt = None) -> None:
     """Image -> JSON, one record per line; pages as base64 unless --no-pages."""
-    with open_image(image, format, arch) as reader, private_text_output(output) as out:
+    from .. import codec
+    from ..reader import open_image
+    with open_image(image, format, arch) as reader, text_output(output, (image,)) as out:
         with record_progress(reader) as on_record:
             codec.decode(reader, out.write, pages=not no_pages, on_record=on_record)
 
@@ -32,6 +32,7 @@ def encode(document: Annotated[str, typer.Argument(
            format: Annotated[Optional[str], typer.Option(
                "--format", help="ABI to encode with instead of the document's")] = None) -> None:
     """JSON (from decode) -> image, byte-identical to the decoded one."""
+    from .. import codec
     if document == "-":
         src = sys.stdin
     else:
@@ -40,7 +41,7 @@ def encode(document: Annotated[str, typer.Argument(
         except OSError as e:
             raise UsageError(f"cannot open {document}: {e.strerror}") from None
     try:
-        with private_binary_output(output) as out:
+        with binary_output(output, inputs=(document,)) as out:
             codec.encode(src, out, format)
     finally:
         if src is not sys.stdin:

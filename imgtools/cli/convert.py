@@ -1,38 +1,40 @@
 """convert / upgrade / downgrade: rewrite an image in another ABI version.
 
-The image is streamed through the conversion steps into a temporary file (in
-the target's directory, or an anonymous one when the output is stdout) and only
-moved into place (``os.replace``) or copied to stdout once the conversion went
-through: a refused or failed conversion leaves nothing behind.
+The image is streamed through the conversion steps straight into the output (stdout,
+a device or FIFO, or a new file that replaces ``-o FILE`` only on success, see
+``_atomic``). Unless losses are allowed, a file input is first read for its metadata
+(page data seeked over) to refuse a lossy conversion before anything is written; a pipe
+cannot be read twice, so there a late loss ends a direct output early.
 """
 from __future__ import annotations
 
 import json as jsonlib
-import os
-import shutil
 import sys
-import tempfile
-from typing import Annotated
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 import formats
-from converters import LossRefused, Report, convert
-from converters.chain import describe_path
 
 from ..errors import UsageError
-from ..reader import open_image
-from ..stream import CHUNK
+from ._atomic import Target, opened
 from ._errors import EXIT_INVALID, handled
-from ._output import err, printable, progress
+from ._output import progress
 from ._params import ArchOpt, FormatOpt, ImageArg, JsonOpt, OutputOpt
+
+if TYPE_CHECKING:
+    from converters import Report
 
 ToOpt = Annotated[str, typer.Option("--to", help="target ABI version (see 'imgtools versions')",
                                     metavar="VERSION")]
 UpToOpt = Annotated[str, typer.Option("--to", help="target ABI version (default: the newest)",
                                       metavar="VERSION")]
 AllowLossOpt = Annotated[bool, typer.Option(
-    "--allow-loss", help="convert even if information is dropped, and list what was")]
+    "--allow-loss", help="convert even if information is dropped, and list what was. "
+                         "Without it a lossy conversion writes nothing, except from a pipe "
+                         "to stdout, a device or a FIFO, where the output stops at the "
+                         "first loss")]
 SHOWN = 50
 
 
@@ -80,6 +82,8 @@ def run(image: str, to: str, output: str | None, fmt: str | None, arch: str | No
     if arch is not None and arch not in formats.ARCHES:
         raise UsageError(f"--arch: unknown architecture {arch!r} (known: "
                          f"{', '.join(formats.ARCHES)})")
+    from converters import LossRefused, convert     # here: start-up loads no converter
+    from ..reader import open_image
     to_stdout = output in (None, "-")
     if to_stdout and sys.stdout.isatty():
         raise UsageError("refusing to write a binary image to a terminal; use -o FILE or "
@@ -93,68 +97,58 @@ def run(image: str, to: str, output: str | None, fmt: str | None, arch: str | No
         if direction == "down" and order(target) > order(src):
             raise UsageError(f"downgrade: {target} is newer than the image's {src} (use "
                              f"'upgrade' or 'convert')")
-        out = _Output(output)
+        target_file = None if to_stdout else Target(output, (image,))
+        seekable = reader.src.seekable
+        if not allow_loss and seekable:
+            # Losses are found in the metadata: a first pass that skips the page data
+            # refuses before anything is written, at the cost of reading the records.
+            try:
+                convert(reader, None, target)
+            except LossRefused as e:
+                _refuse(e, image, src, target, output, as_json, written=False)
+            reader = _reopen(reader, fmt, arch)
         try:
-            with progress(f"{src} -> {target}", reader.src.size) as advance:
-                report = convert(reader, out.f, target, allow_loss=allow_loss,
+            with _output(output, target_file) as out, \
+                    progress(f"{src} -> {target}", reader.src.size) as advance:
+                report = convert(reader, out, target, allow_loss=allow_loss,
                                  progress=advance)
         except LossRefused as e:
-            out.discard()
-            _show(e.report, output, as_json)
-            err.print(f"imgtools: refusing to convert {image} from {src} to {target}: "
-                      f"{e.report.loss_count} loss{'es' if e.report.loss_count != 1 else ''} "
-                      f"(listed above); nothing was written. Use --allow-loss to convert "
-                      f"anyway.", markup=False, highlight=False, soft_wrap=True)
-            raise typer.Exit(EXIT_INVALID) from None
-        except BaseException:
-            out.discard()
-            raise
-        out.commit()
+            # a pipe found to lose information late: a direct output holds the image
+            # up to the first loss (an -o file was not replaced)
+            _refuse(e, image, src, target, output, as_json,
+                    written=to_stdout or target_file.direct)
     _show(report, output, as_json)
     return report
 
 
-class _Output:
-    """A temporary file that becomes the output (rename, or copy to stdout) on commit."""
+def _reopen(reader, fmt, arch):
+    """The same image from its first byte (the input is a regular file)."""
+    from ..reader import ImageReader
+    f = reader.src.f
+    f.seek(0)
+    return ImageReader(f, reader.name, fmt, arch)
 
-    def __init__(self, output: str | None):
-        self.path = None if output in (None, "-") else output
-        self.tmp = None
-        if self.path is None:
-            self.f = tempfile.TemporaryFile(prefix="imgtools-convert-")
-            return
-        if os.path.isdir(self.path):
-            raise UsageError(f"cannot write {self.path}: is a directory")
-        folder = os.path.dirname(os.path.abspath(self.path))
-        try:
-            fd, self.tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(self.path)}.",
-                                            suffix=".tmp")
-        except OSError as e:
-            raise UsageError(f"cannot write {self.path}: {e.strerror}") from None
-        self.f = os.fdopen(fd, "wb")     # mkstemp's 0600: an image holds process memory
 
-    def commit(self) -> None:
-        if self.path is None:
-            self.f.flush()
-            self.f.seek(0)
-            shutil.copyfileobj(self.f, sys.stdout.buffer, CHUNK)
-            sys.stdout.buffer.flush()
-            self.f.close()
-            return
-        self.f.close()
-        os.replace(self.tmp, self.path)
-        self.tmp = None
+@contextmanager
+def _output(output: str | None, target: Target | None):
+    if target is None:
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    with opened(target, "wb") as f:
+        yield f
 
-    def discard(self) -> None:
-        try:
-            self.f.close()
-        finally:
-            if self.tmp is not None:
-                try:
-                    os.unlink(self.tmp)
-                except FileNotFoundError:
-                    pass
-                self.tmp = None
+
+def _refuse(e, image: str, src: str, target: str, output: str | None, as_json: bool,
+            written: bool) -> None:
+    _show(e.report, output, as_json)
+    n = e.report.loss_count
+    what = ("the output holds the image only up to the first loss (a pipe cannot be read "
+            "twice to find the losses first)") if written else "nothing was written"
+    _say_err(f"imgtools: refusing to convert {image} from {src} to {target}: {n} "
+             f"loss{'es' if n != 1 else ''} (listed above); {what}. Use --allow-loss to "
+             f"convert anyway.")
+    raise typer.Exit(EXIT_INVALID) from None
 
 
 def _show(report: Report, output: str | None, as_json: bool) -> None:
@@ -168,9 +162,7 @@ def _show(report: Report, output: str | None, as_json: bool) -> None:
         stream.flush()
         return
 
-    def say(text: str) -> None:
-        err.print(printable(text), markup=False, highlight=False, soft_wrap=True)
-
+    say = _say_err
     for n in report.notes:
         say(f"note: {n}")
     for lo in report.losses[:SHOWN]:
@@ -188,4 +180,9 @@ def _show(report: Report, output: str | None, as_json: bool) -> None:
         f"{report.bytes_out} bytes written{lost}")
 
 
-__all__ = ["register", "run", "describe_path"]
+def _say_err(text: str) -> None:
+    from ._output import err, printable
+    err.print(printable(text), markup=False, highlight=False, soft_wrap=True)
+
+
+__all__ = ["register", "run"]

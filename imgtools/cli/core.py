@@ -4,25 +4,23 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import shutil
-import signal
 import stat
-import subprocess
 import sys
-import tempfile
 from contextlib import contextmanager
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from ..core import CorePlan, UnsupportedImage, plan_core, processes, write_core
 from ..errors import UsageError
 from ._private import private_binary_output
 from ._errors import EXIT_INVALID, fail, handled
 from ._image import load
 from ._gdbpipe import gdb_reader, pipe_readers, remove_when_read
 from ._output import printable, progress
-from ._params import ArchOpt, FormatOpt, ImageArg
+from ._params import OUTPUT_HELP, ArchOpt, FormatOpt, ImageArg
+
+if TYPE_CHECKING:
+    from ..core import CorePlan
 
 CorePidOpt = Annotated[Optional[int], typer.Option(
     "--pid", help="the process to dump (a thread id names its process); default: the "
@@ -47,6 +45,7 @@ def _image_file(image: str):
         src.close()
         yield image
         return
+    import tempfile
     fd, path = tempfile.mkstemp(prefix="imgtools-stdin-", suffix=".img")
     try:
         with progress(f"spooling {name}", None) as advance:
@@ -107,6 +106,7 @@ def _check_layout(xstate_layout: str) -> None:
 @contextmanager
 def _plans(image: str, format: str | None, arch: str | None):
     """Yields (model, make_plan(pid, layout), page source fd)."""
+    from ..core import UnsupportedImage, plan_core    # here: start-up reads no format
     with _image_file(image) as path, load(path, format, arch) as (_, img):
         if not img.tail:
             _warn("the image ends without its TAIL record (truncated?): the core holds what "
@@ -129,6 +129,7 @@ def _plans(image: str, format: str | None, arch: str | None):
 def _write(plan: CorePlan, src: int, out) -> int:
     for w in plan.warnings:
         _warn(w)
+    from ..core import write_core
     with progress(f"core of {plan.pid}", plan.data_bytes) as advance:
         return write_core(plan, src, out, advance)
 
@@ -136,7 +137,8 @@ def _write(plan: CorePlan, src: int, out) -> int:
 def to_core(image: ImageArg,
             output: Annotated[Optional[str], typer.Option(
                 "-o", "--output", help="core file (a directory: DIR/core.PID); absent or '-' = "
-                                       "stdout, which must not be a terminal",
+                                       "stdout, which must not be a terminal. "
+                                       f"{OUTPUT_HELP}",
                 metavar="FILE")] = None,
             pid: CorePidOpt = None,
             all_: Annotated[bool, typer.Option(
@@ -162,6 +164,10 @@ def to_core(image: ImageArg,
     their backtraces and the registers, and the file is removed when gdb exits. Any
     other reader of the pipe gets the core itself. For gdb at a prompt: 'imgtools
     debug IMG'.
+
+    IMG '-' (stdin) is copied to a temporary file in $TMPDIR first (splice from a
+    pipe): the core's notes come before its page data, but in the image the
+    registers follow the pages, so the page data has to be seen twice.
     """
     _check_layout(xstate_layout)
     if all_ and pid is not None:
@@ -183,6 +189,7 @@ def to_core(image: ImageArg,
                 os.makedirs(output, exist_ok=True)
             except OSError as e:
                 raise UsageError(f"cannot create {output}: {e.strerror}") from None
+            from ..core import processes
             procs = processes(img)
             if not procs:
                 raise fail("cannot make a core: the image holds no process with memory to "
@@ -190,7 +197,7 @@ def to_core(image: ImageArg,
             for t in procs:
                 path = os.path.join(output, f"core.{t.pid}")
                 plan = make(t.pid, xstate_layout)
-                with private_binary_output(path) as out:
+                with private_binary_output(path, inputs=(image,)) as out:
                     _write(plan, src, out)
                 _summary(path, plan)
             return
@@ -200,7 +207,7 @@ def to_core(image: ImageArg,
         reader = gdb_reader() if to_stdout and not gdb_script else None
         if gdb_script or reader is not None:
             return _core_for_gdb(plan, src, None if to_stdout else output)
-        with private_binary_output(output) as out:
+        with private_binary_output(output, inputs=(image,)) as out:
             _write(plan, src, out)
         if not to_stdout:
             _summary(output, plan)
@@ -355,6 +362,8 @@ def debug(image: ImageArg, pid: CorePidOpt = None,
     'imgtools debug IMG --batch -ex bt' or 'imgtools debug IMG -- -batch -ex bt'.
     gdb's exit status is returned.
     """
+    import shutil
+    import tempfile
     _check_layout(xstate_layout)
     gdb_path = shutil.which(gdb)
     if gdb_path is None:
@@ -379,6 +388,8 @@ def debug(image: ImageArg, pid: CorePidOpt = None,
 
 def _run_gdb(argv: list[str], stdin_was_image: bool) -> int:
     """gdb in the foreground; Ctrl-C belongs to gdb while it runs."""
+    import signal
+    import subprocess
     stdin = None
     if stdin_was_image:             # the image came on stdin: talk to the terminal instead
         try:

@@ -10,7 +10,6 @@ import typer
 
 from formats import NATIVE, abi
 
-from .. import engine
 from ..stream import HDR, HDR_SIZE
 from ._private import private_binary_output
 from ._errors import EXIT_INVALID, fail, handled
@@ -45,6 +44,7 @@ def dump(pid: Annotated[str, typer.Argument(help="root of the process tree to ch
     Every thread is stopped for the dump and resumed afterwards; a failed or interrupted
     dump leaves the processes running as before. The file is written atomically."""
     number = parse_pid(pid)
+    from .. import engine
     try:
         # a path is written atomically: the image appears only when the dump produced one
         # (complete, or complete with ERROR records: a partial dump is kept, exit 3)

@@ -3,15 +3,11 @@ from __future__ import annotations
 
 import typer
 
-import formats
-
 from .. import views
 from ..errors import UsageError
-from ..reader import open_image
-from ..stream import PIPE_DATA
 from ._errors import handled
 from ._image import load
-from ._output import emit_json, hexa, out, plural, shown, table
+from ._output import emit_json, hexa, plural, say, table
 from ._params import ArchOpt, FormatOpt, ImageArg, JsonOpt, PidOpt
 
 
@@ -34,8 +30,12 @@ def info(image: ImageArg, json: JsonOpt = False, format: FormatOpt = None,
             ("size", f"{data['size']} bytes"), ("tail", "present" if data["tail"] else "MISSING"),
             ("errors", len(data["errors"]))]
     table(({"k": k, "v": v} for k, v in rows), [("k", ""), ("v", "")])
-    for e in data["errors"]:
-        out.print(f"[red]ERROR[/red] @{e['offset']}: {shown(e['message'])}")
+    _errors(data["errors"])
+
+
+def _errors(errors: list[dict]) -> None:
+    for e in errors:
+        say(("ERROR", "red"), f" @{e['offset']}: {e['message']}")
 
 
 # Columns of the listings: (key, heading); and how some cells are shown.
@@ -72,7 +72,7 @@ def ps(image: ImageArg, json: JsonOpt = False, format: FormatOpt = None,
         with load(image, format, arch) as (_, img):
             lines = tree_lines(views.ps(img))
         for line in lines:
-            out.print(line, markup=False, highlight=False)
+            say(line)
         return
     _listing(image, format, arch, json, views.ps, PS_COLUMNS)
 
@@ -106,43 +106,56 @@ def show(image: ImageArg, records: bool = typer.Option(
             chosen = [t for t in img.tasks if t.pid == pid]
             if not chosen:
                 raise UsageError(f"no task with pid {pid} in the image")
+        if not json:
+            return _show_text(image, img, chosen, pid)
         data = {"info": views.info(img),
                 "tasks": [r for r in views.ps(img) if pid in (None, r["pid"])],
                 "detail": [views.task_detail(img, t) for t in chosen],
                 "maps": views.maps(img, pid), "files": views.files(img, pid)}
-    if json:
-        emit_json(data)
-        return
-    info_rows = data["info"]
-    out.print(f"[bold]{shown(image)}[/bold]: {info_rows['version']} {info_rows['arch']} kernel "
-              f"{info_rows['kernel']}, {plural(info_rows['tasks'], 'task')}, "
-              f"{plural(info_rows['pages'], 'page')}, {plural(info_rows['records'], 'record')}")
-    table(data["tasks"], PS_COLUMNS, title="tasks")
-    for d in data["detail"]:
-        out.print()
-        out.print(f"[bold]task {d['pid']}[/bold] {shown(d['comm'])} state {d['state']} "
-                  f"(record at {d['offset']})")
+    emit_json(data)
+
+
+def _show_text(image: str, img, chosen, pid) -> None:
+    """show for people: each task's section printed as it is made (the details of
+    every task are never all held)."""
+    info_rows = views.info(img)
+    say((image, "bold"), f": {info_rows['version']} {info_rows['arch']} kernel "
+        f"{info_rows['kernel']}, {plural(info_rows['tasks'], 'task')}, "
+        f"{plural(info_rows['pages'], 'page')}, {plural(info_rows['records'], 'record')}")
+    table([r for r in views.ps(img) if pid in (None, r["pid"])], PS_COLUMNS, title="tasks")
+    maps_of, files_of = _by_pid(views.maps(img, pid)), _by_pid(views.files(img, pid))
+    for t in chosen:
+        d = views.task_detail(img, t)
+        say()
+        say((f"task {d['pid']}", "bold"), f" {d['comm']} state {d['state']} "
+            f"(record at {d['offset']})")
         if d["creds"]:
             c = d["creds"]
-            out.print(f"  creds: uid {c['uid']} euid {c['euid']} gid {c['gid']} "
-                      f"egid {c['egid']} groups {c['groups']} capeff {c['cap_eff']:#x}")
+            say(f"  creds: uid {c['uid']} euid {c['euid']} gid {c['gid']} "
+                f"egid {c['egid']} groups {c['groups']} capeff {c['cap_eff']:#x}")
         if d["regs"]:
-            out.print("  regs:  " + " ".join(f"{k}={v:#x}" for k, v in d["regs"].items()))
+            say("  regs:  " + " ".join(f"{k}={v:#x}" for k, v in d["regs"].items()))
         if d["signals"]:
             s = d["signals"]
             handlers = " ".join(f"{sig}={h}" for sig, h in s["handlers"].items())
-            out.print(markup=False, *[
-                f"  signals: blocked {_names(s['blocked'])} pending {_names(s['pending'])} "
-                f"shared {_names(s['shared_pending'])} handlers {handlers or '-'}"])
-        mine = [m for m in data["maps"] if m["pid"] == d["pid"]]
+            say(f"  signals: blocked {_names(s['blocked'])} pending {_names(s['pending'])} "
+                f"shared {_names(s['shared_pending'])} handlers {handlers or '-'}")
+        mine = maps_of.get(d["pid"])
         if mine:
             table(mine, MAPS_COLUMNS[1:], fmt=CELLS)
-        fds = [f for f in data["files"] if f["pid"] == d["pid"]]
+        fds = files_of.get(d["pid"])
         if fds:
             table(fds, [c for c in FILES_COLUMNS
                         if c[0] in ("fd", "type", "pos", "pipe", "path")], fmt=CELLS)
-    for e in info_rows["errors"]:
-        out.print(f"[red]ERROR[/red] @{e['offset']}: {shown(e['message'])}")
+    _errors(info_rows["errors"])
+
+
+def _by_pid(rows: list[dict]) -> dict[int, list[dict]]:
+    """pid -> its rows, in order (one pass, not one scan per task)."""
+    by: dict[int, list[dict]] = {}
+    for r in rows:
+        by.setdefault(r["pid"], []).append(r)
+    return by
 
 
 def _names(signals: list[str]) -> str:
@@ -151,6 +164,8 @@ def _names(signals: list[str]) -> str:
 
 def _show_records(image, json, format, arch):
     """Every record, like ckptinfo -v: offset, type number and name, length."""
+    from ..reader import open_image
+    from ..stream import PIPE_DATA
     with open_image(image, format, arch) as reader:
         rows = []
         for rec in reader.records():
@@ -165,14 +180,15 @@ def _show_records(image, json, format, arch):
             if json:
                 rows.append(row)
             else:
-                out.print(f"@{row['offset']:<10} {row['type'] or '-':>5} {name:<16} len "
-                          f"{row['len']}{'  ' + row['detail'] if 'detail' in row else ''}")
+                say(f"@{row['offset']:<10} {row['type'] or '-':>5} {name:<16} len "
+                    f"{row['len']}{'  ' + row['detail'] if 'detail' in row else ''}")
         if json:
             emit_json(rows)
 
 
 def versions(json: JsonOpt = False) -> None:
     """The supported ABI versions, oldest first."""
+    import formats
     rows = []
     for v in formats.VERSIONS:
         a = formats.abi(v)

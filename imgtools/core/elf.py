@@ -492,6 +492,9 @@ class _Out:
             if self.sparse:
                 self.pos = os.lseek(self.fd, 0, os.SEEK_CUR)
             self.sendfile = not regular and hasattr(os, "sendfile")
+            if stat.S_ISFIFO(os.fstat(self.fd).st_mode):
+                from ..stream import grow_pipe
+                grow_pipe(self.fd)      # 1 MiB per sendfile, not the default 64 KiB
         self._buf: memoryview | None = None
         self._zeros = bytes(CHUNK)
 

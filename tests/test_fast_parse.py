@@ -1,0 +1,69 @@
+"""Abi.parse takes a struct.Struct path (formats._abi._Layout): it must give what
+construct gives, for every struct of every version and arch on random payloads, and for
+every record of every sample image (counts, lengths and switches read from the data)."""
+import io
+import random
+from pathlib import Path
+
+import pytest
+
+import formats
+from formats._abi import _Layout
+from imgtools.reader import open_image
+
+ALL = [(v, a) for v in formats.VERSIONS for a in formats.ARCHES]
+SAMPLES = sorted(str(p) for p in (Path(__file__).parent.parent / "samples").glob("*/*.img"))
+
+
+def _plain(x):
+    if isinstance(x, dict):
+        return [(k, _plain(v)) for k, v in x.items() if k != "_io"]
+    if isinstance(x, list):
+        return (type(x).__name__, [_plain(i) for i in x])
+    return (type(x).__name__, x)
+
+
+def _by_construct(abi, name, data):
+    st = abi.structs[name]
+    stream = io.BytesIO(data)
+    v = st.parse_stream(stream)
+    if stream.tell() < len(data):
+        v["_tail"] = data[stream.tell():]
+    return v
+
+
+@pytest.mark.parametrize("version,arch", ALL)
+def test_fixed_layouts_parse_as_construct_does(version, arch):
+    abi = formats.abi(version, arch)
+    rnd = random.Random(f"{version}-{arch}")
+    fixed = 0
+    for name, st in abi.structs.items():
+        layout = _Layout.of(st)
+        if layout is None or layout.size is None:
+            continue
+        fixed += 1
+        assert layout.size == st.sizeof(), name
+        for extra in (0, 0, 5):
+            data = rnd.randbytes(layout.size + extra)
+            assert _plain(abi.parse(name, data)) == _plain(_by_construct(abi, name, data))
+    assert fixed > len(abi.structs) * 0.8
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: "/".join(Path(p).parts[-2:]))
+def test_every_record_of_the_samples_parses_as_construct_does(sample):
+    with open_image(sample) as r:
+        for rec in r.records():
+            name = r.name_of(rec)
+            if r.abi.struct(name) is None or rec.streamed:
+                continue
+            data = rec.data()
+            fast, used = _Layout(r.abi.structs[name]).parse(data)      # no fallback here
+            if used < len(data):
+                fast["_tail"] = data[used:]
+            assert _plain(fast) == _plain(_by_construct(r.abi, name, data)), (name, rec.offset)
+
+
+def test_short_payload_is_still_a_payload_error():
+    abi = formats.abi("v23")
+    with pytest.raises(formats.PayloadError, match="VMA payload"):
+        abi.parse("vma", b"\0" * 10)
