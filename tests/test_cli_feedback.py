@@ -78,7 +78,7 @@ def test_one_error_form(args):
 def test_help_names_the_arguments():
     usage = {c: run(c, "--help").stdout.decode().splitlines()[0]
              for c in ("info", "dump", "debug", "to-core")}
-    assert usage["info"] == "Usage: imgtools info [OPTIONS] IMG"
+    assert usage["info"] == "Usage: imgtools info [OPTIONS] IMG…"      # several images
     assert usage["dump"] == "Usage: imgtools dump [OPTIONS] PID"
     assert usage["debug"] == "Usage: imgtools debug [OPTIONS] IMG [GDB_ARGS]…"
     assert "{" not in "".join(usage.values())

@@ -688,7 +688,7 @@ def check_image(img, path: Path, snap: Snapshot) -> None:
             fd_refs.append((pt.tid, pfd, f))
         # resource limits as prlimit(2) reports them (the engine reads /proc/PID/limits)
         rlim = img.get(it.obj("signal"), "signal").fields["rlim"]
-        assert [(r["rlim_cur"], r["rlim_max"]) for r in rlim] == pf.rlimits
+        assert [tuple(r) for r in rlim] == pf.rlimits      # (rlim_cur, rlim_max) pairs
         fs = img.get(it.obj("fs"), "fs")
         assert (fs.cwd, fs.root) == (pf.cwd, pf.root)
         assert fs.umask == int(pt.status["Umask"], 8)

@@ -4,13 +4,13 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
-from typing import Annotated, List
+from typing import Annotated
 
 import typer
 
-from ._output import out
+from ._output import say
 
-ImagesArg = Annotated[List[str], typer.Argument(
+ImagesArg = Annotated[list[str], typer.Argument(
     help="image files, '-' = stdin (compressed ok)", metavar="IMG")]
 
 
@@ -29,7 +29,7 @@ def several(fn):
         worst = 0
         for path in image:
             if len(image) > 1 and not kwargs.get("json"):
-                out.print(f"==> {path} <==", markup=False, highlight=False)
+                say(f"==> {path} <==")
             try:
                 fn(path, **kwargs)
             except typer.Exit as e:

@@ -6,6 +6,7 @@ import fcntl
 import os
 import stat
 import sys
+import tempfile
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Optional
 
