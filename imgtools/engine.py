@@ -10,9 +10,11 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent
+PROGRESS_PREFIX = b"imgtools-engine: progress: "     # "N MiB written" (engine/src/image.c)
 INSTALLED_ENGINE = _PACKAGE / "_engine" / "imgtools-engine"
 SOURCE_TREE = _PACKAGE.parent / "engine"
 
@@ -54,17 +56,31 @@ def dump(
     allow_partial: bool = False,
     progress: bool = False,
     stdout=None,
+    on_progress=None,
 ) -> int:
     """Checkpoint process ``pid`` (and its descendants if ``tree``) into ``output`` ('-' = stdout).
 
     With ``output`` '-', the image goes to ``stdout`` (a file object; default: ours).
-    The engine's stderr passes through. Returns its exit code: 0 ok, 1 internal error,
-    2 usage, 3 refused or partial (unsupported state was recorded as ERROR records).
+    The engine's stderr passes through, but for its progress lines when ``on_progress``
+    is given: it gets the MiB written so far instead. Returns its exit code: 0 ok,
+    1 internal error, 2 usage, 3 refused or partial (unsupported state was recorded as
+    ERROR records).
     """
     cmd = [str(find_engine()), "dump", str(int(pid)), "-o", os.fspath(output), "--tree" if tree else "--single"]
+    progress = progress or on_progress is not None
     cmd += [flag for flag, on in (("--kill", kill), ("--allow-partial", allow_partial), ("--progress", progress)) if on]
     try:
-        return subprocess.run(cmd, stdout=stdout).returncode
+        if on_progress is None:
+            return subprocess.run(cmd, stdout=stdout).returncode
+        proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.PIPE)
+        for line in proc.stderr:
+            words = line.split()
+            if line.startswith(PROGRESS_PREFIX) and len(words) > 2 and words[2].isdigit():
+                on_progress(int(words[2]))
+            else:
+                sys.stderr.buffer.write(line)
+                sys.stderr.flush()
+        return proc.wait()
     except OSError as exc:
         raise EngineError(f"cannot run {cmd[0]}: {exc}") from exc
 

@@ -45,18 +45,27 @@ def dump(pid: Annotated[str, typer.Argument(help="root of the process tree to ch
     dump leaves the processes running as before. The file is written atomically."""
     number = parse_pid(pid)
     from .. import engine
+    from ._output import progress
     try:
         # a path is written atomically: the image appears only when the dump produced one
         # (complete, or complete with ERROR records: a partial dump is kept, exit 3)
-        with private_binary_output(output) as out:
+        with private_binary_output(output) as out, \
+                progress(f"dump {number}", _memory_of(number, not single)) as advance:
+            done = [0]
+
+            def on_progress(mib: int) -> None:
+                advance((mib << 20) - done[0])
+                done[0] = mib << 20
             code = engine.dump(number, "-", tree=not single, kill=kill,
-                               allow_partial=allow_partial, progress=sys.stderr.isatty(),
-                               stdout=out)
+                               allow_partial=allow_partial, stdout=out,
+                               on_progress=on_progress if sys.stderr.isatty() else None)
             complete = _ends_with_tail(out) if code == EXIT_INVALID else None
             if code and not (code == EXIT_INVALID and complete is not False):
                 raise typer.Exit(code)          # a file output is discarded
     except engine.EngineError as e:
         raise fail(str(e), 1) from None
+    if output not in (None, "-") and os.path.isfile(output):
+        _summary(output, number)
     if code == EXIT_INVALID:
         where = "stdout" if output in (None, "-") else output
         if complete is None:
@@ -67,6 +76,56 @@ def dump(pid: Annotated[str, typer.Argument(help="root of the process tree to ch
         raise fail(f"{where}: the image was written with ERROR records for the state it "
                    f"cannot hold (listed above); --allow-partial accepts it (exit 0)",
                    EXIT_INVALID)
+
+
+def _memory_of(pid: int, tree: bool) -> int | None:
+    """What the image's pages will about come to (the resident memory of the tree), for
+    the progress bar's total; None if /proc does not say."""
+    total, todo, seen = 0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            with open(f"/proc/{p}/status") as f:
+                rss = next((l for l in f if l.startswith("VmRSS:")), "VmRSS: 0 kB")
+            total += int(rss.split()[1]) << 10
+            if tree:
+                for t in os.listdir(f"/proc/{p}/task"):
+                    with open(f"/proc/{p}/task/{t}/children") as f:
+                        todo += [int(c) for c in f.read().split()]
+        except (OSError, ValueError):
+            if p == pid:
+                return None
+    return total or None
+
+
+def _summary(path: str, pid: int) -> None:
+    """One line, as to-core and convert say what they wrote."""
+    tasks = _tasks_in(path)
+    size = os.path.getsize(path)
+    what = f"{tasks} task{'s' if tasks != 1 else ''}, " if tasks is not None else ""
+    sys.stderr.write(f"{path}: pid {pid}, {what}{size / 2**20:.1f} MiB\n")
+
+
+def _tasks_in(path: str) -> int | None:
+    """TREE.nr_tasks, from the head of the image the engine wrote (the first records)."""
+    tree = abi(NATIVE).types["tree"]
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return None
+    pos = 0
+    while pos + HDR_SIZE + 4 <= len(head):
+        rtype, rlen = HDR.unpack_from(head, pos)
+        if rtype == tree:
+            return int.from_bytes(head[pos + HDR_SIZE:pos + HDR_SIZE + 4], "little")
+        if rlen < HDR_SIZE:
+            return None
+        pos += rlen
+    return None
 
 
 def _ends_with_tail(out) -> bool | None:
