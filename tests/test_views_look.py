@@ -73,7 +73,11 @@ def test_dash_h_is_help():
 
 
 def test_completion_installs_in_bash(tmp_path):
-    r = cli("--install-completion", "bash", env={"HOME": str(tmp_path), "SHELL": "/bin/bash"})
+    # typer's switch for tests: the shell is the option's value, not guessed from the
+    # process tree (whose shape depends on how the suite was started)
+    fixed = {"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+    r = cli("--install-completion", "bash",
+            env={"HOME": str(tmp_path), "SHELL": "/bin/bash", **fixed})
     assert r.returncode == 0, r.stderr
     script = tmp_path / ".bash_completions" / "imgtools.sh"
     assert script.exists() and str(script) in (tmp_path / ".bashrc").read_text()
@@ -89,4 +93,4 @@ def test_completion_installs_in_bash(tmp_path):
         env={**os.environ, "PYTHONPATH": str(ROOT),
              "PATH": f"{bin_dir}:{os.environ['PATH']}"})
     assert words.stdout.split() == ["maps"], words.stderr
-    assert b"complete" in cli("--show-completion", "bash").stdout
+    assert b"complete" in cli("--show-completion", "bash", env=fixed).stdout
