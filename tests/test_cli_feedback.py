@@ -153,3 +153,21 @@ def test_growsdown_mapping_that_is_not_the_stack(tmp_path):
     growsdown = [m for m in maps if m["vm_flags"] & 0x100]
     assert len(growsdown) >= 2                  # ours and the real stack
     assert stacks == real
+
+
+def test_dump_says_in_one_line_what_it_wrote(tmp_path):
+    """As to-core and convert do: the file, the pid, the tasks, the size."""
+    import subprocess
+    import sys
+    target = subprocess.Popen(["sleep", "60"], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        img = tmp_path / "s.img"
+        r = subprocess.run([sys.executable, "-m", "imgtools", "dump", str(target.pid), "-o",
+                            str(img)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stderr.strip().splitlines()[-1] == \
+            f"{img}: pid {target.pid}, 1 task, {img.stat().st_size / 2**20:.1f} MiB"
+    finally:
+        target.kill()
+        target.wait()
