@@ -213,6 +213,7 @@ def test_two_concurrent_restores_of_one_image(progs, tmp_path):
         assert hosts[0] != hosts[1] and all(alive(h) for h in hosts)
         n = len(lines(out))
         wait_for(lambda: len(lines(out)) >= n + 10, what="both counting")
+        assert all(alive(h) for h in hosts)             # neither one took the other's place
     finally:
         for h in hosts:
             kill_tree_of(h)

@@ -103,7 +103,6 @@ struct rproc {
 	int leader;			/* task index, -1 for helpers */
 	uint64_t stub;			/* address of the injection stub in its mm, 0 = none yet */
 	int svc_in, svc_pidfd;		/* service descriptors in the task */
-	uint64_t scratch_used;
 	bool prepared, mm_done, have_mm;
 	bool populate;			/* MADV_POPULATE_WRITE before reading pages */
 	int files_ref, mm_ref, fs_ref, sighand_ref, signal_ref;
@@ -221,7 +220,6 @@ long rinj_at_insn(struct rctx *c, struct rtask *t, long nr, long a0, long a1, lo
 int rinj_exit(struct rctx *c, struct rtask *t, long nr, long a0, long a1);
 int rinj_start(struct rctx *c, struct rtask *t);
 uint64_t rinj_put(struct rctx *c, struct rproc *p, size_t off, const void *data, size_t len);
-int rinj_read(struct rtask *t, uint64_t addr, void *buf, size_t len);
 int rinj_write(struct rtask *t, uint64_t addr, const void *buf, size_t len);
 int rinj_make_stub(struct rctx *c, struct rproc *p, uint64_t addr);
 int rinj_move_stub(struct rctx *c, struct rproc *p, uint64_t avoid_start, uint64_t avoid_end);

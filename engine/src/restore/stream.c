@@ -107,12 +107,13 @@ void rs_progress(struct rstream *s, bool last)
 		s->next_report += PROGRESS_STEP;
 }
 
-int rs_read(struct rstream *s, void *buf, size_t len)
+/* up to len bytes (fewer only at the end of the image); -1 on an error or an interrupt */
+static ssize_t read_upto(struct rstream *s, void *buf, size_t len)
 {
-	char *p = buf;
+	size_t got = 0;
 
-	while (len) {
-		ssize_t n = read(s->fd, p, len);
+	while (got < len) {
+		ssize_t n = read(s->fd, (char *)buf + got, len - got);
 
 		if (n < 0 && errno == EINTR && rst_stop_requested())
 			return pr_err("interrupted");
@@ -121,13 +122,23 @@ int rs_read(struct rstream *s, void *buf, size_t len)
 		if (n < 0)
 			return pr_perror("read the image at offset %llu", (unsigned long long)s->off);
 		if (n == 0)
-			return rs_invalid(s, "the image ends at offset %llu inside the %s record at %llu",
-				      (unsigned long long)s->off, rec_name(s->rec_type),
-				      (unsigned long long)s->rec_off);
-		p += n;
-		len -= n;
+			break;
+		got += n;
 		s->off += n;
 	}
+	return got;
+}
+
+int rs_read(struct rstream *s, void *buf, size_t len)
+{
+	ssize_t got = read_upto(s, buf, len);
+
+	if (got < 0)
+		return -1;
+	if ((size_t)got < len)
+		return rs_invalid(s, "the image ends at offset %llu inside the %s record at %llu",
+				  (unsigned long long)s->off, rec_name(s->rec_type),
+				  (unsigned long long)s->rec_off);
 	return 0;
 }
 
@@ -162,30 +173,18 @@ int rs_rewind(struct rstream *s, uint64_t off)
 
 static int read_header(struct rstream *s, struct ckpt_hdr *h)
 {
-	char *p = (char *)h;
-	size_t got = 0;
+	ssize_t got = read_upto(s, h, sizeof(*h));
 
-	while (got < sizeof(*h)) {
-		ssize_t n = read(s->fd, p + got, sizeof(*h) - got);
-
-		if (n < 0 && errno == EINTR && rst_stop_requested())
-			return pr_err("interrupted");
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return pr_perror("read the image at offset %llu", (unsigned long long)s->off);
-		if (n == 0) {
-			if (!got)
-				return 1;
-			return rs_invalid(s, "the image ends inside a record header at offset %llu",
-				      (unsigned long long)s->off);
-		}
-		got += n;
-		s->off += n;
-	}
+	if (got < 0)
+		return -1;
+	if (got == 0)
+		return 1;
+	if ((size_t)got < sizeof(*h))
+		return rs_invalid(s, "the image ends inside a record header at offset %llu",
+				  (unsigned long long)s->off);
 	if (h->len < sizeof(*h))
 		return rs_invalid(s, "record at offset %llu: length %u is shorter than its header",
-			      (unsigned long long)s->off - sizeof(*h), h->len);
+				  (unsigned long long)s->off - sizeof(*h), h->len);
 	return 0;
 }
 

@@ -52,7 +52,6 @@ struct plan_node {
 	bool parent_role;	/* stands in for the root's parent */
 	pid_t sid_before, sid_after;	/* its session before and after its own setsid() */
 	pid_t host;
-	int err;		/* errno of its creation, reported back */
 };
 
 #define READY_TIMEOUT_MS	20000
@@ -232,7 +231,7 @@ int plan_tree(struct rctx *c)
 	return 0;
 }
 
-static long clone3_pid(struct rctx *c, struct plan_node *n)
+static long clone3_pid(const struct plan_node *n)
 {
 	pid_t tid = n->pid;
 	struct clone_args a = {
@@ -243,7 +242,6 @@ static long clone3_pid(struct rctx *c, struct plan_node *n)
 		.set_tid_size = n->new_pidns ? 0 : 1,
 	};
 
-	(void)c;
 	return syscall(SYS_clone3, &a, sizeof(a));
 }
 
@@ -267,7 +265,7 @@ static void spawn_children(struct rctx *c, int self, bool early)
 
 		if (n->creator != self || n->early != early)
 			continue;
-		pid = clone3_pid(c, n);
+		pid = clone3_pid(n);
 		if (pid == 0)
 			node_main(c, i);
 		if (pid < 0)
@@ -276,7 +274,7 @@ static void spawn_children(struct rctx *c, int self, bool early)
 }
 
 /* the reaper: pid 1 of the new namespace, passing on the root's (or its stand-in's) status */
-static void reaper_loop(struct rctx *c, pid_t watched)
+static void reaper_loop(pid_t watched)
 {
 	int status;
 
@@ -290,7 +288,6 @@ static void reaper_loop(struct rctx *c, pid_t watched)
 		if (r == watched)
 			_exit(WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status));
 	}
-	(void)c;
 }
 
 /* the root's stand-in parent: waits for the root and ends the same way */
@@ -387,7 +384,7 @@ static void node_main(struct rctx *c, int self)
 		for (i = 0; i < c->nr_nodes; i++)
 			if (c->nodes[i].parent_role)
 				watched = c->nodes[i].pid;
-		reaper_loop(c, watched);
+		reaper_loop(watched);
 	}
 	if (n->parent_role)
 		parent_loop(c->tasks[0].pid);
@@ -508,7 +505,7 @@ int create_tree(struct rctx *c)
 	for (i = 0; i < c->nr_nodes; i++) {
 		if (c->nodes[i].creator >= 0)
 			continue;
-		pid = clone3_pid(c, &c->nodes[i]);
+		pid = clone3_pid(&c->nodes[i]);
 		if (pid == 0)
 			node_main(c, i);
 		if (pid < 0) {

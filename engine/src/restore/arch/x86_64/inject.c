@@ -192,16 +192,6 @@ int rinj_start(struct rctx *c, struct rtask *t)
 	return 0;
 }
 
-int rinj_read(struct rtask *t, uint64_t addr, void *buf, size_t len)
-{
-	struct iovec local = { buf, len }, remote = { (void *)addr, len };
-
-	if (process_vm_readv(t->host, &local, 1, &remote, 1, 0) != (ssize_t)len)
-		return pr_perror("pid %d: read %zu bytes at %#llx", t->pid, len,
-				 (unsigned long long)addr);
-	return 0;
-}
-
 int rinj_write(struct rtask *t, uint64_t addr, const void *buf, size_t len)
 {
 	struct iovec local = { (void *)buf, len }, remote = { (void *)addr, len };
