@@ -125,6 +125,8 @@
 #define CKPT_FILE_FIFO		3
 #define CKPT_FILE_SOCKET	4
 #define CKPT_FILE_TTY		5
+#define CKPT_FILE_EPOLL		6
+#define CKPT_FILE_EVENTFD	7
 
 /* vma_type */
 #define CKPT_VMA_VDSO		1
@@ -133,6 +135,8 @@
 #define CKPT_VMA_SHM_ANON	4
 #define CKPT_VMA_SHM_ANON_SKIP	5
 #define CKPT_VMA_SHM_FILE	6
+#define CKPT_VMA_SHM_IPC	7
+#define CKPT_VMA_SHM_IPC_SKIP	8
 
 /* restart_block_type */
 #define CKPT_RESTART_BLOCK_NONE	1
@@ -584,6 +588,385 @@ struct ckpt_hdr_signal_task {
 	struct ckpt_sigset blocked;
 } CKPT_ALIGNED;
 
+/* ---- sockets (v23: net/checkpoint.c, net/unix, net/ipv4 of the linux-cr tree) ---- */
+
+struct ckpt_hdr_file_socket {
+	struct ckpt_hdr_file common;
+	__s32 sock_objref;
+	__u32 _padding;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_socket {
+	struct ckpt_hdr h;
+	__u8 has_buffers;
+	__u8 _padding0[7];
+	struct {			/* struct socket */
+		__u64 flags;
+		__u8 state;
+		__u8 _padding[7];
+	} CKPT_ALIGNED socket;
+	struct {			/* struct sock_common */
+		__u32 bound_dev_if;
+		__u32 reuse;
+		__u16 family;
+		__u8 state;
+		__u8 _padding[5];
+	} CKPT_ALIGNED sock_common;
+	struct {			/* struct sock */
+		__s64 rcvlowat;
+		__u64 flags;
+		__s64 rcvtimeo;
+		__s64 sndtimeo;
+		__u32 err;
+		__u32 err_soft;
+		__u32 priority;
+		__s32 rcvbuf;
+		__s32 sndbuf;
+		__u16 type;
+		__s16 backlog;
+		__u8 protocol;
+		__u8 state;
+		__u8 shutdown;
+		__u8 userlocks;
+		__u8 no_check;
+		__u8 _padding[3];
+		__s32 linger_onoff;	/* struct linger */
+		__s32 linger_linger;
+	} CKPT_ALIGNED sock;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_socket_queue {
+	struct ckpt_hdr h;
+	__u32 skb_count;
+	__u32 total_bytes;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_socket_buffer {
+	struct ckpt_hdr h;
+	__u32 transport_header;
+	__u32 network_header;
+	__u32 mac_header;
+	__u32 lin_len;		/* length of linear data */
+	__u32 frg_len;		/* length of fragment data */
+	__u32 skb_len;
+	__u32 hdr_len;
+	__u32 mac_len;
+	__u32 data_offset;
+	__s32 sk_objref;
+	__s32 pr_objref;
+	__u16 protocol;
+	__u16 nr_frags;
+	__u8 cb[48];
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_socket_buffer_frag {
+	struct ckpt_hdr h;
+	__u32 size;
+	__u32 offset;
+} CKPT_ALIGNED;
+
+#define CKPT_UNIX_PATH_MAX	108
+struct ckpt_sockaddr_un {
+	__u16 sun_family;
+	char sun_path[CKPT_UNIX_PATH_MAX];
+};
+
+#define CKPT_UNIX_LINKED	1
+struct ckpt_hdr_socket_unix {
+	struct ckpt_hdr h;
+	__s32 this;
+	__s32 peer;
+	__s32 peercred;		/* objref of a CRED */
+	__u32 flags;
+	__u32 laddr_len;
+	__u32 raddr_len;
+	struct ckpt_sockaddr_un laddr;
+	struct ckpt_sockaddr_un raddr;
+	__u32 _padding;
+} CKPT_ALIGNED;
+
+struct ckpt_sockaddr_in {
+	__u16 sin_family;
+	__u16 sin_port;		/* network order */
+	__u32 sin_addr;		/* network order */
+	__u8 sin_zero[8];
+};
+
+struct ckpt_hdr_socket_inet {
+	struct ckpt_hdr h;
+	__u32 daddr;
+	__u32 rcv_saddr;
+	__u32 saddr;
+	__u16 dport;
+	__u16 num;
+	__u16 sport;
+	__s16 uc_ttl;
+	__u16 cmsg_flags;
+	__u16 _padding0;
+	struct {
+		__u64 timeout;
+		__u32 ato;
+		__u32 lrcvtime;
+		__u16 last_seg_size;
+		__u16 rcv_mss;
+		__u8 pending;
+		__u8 quick;
+		__u8 pingpong;
+		__u8 blocked;
+	} CKPT_ALIGNED icsk_ack;
+	struct {
+		__u32 rcv_nxt, copied_seq, rcv_wup, snd_nxt, snd_una, snd_sml, rcv_tstamp, lsndtime;
+		__u32 snd_wl1, snd_wnd, max_window, mss_cache, window_clamp, rcv_ssthresh,
+		      frto_highmark;
+		__u32 srtt, mdev, mdev_max, rttvar, rtt_seq;
+		__u32 packets_out, retrans_out;
+		__u32 snd_up, rcv_wnd, write_seq, pushed_seq, lost_out, sacked_out, fackets_out,
+		      tso_deferred, bytes_acked;
+		__s32 lost_cnt_hint;
+		__u32 retransmit_high;
+		__u32 lost_retrans_low;
+		__u32 prior_ssthresh, high_seq;
+		__u32 retrans_stamp, undo_marker;
+		__s32 undo_retrans;
+		__u32 total_retrans;
+		__u32 urg_seq, keepalive_time, keepalive_intvl;
+		__u16 urg_data, advmss;
+		__u8 frto_counter, nonagle, ecn_flags, reordering, keepalive_probes;
+	} CKPT_ALIGNED tcp;
+	struct {
+		__u8 saddr[16], rcv_saddr[16], daddr[16];
+	} CKPT_ALIGNED inet6;
+	__u32 laddr_len;
+	__u32 raddr_len;
+	struct ckpt_sockaddr_in laddr;
+	struct ckpt_sockaddr_in raddr;
+} CKPT_ALIGNED;
+
+/* ---- epoll, eventfd ---- */
+
+struct ckpt_hdr_eventpoll_items {
+	struct ckpt_hdr h;
+	__s32 epfile_objref;
+	__u32 num_items;
+} CKPT_ALIGNED;
+
+/* in the BUFFER that follows EPOLL_ITEMS */
+struct ckpt_eventpoll_item {
+	__u64 data;
+	__u32 fd;
+	__s32 file_objref;
+	__u32 events;
+	__u32 _padding;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_file_eventfd {
+	struct ckpt_hdr_file common;
+	__u64 count;
+	__u32 flags;
+	__u32 _padding;
+} CKPT_ALIGNED;
+
+/* ---- ttys ---- */
+
+struct ckpt_hdr_file_tty {
+	struct ckpt_hdr_file common;
+	__s32 tty_objref;
+	__u32 _padding;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_tty {
+	struct ckpt_hdr h;
+	__u16 driver_type;
+	__u16 driver_subtype;
+	__s32 link_objref;
+	__s32 file_objref;
+	__u32 _padding;
+	__u32 index;
+	__u32 ldisc;
+	__u64 flags;
+	struct {
+		__u32 c_iflag, c_oflag, c_cflag, c_lflag, c_ispeed, c_ospeed;
+		__u8 c_line;
+		__u8 c_cc[CKPT_TTY_NCCS];
+	} CKPT_ALIGNED termios;
+	struct {
+		__u16 ws_row, ws_col, ws_xpixel, ws_ypixel;
+	} CKPT_ALIGNED winsize;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_ldisc_n_tty {
+	struct ckpt_hdr h;
+	__u32 column;
+	__u32 datalen;		/* a BUFFER of datalen bytes follows */
+	__u32 canon_column;
+	__u32 canon_datalen;
+	__u32 canon_data;
+	__u16 minimum_to_wake;
+	__u8 stopped, hw_stopped, flow_stopped, packet, ctrl_status, lnext, erasing, raw,
+	     real_raw, icanon, closing;
+	__u8 padding[3];
+	__u8 read_flags[CKPT_N_TTY_BUF_SIZE / 8];
+} CKPT_ALIGNED;
+
+/* ---- SysV IPC (after IPC_NS: three IPC sections, shm, msg, sem) ---- */
+
+struct ckpt_hdr_ipc_perms {
+	struct ckpt_hdr h;	/* zeroed: embedded, not a record */
+	__s32 id;
+	__u32 key;
+	__u32 uid, gid, cuid, cgid;
+	__u32 mode;
+	__u32 _padding;
+	__u64 seq;
+	__s32 sec_ref;
+	__u32 _padding2;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_ipc_shm {
+	struct ckpt_hdr h;
+	struct ckpt_hdr_ipc_perms perms;
+	__u64 shm_segsz, shm_atim, shm_dtim, shm_ctim;
+	__s32 shm_cprid, shm_lprid;
+	__u32 mlock_uid;
+	__u32 flags;
+	__u32 objref;
+	__u16 shift;		/* hugetlb */
+	__u16 _padding;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_ipc_msg {
+	struct ckpt_hdr h;
+	struct ckpt_hdr_ipc_perms perms;
+	__u64 q_stime, q_rtime, q_ctime, q_cbytes, q_qnum, q_qbytes;
+	__s32 q_lspid, q_lrpid;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_ipc_msg_msg {
+	struct ckpt_hdr h;
+	__s64 m_type;
+	__u32 m_ts;
+	__s32 sec_ref;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_ipc_sem {
+	struct ckpt_hdr h;
+	struct ckpt_hdr_ipc_perms perms;
+	__u64 sem_otime, sem_ctime;
+	__u32 sem_nsems;
+	__u32 _padding;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_task_sem_undo_list {
+	struct ckpt_hdr h;
+	__u32 count;
+	__u32 _padding;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_task_sem_undo {
+	struct ckpt_hdr h;
+	__u32 semid;
+	__u32 semadj_count;
+} CKPT_ALIGNED;
+
+/*
+ * ---- imgtools extension records (docs/format-choices.md, "Extension records") ----
+ * Types 8000-8999, which no linux-cr version used. HEADER.uflags has
+ * IMGTOOLS_UFLAG_EXT when the image may carry them; `dump --strict` writes none (ERROR
+ * records instead) and leaves the flag clear.
+ */
+#define IMGTOOLS_UFLAG_EXT		(1ULL << 32)
+#define CKPT_HDR_EXT_FIRST		8000
+#define CKPT_HDR_EXT_LAST		8999
+#define CKPT_HDR_EXT_CLOCKS		8001	/* image: after HEADER_ARCH */
+#define CKPT_HDR_EXT_RSEQ		8002	/* thread: annotates its task section */
+#define CKPT_HDR_EXT_FILE_STAT		8003	/* annotates the FILE_NAME of a GENERIC FILE */
+#define CKPT_HDR_EXT_FILE_SIGNALFD	8010	/* object records, after OBJREF(FILE) */
+#define CKPT_HDR_EXT_FILE_TIMERFD	8011
+#define CKPT_HDR_EXT_FILE_INOTIFY	8012
+#define CKPT_HDR_EXT_INOTIFY_WATCH	8013
+#define CKPT_HDR_EXT_FILE_MEMFD		8014
+#define CKPT_HDR_EXT_FILE_GHOST		8015
+#define CKPT_HDR_EXT_EXTENT		8020	/* file contents of MEMFD / GHOST */
+/* reserved: 8030-8039 inet/TCP, 8040-8049 unix sockets, 8050-8059 ttys,
+ * 8060-8069 SysV IPC, 8070-8079 epoll/eventfd */
+
+struct ckpt_hdr_ext_clocks {		/* the dumper's clocks when the tree was frozen */
+	struct ckpt_hdr h;
+	__s64 realtime_ns;
+	__s64 monotonic_ns;
+	__s64 boottime_ns;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_ext_rseq {		/* a thread's rseq registration */
+	struct ckpt_hdr h;
+	__u64 rseq;			/* address of its struct rseq */
+	__u32 rseq_len;
+	__u32 signature;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_ext_file_stat {		/* what restore compares with the file it reopens */
+	struct ckpt_hdr h;
+	__u64 size;
+	__s64 mtime_sec;
+	__u32 mtime_nsec;
+	__u32 mode;
+	__u64 dev;
+	__u64 ino;
+} CKPT_ALIGNED;
+
+/* the object records start with a FILE record's common part (f_type = CKPT_FILE_IGNORE) */
+struct ckpt_hdr_ext_file_signalfd {
+	struct ckpt_hdr_file common;
+	__u64 sigmask;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_ext_file_timerfd {
+	struct ckpt_hdr_file common;
+	__s32 clockid;
+	__u32 settime_flags;		/* TFD_TIMER_ABSTIME, TFD_TIMER_CANCEL_ON_SET */
+	__u64 ticks;			/* expirations not read yet */
+	__s64 value_ns;			/* time to the next expiry, 0 = disarmed */
+	__s64 interval_ns;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_ext_file_inotify {	/* nr_watches x (INOTIFY_WATCH FILE_NAME) follow */
+	struct ckpt_hdr_file common;
+	__u32 nr_watches;
+	__u32 _padding;
+} CKPT_ALIGNED;
+
+struct ckpt_hdr_ext_inotify_watch {
+	struct ckpt_hdr h;
+	__s32 wd;
+	__u32 mask;
+	__u64 ino;
+	__u64 dev;
+} CKPT_ALIGNED;
+
+/* STRING name; at the first use of ino_objref the contents as EXTENT records */
+struct ckpt_hdr_ext_file_memfd {
+	struct ckpt_hdr_file common;
+	__s32 ino_objref;
+	__u32 seals;
+	__u64 size;
+} CKPT_ALIGNED;
+
+/* FILE_NAME (the path it had); at the first use of ino_objref the contents as EXTENTs */
+struct ckpt_hdr_ext_file_ghost {
+	struct ckpt_hdr_file common;
+	__s32 ino_objref;
+	__u32 mode;
+	__u64 size;
+	__u32 uid;
+	__u32 gid;
+} CKPT_ALIGNED;
+
+/* offset + data bytes; a run of extents ends with one of no data at offset = size */
+struct ckpt_hdr_ext_extent {
+	struct ckpt_hdr h;
+	__u64 offset;
+} CKPT_ALIGNED;
+
 #define CKPT_ASSERT_SIZE(s, n) _Static_assert(sizeof(struct s) == (n), #s " is not " #n " bytes")
 #define CKPT_ASSERT_OFF(s, f, n) \
 	_Static_assert(offsetof(struct s, f) == (n), #s "." #f " is not at " #n)
@@ -653,5 +1036,41 @@ CKPT_ASSERT_OFF(ckpt_siginfo, csi_ptr, 48);
 CKPT_ASSERT_OFF(ckpt_siginfo, csi_sys_private, 80);
 CKPT_ASSERT_SIZE(ckpt_hdr_sigpending, 24);
 CKPT_ASSERT_SIZE(ckpt_hdr_signal_task, 16);
+
+CKPT_ASSERT_SIZE(ckpt_hdr_file_socket, 56);
+CKPT_ASSERT_SIZE(ckpt_hdr_socket, 120);
+CKPT_ASSERT_OFF(ckpt_hdr_socket, sock_common, 32);
+CKPT_ASSERT_OFF(ckpt_hdr_socket, sock, 48);
+CKPT_ASSERT_SIZE(ckpt_hdr_socket_queue, 16);
+CKPT_ASSERT_SIZE(ckpt_hdr_socket_buffer, 104);
+CKPT_ASSERT_SIZE(ckpt_hdr_socket_buffer_frag, 16);
+CKPT_ASSERT_SIZE(ckpt_hdr_socket_unix, 256);
+CKPT_ASSERT_OFF(ckpt_hdr_socket_unix, laddr, 32);
+CKPT_ASSERT_SIZE(ckpt_hdr_socket_inet, 328);
+CKPT_ASSERT_SIZE(ckpt_hdr_eventpoll_items, 16);
+CKPT_ASSERT_SIZE(ckpt_eventpoll_item, 24);
+CKPT_ASSERT_SIZE(ckpt_hdr_file_eventfd, 64);
+CKPT_ASSERT_SIZE(ckpt_hdr_file_tty, 56);
+CKPT_ASSERT_SIZE(ckpt_hdr_tty, 96);
+CKPT_ASSERT_OFF(ckpt_hdr_tty, termios, 40);
+CKPT_ASSERT_OFF(ckpt_hdr_tty, winsize, 88);
+CKPT_ASSERT_SIZE(ckpt_hdr_ldisc_n_tty, 560);
+CKPT_ASSERT_SIZE(ckpt_hdr_ipc_perms, 56);
+CKPT_ASSERT_SIZE(ckpt_hdr_ipc_shm, 120);
+CKPT_ASSERT_SIZE(ckpt_hdr_ipc_msg, 120);
+CKPT_ASSERT_SIZE(ckpt_hdr_ipc_msg_msg, 24);
+CKPT_ASSERT_SIZE(ckpt_hdr_ipc_sem, 88);
+CKPT_ASSERT_SIZE(ckpt_hdr_task_sem_undo_list, 16);
+CKPT_ASSERT_SIZE(ckpt_hdr_task_sem_undo, 16);
+CKPT_ASSERT_SIZE(ckpt_hdr_ext_clocks, 32);
+CKPT_ASSERT_SIZE(ckpt_hdr_ext_rseq, 24);
+CKPT_ASSERT_SIZE(ckpt_hdr_ext_file_stat, 48);
+CKPT_ASSERT_SIZE(ckpt_hdr_ext_file_signalfd, 56);
+CKPT_ASSERT_SIZE(ckpt_hdr_ext_file_timerfd, 80);
+CKPT_ASSERT_SIZE(ckpt_hdr_ext_file_inotify, 56);
+CKPT_ASSERT_SIZE(ckpt_hdr_ext_inotify_watch, 32);
+CKPT_ASSERT_SIZE(ckpt_hdr_ext_file_memfd, 64);
+CKPT_ASSERT_SIZE(ckpt_hdr_ext_file_ghost, 72);
+CKPT_ASSERT_SIZE(ckpt_hdr_ext_extent, 16);
 
 #endif /* CKPT_HDR_H */
