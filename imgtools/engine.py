@@ -57,6 +57,8 @@ def dump(
     progress: bool = False,
     stdout=None,
     on_progress=None,
+    strict: bool = False,
+    ghost_limit: str | None = None,
 ) -> int:
     """Checkpoint process ``pid`` (and its descendants if ``tree``) into ``output`` ('-' = stdout).
 
@@ -64,11 +66,16 @@ def dump(
     The engine's stderr passes through, but for its progress lines when ``on_progress``
     is given: it gets the MiB written so far instead. Returns its exit code: 0 ok,
     1 internal error, 2 usage, 3 refused or partial (unsupported state was recorded as
-    ERROR records).
+    ERROR records). ``strict``: a pure v23 image (no imgtools extension records, ERROR
+    records instead); ``ghost_limit``: the engine's ``--ghost-limit`` SIZE (contents of
+    deleted files per image).
     """
     cmd = [str(find_engine()), "dump", str(int(pid)), "-o", os.fspath(output), "--tree" if tree else "--single"]
     progress = progress or on_progress is not None
-    cmd += [flag for flag, on in (("--kill", kill), ("--allow-partial", allow_partial), ("--progress", progress)) if on]
+    cmd += [flag for flag, on in (("--kill", kill), ("--allow-partial", allow_partial), ("--progress", progress),
+                                  ("--strict", strict)) if on]
+    if ghost_limit is not None:
+        cmd += ["--ghost-limit", ghost_limit]
     try:
         if on_progress is None:
             return subprocess.run(cmd, stdout=stdout).returncode
@@ -86,9 +93,11 @@ def dump(
 
 
 def restore_command(image: str, pidns: bool = True, detach: bool = False, stopped: bool = False,
-                    shell_job: bool = False, progress: bool = False) -> list[str]:
+                    shell_job: bool = False, progress: bool = False,
+                    allow_changed_files: bool = False) -> list[str]:
     """The engine's command line restoring the v23 image ``image`` ('-' = stdin)."""
     cmd = [str(find_engine()), "restore", os.fspath(image), "--pidns" if pidns else "--no-pidns"]
     cmd += [flag for flag, on in (("--detach", detach), ("--stopped", stopped),
-                                  ("--shell-job", shell_job), ("--progress", progress)) if on]
+                                  ("--shell-job", shell_job), ("--progress", progress),
+                                  ("--allow-changed-files", allow_changed_files)) if on]
     return cmd

@@ -24,6 +24,16 @@ int ckpt_unsupported(struct ctx *c, const char *fmt, ...)
 	return write_error(&c->img, msg);
 }
 
+/*
+ * Whether an imgtools extension record (types 8000-8999) may be written. Under --strict it
+ * may not: a caller with state only an extension holds writes an ERROR record instead
+ * (ckpt_unsupported, saying what would have been saved).
+ */
+bool ckpt_ext(struct ctx *c)
+{
+	return !c->strict;
+}
+
 static int dump_uts_buffer(struct ctx *c, const char *s)
 {
 	char buf[CKPT_NEW_UTS_LEN + 1] = { 0 };
@@ -62,6 +72,8 @@ static int dump_head(struct ctx *c)
 	struct ckpt_hdr_container container;
 	struct utsname u;
 
+	if (ckpt_ext(c))
+		h.uflags |= IMGTOOLS_UFLAG_EXT;
 	if (uname(&u))
 		return pr_perror("uname");
 	if (write_obj(&c->img, CKPT_HDR_HEADER, &h, sizeof(h)) ||

@@ -118,6 +118,9 @@ struct ctx {
 	struct process *procs;
 	int nr_procs;
 	bool tree, kill, allow_partial;
+	bool strict;		/* --strict: a pure v23 image, no extension records (ckpt_ext) */
+	uint64_t ghost_limit;	/* --ghost-limit: bytes of deleted files' contents per image */
+	uint64_t ghost_used;
 	bool refused;		/* a task may not be traced: exit EXIT_PARTIAL */
 	bool usage_error;	/* the PID names no process: exit EXIT_USAGE */
 	int nr_unsupported;	/* ERROR records written for skipped state */
@@ -131,6 +134,7 @@ int restore_main(int argc, char **argv);
 /* checkpoint.c */
 int checkpoint(struct ctx *c);
 int ckpt_unsupported(struct ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+bool ckpt_ext(struct ctx *c);
 
 /* supervise.c: work() runs in a child (the tracer) that outlives a killed launcher */
 int run_supervised(int (*work)(void *), void *arg);
@@ -163,7 +167,16 @@ int dump_task_ns(struct ctx *c, struct task *t);
 int dump_file_table(struct ctx *c, struct task *t);
 int dump_fs(struct ctx *c, struct task *t);
 int dump_mapped_file(struct ctx *c, struct task *t, const char *path, const struct stat *st,
-		     uint32_t f_flags);
+		     uint32_t f_flags, const char *source);
+void file_common(struct ckpt_hdr_file *h, struct task *t, uint32_t f_type, uint32_t f_flags,
+		 const struct stat *st, uint64_t pos);
+
+/* files_ext.c: deleted files still open or mapped (ghosts) and memfds, as extension records */
+enum ext_file_kind { EXT_FILE_NONE, EXT_FILE_GHOST, EXT_FILE_MEMFD };
+enum ext_file_kind ext_file_kind(const char *path, const struct stat *st);
+int ext_file_admit(struct ctx *c, const char *what, const char *path, const char *source);
+int dump_ext_file(struct ctx *c, struct task *t, int ref, const char *path, const char *source,
+		  uint32_t f_flags, uint64_t pos);
 
 /* mm.c */
 int probe_mm(struct infect *inf, struct process *p);

@@ -36,6 +36,7 @@
 struct fd_info {
 	int fd;
 	uint32_t f_type;
+	enum ext_file_kind ext;	/* a deleted file or a memfd: an extension object record */
 	uint32_t f_flags;
 	bool cloexec;
 	int nr_locks;		/* "lock:" lines of fdinfo: flock, POSIX and OFD locks */
@@ -126,8 +127,8 @@ static int dump_file_name(struct ctx *c, const char *path)
 	return write_buffer(&c->img, CKPT_HDR_FILE_NAME, path, strlen(path) + 1);
 }
 
-static void file_common(struct ckpt_hdr_file *h, struct task *t, uint32_t f_type,
-			uint32_t f_flags, const struct stat *st, uint64_t pos)
+void file_common(struct ckpt_hdr_file *h, struct task *t, uint32_t f_type, uint32_t f_flags,
+		 const struct stat *st, uint64_t pos)
 {
 	*h = (struct ckpt_hdr_file){
 		.f_type = f_type,
@@ -140,15 +141,34 @@ static void file_common(struct ckpt_hdr_file *h, struct task *t, uint32_t f_type
 	};
 }
 
+/*
+ * EXT_FILE_STAT: what the file was at dump time, so that restore can refuse a file that
+ * changed since. It holds a check, no state of the tree: under --strict it is left out
+ * (no ERROR record).
+ */
+static int dump_file_stat(struct ctx *c, const struct stat *st)
+{
+	struct ckpt_hdr_ext_file_stat h = {
+		.size = st->st_size,
+		.mtime_sec = st->st_mtim.tv_sec,
+		.mtime_nsec = st->st_mtim.tv_nsec,
+		.mode = st->st_mode,
+		.dev = st->st_dev,
+		.ino = st->st_ino,
+	};
+
+	return ckpt_ext(c) ? write_obj(&c->img, CKPT_HDR_EXT_FILE_STAT, &h, sizeof(h)) : 0;
+}
+
 static int dump_generic(struct ctx *c, struct task *t, int ref, const struct fd_info *fi)
 {
 	struct ckpt_hdr_file_generic h;
 
 	file_common(&h.common, t, CKPT_FILE_GENERIC, fi->f_flags, &fi->st, fi->pos);
 	if (write_objref(&c->img, CKPT_OBJ_FILE, ref) ||
-	    write_obj(&c->img, CKPT_HDR_FILE, &h, sizeof(h)))
+	    write_obj(&c->img, CKPT_HDR_FILE, &h, sizeof(h)) || dump_file_name(c, fi->path))
 		return -1;
-	return dump_file_name(c, fi->path);
+	return S_ISREG(fi->st.st_mode) ? dump_file_stat(c, &fi->st) : 0;
 }
 
 /* The pipe's buffered bytes, duplicated by tee(2) from a second reader of the pipe. */
@@ -231,6 +251,12 @@ static int dump_fd_file(struct ctx *c, struct task *t, const struct fd_info *fi)
 	reps[nr_reps] = (struct file_rep){ t->tid, fi->fd, fi->st.st_dev, fi->st.st_ino, ref,
 					   rep_bucket[b] };
 	rep_bucket[b] = nr_reps++;
+	if (fi->ext) {
+		char source[64];
+
+		snprintf(source, sizeof(source), "/proc/%d/fd/%d", t->tid, fi->fd);
+		return dump_ext_file(c, t, ref, fi->path, source, fi->f_flags, fi->pos) ? -1 : ref;
+	}
 	if (fi->f_type == CKPT_FILE_GENERIC)
 		return dump_generic(c, t, ref, fi) ? -1 : ref;
 	return dump_pipe(c, t, ref, fi) ? -1 : ref;
@@ -283,6 +309,9 @@ static int read_fd(struct task *t, int fd, struct fd_info *fi)
 		fi->f_type = CKPT_FILE_PIPE;
 		return 0;
 	}
+	fi->ext = ext_file_kind(fi->path, &fi->st);
+	if (fi->ext)
+		return 0;
 	if (fi->path[0] != '/' || deleted(fi->path))
 		return 1;
 	if (S_ISFIFO(fi->st.st_mode))
@@ -380,6 +409,17 @@ int dump_file_table(struct ctx *c, struct task *t)
 			goto out;
 		if (r == 0 && (audit_fd(c, t, &fi[h.fdt_nfds])))
 			goto out;
+		if (r == 0 && fi[h.fdt_nfds].ext) {
+			char what[64], source[64];
+
+			snprintf(what, sizeof(what), "pid %d fd %d", t->tid, fds[i]);
+			snprintf(source, sizeof(source), "/proc/%d/fd/%d", t->tid, fds[i]);
+			r = ext_file_admit(c, what, fi[h.fdt_nfds].path, source);
+			if (r < 0)
+				goto out;
+			if (r)
+				continue;	/* not saved: its ERROR record is written */
+		}
 		if (r == 0)
 			h.fdt_nfds++;
 		else if (ckpt_unsupported(c, "pid %d fd %d: unsupported file %s", t->tid, fds[i],
@@ -409,10 +449,11 @@ out:
 /*
  * File object of a memory mapping (exe or vm_file). A mapping's struct file is not
  * visible, so mappings of one inode share one object, opened read-only unless
- * f_flags say otherwise.
+ * f_flags say otherwise. A deleted file or a memfd is read from source (its map_files
+ * entry).
  */
 int dump_mapped_file(struct ctx *c, struct task *t, const char *path, const struct stat *st,
-		     uint32_t f_flags)
+		     uint32_t f_flags, const char *source)
 {
 	struct fd_info fi = { .f_type = CKPT_FILE_GENERIC, .f_flags = f_flags, .st = *st };
 	bool first;
@@ -420,6 +461,8 @@ int dump_mapped_file(struct ctx *c, struct task *t, const char *path, const stru
 
 	if (ref < 0 || !first)
 		return ref;
+	if (ext_file_kind(path, st))
+		return dump_ext_file(c, t, ref, path, source, f_flags, 0) ? -1 : ref;
 	snprintf(fi.path, sizeof(fi.path), "%s", path);
 	return dump_generic(c, t, ref, &fi) ? -1 : ref;
 }

@@ -1,4 +1,5 @@
 /* imgtools-engine: command line. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,17 +10,44 @@
 
 static const char usage[] =
 	"usage: imgtools-engine dump PID [-o FILE|-o -] [--tree|--single] [--kill]\n"
-	"                            [--allow-partial] [--progress]\n"
+	"                            [--allow-partial] [--progress] [--strict] [--ghost-limit SIZE]\n"
 	"       imgtools-engine restore [IMG|-] [--pidns|--no-pidns] [--detach] [--stopped]\n"
 	"       imgtools-engine --version\n"
 	"Checkpoint the process tree rooted at PID (or the process alone with --single) into a\n"
 	"linux-cr v23 x86_64 image (stdout by default). Exit: 0 ok, 1 internal error, 2 usage,\n"
-	"3 refused or partial (state the image cannot hold; see --allow-partial).\n";
+	"3 refused or partial (state the image cannot hold; see --allow-partial).\n"
+	"--strict: a pure v23 image (no imgtools extension records; ERROR records instead).\n"
+	"--ghost-limit SIZE: contents of deleted files saved per image, at most (default 64M;\n"
+	"suffixes K, M, G).\n";
 
 static int usage_error(const char *msg)
 {
 	fprintf(stderr, "imgtools-engine: %s\n%s", msg, usage);
 	return EXIT_USAGE;
+}
+
+/* SIZE of --ghost-limit: bytes, or with a K/M/G (binary) suffix; -1 if not a size */
+static int64_t parse_size(const char *s)
+{
+	char *end;
+	unsigned long long v;
+	int shift = 0;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (*end == 'K' || *end == 'k')
+		shift = 10;
+	else if (*end == 'M' || *end == 'm')
+		shift = 20;
+	else if (*end == 'G' || *end == 'g')
+		shift = 30;
+	if (shift)
+		end++;
+	if (errno || *end || v > (1ULL << (62 - shift)))
+		return -1;
+	return (int64_t)(v << shift);
 }
 
 static int dump(pid_t pid, const char *output, struct ctx *c, bool progress)
@@ -74,10 +102,13 @@ int main(int argc, char **argv)
 		{ "kill", no_argument, NULL, 'k' },
 		{ "allow-partial", no_argument, NULL, 'p' },
 		{ "progress", no_argument, NULL, 'P' },
+		{ "strict", no_argument, NULL, 'S' },
+		{ "ghost-limit", required_argument, NULL, 'g' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct ctx c = { .tree = true };
+	struct ctx c = { .tree = true, .ghost_limit = 64 << 20 };
+	int64_t size;
 	const char *output = "-";
 	bool progress = false;
 	char *end;
@@ -107,6 +138,13 @@ int main(int argc, char **argv)
 		case 'k': c.kill = true; break;
 		case 'p': c.allow_partial = true; break;
 		case 'P': progress = true; break;
+		case 'S': c.strict = true; break;
+		case 'g':
+			size = parse_size(optarg);
+			if (size < 0)
+				return usage_error("--ghost-limit takes a size: bytes, or a number with K, M or G");
+			c.ghost_limit = size;
+			break;
 		case 'h': fputs(usage, stdout); return EXIT_OK;
 		default: return usage_error("unknown option or missing argument");
 		}

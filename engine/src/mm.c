@@ -136,6 +136,12 @@ static bool deleted(const char *path)
 	return n > 10 && !strcmp(path + n - 10, " (deleted)");
 }
 
+static void map_files_path(char *buf, size_t size, pid_t pid, const struct vma *v)
+{
+	snprintf(buf, size, "/proc/%d/map_files/%llx-%llx", pid, (unsigned long long)v->start,
+		 (unsigned long long)v->end);
+}
+
 /* Set v->type; 1 if the mapping is not saved (vsyscall), 2 if it cannot be. */
 static int classify(pid_t pid, struct vma *v)
 {
@@ -159,15 +165,14 @@ static int classify(pid_t pid, struct vma *v)
 		v->type = CKPT_VMA_ANON;
 		return shared ? 2 : 0;
 	}
-	snprintf(mf, sizeof(mf), "/proc/%d/map_files/%llx-%llx", pid,
-		 (unsigned long long)v->start, (unsigned long long)v->end);
+	map_files_path(mf, sizeof(mf), pid, v);
 	if (stat(mf, &v->st) && stat(v->path, &v->st))
 		return 2;
 	if (shared && !strcmp(v->path, "/dev/zero (deleted)")) {
 		v->type = CKPT_VMA_SHM_ANON;	/* MAP_SHARED | MAP_ANONYMOUS */
 		return 0;
 	}
-	if (deleted(v->path))
+	if (deleted(v->path) && !ext_file_kind(v->path, &v->st))
 		return 2;
 	v->type = shared ? CKPT_VMA_SHM_FILE : CKPT_VMA_FILE;
 	return 0;
@@ -243,6 +248,18 @@ static int read_vmas(struct ctx *c, pid_t pid, struct vma **out, int *n)
 	/* classify once every VmFlags line is in */
 	for (i = 0, j = 0; i < *n; i++) {
 		int r = ret ? 1 : classify(pid, &vmas[i]);
+
+		if (r == 0 && vmas[i].path[0] == '/' && ext_file_kind(vmas[i].path, &vmas[i].st)) {
+			/* a deleted file or a memfd: saved whole, or an ERROR record and left out */
+			char what[64], source[96];
+
+			snprintf(what, sizeof(what), "pid %d mapping %llx-%llx", pid,
+				 (unsigned long long)vmas[i].start, (unsigned long long)vmas[i].end);
+			map_files_path(source, sizeof(source), pid, &vmas[i]);
+			r = ext_file_admit(c, what, vmas[i].path, source);
+			if (r < 0)
+				ret = -1;
+		}
 
 		if (r == 2 && ckpt_unsupported(c, "pid %d: unsupported mapping %llx-%llx %s", pid,
 					       (unsigned long long)vmas[i].start,
@@ -482,8 +499,7 @@ static int dump_shm_anon(struct ctx *c, struct page_batch *b, struct ckpt_hdr_vm
 	bool any;
 	int ret = -1;
 
-	snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", b->pid,
-		 (unsigned long long)v->start, (unsigned long long)v->end);
+	map_files_path(path, sizeof(path), b->pid, v);
 	b->objfd = open(path, O_RDONLY | O_CLOEXEC);
 	if (b->objfd < 0)
 		return pr_perror("open %s (the shared memory's object)", path);
@@ -529,8 +545,11 @@ static int dump_vma(struct ctx *c, struct task *t, struct page_batch *b, int pag
 	if (v->type == CKPT_VMA_FILE || v->type == CKPT_VMA_SHM_FILE) {
 		bool rw = v->type == CKPT_VMA_SHM_FILE && (v->vm_flags & VM_MAYWRITE);
 
+		char source[96];
+
+		map_files_path(source, sizeof(source), t->tid, v);
 		h.vma_objref = dump_mapped_file(c, t, v->path, &v->st,
-						(rw ? O_RDWR : O_RDONLY) | O_LARGEFILE_K);
+						(rw ? O_RDWR : O_RDONLY) | O_LARGEFILE_K, source);
 		if (h.vma_objref < 0)
 			return -1;
 	}
@@ -580,7 +599,7 @@ static int dump_exe(struct ctx *c, struct task *t)
 	snprintf(name, sizeof(name), "/proc/%d/exe", t->tid);
 	if (deleted(path) || stat(name, &st))
 		return ckpt_unsupported(c, "pid %d: executable %s cannot be saved", t->tid, path) ? -1 : 0;
-	return dump_mapped_file(c, t, path, &st, O_RDONLY | O_LARGEFILE_K | FMODE_EXEC_K);
+	return dump_mapped_file(c, t, path, &st, O_RDONLY | O_LARGEFILE_K | FMODE_EXEC_K, NULL);
 }
 
 static int dump_mm_struct(struct ctx *c, struct task *t, int nr_vmas, int exe_ref)

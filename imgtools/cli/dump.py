@@ -38,12 +38,21 @@ def dump(pid: Annotated[str, typer.Argument(help="root of the process tree to ch
          = False,
          allow_partial: Annotated[bool, typer.Option(
              "--allow-partial", help="exit 0 even if some state was written as ERROR records")]
-         = False) -> None:
+         = False,
+         strict: Annotated[bool, typer.Option(
+             "--strict", help="a pure v23 image: no imgtools extension records (what only "
+                              "they hold, e.g. a memfd or a deleted file, becomes an ERROR "
+                              "record)")] = False,
+         ghost_limit: Annotated[str, typer.Option(
+             "--ghost-limit", metavar="SIZE",
+             help="contents of deleted files saved per image, at most (bytes, or K/M/G); "
+                  "a larger one is an ERROR record")] = "64M") -> None:
     """Checkpoint PID (and its descendants) into a v23 image: -o FILE, or stdout ('-').
 
     Every thread is stopped for the dump and resumed afterwards; a failed or interrupted
     dump leaves the processes running as before. The file is written atomically."""
     number = parse_pid(pid)
+    limit = _size(ghost_limit)
     from .. import engine
     from ._output import progress
     try:
@@ -57,7 +66,8 @@ def dump(pid: Annotated[str, typer.Argument(help="root of the process tree to ch
                 advance((mib << 20) - done[0])
                 done[0] = mib << 20
             code = engine.dump(number, "-", tree=not single, kill=kill,
-                               allow_partial=allow_partial, stdout=out,
+                               allow_partial=allow_partial, stdout=out, strict=strict,
+                               ghost_limit=limit,
                                on_progress=on_progress if sys.stderr.isatty() else None)
             complete = _ends_with_tail(out) if code == EXIT_INVALID else None
             if code and not (code == EXIT_INVALID and complete is not False):
@@ -76,6 +86,14 @@ def dump(pid: Annotated[str, typer.Argument(help="root of the process tree to ch
         raise fail(f"{where}: the image was written with ERROR records for the state it "
                    f"cannot hold (listed above); --allow-partial accepts it (exit 0)",
                    EXIT_INVALID)
+
+
+def _size(text: str) -> str:
+    """--ghost-limit SIZE checked here (a usage error names it), handed on as written."""
+    body = text[:-1] if text[-1:] in ("K", "M", "G", "k", "m", "g") else text
+    if not body.isascii() or not body.isdigit():
+        raise UsageError(f"--ghost-limit takes a size (bytes, or a number with K, M or G), not {text!r}")
+    return text
 
 
 def _memory_of(pid: int, tree: bool) -> int | None:

@@ -98,6 +98,9 @@ def restore(image: RestoreImageArg = "-",
             shell_job: Annotated[bool, typer.Option(
                 "--shell-job", help="give the tree's terminal descriptors the caller's "
                                     "terminal")] = False,
+            allow_changed_files: Annotated[bool, typer.Option(
+                "--allow-changed-files", help="reopen files whose size or mtime changed "
+                                              "since the dump (refused by default)")] = False,
             fmt: FormatOpt = None) -> None:
     """Restart the process tree of IMG; wait for its root and exit with its status.
 
@@ -115,7 +118,7 @@ def restore(image: RestoreImageArg = "-",
     src = _Taken(fd)
     reader = ImageReader(src, "<stdin>" if image == "-" else image, version=fmt)
     flags = dict(pidns=pidns, detach=detach, stopped=stopped, shell_job=shell_job,
-                 progress=sys.stderr.isatty())
+                 progress=sys.stderr.isatty(), allow_changed_files=allow_changed_files)
     if reader.version == TARGET and regular:
         cmd = engine.restore_command(image if image != "-" else f"/proc/self/fd/{fd}", **flags)
         if image == "-":

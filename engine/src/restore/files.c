@@ -32,7 +32,7 @@ static bool is_tty(const struct stat *st)
 }
 
 /* a FILE_NAME record: an absolute path */
-static char *read_path(struct rctx *c)
+char *read_path(struct rctx *c)
 {
 	struct ckpt_hdr h;
 	char *path;
@@ -244,7 +244,9 @@ int restore_file(struct rctx *c, const struct ckpt_hdr *h)
 	switch (f.common.f_type) {
 	case CKPT_FILE_GENERIC:
 		path = read_path(c);
-		ret = path ? open_generic(c, o, &f.common, path) : -1;
+		ret = path ? restore_file_stat(c, path) : -1;
+		if (!ret)
+			ret = open_generic(c, o, &f.common, path);
 		break;
 	case CKPT_FILE_PIPE:
 		ret = open_pipe(c, o, &f, NULL);

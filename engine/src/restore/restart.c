@@ -30,7 +30,7 @@
 
 static const char usage[] =
 	"usage: imgtools-engine restore [IMG|-] [--pidns|--no-pidns] [--detach] [--stopped]\n"
-	"                               [--shell-job] [--progress]\n"
+	"                               [--shell-job] [--progress] [--allow-changed-files]\n"
 	"Restart the process tree of a linux-cr v23 x86_64 image (stdin by default). Exit: the\n"
 	"root's status, or with --detach 0 and the root's pid on the last line of stdout;\n"
 	"1 internal error, 2 usage, 3 the image is refused (the reason on stderr).\n";
@@ -379,6 +379,8 @@ static int restore_records(struct rctx *c)
 		case CKPT_HDR_FILE_TABLE: r = restore_file_table(c, &h); break;
 		case CKPT_HDR_FILE: r = restore_file(c, &h); break;
 		case CKPT_HDR_FILE_DESC: r = restore_file_desc(c, &h); break;
+		case CKPT_HDR_EXT_FILE_GHOST:
+		case CKPT_HDR_EXT_FILE_MEMFD: r = restore_ext_file(c, &h); break;
 		case CKPT_HDR_MM: r = restore_mm(c, &h); break;
 		case CKPT_HDR_VMA: r = restore_vma(c, &h); break;
 		case CKPT_HDR_PGARR: r = restore_pgarr(c, &h); break;
@@ -508,6 +510,7 @@ static int parse_args(struct rctx *c, int argc, char **argv, const char **input)
 		{ "detach", no_argument, NULL, 'd' },
 		{ "stopped", no_argument, NULL, 's' },
 		{ "shell-job", no_argument, NULL, 'j' },
+		{ "allow-changed-files", no_argument, NULL, 'C' },
 		{ "progress", no_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -525,6 +528,7 @@ static int parse_args(struct rctx *c, int argc, char **argv, const char **input)
 		case 'd': c->detach = true; break;
 		case 's': c->stopped = true; break;
 		case 'j': c->shell_job = true; break;
+		case 'C': c->allow_changed_files = true; break;
 		case 'P': progress = true; break;
 		case 'h': fputs(usage, stdout); exit(EXIT_OK);
 		default:

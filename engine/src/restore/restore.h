@@ -127,6 +127,7 @@ struct rctx {
 	struct rstream in;
 	bool dry;			/* the metadata pass of a seekable image: check, create nothing */
 	bool pidns, detach, stopped, shell_job;
+	bool allow_changed_files;	/* reopen files whose size or mtime changed (EXT_FILE_STAT) */
 	bool refused;			/* failure is the image's (exit 3), not ours */
 	char uts_release[CKPT_NEW_UTS_LEN + 1], uts_version[CKPT_NEW_UTS_LEN + 1];
 	bool same_kernel;
@@ -190,6 +191,11 @@ int restore_file_desc(struct rctx *c, const struct ckpt_hdr *h);
 int restore_fs(struct rctx *c, const struct ckpt_hdr *h);
 int task_install_fd(struct rctx *c, struct rproc *p, int drv_fd, int fd, bool cloexec);
 int task_take_fd(struct rctx *c, struct rproc *p, int drv_fd);
+char *read_path(struct rctx *c);
+
+/* files_ext.c: deleted files and memfds (extension object records), EXT_FILE_STAT */
+int restore_ext_file(struct rctx *c, const struct ckpt_hdr *h);
+int restore_file_stat(struct rctx *c, const char *path);
 
 /* signal.c */
 int restore_sighand(struct rctx *c, const struct ckpt_hdr *h);
