@@ -1,0 +1,230 @@
+"""Files the engine saves as imgtools extension records, dumped (--kill) and restored.
+
+Deleted files still open or mapped (ghosts), memfds with their names and seals, a
+/dev/zero mapping shared by two processes: tests/progs/rst_files.c sets each up, goes on
+using it across the checkpoint and checks itself after the restore (the restore's exit
+status is its verdict). Also the check that refuses a file changed since the dump, the
+ghost size limit, and `dump --strict` (no extension record, ERROR records instead).
+"""
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from test_restore import IMGTOOLS, PROGS, dump_kill, lines, pytestmark, restore, running, start, wait_for  # noqa: F401
+
+EXT_FIRST, EXT_LAST = 8000, 8999
+EXT_FILE_STAT, EXT_FILE_MEMFD, EXT_FILE_GHOST, EXT_EXTENT = 8003, 8014, 8015, 8020
+ERROR, STRING = 9999, 5
+UFLAG_EXT = 1 << 32
+HEADER_UFLAGS = 64          # offset of HEADER.uflags in its record (engine/include/ckpt_hdr.h)
+
+
+@pytest.fixture(scope="module")
+def rst_files(tmp_path_factory):
+    exe = tmp_path_factory.mktemp("rst-files") / "rst_files"
+    subprocess.run(["gcc", "-O1", "-o", str(exe), str(PROGS / "rst_files.c")], check=True)
+    return exe
+
+
+def records(img: Path):
+    """(type, payload) of every record, read by their {type, len} headers alone."""
+    data, pos = img.read_bytes(), 0
+    while pos + 8 <= len(data):
+        rtype, rlen = struct.unpack_from("<II", data, pos)
+        assert rlen >= 8, f"record at {pos} has length {rlen}"
+        yield rtype, data[pos + 8:pos + rlen]
+        pos += rlen
+
+
+def error_messages(img: Path) -> list[str]:
+    recs, msgs = list(records(img)), []
+    for (t, _), (t2, s) in zip(recs, recs[1:]):
+        if t == ERROR and t2 == STRING:
+            msgs.append(s.strip(b"\0").decode())
+    return msgs
+
+
+def run_prog(rst_files, tmp_path, mode, settle=0.0):
+    """rst_files MODE dumped with --kill while it works, GO created, restored: the report."""
+    out, go, img = tmp_path / "out", tmp_path / "go", tmp_path / f"{mode}.img"
+    p = start([rst_files, mode, out, go, tmp_path], out)
+    time.sleep(settle)
+    dump_kill(p, img)
+    go.touch()
+    r = restore(img)
+    report = out.read_text()
+    assert r.returncode == 0, (r.stderr, report)
+    assert "FAIL" not in report and "done 0" in report, report
+    return report, img
+
+
+def test_a_deleted_log_file_goes_on_being_appended(rst_files, tmp_path):
+    report, img = run_prog(rst_files, tmp_path, "ghostlog", settle=0.1)
+    for name in ("ghost-name", "ghost-stat", "ghost-append-flag", "ghost-contents", "ghost-offset"):
+        assert f"ok {name}" in report
+    n = int(next(l for l in report.splitlines() if l.startswith("lines ")).split()[1])
+    assert n > 40                               # lines written before and after the dump
+    types = [t for t, _ in records(img)]
+    assert types.count(EXT_FILE_GHOST) == 1 and EXT_EXTENT in types
+    assert not (tmp_path / "log").exists()      # named for a moment only, unlinked again
+
+
+def test_a_deleted_file_mapped_shared_and_written(rst_files, tmp_path):
+    report, img = run_prog(rst_files, tmp_path, "ghostmap")
+    for name in ("map-contents", "map-hole", "map-shared", "map-name"):
+        assert f"ok {name}" in report
+    recs = list(records(img))
+    ghosts = [p for t, p in recs if t == EXT_FILE_GHOST]
+    assert len(ghosts) == 2                     # the descriptor and the mapping: one inode
+    assert len({struct.unpack_from("<i", p, 40)[0] for p in ghosts}) == 1
+    # contents once, the hole left out: page 0 and page 2, then the end at 3 pages
+    extents = [(struct.unpack_from("<Q", p)[0], len(p) - 8) for t, p in recs if t == EXT_EXTENT]
+    assert extents == [(0, 4096), (8192, 4096), (12288, 0)]
+
+
+def test_a_sealed_memfd_keeps_name_seals_contents_and_descriptions(rst_files, tmp_path):
+    report, img = run_prog(rst_files, tmp_path, "memfd")
+    for name in ("memfd-seals", "memfd-name", "memfd-cloexec", "memfd-contents", "memfd-hole",
+                 "memfd-second-description", "memfd-sealed", "plain-seals",
+                 "plain-private-copy", "plain-name"):
+        assert f"ok {name}" in report
+    assert sum(len(p) - 8 for t, p in records(img) if t == EXT_EXTENT) < 3 * 4096   # holes skipped
+
+
+def test_a_dev_zero_mapping_shared_by_parent_and_child(rst_files, tmp_path):
+    report, _ = run_prog(rst_files, tmp_path, "devzero")
+    assert "ok devzero-contents" in report and "ok devzero-shared" in report
+
+
+def _holder(tmp_path, path: Path):
+    """sleep holding path open on descriptor 3, dumped with --kill: the image."""
+    img = tmp_path / "holder.img"
+    p = subprocess.Popen(["sh", "-c", f'exec 3<"{path}"; exec sleep 100'], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: os.readlink(f"/proc/{p.pid}/exe").endswith("sleep")
+             and os.path.exists(f"/proc/{p.pid}/fd/3"), what="sleep")
+    dump_kill(p, img)
+    return img
+
+
+def _restored_sleeps(img: Path) -> list[int]:
+    found = []
+    for d in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.readlink(f"/proc/{d}/fd/3") and os.readlink(f"/proc/{d}/exe").endswith("/sleep") \
+                    and str(img.parent) in os.readlink(f"/proc/{d}/fd/3"):
+                found.append(int(d))
+        except OSError:
+            pass
+    return found
+
+
+def test_a_file_changed_since_the_dump_is_refused_unless_allowed(tmp_path):
+    data = tmp_path / "data"
+    data.write_bytes(b"12345")
+    img = _holder(tmp_path, data)
+    assert EXT_FILE_STAT in [t for t, _ in records(img)]
+    with open(data, "ab") as f:
+        f.write(b"6789")
+    r = restore(img)
+    assert r.returncode == 3
+    assert f"file {data} changed since the dump: size 5 -> 9, mtime" in r.stderr
+    assert "--allow-changed-files" in r.stderr and not _restored_sleeps(img)
+    # the same size, another mtime: refused too; from a pipe, after the tree exists
+    data.write_bytes(b"54321")
+    os.utime(data, (1, 1))
+    with open(img, "rb") as f:
+        r = restore("-", stdin=f)
+    assert r.returncode == 3 and "size 5 -> 5, mtime" in r.stderr and "1970-01-01 00:00:01" in r.stderr
+    time.sleep(0.2)
+    assert not _restored_sleeps(img)
+    r = restore(img, "--allow-changed-files", "--detach")
+    assert r.returncode == 0, r.stderr
+    root = int(r.stdout.split()[-1])
+    try:
+        wait_for(lambda: _restored_sleeps(img), what="the restored sleep")
+    finally:
+        os.kill(root, 9)
+
+
+def test_a_deleted_file_over_the_ghost_limit_is_an_error_record(tmp_path):
+    big, sparse = tmp_path / "big", tmp_path / "sparse"
+    big.write_bytes(os.urandom(2 << 20))
+    with open(sparse, "wb") as f:           # 10 MiB of which 4 KiB are data
+        f.truncate(10 << 20)
+        f.seek(5 << 20)
+        f.write(b"s" * 4096)
+    img = tmp_path / "limit.img"
+    p = subprocess.Popen(["sh", "-c", f'exec 3<"{big}" 4<"{sparse}"; rm "{big}" "{sparse}"; '
+                          'exec sleep 100'], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: os.readlink(f"/proc/{p.pid}/exe").endswith("sleep") and not big.exists(),
+             what="sleep")
+    r = subprocess.run([*IMGTOOLS, "dump", str(p.pid), "-o", str(img), "--ghost-limit", "1M"],
+                       capture_output=True, text=True)
+    assert r.returncode == 3
+    assert f"deleted file {big} not saved: 2097152 bytes of contents, over the --ghost-limit " \
+           f"of 1048576 bytes" in r.stderr
+    msgs = error_messages(img)
+    assert len(msgs) == 1 and str(big) in msgs[0]
+    recs = list(records(img))
+    assert [t for t, _ in recs].count(EXT_FILE_GHOST) == 1          # the sparse one fits
+    assert sum(len(p) - 8 for t, p in recs if t == EXT_EXTENT) == 4096
+    r = restore(img)
+    assert r.returncode == 3 and "could not save everything" in r.stderr
+    p.kill()
+    p.wait()
+    assert subprocess.run([*IMGTOOLS, "dump", "1", "--ghost-limit", "lots"],
+                          capture_output=True, text=True).returncode == 2
+
+
+def test_strict_writes_a_pure_v23_image_with_error_records(tmp_path):
+    script = ("import os, time\n"
+              "m = os.memfd_create('strictly'); os.write(m, b'x')\n"
+              f"g = open('{tmp_path}/gone', 'w'); os.unlink('{tmp_path}/gone')\n"
+              "print('ready', flush=True); time.sleep(100)\n")
+    p = subprocess.Popen(["python3", "-c", script], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL)
+    try:
+        assert p.stdout.readline() == b"ready\n"
+        loose, strict = tmp_path / "loose.img", tmp_path / "strict.img"
+        r = subprocess.run([*IMGTOOLS, "dump", str(p.pid), "-o", str(loose)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        r = subprocess.run([*IMGTOOLS, "dump", str(p.pid), "-o", str(strict), "--strict"],
+                           capture_output=True, text=True)
+        assert r.returncode == 3                # partial: what only an extension holds
+    finally:
+        p.kill()
+        p.wait()
+    head = next(records(loose))[1]
+    assert struct.unpack_from("<Q", head, HEADER_UFLAGS - 8)[0] & UFLAG_EXT
+    assert {EXT_FILE_STAT, EXT_FILE_MEMFD, EXT_FILE_GHOST, EXT_EXTENT} <= {t for t, _ in records(loose)}
+    head = next(records(strict))[1]
+    assert not struct.unpack_from("<Q", head, HEADER_UFLAGS - 8)[0] & UFLAG_EXT
+    assert not [t for t, _ in records(strict) if EXT_FIRST <= t <= EXT_LAST]
+    msgs = error_messages(strict)
+    assert any("memfd strictly not saved (--strict" in m for m in msgs), msgs
+    assert any(f"deleted file {tmp_path}/gone not saved (--strict" in m for m in msgs), msgs
+
+
+def test_a_deleted_file_whose_directory_is_gone_is_refused(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "f").write_text("contents")
+    img = tmp_path / "nodir.img"
+    p = subprocess.Popen(["sh", "-c", f'exec 3<"{d}/f"; rm "{d}/f"; exec sleep 100'],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: os.readlink(f"/proc/{p.pid}/exe").endswith("sleep") and not (d / "f").exists(),
+             what="sleep")
+    dump_kill(p, img)
+    d.rmdir()
+    r = restore(img)
+    assert r.returncode == 3
+    assert f"deleted file {d}/f: its directory {d} is gone" in r.stderr
+    assert not _restored_sleeps(img)
