@@ -228,3 +228,30 @@ def test_a_deleted_file_whose_directory_is_gone_is_refused(tmp_path):
     assert r.returncode == 3
     assert f"deleted file {d}/f: its directory {d} is gone" in r.stderr
     assert not _restored_sleeps(img)
+
+
+def test_a_new_file_in_the_ghosts_place_is_left_alone(tmp_path):
+    """A log rotated after the dump: the restored ghost is unnamed, the new file untouched."""
+    log = tmp_path / "log"
+    log.write_text("old contents\n")
+    img = tmp_path / "rotated.img"
+    p = subprocess.Popen(["sh", "-c", f'exec 3<"{log}"; rm "{log}"; exec sleep 100'],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: os.readlink(f"/proc/{p.pid}/exe").endswith("sleep") and not log.exists(),
+             what="sleep")
+    dump_kill(p, img)
+    log.write_text("new file\n")
+    before = os.stat(log)
+    r = restore(img, "--detach")
+    assert r.returncode == 0, r.stderr
+    root = int(r.stdout.split()[-1])
+    try:
+        wait_for(lambda: _restored_sleeps(img), what="the restored sleep")
+        pid = _restored_sleeps(img)[0]
+        assert log.read_text() == "new file\n" and os.stat(log).st_ino == before.st_ino
+        link = os.readlink(f"/proc/{pid}/fd/3")
+        assert link.startswith(f"{tmp_path}/#") and link.endswith(" (deleted)")
+        with open(f"/proc/{pid}/fd/3") as f:
+            assert f.read() == "old contents\n"
+    finally:
+        os.kill(root, 9)
