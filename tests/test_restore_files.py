@@ -20,7 +20,7 @@ from test_restore import IMGTOOLS, PROGS, dump_kill, lines, pytestmark, restore,
 
 EXT_FIRST, EXT_LAST = 8000, 8999
 EXT_FILE_STAT, EXT_FILE_MEMFD, EXT_FILE_GHOST, EXT_EXTENT = 8003, 8014, 8015, 8020
-ERROR, STRING = 9999, 5
+ERROR, STRING, FILE_NAME = 9999, 5, 303
 UFLAG_EXT = 1 << 32
 HEADER_UFLAGS = 64          # offset of HEADER.uflags in its record (engine/include/ckpt_hdr.h)
 
@@ -42,12 +42,15 @@ def records(img: Path):
         pos += rlen
 
 
+def strings_after(img: Path, first: int, second: int) -> list[str]:
+    """The text of every `second` record that follows a `first` record."""
+    recs = list(records(img))
+    return [s.strip(b"\0").decode() for (t, _), (t2, s) in zip(recs, recs[1:])
+            if t == first and t2 == second]
+
+
 def error_messages(img: Path) -> list[str]:
-    recs, msgs = list(records(img)), []
-    for (t, _), (t2, s) in zip(recs, recs[1:]):
-        if t == ERROR and t2 == STRING:
-            msgs.append(s.strip(b"\0").decode())
-    return msgs
+    return strings_after(img, ERROR, STRING)
 
 
 def run_prog(rst_files, tmp_path, mode, settle=0.0):
@@ -255,3 +258,19 @@ def test_a_new_file_in_the_ghosts_place_is_left_alone(tmp_path):
             assert f.read() == "old contents\n"
     finally:
         os.kill(root, 9)
+
+
+def test_a_deleted_executable_runs_on(rst_files, tmp_path):
+    """The program's own binary deleted (as by an upgrade): saved and mapped as a ghost."""
+    exe, out, go, img = tmp_path / "upgraded", tmp_path / "out", tmp_path / "go", tmp_path / "exe.img"
+    exe.write_bytes(rst_files.read_bytes())
+    exe.chmod(0o755)
+    p = start([exe, "ghostlog", out, go, tmp_path], out)
+    exe.unlink()
+    dump_kill(p, img)
+    assert str(exe) in strings_after(img, EXT_FILE_GHOST, FILE_NAME)
+    go.touch()
+    r = restore(img)
+    report = out.read_text()
+    assert r.returncode == 0, (r.stderr, report)
+    assert "FAIL" not in report and "ok ghost-contents" in report and not exe.exists()

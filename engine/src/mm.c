@@ -597,9 +597,19 @@ static int dump_exe(struct ctx *c, struct task *t)
 	if (proc_readlink(t->tid, "exe", path, sizeof(path)))
 		return 0;	/* no executable (kernel thread) */
 	snprintf(name, sizeof(name), "/proc/%d/exe", t->tid);
-	if (deleted(path) || stat(name, &st))
+	if (stat(name, &st) || (deleted(path) && ext_file_kind(path, &st) != EXT_FILE_GHOST))
 		return ckpt_unsupported(c, "pid %d: executable %s cannot be saved", t->tid, path) ? -1 : 0;
-	return dump_mapped_file(c, t, path, &st, O_RDONLY | O_LARGEFILE_K | FMODE_EXEC_K, NULL);
+	if (deleted(path)) {
+		/* a deleted executable (an upgraded program) is a ghost like any deleted file */
+		char what[64];
+		int r;
+
+		snprintf(what, sizeof(what), "pid %d executable", t->tid);
+		r = ext_file_admit(c, what, path, name);
+		if (r)
+			return r < 0 ? -1 : 0;
+	}
+	return dump_mapped_file(c, t, path, &st, O_RDONLY | O_LARGEFILE_K | FMODE_EXEC_K, name);
 }
 
 static int dump_mm_struct(struct ctx *c, struct task *t, int nr_vmas, int exe_ref)

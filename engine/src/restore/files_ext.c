@@ -122,28 +122,32 @@ static int ghost_create(struct rctx *c, const char *path, const struct ckpt_hdr_
 
 /*
  * Give the complete ghost its old name for a moment and unlink it again, so that
- * /proc/PID/fd shows "PATH (deleted)" as before; the file is then held by an O_PATH
- * descriptor of that name. If the name is taken (a new file has it), the ghost stays
- * unnamed ("DIR/#INODE (deleted)" in /proc): nothing of the new file is touched.
+ * /proc/PID/fd shows "PATH (deleted)" as before. If the name is taken (a new file has it),
+ * the ghost stays unnamed ("DIR/#INODE (deleted)" in /proc): nothing of the new file is
+ * touched. Either way the file is then held by an O_PATH descriptor: the driver is no
+ * writer of it (a deleted executable may become a task's exe, which allows none).
  */
 static int ghost_name(int fd, const char *path)
 {
 	char self[64];
 	struct stat a, b;
-	int named;
+	int named = -1;
 
 	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
-	if (linkat(AT_FDCWD, self, AT_FDCWD, path, AT_SYMLINK_FOLLOW))
-		return fd;
-	named = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	if (named >= 0 && !fstat(named, &a) && !fstat(fd, &b) && a.st_ino == b.st_ino &&
-	    a.st_dev == b.st_dev && !unlink(path)) {
-		close(fd);
-		return named;
+	if (!linkat(AT_FDCWD, self, AT_FDCWD, path, AT_SYMLINK_FOLLOW)) {
+		named = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		if (named >= 0 && (fstat(named, &a) || fstat(fd, &b) || a.st_ino != b.st_ino ||
+				   a.st_dev != b.st_dev || unlink(path))) {
+			close(named);
+			named = -1;
+		}
 	}
-	if (named >= 0)
-		close(named);
-	return fd;
+	if (named < 0)
+		named = open(self, O_PATH | O_CLOEXEC);
+	if (named < 0)
+		return pr_perror("hold the deleted file %s", path);
+	close(fd);
+	return named;
 }
 
 /* memfd_create as it was (sealing is always allowed here: the seals say what was) */
@@ -214,8 +218,8 @@ int restore_ext_file(struct rctx *c, const struct ckpt_hdr *h)
 			goto out;
 		if (fd >= 0 && finish_contents(c, fd, name, size, memfd, memfd ? rec.m.seals : 0))
 			goto out;
-		if (fd >= 0 && !memfd)
-			ino->fd = ghost_name(fd, name);
+		if (fd >= 0 && !memfd && (ino->fd = ghost_name(fd, name)) < 0)
+			goto out;
 	}
 	ret = 0;
 	if (c->dry)
