@@ -78,6 +78,21 @@ def test_a_deleted_log_file_goes_on_being_appended(rst_files, tmp_path):
     assert not (tmp_path / "log").exists()      # named for a moment only, unlinked again
 
 
+def test_a_deleted_log_file_across_a_live_migration_through_a_pipe(rst_files, tmp_path):
+    """dump -o - | restore -: the contents arrive in the stream, read once, in order."""
+    out, go = tmp_path / "out", tmp_path / "go"
+    p = start([rst_files, "ghostlog", out, go, tmp_path], out)
+    time.sleep(0.1)
+    mig = subprocess.Popen(f"{' '.join(IMGTOOLS)} dump {p.pid} --kill -o - | {' '.join(IMGTOOLS)} restore -",
+                           shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p.wait(timeout=30)
+    go.touch()
+    _, err = mig.communicate(timeout=60)
+    report = out.read_text()
+    assert mig.returncode == 0, (err, report)
+    assert "FAIL" not in report and "ok ghost-contents" in report and "ok ghost-name" in report
+
+
 def test_a_deleted_file_mapped_shared_and_written(rst_files, tmp_path):
     report, img = run_prog(rst_files, tmp_path, "ghostmap")
     for name in ("map-contents", "map-hole", "map-shared", "map-name"):
@@ -212,6 +227,18 @@ def test_strict_writes_a_pure_v23_image_with_error_records(tmp_path):
     assert not struct.unpack_from("<Q", head, HEADER_UFLAGS - 8)[0] & UFLAG_EXT
     assert not [t for t, _ in records(strict) if EXT_FIRST <= t <= EXT_LAST]
     msgs = error_messages(strict)
+    # nothing but regular files: a strict dump is whole (their EXT_FILE_STAT is a check only)
+    plain = tmp_path / "plain.img"
+    p = subprocess.Popen(["sleep", "100"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    try:
+        r = subprocess.run([*IMGTOOLS, "dump", str(p.pid), "-o", str(plain), "--strict"],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    finally:
+        p.kill()
+        p.wait()
+    assert not [t for t, _ in records(plain) if EXT_FIRST <= t <= EXT_LAST]
     assert any("memfd strictly not saved (--strict" in m for m in msgs), msgs
     assert any(f"deleted file {tmp_path}/gone not saved (--strict" in m for m in msgs), msgs
 
