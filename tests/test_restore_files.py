@@ -110,7 +110,7 @@ def test_a_sealed_memfd_keeps_name_seals_contents_and_descriptions(rst_files, tm
     report, img = run_prog(rst_files, tmp_path, "memfd")
     for name in ("memfd-seals", "memfd-name", "memfd-cloexec", "memfd-contents", "memfd-hole",
                  "memfd-second-description", "memfd-sealed", "plain-seals",
-                 "plain-private-copy", "plain-name"):
+                 "plain-private-copy", "plain-name", "noexec-seal"):
         assert f"ok {name}" in report
     assert sum(len(p) - 8 for t, p in records(img) if t == EXT_EXTENT) < 3 * 4096   # holes skipped
 
@@ -301,3 +301,25 @@ def test_a_deleted_executable_runs_on(rst_files, tmp_path):
     report = out.read_text()
     assert r.returncode == 0, (r.stderr, report)
     assert "FAIL" not in report and "ok ghost-contents" in report and not exe.exists()
+
+
+def test_a_forged_extent_is_invalid_and_nothing_runs(rst_files, tmp_path):
+    """Contents outside the file's size, or out of order: exit 3 before anything runs."""
+    out, go, img = tmp_path / "out", tmp_path / "go", tmp_path / "memfd.img"
+    p = start([rst_files, "memfd", out, go, tmp_path], out)
+    dump_kill(p, img)
+    data, pos, first = bytearray(img.read_bytes()), 0, None
+    while pos < len(data):
+        rtype, rlen = struct.unpack_from("<II", data, pos)
+        if rtype == EXT_EXTENT and rlen > 16 and first is None:
+            first = pos
+        pos += rlen
+    assert first is not None
+    for offset, what in ((2 << 20, "bytes at 2097152"), (1 << 63, "bytes at 9223372036854775808")):
+        forged = tmp_path / "forged.img"
+        struct.pack_into("<Q", data, first + 8, offset)
+        forged.write_bytes(data)
+        go.touch()
+        r = restore(forged)
+        assert r.returncode == 3 and "EXT_EXTENT at offset" in r.stderr and what in r.stderr, r.stderr
+        assert not running(rst_files)

@@ -13,7 +13,7 @@
  *           through the mapping and through a descriptor of the same file.
  * memfd     a sealed memfd (SHRINK|GROW|WRITE) with data and a hole, mapped shared
  *           read-only, a second description of it at offset 123; an unsealable memfd
- *           mapped privately and written (copy-on-write).
+ *           mapped privately and written (copy-on-write); an MFD_NOEXEC_SEAL one.
  * devzero   a MAP_SHARED mapping of /dev/zero shared by the parent and a child.
  */
 #define _GNU_SOURCE
@@ -29,6 +29,10 @@
 #include <unistd.h>
 
 #define PAGE 4096
+#ifndef MFD_NOEXEC_SEAL
+#define MFD_NOEXEC_SEAL	0x0008U		/* Linux 6.3 */
+#define F_SEAL_EXEC	0x0020
+#endif
 
 static FILE *out;
 static int failed;
@@ -147,7 +151,8 @@ static int memfd(const char *go)
 {
 	const unsigned int seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
 	char link[256], self[64], buf[16], *m, *p;
-	int fd, fd2, plain;
+	int fd, fd2, plain, noexec;
+	struct stat st;
 
 	fd = memfd_create("imgtools test: x", MFD_ALLOW_SEALING | MFD_CLOEXEC);
 	if (fd < 0 || pwrite(fd, "memfd-head", 10, 0) != 10 || pwrite(fd, "memfd-far", 9, 512 * 1024) != 9 ||
@@ -164,6 +169,9 @@ static int memfd(const char *go)
 	if (p == MAP_FAILED)
 		return 2;
 	memcpy(p, "copied", 6);		/* a private copy of the page: not the file's */
+	noexec = memfd_create("noexec", MFD_NOEXEC_SEAL);	/* 0666 and F_SEAL_EXEC */
+	if (noexec < 0)
+		return 2;
 	fprintf(out, "ready\n");
 	while (gone(go))
 		usleep(2000);
@@ -189,6 +197,9 @@ static int memfd(const char *go)
 	      "plain-private-copy", "mapping %.6s, file %.10s", p, buf);
 	link_of(plain, link, sizeof(link));
 	check(!strcmp(link, "/memfd:plain (deleted)"), "plain-name", "%s", link);
+	check(fcntl(noexec, F_GET_SEALS) == F_SEAL_EXEC && !fstat(noexec, &st) &&
+	      (st.st_mode & 07777) == 0666 && fchmod(noexec, 0755) < 0, "noexec-seal",
+	      "seals %#x mode %o", fcntl(noexec, F_GET_SEALS), st.st_mode & 07777);
 	return failed;
 }
 

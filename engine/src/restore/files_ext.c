@@ -24,6 +24,7 @@
 #define EXTENT_CHUNK	(1 << 20)	/* bytes read from the image at once */
 #define FMODE_EXEC_K	040
 #define MEMFD_NAME_MAX	249		/* memfd_create(2): 249 bytes and a NUL */
+#define F_SEAL_EXEC_K	0x0020		/* Linux 6.3; older headers lack it */
 
 /* the contents: EXT_EXTENTs up to the one of no data at offset size; written to fd (>= 0) */
 static int read_extents(struct rctx *c, int fd, uint64_t size, const char *name)
@@ -169,6 +170,9 @@ static int finish_contents(struct rctx *c, int fd, const char *name, uint64_t si
 {
 	if (ftruncate(fd, size))
 		return rst_refuse(c, "%s: size %llu: %s", name, (unsigned long long)size, strerror(errno));
+	/* the record has no mode: a memfd sealed against exec was made 0666 (MFD_NOEXEC_SEAL) */
+	if (memfd && (seals & F_SEAL_EXEC_K) && fchmod(fd, 0666))
+		return rst_refuse(c, "memfd %s: mode 0666: %s", name, strerror(errno));
 	if (memfd && seals && fcntl(fd, F_ADD_SEALS, seals))
 		return rst_refuse(c, "memfd %s: seals %#x: %s", name, seals, strerror(errno));
 	return 0;
