@@ -68,7 +68,7 @@ class Builder:
         self.signal: Signal | None = None
         self.obj_kind_of_record = self.abi.record_kinds
         self.expect_signal = 0      # SIGNAL objref named by TASK_OBJS, defined by SIGNAL
-        self.sock: dict | None = None       # the socket whose family record comes next
+        self.socks: list[dict] = []         # sockets whose family record is still due
         self.tty: dict | None = None
         self.ext_inode: Pipe | None = None  # the memfd/ghost inode EXT_EXTENTs fill
 
@@ -460,19 +460,27 @@ class Builder:
 
     # -- sockets --------------------------------------------------------------
     def on_socket(self, rec, v, ref):
-        self.sock = {"socket": plain(v.socket), "sock_common": plain(v.sock_common),
-                     "sock": plain(v.sock), "queued": 0}
-        self._define(ref, "sock", self.sock, rec)
+        sock = {"socket": plain(v.socket), "sock_common": plain(v.sock_common),
+                "sock": plain(v.sock), "queued": 0}
+        self.socks.append(sock)
+        self._define(ref, "sock", sock, rec)
+
+    def _family(self, v, key: str, sock: dict | None) -> None:
+        """A family record: for the socket it names (``this``), else the innermost one
+        still due (a pair's peer is written nested in the first end)."""
+        if sock is None and self.socks:
+            sock = self.socks[-1]
+        if sock is None:
+            return
+        if sock in self.socks:
+            self.socks.remove(sock)
+        sock[key] = {k: (plain(x) if isinstance(x, dict) else x) for k, x in plain(v).items()}
 
     def on_socket_unix(self, rec, v, ref):
-        if self.sock is not None:
-            self.sock["unix"] = {k: (plain(x) if isinstance(x, dict) else x)
-                                 for k, x in plain(v).items()}
+        self._family(v, "unix", self.img.get(v.this, "sock") if v.this else None)
 
     def on_socket_inet(self, rec, v, ref):
-        if self.sock is not None:
-            self.sock["inet"] = {k: (plain(x) if isinstance(x, dict) else x)
-                                 for k, x in plain(v).items()}
+        self._family(v, "inet", None)
 
     def on_socket_buffer(self, rec, v, ref):
         owner = self.img.get(v.pr_objref or v.sk_objref, "sock")
@@ -490,7 +498,8 @@ class Builder:
         f = self.img.get(v.epfile_objref, "file")
         if f is not None:
             f.sub["items"] = []
-        self.expect.insert(0, ("epoll_items", (f, v.num_items)))
+        if v.num_items:                 # no BUFFER for no items
+            self.expect.insert(0, ("epoll_items", (f, v.num_items)))
 
     def buffer_epoll_items(self, rec, arg):
         f, n = arg

@@ -52,20 +52,24 @@ class Extensions(Pass):
         if not self.ext_flag:
             self.add("ext.flag", f"{name.upper()} in an image whose HEADER.uflags lacks "
                      f"IMGTOOLS_UFLAG_EXT")
+        after = ext.AFTER.get(name)
+        if after is not None and self.last_name not in after:
+            self.add("ext.place", f"{name.upper()} after {self.last_name.upper() or '-'}, "
+                     f"not after {' or '.join(a.upper() for a in after)}")
 
-    # -- annotations ---------------------------------------------------------------
+    # -- annotations (where they go: ext.AFTER) ----------------------------------------
     def on_ext_clocks(self, rec, v, matched):
-        if self.last_name != "header_arch" or self.in_tasks:
-            self.add("ext.place", "EXT_CLOCKS not right after HEADER_ARCH")
+        if self.in_tasks:
+            self.add("ext.place", "EXT_CLOCKS after the first task")
 
     def on_ext_rseq(self, rec, v, matched):
         if self.task is None:
             self.add("ext.place", "EXT_RSEQ outside a task section")
 
     def on_ext_file_stat(self, rec, v, matched):
-        if not (self.last_name == "file_name" and self.generic_named):
-            self.add("ext.place", "EXT_FILE_STAT not right after the FILE_NAME of a generic "
-                     "FILE")
+        if self.last_name == "file_name" and not self.generic_named:
+            self.add("ext.place", "EXT_FILE_STAT after the FILE_NAME of a file that is not "
+                     "a generic FILE")
 
     # -- object records --------------------------------------------------------------
     def ext_object(self, name: str, rec, v):

@@ -20,9 +20,9 @@ CODES: dict[str, tuple[str, str, str]] = {
                      "SOCKET_BUFFERs holding total_bytes; each SOCKET_BUFFER is followed by "
                      "the BUFFER of its data (lin_len bytes where the version has it), then "
                      "nr_frags SOCKET_FRAGs with their BUFFERs."),
-    "epoll.items": (ERROR, "epoll items inconsistent", "EPOLL_ITEMS names an epoll FILE and "
-                    "is followed by a BUFFER of num_items ckpt_eventpoll_items, each naming "
-                    "the file it watches."),
+    "epoll.items": (ERROR, "epoll items inconsistent", "EPOLL_ITEMS names an epoll FILE and, "
+                    "when num_items is not 0, is followed by a BUFFER of num_items "
+                    "ckpt_eventpoll_items, each naming the file it watches."),
     "tty.ldisc": (ERROR, "tty line discipline inconsistent", "TTY_LDISC follows its TTY; a "
                   "BUFFER of datalen bytes (at most N_TTY_BUF_SIZE) follows when datalen is "
                   "not 0."),
@@ -122,7 +122,8 @@ class Sockets(Pass):
     # -- epoll ---------------------------------------------------------------------------
     def on_epoll_items(self, rec, v, matched):
         self.ref("file", v.epfile_objref, "epfile_objref", REQ)
-        self.expect.insert(0, ("epoll_buffer", v.num_items, rec.offset))
+        if v.num_items:                 # no BUFFER for no items
+            self.expect.insert(0, ("epoll_buffer", v.num_items, rec.offset))
 
     def buffer_epoll_buffer(self, rec, n) -> None:
         size = self.item_size
