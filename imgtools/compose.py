@@ -19,6 +19,7 @@ from .writer import ImageWriter
 
 PAGE = 4096
 # FdSpec kinds written by a Composer.file_<kind> method
+NO_CRED = 0xFFFFFFFF            # v18-v21 SOCKET_UNIX peercred uid/gid of no peer
 FILE_TYPE_OF = {"unix": "socket", "tcp": "socket", "udp": "socket", "signalfd": "ignore",
                 "timerfd": "ignore", "inotify": "ignore", "memfd": "ignore", "ghost": "ignore"}
 NEW_KINDS = ("unix", "tcp", "udp", "eventfd", "epoll", "tty", "signalfd", "timerfd", "inotify",
@@ -37,6 +38,8 @@ class VmaSpec:
     pgoff: int = 0
     page_prot: int = 0x8000000000000027
     pages: dict[int, bytes] = field(default_factory=dict)
+    fd: "FdSpec | None" = None      # the mapped file, described as a descriptor (a memfd)
+    file: str | None = None         # ... and the key it shares with descriptors
 
 
 @dataclass
@@ -398,7 +401,7 @@ class Composer:
             peer = self._ref("sock", o["peer"])[0] if o.get("peer") else 0
             addr = (o.get("addr") or "").encode()
             self.w.rec("socket_unix", this=sref, peer=peer, flags=0, peercred=0,
-                       peercred_uid=0, peercred_gid=0,
+                       peercred_uid=NO_CRED, peercred_gid=NO_CRED,
                        laddr_len=len(addr) + 3 if addr else 2, raddr_len=0,
                        laddr={"sun_family": 1, "sun_path": addr.ljust(108, b"\0")},
                        raddr={"sun_family": 1 if peer else 0, "sun_path": bytes(108)})
@@ -443,7 +446,7 @@ class Composer:
         if new:
             link = self._ref("tty", o["link"])[0] if o.get("link") else 0
             termios = {"c_iflag": 0x500, "c_oflag": 5, "c_cflag": 0xbf, "c_lflag": 0x8a3b,
-                       "c_ispeed": 15, "c_ospeed": 15, "c_line": 0,
+                       "c_ispeed": 38400, "c_ospeed": 38400, "c_line": 0,
                        "c_cc": bytes(range(1, 20))[:self._cc_len()]}
             w.rec("tty", driver_type=4, driver_subtype=1 if o.get("master") else 2,
                   link_objref=link, file_objref=0, index=o.get("index", 0), ldisc=0,
@@ -576,7 +579,9 @@ class Composer:
     def vma(self, mm_key: str, v: VmaSpec) -> None:
         a, w = self.abi, self.w
         fref = 0
-        if v.path:
+        if v.fd is not None:
+            fref = self.file(v.file or f"map:{mm_key}:{v.start:x}", v.fd)
+        elif v.path:
             fref = self.file(f"map:{v.path}", FdSpec(-1, path=v.path))
         ino = 0
         if v.kind == "shm_anon":
