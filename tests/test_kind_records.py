@@ -335,3 +335,21 @@ def test_to_core_maps_a_memfd_from_its_contents(tmp_path):
         loads = {s["p_vaddr"]: s.data() for s in ELFFile(f).iter_segments()
                  if s["p_type"] == "PT_LOAD" and 0x30000000 <= s["p_vaddr"] < 0x30003000}
     assert loads[0x30000000] == b"M" * 8192 and loads[0x30002000] == b""
+
+
+def test_diff_sees_rseq_and_file_stat_changes(tmp_path):
+    a = image()
+    b = patch(patch(a, "ext_rseq", 8, "<I", 64), "ext_file_stat", 0, "<Q", 12345)
+    pa, pb = tmp_path / "a.img", tmp_path / "b.img"
+    pa.write_bytes(a)
+    pb.write_bytes(b)
+    res = CliRunner().invoke(app, ["diff", "--json", str(pa), str(pb)])
+    assert res.exit_code == 1, res.output
+    d = json.loads(res.stdout)
+    t = d["tasks"][0]
+    assert t["rseq"] == {"rseq_len": [32, 64]}
+    assert t["fds"]["changed"][0]["stat.size"][1] == 12345
+    text = CliRunner().invoke(app, ["diff", str(pa), str(pb)])
+    assert text.exit_code == 1 and "rseq: rseq_len 32 -> 64" in text.stdout, text.output
+    assert "changed: stat.size" in text.stdout
+    assert CliRunner().invoke(app, ["diff", str(pa), str(pa)]).exit_code == 0
