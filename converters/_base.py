@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Iterator
 import construct as cs
 
 import formats
-from formats import Abi, PayloadError, pids
+from formats import Abi, PayloadError, ext, pids
 from imgtools.errors import SchemaError
 from imgtools.stream import CHUNK, DATA_MAX, INLINE_MAX, Record
 
@@ -369,12 +369,17 @@ REF_FIELDS: dict[str, tuple[str, ...]] = {
     "signal": ("tty_objref",),
     "tty": ("link_objref", "file_objref"),
     "security": ("ptrref",),
+    "socket_unix": ("this", "peer", "peercred"),
+    "socket_buffer": ("sk_objref", "pr_objref"),
+    "epoll_items": ("epfile_objref",),
+    **{name: ("f_credref", "f_secref", "ino_objref") for name in ext.OBJECT_RECORDS},
 }
 # Opaque records (no struct in formats/) that may hold objrefs a step cannot reach.
-OPAQUE_REFS = frozenset({
-    "socket", "socket_queue", "socket_buffer", "socket_unix", "socket_inet", "socket_frag",
-    "epoll_items", "net_ns", "netdev", "netdev_addr", "task_sem_undo_list", "task_sem_undo",
-    "mnt_ns"})
+OPAQUE_REFS = frozenset({"net_ns", "netdev", "netdev_addr", "mnt_ns"})
+INET = (2, 10)                  # AF_INET, AF_INET6
+# Records whose BUFFERs follow them: dropped with them.
+BUFFERED = frozenset({"socket_buffer", "socket_frag", "epoll_items", "tty_ldisc",
+                      "task_sem_undo", "ipc_msg_msg", "ipc_sem"})
 
 
 class RefMap:
@@ -540,6 +545,24 @@ def u32(v: int) -> int:
     return v & 0xFFFFFFFF
 
 
+# -- epoll items -----------------------------------------------------------------------------
+
+
+def parse_items(abi: Abi, rec: Rec) -> list[dict]:
+    """The ckpt_eventpoll_items of the BUFFER after EPOLL_ITEMS."""
+    size = abi.sizeof("ckpt_eventpoll_item")
+    data = rec.data()
+    if len(data) % size:
+        raise SchemaError(f"epoll items BUFFER of {len(data)} bytes is no whole number of "
+                          f"{size}-byte items", offset=rec.offset, record="BUFFER")
+    return [strip(abi.parse("ckpt_eventpoll_item", data[i:i + size]), pads=False)
+            for i in range(0, len(data), size)]
+
+
+def build_items(abi: Abi, items: list[dict]) -> bytes:
+    return b"".join(abi.build("ckpt_eventpoll_item", item) for item in items)
+
+
 # -- pid arrays ------------------------------------------------------------------------------
 
 # The layouts and their parsing live in formats.pids; these add the record position.
@@ -597,6 +620,8 @@ class Step:
     OLD_FIELDS: dict[str, dict[str, Old]] = {}
     # Same record name, different layout, no struct to convert it with.
     OPAQUE_CHANGED: frozenset[str] = frozenset()
+    # File types the target lacks that the step converts (rather than drops).
+    KEPT_FILE_TYPES: frozenset[str] = frozenset()
     REFS = "identity"
 
     def __init__(self, ctx: Context, up: bool, arch: str):
@@ -609,6 +634,8 @@ class Step:
         self.label = f"{self.src.name}->{self.dst.name}"
         self.refs = RefMap(self.REFS)
         self.changed = changed_structs(self.src, self.dst)
+        self.dropping = False       # the record before was dropped: its BUFFERs go too
+        self.epoll_due = False      # the BUFFER of epoll items comes next
 
     # -- reporting
     def lose(self, rec: Rec | None, field: str, value, message: str = "",
@@ -621,6 +648,8 @@ class Step:
 
     # -- driving
     def run(self, recs: Iterator[Rec]) -> Iterator[Rec]:
+        if not self.up and self.drops_objects:
+            recs = ObjectDrop(self).run(recs)
         yield from (self.upward(recs) if self.up else self.downward(recs))
         if self.refs.mode == "canonical" and not self.refs.in_order:
             self.note(None, "objref", None, "objrefs were not numbered in order of first use; "
@@ -628,6 +657,37 @@ class Step:
 
     def upward(self, recs: Iterator[Rec]) -> Iterator[Rec]:
         return self.each(recs)
+
+    def dropped_object(self, rec: Rec, nested: list[Rec]) -> tuple[str, bool] | None:
+        """Downgrade: why the FILE object record ``rec`` (after its OBJREF and the objects
+        ``nested`` in it) cannot exist in the target, and whether the nested objects go
+        with it; None: it can.  FILE objects of a type the target lacks, inet sockets
+        where the target has no SOCKET_INET, and the extension records' FILE objects."""
+        if rec.name in ext.OBJECT_RECORDS and rec.name not in self.dst.types:
+            return f"{self.dst.name} has no {ext.FILE_KINDS[rec.name]} files", False
+        if rec.name != "file":
+            return None
+        (f_type,) = struct.unpack_from("<I", rec.data())
+        name = self.src.file_type_names.get(f_type)
+        if name in self.drop_file_types:
+            return f"{self.dst.name} has no {name} files", False
+        if name == "socket" and not self.dst.has("socket_inet"):
+            for r in nested:
+                if r.name == "socket" and self.parse(r)["sock_common"]["family"] in INET:
+                    return f"{self.dst.name} has no inet sockets", True
+        return None
+
+    @functools.cached_property
+    def drops_objects(self) -> bool:
+        """A downgrade that may drop FILE objects (so ObjectDrop runs)."""
+        return bool(self.drop_file_types) or (self.src.has("socket_inet") and
+                                              not self.dst.has("socket_inet")) or \
+            any(n not in self.dst.types for n in ext.OBJECT_RECORDS if n in self.src.types)
+
+    @functools.cached_property
+    def drop_file_types(self) -> frozenset[str]:
+        return frozenset(self.src.file_types) - frozenset(self.dst.file_types) - \
+            self.KEPT_FILE_TYPES
 
     def downward(self, recs: Iterator[Rec]) -> Iterator[Rec]:
         return self.each(recs)
@@ -643,13 +703,25 @@ class Step:
         name = rec.name
         if name == "pipe_data":
             return rec
+        if name == "buffer":
+            if self.dropping:       # the data of the record dropped before it
+                return None
+            if self.epoll_due:
+                self.epoll_due = False
+                return self.epoll_buffer(rec)
+        else:
+            self.dropping = self.epoll_due = False
         if name not in self.dst.types:
             self.lose(rec, "record", name.upper(), f"{self.dst.name} has no such record")
+            self.dropping = name in BUFFERED
             return None
         if name in self.OPAQUE_CHANGED:
             self.lose(rec, "record", name.upper(), f"layout differs in {self.dst.name} and is "
                       f"not known well enough to convert")
+            self.dropping = name in BUFFERED
             return None
+        if name == "epoll_items" and self.refs.renumbering:
+            self.epoll_due = True
         if name == "objref":
             return self.objref(rec)
         if name in self.changed or name == "header" or \
@@ -742,6 +814,13 @@ class Step:
         v["objref"] = self.ref(rec, "objref", v["objref"])
         return rec.derive("objref", self.build(rec, "objref", v))
 
+    def epoll_buffer(self, rec: Rec) -> Rec:
+        """The ckpt_eventpoll_items after EPOLL_ITEMS, their file objrefs renumbered."""
+        items = parse_items(self.src, rec)
+        for i, item in enumerate(items):
+            item["file_objref"] = self.ref(rec, f"items[{i}].file_objref", item["file_objref"])
+        return rec.derive("buffer", build_items(self.dst, items))
+
     def fix_ipc(self, rec: Rec, v: dict) -> None:
         """IPC section heads name the record type of their objects (IPC_SHM/MSG/SEM)."""
         name = self.src.type_names.get(v["ipc_type"])
@@ -783,3 +862,188 @@ class Step:
     def small(self, rec: Rec, name: str, value: dict) -> Rec:
         """A new record of the target version built from field values."""
         return rec.derive(name, self.build(rec, name, value))
+
+
+# -- objects the target cannot hold ------------------------------------------------------------
+
+# What belongs to an extension object record (and goes with it).
+_PARTS = {"ext_file_memfd": ("string", "ext_extent"),
+          "ext_file_ghost": ("file_name", "ext_extent"),
+          "ext_file_inotify": ("ext_inotify_watch", "file_name")}
+# Records that end a held file table or mm section.
+_SECTION_END = {"task", "task_objs", "task_creds", "task_ns", "thread", "cpu",
+                "restart_block", "signal_task", "tail", "error", "file_table", "sighand", "fs"}
+
+
+class ObjectDrop:
+    """A downgrade's first pass (over source records): drops the FILE objects the target
+    cannot hold (``Step.dropped_object``) with their OBJREF and the records that belong to
+    them (a memfd's name, a deleted file's path, inotify watches, EXT_EXTENTs), and every
+    reference to their objrefs: FILE_DESCs (the FILE_TABLE's fdt_nfds shrinks), epoll
+    items (EPOLL_ITEMS.num_items shrinks) and, in an image with extension records, VMAs
+    (MM.map_count shrinks; their page lists go too), each a loss; any other field naming
+    one becomes 0, a loss.  A file table (and an mm section, with extension records) is
+    held (spooled) until it ends, so that its count can be fixed."""
+
+    def __init__(self, step: Step):
+        self.step = step
+        self.ext = False                    # HEADER.uflags has IMGTOOLS_UFLAG_EXT
+        self.dropped: set[int] = set()      # objrefs of dropped FILE objects
+        self.parts: tuple[str, ...] = ()    # records that go with the dropped object
+        self.held: list[Rec] = []           # OBJREF(FILE) and the objects nested in it
+        self.file_obj = step.src.objs.get("file")
+        self.it: Iterator[Rec] = iter(())
+
+    def run(self, recs):
+        self.it = iter(recs)
+        for rec in self.it:
+            for out in self.one(rec):
+                if out is not None:         # None: a dropped descriptor or VMA
+                    yield out
+        yield from self.held
+
+    def one(self, rec):
+        n = rec.name
+        if self.parts:
+            if n in self.parts:
+                return              # part of the dropped object (its loss is reported)
+            self.parts = ()
+        if self.held and (n in self.step.src.record_kinds or n == "objref"):
+            if n == "objref" and self.is_file_objref(rec):
+                yield from self.flush()
+            elif self.step.src.record_kinds.get(n) == "file":
+                why = self.step.dropped_object(rec, self.held[1:])
+                if why is None:
+                    yield from self.flush()
+                else:
+                    ref = self.step.parse(self.held[0])["objref"]
+                    self.dropped.add(ref)
+                    self.step.lose(rec, "record", n.upper(), f"{why[0]} (objref {ref})")
+                    self.parts = _PARTS.get(n, ())
+                    held, self.held = self.held[1:], []
+                    if why[1]:          # the objects nested in it go too
+                        self.drop_nested(held)
+                    else:
+                        for r in held:
+                            yield from self.one(r)
+                    return
+        if self.held:
+            self.held.append(rec.derive(n, rec.data()) if rec.body is not None else rec)
+            return
+        if n == "objref" and self.is_file_objref(rec):
+            self.held = [rec.derive("objref", rec.data())]
+        elif n == "header":
+            self.ext = bool(self.step.parse(rec)["uflags"] & ext.UFLAG_EXT)
+            yield rec
+        elif n == "file_table":
+            yield from self.section(rec, "file_desc", "fdt_nfds")
+        elif n == "mm" and self.ext:
+            yield from self.section(rec, "vma", "map_count")
+        elif n == "epoll_items" and self.dropped:
+            yield from self.epoll(rec)
+        else:
+            yield from self.refs(rec)
+
+    def drop_nested(self, held: list[Rec]) -> None:
+        """The objects only a dropped file held (its socket): dropped with it."""
+        obj_names = self.step.src.obj_names
+        for r in held:
+            if r.name == "objref":
+                v = self.step.parse(r)
+                self.dropped.add(v["objref"])
+                self.step.lose(r, "objref", v["objref"], f"the {obj_names.get(v['objtype'])} "
+                               f"of a dropped file")
+
+    def is_file_objref(self, rec) -> bool:
+        return struct.unpack_from("<I", rec.data())[0] == self.file_obj
+
+    def flush(self):
+        held, self.held = self.held, []
+        yield held[0]
+        for rec in held[1:]:
+            yield from self.one(rec)
+
+    def refs(self, rec):
+        """A record naming a dropped object: a FILE_DESC or VMA is dropped (None is
+        yielded for it), another reference is cleared."""
+        n = rec.name
+        if not self.dropped or n not in REF_FIELDS:
+            yield rec
+            return
+        step = self.step
+        v = step.parse(rec)
+        if n == "file_desc" and v["fd_objref"] in self.dropped:
+            step.lose(rec, "fd", v["fd_descriptor"], f"its file (objref {v['fd_objref']}) is "
+                      f"dropped")
+            yield None
+            return
+        if n == "vma" and v["vma_objref"] in self.dropped:
+            step.lose(rec, "vma", f"{v['vm_start']:#x}-{v['vm_end']:#x}", f"maps a dropped "
+                      f"file (objref {v['vma_objref']}); its pages go with it")
+            yield None
+            return
+        changed = False
+        for path in REF_FIELDS[n]:
+            if get_path(v, path) in self.dropped:
+                step.lose(rec, path, get_path(v, path), "names a dropped object")
+                set_path(v, path, 0)
+                changed = True
+        yield rec.derive(n, step.build(rec, n, v, abi=step.src)) if changed else rec
+
+    def epoll(self, rec):
+        """EPOLL_ITEMS and its BUFFER without the items that watch a dropped file."""
+        step = self.step
+        buf = next(self.it, None)
+        if buf is None or buf.name != "buffer":
+            yield rec
+            if buf is not None:
+                yield from self.one(buf)
+            return
+        items = parse_items(step.src, buf)
+        kept = [i for i in items if i["file_objref"] not in self.dropped]
+        for i in items:
+            if i["file_objref"] in self.dropped:
+                step.lose(buf, "epoll item", i["fd"], f"watches a dropped file (objref "
+                          f"{i['file_objref']})", record="EPOLL_ITEMS")
+        v = step.parse(rec)
+        v["num_items"] = len(kept)
+        yield rec.derive(rec.name, step.build(rec, rec.name, v, abi=step.src))
+        yield buf.derive("buffer", build_items(step.src, kept))
+
+    def section(self, head, child: str, count: str):
+        """Hold a FILE_TABLE (or MM) and what follows it until the section ends; the
+        children (FILE_DESC, VMA) naming dropped files go, a VMA with its page list."""
+        step = self.step
+        head = head.derive(head.name, head.data())
+        spool = Spool()
+        gone = 0
+        pages = False           # skipping the page list of a dropped VMA
+        end = None
+        for rec in self.it:
+            n = rec.name
+            if n in _SECTION_END or (child == "file_desc" and n == "mm"):
+                end = rec
+                break
+            if pages:
+                if n == "buffer" or (n == "pgarr" and step.parse(rec)["nr_pages"]):
+                    continue
+                pages = False
+                if n == "pgarr":
+                    continue
+            for out in self.one(rec):
+                if out is None:
+                    gone += 1
+                    pages = n == "vma"
+                else:
+                    spool.add(out)
+        for rec in self.held:           # an OBJREF of the next section's object
+            spool.add(rec)
+        self.held = []
+        if gone:
+            v = step.parse(head)
+            v[count] -= gone
+            head = head.derive(head.name, step.build(head, head.name, v, abi=step.src))
+        yield head
+        yield from spool.replay()
+        if end is not None:
+            yield from self.one(end)

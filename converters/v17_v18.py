@@ -39,6 +39,7 @@ def default_signal() -> dict:
 class Step(_base.Step):
     OLD, NEW = "v17", "v18"
     REFS = "canonical"
+    KEPT_FILE_TYPES = frozenset({"fifo"})       # becomes an anonymous pipe
     NEW_FIELDS = {"header": {"constants.rlimit_nlimits": New(16),
                              "constants.n_tty_buf_size": New(4096),
                              "constants.tty_termios_ncc": New(8)}}

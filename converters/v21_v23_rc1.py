@@ -7,10 +7,15 @@
 * ``ckpt_siginfo`` grows from 48 to 88 bytes: the common fields keep their
   names (``csi_sigval_int`` <-> ``csi_int``, ``csi_sigval_ptr`` <-> ``csi_ptr``),
   fd/tid/band/overrun/trapno/status/addr/sys_private are new.
-* a272e68: tty termios sized by NCCS (72 -> 96) and ``ckpt_const``
-  ``tty_termios_ncc`` (CKPT_TTY_NCC = 8) becomes ``tty_termios_nccs`` (NCCS =
-  19); socket += has_buffers.  imgtools has no struct for the new termios or
-  for sockets: TTY and SOCKET records cannot be converted (a loss either way).
+* a272e68: tty termios sized by NCCS (72 -> 96): u16 flags become u32, the speeds
+  are new (an upgrade derives them from c_cflag's CBAUD), c_cc grows from NCC = 8
+  to NCCS = 19 (the first 8 are the same); ``ckpt_const`` ``tty_termios_ncc``
+  becomes ``tty_termios_nccs``.
+* SOCKET += has_buffers (112 -> 120): an upgrade sets it where v21 wrote the
+  queues (a socket neither listening nor dead, a note); SOCKET_UNIX names the
+  peer's credentials by a CRED objref instead of a uid/gid pair: the downgrade
+  takes euid/egid of that CRED (read earlier in the stream), the upgrade cannot
+  make a CRED object and loses a pair other than "none" (-1, -1).
 
 Upgrade assumes no alternate signal stack, sysenter_return 0 and umask 022
 (notes); downgrade loses any other value, and semaphore undo lists.
@@ -30,6 +35,19 @@ _SIGINFO_NEW = ("csi_fd", "csi_tid", "csi_band", "csi_overrun", "csi_trapno", "c
 _SIGNED = {"csi_uid"}        # s32 in both; the other 32-bit fields are u32 in v21
 UMASK = 0o22
 TTY_NCC, NCCS = 8, 19
+NO_CRED = 0xFFFFFFFF            # sk_peercred of a socket without a peer: uid = gid = -1
+TCP_LISTEN, SOCK_DEAD = 10, 1 << 0
+CBAUD, CBAUDEX = 0o10017, 0o10000
+# termios speed of each CBAUD code (B0 .. B38400, then the CBAUDEX ones)
+BAUD = (0, 50, 75, 110, 134, 150, 200, 300, 600, 1200, 1800, 2400, 4800, 9600, 19200, 38400)
+BAUDEX = (0, 57600, 115200, 230400, 460800, 500000, 576000, 921600, 1000000, 1152000, 1500000,
+          2000000, 2500000, 3000000, 3500000, 4000000)
+TERMIOS_FLAGS = ("c_iflag", "c_oflag", "c_cflag", "c_lflag")
+
+
+def speed(cflag: int) -> int:
+    code = cflag & CBAUD
+    return BAUDEX[code & 0o17] if code & CBAUDEX else BAUD[code]
 
 
 class Step(_base.Step):
@@ -41,7 +59,70 @@ class Step(_base.Step):
         "thread": {"sysenter_return": New(0, "assumed 0 (not saved by the source version)")},
         "fs": {"umask": New(UMASK, "assumed umask 022 (not saved by the source version)")},
     }
-    OPAQUE_CHANGED = frozenset({"tty", "socket"})
+
+    def __init__(self, ctx, up, arch):
+        super().__init__(ctx, up, arch)
+        self.creds: dict[int, tuple[int, int]] = {}     # CRED objref -> (euid, egid)
+        self.cred_ref = 0
+
+    def downward(self, recs):
+        for rec in recs:
+            if rec.name == "objref":
+                v = self.parse(rec)
+                self.cred_ref = v["objref"] if self.src.obj_names.get(v["objtype"]) == "cred" \
+                    else self.cred_ref
+            elif rec.name == "cred":
+                v = self.parse(rec)
+                self.creds[self.cred_ref] = (v["euid"], v["egid"])
+            out = self.generic(rec)
+            if out is not None:
+                yield out
+
+    def fix_socket(self, rec, v) -> None:
+        if self.up:
+            sock = v["sock"]
+            v["has_buffers"] = int(sock["state"] != TCP_LISTEN and not sock["flags"] & SOCK_DEAD)
+            self.note(rec, "has_buffers", None, "set where v21 wrote the socket's queues "
+                      "(not listening, not dead)")
+        else:
+            v.pop("has_buffers", None)
+
+    def fix_socket_unix(self, rec, v) -> None:
+        if self.up:
+            pair = (v.pop("peercred_uid"), v.pop("peercred_gid"))
+            if pair != (NO_CRED, NO_CRED):
+                self.lose(rec, "peercred", pair, "v23-rc1 names the peer's credentials by a "
+                          "CRED object, which the upgrade cannot make")
+            v["peercred"] = 0
+            return
+        ref = v.pop("peercred")
+        pair = (NO_CRED, NO_CRED) if ref == 0 else self.creds.get(ref)
+        if pair is None:
+            self.lose(rec, "peercred", ref, "names no CRED read before it")
+            pair = (NO_CRED, NO_CRED)
+        v["peercred_uid"], v["peercred_gid"] = pair
+
+    def fix_tty(self, rec, v) -> None:
+        t = v["termios"]
+        if self.up:
+            t["c_ispeed"] = t["c_ospeed"] = speed(t["c_cflag"])
+            t["c_cc"] = bytes(t["c_cc"]).ljust(NCCS, b"\0")
+            self.note(rec, "termios.c_cc", None, "the control characters v21 did not save "
+                      "(VSTART and after) assumed 0")
+            return
+        for f in TERMIOS_FLAGS:
+            if t[f] > 0xFFFF:
+                self.lose(rec, f"termios.{f}", t[f], "v21 holds 16-bit termios flags")
+                t[f] &= 0xFFFF
+        for f in ("c_ispeed", "c_ospeed"):
+            x = t.pop(f)
+            if x != speed(t["c_cflag"]):
+                self.lose(rec, f"termios.{f}", x, "v21 keeps only c_cflag's CBAUD speed")
+        cc = bytes(t["c_cc"])
+        if any(cc[TTY_NCC:]):
+            self.lose(rec, "termios.c_cc", cc[TTY_NCC:].hex(), "v21 holds NCC = 8 control "
+                      "characters")
+        t["c_cc"] = cc[:TTY_NCC]
 
     def fix_header(self, rec, v) -> None:
         c = v["constants"]

@@ -15,6 +15,10 @@
 * ``task`` += ``flags`` (repacked), ``vma`` += ``hugetlb_shift`` (72 -> 80),
   ``ipc_shm`` += ``shm_shift``; HPAGE and the HUGETLB vma types are new.
 
+* Extension records (types 8000-8999, HEADER.uflags bit 32) exist only in v23: a
+  downgrade drops every one (a loss each) and clears the flag; an object record
+  (EXT_FILE_*) goes with what refers to it (``_base.ObjectDrop``).
+
 Upgrade assumes task flags 0 (a note).  Downgrade loses task flags, hugetlb
 shifts, HPAGE records, pids the tasks do not name, depths that disagree with
 their pid entries, and CKPT_PID_ROOT; another PIDS numbering (offset != 1, or
@@ -27,6 +31,8 @@ import struct
 import formats
 import formats.v23
 from imgtools.errors import SchemaError
+
+from formats import ext
 
 from . import _base
 from ._base import (PID_FIELDS, New, build_pid_entries, build_rows, parse_pid_entries,
@@ -134,6 +140,10 @@ class Step(_base.Step):
         yield self.small(tree, "tree", {"nr_tasks": len(rows)})
         yield buf.derive("buffer", build_rows(self.dst, tagged))
 
+    def fix_header(self, rec, v) -> None:
+        if not self.up:
+            v["uflags"] &= ~ext.UFLAG_EXT
+
     # -- downgrade -------------------------------------------------------------------------
     def downward(self, recs):
         state = None            # collecting: pids -> entries -> tree -> rows
@@ -203,3 +213,4 @@ class Step(_base.Step):
         yield buf.derive("buffer", build_rows(self.dst, out))
         if vpids:
             yield buf.derive("buffer", struct.pack(f"<{len(vpids)}i", *vpids))
+

@@ -30,6 +30,11 @@ class Abi:
         self.types: dict[str, int] = self._get("TYPES")
         self.objs: dict[str, int] = self._get("OBJS")
         self.obj_records: dict[str, str] = self._get("OBJ_RECORDS")
+        # record name -> the kind of object it defines
+        self.record_kinds: dict[str, str] = {rec: kind for kind, rec in
+                                             self.obj_records.items()} | \
+            self._get("EXTRA_OBJ_RECORDS")
+        self.streamed: frozenset = self._get("STREAMED")
         self.file_types: dict[str, int] = self._get("FILE_TYPES")
         self.vma_types: dict[str, int] = self._get("VMA_TYPES")
         self.restart_block_types: dict[str, int] = self._get("RESTART_BLOCK_TYPES")

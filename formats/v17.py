@@ -62,6 +62,12 @@ OBJ_RECORDS = {
     "cred": "cred", "user": "user", "groupinfo": "groupinfo",
 }
 
+# Records other than OBJ_RECORDS' that define an object (record -> object kind).
+EXTRA_OBJ_RECORDS: dict[str, str] = {}
+# Records whose payload is a fixed head followed by raw data (read in chunks, never parsed
+# whole).
+STREAMED: frozenset = frozenset()
+
 FILE_TYPES = {"ignore": 0, "generic": 1, "pipe": 2}
 VMA_TYPES = {
     "ignore": 0, "vdso": 1, "anon": 2, "file": 3, "shm_anon": 4, "shm_anon_skip": 5,

@@ -4,7 +4,8 @@ v18 20/80 (rev 2), 46/80 (PIPE_BUF), 47/80 (FIFO), 65/80 (signals), 72/80 (tty).
 """
 from __future__ import annotations
 
-from construct import Array, Bytes, Int8ul, Int16ul, Int32sl, Int32ul, Int64ul, Struct, this
+from construct import (Array, Bytes, Int8ul, Int16sl, Int16ul, Int32sl, Int32ul, Int64sl,
+                       Int64ul, Struct, this)
 
 from . import v17
 from ._delta import pad, replace
@@ -28,6 +29,7 @@ OBJ_RECORDS = v17.OBJ_RECORDS | {"sock": "socket", "tty": "tty"}
 
 FILE_TYPES = v17.FILE_TYPES | {"fifo": 3, "socket": 4, "tty": 5}
 TTY_NCC = 8
+N_TTY_BUF_SIZE = 4096
 
 
 def const():
@@ -64,6 +66,39 @@ def tty(ncc: int):
     )
 
 
+def sockaddr_un():
+    """struct sockaddr_un as the kernel stores it: family and a 108-byte path."""
+    return Struct("sun_family" / Int16ul, "sun_path" / Bytes(108))
+
+
+def socket():
+    """ckpt_hdr_socket (112 bytes up to v21): struct socket, sock_common and sock."""
+    return Struct(
+        "socket" / Struct("flags" / Int64ul, "state" / Int8ul, pad(7)),
+        "sock_common" / Struct("bound_dev_if" / Int32ul, "reuse" / Int32ul,
+                               "family" / Int16ul, "state" / Int8ul, pad(5)),
+        "sock" / Struct(
+            "rcvlowat" / Int64sl, "flags" / Int64ul, "rcvtimeo" / Int64sl,
+            "sndtimeo" / Int64sl, "err" / Int32ul, "err_soft" / Int32ul,
+            "priority" / Int32ul, "rcvbuf" / Int32sl, "sndbuf" / Int32sl, "type" / Int16ul,
+            "backlog" / Int16sl, "protocol" / Int8ul, "state" / Int8ul, "shutdown" / Int8ul,
+            "userlocks" / Int8ul, "no_check" / Int8ul, pad(3),
+            "linger_onoff" / Int32sl, "linger_linger" / Int32sl),
+    )
+
+
+def tty_ldisc():
+    """ckpt_hdr_ldisc_n_tty (560 bytes, all versions); a BUFFER of datalen bytes follows."""
+    return Struct(
+        *(f / Int32ul for f in ("column", "datalen", "canon_column", "canon_datalen",
+                                "canon_data")),
+        "minimum_to_wake" / Int16ul,
+        *(f / Int8ul for f in ("stopped", "hw_stopped", "flow_stopped", "packet",
+                               "ctrl_status", "lnext", "erasing", "raw", "real_raw",
+                               "icanon", "closing")),
+        pad(3), "read_flags" / Bytes(N_TTY_BUF_SIZE // 8), pad(4, "_pad2"))
+
+
 def file_subtypes() -> dict:
     ref = lambda name: Struct(name / Int32sl, pad(4))  # noqa: E731
     pipe = ref("pipe_objref")
@@ -86,5 +121,14 @@ def records(arch: str) -> dict:
     r["signal_task"] = Struct("blocked" / Int64ul)
     r["sigpending"] = sigpending(siginfo())
     r["tty"] = tty(TTY_NCC)
+    r["tty_ldisc"] = tty_ldisc()
+    r["socket"] = socket()
+    r["socket_queue"] = Struct("skb_count" / Int32ul, "total_bytes" / Int32ul)
+    # v18/C: the two objrefs; a BUFFER with the skb's data follows
+    r["socket_buffer"] = Struct("sk_objref" / Int32sl, "pr_objref" / Int32sl)
+    r["socket_unix"] = Struct(
+        "this" / Int32sl, "peer" / Int32sl, "peercred_uid" / Int32ul,
+        "peercred_gid" / Int32ul, "flags" / Int32ul, "laddr_len" / Int32ul,
+        "raddr_len" / Int32ul, "laddr" / sockaddr_un(), "raddr" / sockaddr_un())
     return r
 

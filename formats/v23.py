@@ -4,13 +4,14 @@ PIDS=101 is inserted before TREE (every type 101..118 moves up by one) and
 OBJ_PID=1 before every object type.  Pids become objects: PIDS and its BUFFER
 list pid numbers per namespace level, and the tree names them by tag.  HPAGE
 arrives, MM_CONTEXT moves to 405, the VMA gains hugetlb_shift, the task
-record gains ``flags`` and is repacked.  This is the native ABI of the engine.
+record gains ``flags`` and is repacked.  This is the native ABI of the engine, and the
+only version with imgtools' extension records (``ext``).
 """
 from __future__ import annotations
 
 from construct import Int16ul, Int32sl, Int32ul, Int64ul, Struct
 
-from . import v17, v21, v23_rc1
+from . import ext, v17, v19_rc2, v21, v23_rc1
 from ._delta import append, pad, renumber, replace
 
 BASE = v23_rc1
@@ -22,7 +23,9 @@ CKPT_PID_ROOT = -4097
 CKPT_PF = {"forknoexec": 1, "superpriv": 2}
 
 TYPES = renumber(renumber(v23_rc1.TYPES, 101, 118, +1), 404, 404, +1) | {
-    "pids": 101, "hpage": 404}
+    "pids": 101, "hpage": 404} | ext.TYPES
+EXTRA_OBJ_RECORDS = ext.OBJECT_RECORDS
+STREAMED = ext.STREAMED
 OBJS = renumber(v23_rc1.OBJS, 1, 99, +1) | {"pid": 1}
 VMA_TYPES = v17.VMA_TYPES | {"hugetlb": 9, "hugetlb_skip": 10}
 
@@ -47,6 +50,7 @@ def records(arch: str) -> dict:
     r["ipc_shm"] = replace(r["ipc_shm"], "_pad", "shm_shift" / Int32ul)
     # Not records: the BUFFER after TREE holds ckpt_task_pids (tags, not numbers).
     del r["ckpt_pids"]
+    r |= ext.records(v19_rc2.file_common())
     r["ckpt_task_pids"] = Struct(*(f / Int32sl for f in ("vpid", "vppid", "vtgid", "vpgid",
                                                         "vsid")), "depth" / Int32ul)
     return r

@@ -6,10 +6,10 @@ ttys store NCCS control characters.
 """
 from __future__ import annotations
 
-from construct import Bytes, Int16ul, Int32sl, Int32ul, Int64ul, Struct, this
+from construct import Bytes, Int8ul, Int16ul, Int32sl, Int32ul, Int64ul, Struct, this
 
 from . import v17, v18, v19, v21
-from ._delta import append, insert_after, pad, replace
+from ._delta import append, insert_after, pad, remove, replace
 
 BASE = v21
 NAME = "v23-rc1"
@@ -20,6 +20,7 @@ TYPES = v21.TYPES | {"task_sem_undo_list": 506, "task_sem_undo": 507}
 OBJS = v21.OBJS | {"sem_undo": 22}
 OBJ_RECORDS = v21.OBJ_RECORDS | {"sem_undo": "task_sem_undo_list"}
 
+NCCS = 19
 SIGINFO_INTS = ("csi_signo", "csi_errno", "csi_code", "csi_pid", "csi_uid", "csi_fd",
                 "csi_tid", "csi_band", "csi_overrun", "csi_trapno", "csi_status", "csi_int")
 
@@ -45,8 +46,20 @@ def records(arch: str) -> dict:
                          "tls_array" / Bytes(this.sizeof_tls_array))
     r["sigpending"] = v18.sigpending(siginfo())
     r["fs"] = Struct("umask" / Int32ul, pad(4))
-    # a272e68 sizes termios by NCCS; its inner packing is not in the sources,
-    # so the 48 bytes stay raw (docs/format-choices.md).
-    r["tty"] = replace(r["tty"], "termios", "termios" / Bytes(48))
+    # a272e68: termios with u32 flags, the speeds and NCCS control characters (the
+    # packing is 1fd8e6e's, the first snapshot that shows it; the size, 48, is a272e68's)
+    r["tty"] = replace(r["tty"], "termios", "termios" / Struct(
+        *(f / Int32ul for f in ("c_iflag", "c_oflag", "c_cflag", "c_lflag", "c_ispeed",
+                                "c_ospeed")),
+        "c_line" / Int8ul, "c_cc" / Bytes(NCCS), pad(4)))
+    r["socket"] = insert_after(r["socket"], None, "has_buffers" / Int8ul,
+                               pad(7, "_padding0"))
+    # the peer's credentials become a CRED objref
+    r["socket_unix"] = append(remove(replace(r["socket_unix"], "peercred_uid",
+                                             "peercred" / Int32sl), "peercred_gid"),
+                              pad(4, "_padding"))
+    r["task_sem_undo_list"] = Struct("count" / Int32ul, pad(4))
+    # semadj_count s16 adjustments follow in a BUFFER
+    r["task_sem_undo"] = Struct("semid" / Int32ul, "semadj_count" / Int32ul)
     return r
 

@@ -12,11 +12,11 @@ import sys
 from array import array
 from typing import Callable
 
-from formats import PayloadError, pids
+from formats import PayloadError, ext, pids
 
 from .errors import RefError, SchemaError
-from .model import (ErrorRecord, Fd, File, FileTable, Fs, Image, Mm, Obj, PageBatch, Pipe,
-                    Signal, Task, Vma)
+from .model import (ErrorRecord, Extent, Fd, File, FileTable, Fs, Image, Mm, Obj, PageBatch,
+                    Pipe, Signal, Task, Vma)
 from .reader import ImageReader
 from .stream import Record
 
@@ -25,7 +25,7 @@ from .stream import Record
 MAX_TASKS = 1 << 18
 # The record that must come next after one that announces it (default: a BUFFER).
 _ANNOUNCED = {"comm": "string", "error": "string", "file_name": "file_name",
-              "fs_name": "file_name"}
+              "fs_name": "file_name", "memfd_name": "string", "watch_name": "file_name"}
 
 
 def cstr(b: bytes) -> str:
@@ -66,8 +66,11 @@ class Builder:
         self.fs: Fs | None = None
         self.last: str | None = None
         self.signal: Signal | None = None
-        self.obj_kind_of_record = {rec: kind for kind, rec in self.abi.obj_records.items()}
+        self.obj_kind_of_record = self.abi.record_kinds
         self.expect_signal = 0      # SIGNAL objref named by TASK_OBJS, defined by SIGNAL
+        self.socks: list[dict] = []         # sockets whose family record is still due
+        self.tty: dict | None = None
+        self.ext_inode: Pipe | None = None  # the memfd/ghost inode EXT_EXTENTs fill
 
     # -- driving ------------------------------------------------------------
     def run(self) -> Image:
@@ -80,7 +83,8 @@ class Builder:
                 name = reader.name_of(rec)
                 how = by_type[rec.type] = (name, getattr(self, "on_" + name, None),
                                            self.obj_kind_of_record.get(name),
-                                           name in self.abi.structs)
+                                           name in self.abi.structs and
+                                           name not in self.abi.streamed)
             name, handler, kind, parsed = how
             img.records += 1
             img.size = rec.offset + rec.len
@@ -234,6 +238,8 @@ class Builder:
         kind, arg = what
         if kind == "comm":
             arg.comm = cstr(rec.data())
+        elif kind == "memfd_name":
+            arg.path = cstr(rec.data(4096))
         else:
             data = rec.data()
             # '\0' + message + '\0' (the leading NUL is a kernel quirk)
@@ -346,6 +352,8 @@ class Builder:
         path = cstr(rec.data())
         if kind == "file_name":
             arg.path = path
+        elif kind == "watch_name":
+            arg["path"] = path
         else:
             setattr(arg[0], arg[1], path)
 
@@ -441,7 +449,138 @@ class Builder:
             self.expect.insert(0, ("skip_bytes", 1))
 
     def on_tty(self, rec, v, ref):
-        self._define(ref, "tty", plain(v), rec)
+        self.tty = plain(v)
+        self._define(ref, "tty", self.tty, rec)
+
+    def on_tty_ldisc(self, rec, v, ref):
+        if self.tty is not None:
+            self.tty["datalen"] = v.datalen
+        if v.datalen:
+            self.expect.insert(0, ("skip_bytes", 1))
+
+    # -- sockets --------------------------------------------------------------
+    def on_socket(self, rec, v, ref):
+        sock = {"socket": plain(v.socket), "sock_common": plain(v.sock_common),
+                "sock": plain(v.sock), "queued": 0}
+        self.socks.append(sock)
+        self._define(ref, "sock", sock, rec)
+
+    def _family(self, v, key: str, sock: dict | None) -> None:
+        """A family record: for the socket it names (``this``), else the innermost one
+        still due (a pair's peer is written nested in the first end)."""
+        if sock is None and self.socks:
+            sock = self.socks[-1]
+        if sock is None:
+            return
+        if sock in self.socks:
+            self.socks.remove(sock)
+        sock[key] = {k: (plain(x) if isinstance(x, dict) else x) for k, x in plain(v).items()}
+
+    def on_socket_unix(self, rec, v, ref):
+        self._family(v, "unix", self.img.get(v.this, "sock") if v.this else None)
+
+    def on_socket_inet(self, rec, v, ref):
+        self._family(v, "inet", None)
+
+    def on_socket_buffer(self, rec, v, ref):
+        owner = self.img.get(v.pr_objref or v.sk_objref, "sock")
+        self.expect.insert(0, ("skb", owner))
+
+    def buffer_skb(self, rec, owner):
+        if owner is not None:
+            owner["queued"] += rec.size
+
+    def on_socket_frag(self, rec, v, ref):
+        self.expect.insert(0, ("skip_bytes", 1))
+
+    # -- epoll, sem undo --------------------------------------------------------
+    def on_epoll_items(self, rec, v, ref):
+        f = self.img.get(v.epfile_objref, "file")
+        if f is not None:
+            f.sub["items"] = []
+        if v.num_items:                 # no BUFFER for no items
+            self.expect.insert(0, ("epoll_items", (f, v.num_items)))
+
+    def buffer_epoll_items(self, rec, arg):
+        f, n = arg
+        st = self.abi.structs["ckpt_eventpoll_item"]
+        size = st.sizeof()
+        data = rec.data()
+        if f is None:
+            return
+        for i in range(min(n, len(data) // size)):
+            item = plain(self.abi.parse("ckpt_eventpoll_item", data[i * size:(i + 1) * size]))
+            f.sub["items"].append(item)
+
+    on_task_sem_undo_list = _kept("sem_undo")
+
+    def on_task_sem_undo(self, rec, v, ref):
+        if v.semadj_count:
+            self.expect.insert(0, ("skip_bytes", 1))
+
+    # -- extension records ------------------------------------------------------
+    def on_ext_clocks(self, rec, v, ref):
+        self.img.clocks = plain(v)
+
+    def on_ext_rseq(self, rec, v, ref):
+        if self.task:
+            self.task.rseq = plain(v)
+
+    def on_ext_file_stat(self, rec, v, ref):
+        if self.file is not None:
+            self.file.sub["stat"] = plain(v)
+
+    def _ext_file(self, rec, v, ref, name: str) -> File:
+        fields = plain(v)
+        sub = {k: fields[k] for k in fields if k not in _FILE_COMMON}
+        f = File(ref or 0, ext.FILE_KINDS[name], v.f_flags, v.f_mode, v.f_pos, v.f_credref,
+                 sub=sub)
+        self.file = f
+        self._define(ref, "file", f, rec)
+        ino = sub.get("ino_objref", 0)
+        self.ext_inode = None
+        if ino and ino not in self.img.objects:
+            self.ext_inode = Pipe(ino)
+            self._define(ino, "inode", self.ext_inode, rec)
+        return f
+
+    def on_ext_file_signalfd(self, rec, v, ref):
+        self._ext_file(rec, v, ref, "ext_file_signalfd")
+
+    def on_ext_file_timerfd(self, rec, v, ref):
+        self._ext_file(rec, v, ref, "ext_file_timerfd")
+
+    def on_ext_file_inotify(self, rec, v, ref):
+        f = self._ext_file(rec, v, ref, "ext_file_inotify")
+        f.sub["watches"] = []
+
+    def on_ext_inotify_watch(self, rec, v, ref):
+        watch = plain(v)
+        if self.file is not None and "watches" in self.file.sub:
+            self.file.sub["watches"].append(watch)
+        self.expect.insert(0, ("watch_name", watch))
+
+    def on_ext_file_memfd(self, rec, v, ref):
+        f = self._ext_file(rec, v, ref, "ext_file_memfd")
+        self.expect.insert(0, ("memfd_name", f))
+
+    def on_ext_file_ghost(self, rec, v, ref):
+        f = self._ext_file(rec, v, ref, "ext_file_ghost")
+        self.expect.insert(0, ("file_name", f))
+
+    def on_ext_extent(self, rec, v, ref):
+        head = rec.read(8)
+        if len(head) < 8:
+            raise SchemaError(f"EXT_EXTENT payload of {rec.size} bytes has no offset",
+                              offset=rec.offset, record="EXT_EXTENT")
+        if self.ext_inode is not None and rec.size > 8:
+            (off,) = struct.unpack("<Q", head)
+            self.ext_inode.extents.append(Extent(off, rec.size - 8, rec.payload_offset + 8))
+
+
+# FILE common fields (what an extension object record shares with FILE)
+_FILE_COMMON = frozenset(("f_type", "f_mode", "f_flags", "f_credref", "f_pos", "f_version",
+                          "f_secref"))
 
 
 def build_model(reader: ImageReader, on_record=None) -> Image:

@@ -13,11 +13,17 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import formats
-from formats import Abi, pids
+from formats import Abi, ext, pids
 
 from .writer import ImageWriter
 
 PAGE = 4096
+# FdSpec kinds written by a Composer.file_<kind> method
+NO_CRED = 0xFFFFFFFF            # v18-v21 SOCKET_UNIX peercred uid/gid of no peer
+FILE_TYPE_OF = {"unix": "socket", "tcp": "socket", "udp": "socket", "signalfd": "ignore",
+                "timerfd": "ignore", "inotify": "ignore", "memfd": "ignore", "ghost": "ignore"}
+NEW_KINDS = ("unix", "tcp", "udp", "eventfd", "epoll", "tty", "signalfd", "timerfd", "inotify",
+             "memfd", "ghost")
 VM_READ, VM_WRITE, VM_EXEC, VM_SHARED = 0x1, 0x2, 0x4, 0x8
 VM_MAYREAD, VM_MAYWRITE, VM_MAYEXEC, VM_GROWSDOWN = 0x10, 0x20, 0x40, 0x100
 
@@ -32,6 +38,8 @@ class VmaSpec:
     pgoff: int = 0
     page_prot: int = 0x8000000000000027
     pages: dict[int, bytes] = field(default_factory=dict)
+    fd: "FdSpec | None" = None      # the mapped file, described as a descriptor (a memfd)
+    file: str | None = None         # ... and the key it shares with descriptors
 
 
 @dataclass
@@ -46,13 +54,20 @@ class MmSpec:
 @dataclass
 class FdSpec:
     fd: int
-    kind: str = "generic"           # generic | pipe | fifo
+    # generic | pipe | fifo | unix | tcp | udp | eventfd | epoll | tty, and the extension
+    # records' signalfd | timerfd | memfd | ghost | inotify
+    kind: str = "generic"
     path: str | None = None         # generic/fifo
     pipe: str | None = None         # pipe key (both ends name the same key)
     flags: int = 0                  # O_* flags
     pos: int = 0
     cloexec: bool = False
     file: str | None = None         # share one open file between descriptors
+    # per kind: unix {sock, peer, addr, type, queued}; tcp/udp {sock, laddr, raddr, state,
+    # queued}; eventfd {count}; epoll {watch: [fd, ...]}; tty {tty, link, master, index,
+    # data}; signalfd {sigmask}; timerfd {clockid, value_ns, interval_ns}; memfd {name,
+    # data, seals}; ghost {data} (path = the name it had); inotify {watches: [(wd, path)]}
+    opts: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -99,6 +114,7 @@ class ImageSpec:
     time: int | None = None
     tail: bool = True
     xstate_size: int = 832
+    ext: bool = False               # extension records: clocks, rseq, file stats (v23)
 
 
 def _fix(spec: ImageSpec) -> None:
@@ -121,6 +137,8 @@ class Composer:
         self.spec = spec
         self.refs: dict[tuple[str, str], int] = {}
         self.next_ref = 1
+        self.deferred: list = []        # written after the file table, as the kernel did
+        self.written: set[tuple[str, str]] = set()     # objects OBJREF introduced
 
     # objhash: number on first sight; returns (ref, is_new)
     def _ref(self, kind: str, key: str) -> tuple[int, bool]:
@@ -132,8 +150,12 @@ class Composer:
         return self.refs[k], True
 
     def _objref(self, kind: str, key: str) -> tuple[int, bool]:
-        ref, new = self._ref(kind, key)
+        """The objref, written with OBJREF the first time (a number _ref gave out
+        earlier, for a forward reference, is written now)."""
+        ref, _ = self._ref(kind, key)
+        new = (kind, key) not in self.written
         if new:
+            self.written.add((kind, key))
             self.w.rec("objref", objtype=self.abi.objs[kind], objref=ref)
         return ref, new
 
@@ -162,10 +184,14 @@ class Composer:
             self._auxv_count() * (1 if a.traits["auxv_u64"] else a.auxv_word)
         w.rec("header", magic=a.magic_head, arch_id=a.arch_id, major=a.kernel[0],
               minor=a.kernel[1], patch=a.kernel[2], rev=a.rev, constants=const,
-              time=int(time.time()) if s.time is None else s.time, uflags=1)
+              time=int(time.time()) if s.time is None else s.time,
+              uflags=1 | (ext.UFLAG_EXT if s.ext else 0))
         for text in (s.uts[2], s.uts[3], s.uts[4]):
             w.raw("buffer", text.encode().ljust(65, b"\0"))
         w.rec("header_arch", has_fxsr=1, has_xsave=1, xstate_size=s.xstate_size)
+        if s.ext:
+            w.rec("ext_clocks", realtime_ns=1_700_000_000 * 10**9, monotonic_ns=5 * 10**9,
+                  boottime_ns=6 * 10**9)
         if a.traits["container"]:
             w.raw("container")
         model = a.traits["pids_model"]
@@ -206,6 +232,9 @@ class Composer:
         if a.traits["has_signal"]:
             self.sigpending(t.pending)
             w.rec("signal_task", blocked=t.blocked)
+        if self.spec.ext:
+            w.rec("ext_rseq", rseq=0x7f0000001000 + t.pid * 32, rseq_len=32,
+                  signature=0x53053053)
 
     def cpu(self, t: TaskSpec) -> None:
         a, w = self.abi, self.w
@@ -319,9 +348,11 @@ class Composer:
         if not new:
             return ref
         cred = self.refs[("cred", "cred")] if ("cred", "cred") in self.refs else 0
-        common = {"f_type": a.file_types[fd.kind], "f_mode": 3, "f_flags": fd.flags,
+        common = {"f_type": a.file_types[FILE_TYPE_OF.get(fd.kind, fd.kind)], "f_mode": 3, "f_flags": fd.flags,
                   "f_credref": cred, "f_pos": fd.pos, "f_version": 0, "f_secref": 0}
-        if fd.kind in ("pipe", "fifo"):
+        if fd.kind in NEW_KINDS:
+            getattr(self, "file_" + fd.kind)(ref, common, fd)
+        elif fd.kind in ("pipe", "fifo"):
             ino, ino_new = self._ref("inode", fd.pipe)
             w.rec("file", common, sub={"pipe_objref": ino})
             if fd.kind == "fifo":
@@ -336,7 +367,180 @@ class Composer:
         else:
             w.rec("file", common, sub=None)
             w.raw("file_name", (fd.path or "").encode() + b"\0")
+            if self.spec.ext and fd.path:
+                w.rec("ext_file_stat", size=len(fd.path) * 100, mtime_sec=1_600_000_000,
+                      mtime_nsec=5, mode=0o100644, dev=0x801, ino=1000 + ref)
         return ref
+
+    # -- sockets, event fds, ttys, extension files --------------------------------
+    def _socket(self, fd: FdSpec, family: int, stype: int, state: int) -> tuple[int, bool]:
+        """OBJREF(SOCK) and SOCKET the first time the socket is met; (objref, first)."""
+        o = fd.opts
+        ref, new = self._objref("sock", o["sock"])
+        if new:
+            self.w.rec("socket", has_buffers=int("queued" in o),
+                       socket={"flags": 0, "state": 3 if state == 1 else 1},
+                       sock_common={"bound_dev_if": 0, "reuse": 0, "family": family,
+                                    "state": state},
+                       sock={"rcvlowat": 1, "flags": 0, "rcvtimeo": 2**63 - 1,
+                             "sndtimeo": 2**63 - 1, "err": 0, "err_soft": 0, "priority": 0,
+                             "rcvbuf": 212992, "sndbuf": 212992, "type": stype,
+                             "backlog": o.get("backlog", 0), "protocol": 0, "state": state,
+                             "shutdown": 0, "userlocks": 0, "no_check": 0,
+                             "linger_onoff": 0, "linger_linger": 0})
+            if "queued" in o:
+                self.deferred.append(("queue", ref, o["queued"]))
+        return ref, new
+
+    def file_unix(self, ref: int, common: dict, fd: FdSpec) -> None:
+        o = fd.opts
+        state = 1 if o.get("peer") else 10 if o.get("listen") else 7
+        sref, new = self._socket(fd, 1, o.get("type", 1), state)
+        if new:
+            # the peer is numbered now and written with its own file (a forward reference)
+            peer = self._ref("sock", o["peer"])[0] if o.get("peer") else 0
+            addr = (o.get("addr") or "").encode()
+            self.w.rec("socket_unix", this=sref, peer=peer, flags=0, peercred=0,
+                       peercred_uid=NO_CRED, peercred_gid=NO_CRED,
+                       laddr_len=len(addr) + 3 if addr else 2, raddr_len=0,
+                       laddr={"sun_family": 1, "sun_path": addr.ljust(108, b"\0")},
+                       raddr={"sun_family": 1 if peer else 0, "sun_path": bytes(108)})
+        self.w.rec("file", common, sub={"sock_objref": sref})
+
+    def file_tcp(self, ref: int, common: dict, fd: FdSpec, stype: int = 1) -> None:
+        o = fd.opts
+        sref, new = self._socket(fd, 2, stype, o.get("state", 1 if stype == 1 else 7))
+        if new:
+            (lhost, lport), (rhost, rport) = o.get("laddr", ("0.0.0.0", 0)), \
+                o.get("raddr", ("0.0.0.0", 0))
+            tcp = dict.fromkeys(formats.abi("v19-rc2").module.TCP_FIELDS, 0) | \
+                dict.fromkeys(("urg_data", "advmss", "frto_counter", "nonagle", "ecn_flags",
+                               "reordering", "keepalive_probes"), 0) | \
+                {"rcv_nxt": o.get("seq", 1000), "snd_nxt": o.get("seq", 1000) + 7}
+            self.w.rec("socket_inet", laddr_len=16, raddr_len=16 if rport else 0,
+                       laddr=_sin(lhost, lport), raddr=_sin(rhost, rport),
+                       daddr=_ip(rhost), rcv_saddr=_ip(lhost), saddr=_ip(lhost),
+                       dport=_port(rport), num=lport, sport=_port(lport), uc_ttl=-1,
+                       cmsg_flags=0, tcp=tcp,
+                       icsk_ack=dict.fromkeys(("timeout", "ato", "lrcvtime", "last_seg_size",
+                                               "rcv_mss", "pending", "quick", "pingpong",
+                                               "blocked"), 0),
+                       inet6={"saddr": bytes(16), "rcv_saddr": bytes(16),
+                              "daddr": bytes(16)})
+        self.w.rec("file", common, sub={"sock_objref": sref})
+
+    def file_udp(self, ref: int, common: dict, fd: FdSpec) -> None:
+        self.file_tcp(ref, common, fd, stype=2)
+
+    def file_eventfd(self, ref: int, common: dict, fd: FdSpec) -> None:
+        self.w.rec("file", common, sub={"count": fd.opts.get("count", 0),
+                                        "flags": fd.opts.get("flags", 0o2000000)})
+
+    def file_epoll(self, ref: int, common: dict, fd: FdSpec) -> None:
+        self.w.rec("file", common, sub=None)
+        self.deferred.append(("epoll", ref, fd.opts.get("watch", [])))
+
+    def file_tty(self, ref: int, common: dict, fd: FdSpec) -> None:
+        w, o = self.w, fd.opts
+        tref, new = self._objref("tty", o.get("tty", f"tty:{ref}"))
+        if new:
+            link = self._ref("tty", o["link"])[0] if o.get("link") else 0
+            termios = {"c_iflag": 0x500, "c_oflag": 5, "c_cflag": 0xbf, "c_lflag": 0x8a3b,
+                       "c_ispeed": 38400, "c_ospeed": 38400, "c_line": 0,
+                       "c_cc": bytes(range(1, 20))[:self._cc_len()]}
+            w.rec("tty", driver_type=4, driver_subtype=1 if o.get("master") else 2,
+                  link_objref=link, file_objref=0, index=o.get("index", 0), ldisc=0,
+                  flags=0, termios=termios,
+                  winsize={"ws_row": 24, "ws_col": 80, "ws_xpixel": 0, "ws_ypixel": 0})
+            data = o.get("data", b"")
+            w.rec("tty_ldisc", {f: 0 for f in ("column", "canon_column", "canon_datalen",
+                                               "canon_data", "minimum_to_wake", "stopped",
+                                               "hw_stopped", "flow_stopped", "packet",
+                                               "ctrl_status", "lnext", "erasing", "raw",
+                                               "real_raw", "icanon", "closing")},
+                  datalen=len(data), read_flags=bytes(512))
+            if data:
+                w.raw("buffer", data)
+        w.rec("file", common, sub={"tty_objref": tref})
+
+    def _cc_len(self) -> int:
+        termios = next(sc for sc in self.abi.struct("tty").subcons if sc.name == "termios")
+        return next(sc for sc in termios.subcon.subcons if sc.name == "c_cc").subcon.length
+
+    def _ext_common(self, common: dict) -> dict:
+        return common | {"f_type": self.abi.file_types["ignore"]}
+
+    def file_signalfd(self, ref: int, common: dict, fd: FdSpec) -> None:
+        self.w.rec("ext_file_signalfd", self._ext_common(common),
+                   sigmask=fd.opts.get("sigmask", 1 << 16))
+
+    def file_timerfd(self, ref: int, common: dict, fd: FdSpec) -> None:
+        o = fd.opts
+        self.w.rec("ext_file_timerfd", self._ext_common(common), clockid=o.get("clockid", 1),
+                   settime_flags=0, ticks=o.get("ticks", 0),
+                   value_ns=o.get("value_ns", 10**9), interval_ns=o.get("interval_ns", 0))
+
+    def file_inotify(self, ref: int, common: dict, fd: FdSpec) -> None:
+        watches = fd.opts.get("watches", [])
+        self.w.rec("ext_file_inotify", self._ext_common(common), nr_watches=len(watches))
+        for wd, path in watches:
+            self.w.rec("ext_inotify_watch", wd=wd, mask=0x2, ino=wd + 100, dev=0x801)
+            self.w.raw("file_name", path.encode() + b"\0")
+
+    def _extents(self, data: bytes) -> None:
+        for off in range(0, len(data), 8192):
+            self.w.raw("ext_extent", struct.pack("<Q", off) + data[off:off + 8192])
+        self.w.raw("ext_extent", struct.pack("<Q", len(data)))
+
+    def file_memfd(self, ref: int, common: dict, fd: FdSpec) -> None:
+        o = fd.opts
+        data = o.get("data", b"")
+        ino, new = self._ref("inode", o.get("inode", f"memfd:{ref}"))
+        self.w.rec("ext_file_memfd", self._ext_common(common), ino_objref=ino,
+                   seals=o.get("seals", 0), size=len(data))
+        self.w.raw("string", b"memfd:" + o.get("name", "x").encode() + b"\0")
+        if new:
+            self._extents(data)
+
+    def file_ghost(self, ref: int, common: dict, fd: FdSpec) -> None:
+        o = fd.opts
+        data = o.get("data", b"")
+        ino, new = self._ref("inode", o.get("inode", f"ghost:{ref}"))
+        self.w.rec("ext_file_ghost", self._ext_common(common), ino_objref=ino,
+                   mode=0o100644, size=len(data), uid=0, gid=0)
+        self.w.raw("file_name", (fd.path or "").encode() + b"\0")
+        if new:
+            self._extents(data)
+
+    def run_deferred(self) -> None:
+        """Socket buffers and epoll items: after the file table, as the kernel's deferqueue
+        wrote them."""
+        a, w = self.abi, self.w
+        todo, self.deferred = self.deferred, []
+        for item in todo:
+            if item[0] == "epoll":
+                _, ep, fds = item
+                table = {f.fd: f for f in self.spec.files[self._table]}
+                rows = []
+                for n in fds:
+                    spec = table[n]
+                    rows.append(a.build("ckpt_eventpoll_item", {
+                        "data": n, "fd": n, "events": 1,
+                        "file_objref": self.refs[("file", spec.file or f"{self._table}:{n}")]}))
+                w.rec("epoll_items", epfile_objref=ep, num_items=len(rows))
+                w.raw("buffer", b"".join(rows))
+                continue
+            _, sref, chunks = item
+            for queue in (chunks, []):
+                w.rec("socket_queue", skb_count=len(queue),
+                      total_bytes=sum(len(c) for c in queue))
+                for c in queue:
+                    w.rec("socket_buffer", {f: 0 for f in (
+                        "transport_header", "network_header", "mac_header", "frg_len",
+                        "hdr_len", "mac_len", "data_offset", "protocol", "nr_frags")},
+                        lin_len=len(c), skb_len=len(c), sk_objref=sref, pr_objref=sref,
+                        cb=bytes(48))
+                    w.raw("buffer", c)
 
     def files(self, key: str) -> int:
         ref, new = self._objref("file_table", key)
@@ -344,10 +548,12 @@ class Composer:
             return ref
         fds = self.spec.files.get(key, [])
         self.w.rec("file_table", fdt_nfds=len(fds))
+        self._table = key
         for fd in fds:
             fref = self.file(fd.file or f"{key}:{fd.fd}", fd)
             self.w.rec("file_desc", fd_objref=fref, fd_descriptor=fd.fd,
                        fd_close_on_exec=int(fd.cloexec))
+        self.run_deferred()
         return ref
 
     def mm(self, key: str) -> int:
@@ -373,7 +579,9 @@ class Composer:
     def vma(self, mm_key: str, v: VmaSpec) -> None:
         a, w = self.abi, self.w
         fref = 0
-        if v.path:
+        if v.fd is not None:
+            fref = self.file(v.file or f"map:{mm_key}:{v.start:x}", v.fd)
+        elif v.path:
             fref = self.file(f"map:{v.path}", FdSpec(-1, path=v.path))
         ino = 0
         if v.kind == "shm_anon":
@@ -394,6 +602,20 @@ class Composer:
                 page = v.pages[addr]
                 w.write(page.ljust(PAGE, b"\0")[:PAGE])
         w.rec("pgarr", nr_pages=0)
+
+
+def _ip(host: str) -> int:
+    """A dotted IPv4 address as the u32 the kernel stores (network order in memory)."""
+    return int.from_bytes(bytes(map(int, host.split("."))), "little")
+
+
+def _port(port: int) -> int:
+    return int.from_bytes(port.to_bytes(2, "big"), "little")
+
+
+def _sin(host: str, port: int) -> dict:
+    return {"sin_family": 2, "sin_port": _port(port), "sin_addr": _ip(host),
+            "sin_zero": bytes(8)}
 
 
 def compose(out: BinaryIO, spec: ImageSpec, version: str = formats.NATIVE,

@@ -105,6 +105,9 @@ def _task_changes(ia: Image, ib: Image, ta: Task, tb: Task) -> dict:
     regs = _common_changes(ta.regs, tb.regs)
     if regs:
         ch["regs"] = regs
+    rseq = _common_changes(ta.rseq, tb.rseq)        # EXT_RSEQ (v23 with extensions)
+    if rseq:
+        ch["rseq"] = rseq
     creds = _dict_changes(views.creds(ia, ta), views.creds(ib, tb))
     if creds:
         ch["creds"] = creds
@@ -131,6 +134,8 @@ def _fd_changes(ia: Image, ib: Image, pid: int) -> dict:
     for n in sorted(fa.keys() & fb.keys()):
         x, y = fa[n], fb[n]
         d = {k: [x[k], y[k]] for k in _FD_KEYS if x[k] != y[k]}
+        # EXT_FILE_STAT: what restore compares with the file it reopens
+        d |= {f"stat.{k}": v for k, v in _common_changes(_stat(ia, x), _stat(ib, y)).items()}
         if d:
             changed.append({"fd": n, **d})
         elif x["pos"] != y["pos"]:
@@ -140,6 +145,11 @@ def _fd_changes(ia: Image, ib: Image, pid: int) -> dict:
         if v:
             out[k] = v
     return out
+
+
+def _stat(img: Image, row: dict) -> dict | None:
+    f = img.get(row["objref"], "file")
+    return f.sub.get("stat") if f is not None else None
 
 
 def _fd_row(r: dict) -> dict:

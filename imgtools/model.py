@@ -87,10 +87,20 @@ class File:
 
 
 @dataclass
+class Extent:
+    """A run of file contents an extension record holds (memfd, deleted file)."""
+    offset: int               # in the file
+    size: int
+    data_offset: int          # stream offset of the bytes
+
+
+@dataclass
 class Pipe:
+    """An inode object: a pipe's buffered data, or the contents of a memfd or deleted file."""
     ref: int
     data_len: int = 0
     data_offset: int | None = None
+    extents: list[Extent] = field(default_factory=list)
 
 
 @dataclass
@@ -147,6 +157,7 @@ class Task:
     pending: list = field(default_factory=list)
     pending_mask: int = 0
     blocked: int | None = None
+    rseq: dict | None = None                        # EXT_RSEQ
 
     @property
     def zombie(self) -> bool:
@@ -183,6 +194,7 @@ class Image:
     pages: int = 0
     opaque: dict[str, int] = field(default_factory=dict)   # record name -> count
     tail: bool = False
+    clocks: dict | None = None                              # EXT_CLOCKS
 
     def get(self, ref: int, kind: str | None = None):
         """The model object behind an objref (None if undefined or of another kind)."""

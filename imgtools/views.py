@@ -151,11 +151,105 @@ def files(img: Image, pid: int | None = None) -> list[dict]:
                            pipe_bytes=None)
             else:
                 pipe = img.get(f.pipe_ref, "inode") if f.pipe_ref else None
-                row.update(type=f.f_type, path=f.path, flags=f.f_flags, pos=f.f_pos,
+                row.update(type=f.f_type, path=describe_file(img, f), flags=f.f_flags,
+                           pos=f.f_pos,
                            pipe=f.pipe_ref or None,
                            pipe_bytes=pipe.data_len if pipe is not None else None)
             rows.append(row)
     return rows
+
+
+SOCK_TYPES = {1: "stream", 2: "dgram", 3: "raw", 5: "seqpacket"}
+TCP_STATES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
+              6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN",
+              11: "CLOSING"}
+AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
+TTY_DRIVER_TYPE_PTY, PTY_TYPE_MASTER = 4, 1
+
+
+def describe_file(img: Image, f) -> str | None:
+    """What a file is, as lsof would name it: its path, or for the kinds without one a
+    description ("socket unix stream '/run/x' peer=#12", "eventfd count=3", ...)."""
+    how = _DESCRIBE.get(f.f_type)
+    return f.path if how is None else how(img, f)
+
+
+def _socket(img: Image, f) -> str:
+    s = img.get(f.sub.get("sock_objref", 0), "sock")
+    if s is None:
+        return f"socket <objref {f.sub.get('sock_objref', 0)}>"
+    family, stype = s["sock_common"]["family"], s["sock"]["type"]
+    queued = f" queued={s['queued']}" if s.get("queued") else ""
+    if family == AF_UNIX:
+        u = s.get("unix") or {}
+        text = f"socket unix {SOCK_TYPES.get(stype, stype)}"
+        path = _sun_path(u.get("laddr"), u.get("laddr_len", 0))
+        if path:
+            text += " " + _quoted(path)
+        if u.get("peer"):
+            text += f" peer=#{u['peer']}"
+        return text + queued
+    if family in (AF_INET, AF_INET6):
+        proto = {1: "tcp", 2: "udp"}.get(stype, f"inet type {stype}")
+        proto += "6" if family == AF_INET6 else ""
+        i = s.get("inet") or {}
+        text = f"{proto} {_sin(i.get('laddr'))}"
+        if i.get("raddr_len"):
+            text += f" -> {_sin(i.get('raddr'))}"
+        if stype == 1:
+            state = s["sock"]["state"]
+            text += " " + TCP_STATES.get(state, f"state {state}")
+        return text + queued
+    return f"socket family {family} type {stype}"
+
+
+def _sun_path(addr: dict | None, length: int) -> str | None:
+    if not addr or length <= 2:
+        return None
+    raw = bytes(addr["sun_path"])[:max(length - 2, 0)]
+    if raw[:1] == b"\0":            # abstract: shown with '@', as ss does
+        return "@" + raw[1:].decode("utf-8", "replace")
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "\\'") + "'"
+
+
+def _sin(addr: dict | None) -> str:
+    if not addr:
+        return "?"
+    host = ".".join(str(b) for b in int(addr["sin_addr"]).to_bytes(4, "little"))
+    port = int.from_bytes(int(addr["sin_port"]).to_bytes(2, "little"), "big")
+    return f"{host}:{port}"
+
+
+def _tty(img: Image, f) -> str:
+    t = img.get(f.sub.get("tty_objref", 0), "tty")
+    if t is None:
+        return f"tty <objref {f.sub.get('tty_objref', 0)}>"
+    if t["driver_type"] == TTY_DRIVER_TYPE_PTY:
+        end = "master" if t["driver_subtype"] == PTY_TYPE_MASTER else "slave"
+        return f"pty {end} {t['index']}"
+    return f"tty type {t['driver_type']} index {t['index']}"
+
+
+def _memfd(img: Image, f) -> str:
+    name = f.path or ""
+    return name if name.startswith("memfd:") else "memfd:" + name
+
+
+_DESCRIBE = {
+    "socket": _socket, "tty": _tty,
+    "eventfd": lambda img, f: f"eventfd count={f.sub.get('count', 0)}",
+    "epoll": lambda img, f: f"epoll ({len(f.sub.get('items', []))} items)",
+    "signalfd": lambda img, f: "signalfd " + (",".join(sigset(f.sub.get("sigmask"))) or "-"),
+    "timerfd": lambda img, f: "timerfd" + (" disarmed" if not f.sub.get("value_ns") else
+                                           f" next={f.sub['value_ns']}ns"),
+    "inotify": lambda img, f: f"inotify ({len(f.sub.get('watches', []))} watches)",
+    "memfd": _memfd,
+    "ghost": lambda img, f: f"deleted {f.path}",
+}
 
 
 def sigset(mask: int | None) -> list[str]:

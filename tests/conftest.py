@@ -44,6 +44,43 @@ def tree_spec(version: str = "v23", pages: int = 3) -> ImageSpec:
     )
 
 
+def kinds_spec(version: str = "v23", ext: bool = True) -> ImageSpec:
+    """tree_spec with a descriptor of every kind the version holds: a unix pair with data
+    queued, a listening unix socket, TCP (connected, listening), an eventfd, an epoll
+    watching a pipe and the eventfd, a pty pair with input buffered; with ``ext`` the
+    extension records' files too (signalfd, timerfd, a sealed memfd also mapped shared, a
+    deleted file, inotify) and the annotations (clocks, rseq, file stats)."""
+    abi = formats.abi(version)
+    spec = tree_spec(version)
+    spec.ext = ext
+    fds = [FdSpec(5, kind="unix", opts={"sock": "a", "peer": "b", "queued": [b"queued data"]}),
+           FdSpec(6, kind="unix", opts={"sock": "b", "peer": "a"}),
+           FdSpec(7, kind="unix", opts={"sock": "l", "addr": "/tmp/srv.sock", "listen": True})
+           ] if "socket" in abi.file_types else []
+    if abi.has("socket_inet"):
+        fds += [FdSpec(8, kind="tcp", opts={"sock": "t", "laddr": ("127.0.0.1", 8000),
+                                            "raddr": ("127.0.0.1", 40000)}),
+                FdSpec(9, kind="tcp", opts={"sock": "ls", "laddr": ("0.0.0.0", 8000),
+                                            "state": 10})]
+    if "epoll" in abi.file_types:
+        fds += [FdSpec(10, kind="eventfd", opts={"count": 3}),
+                FdSpec(11, kind="epoll", opts={"watch": [3, 10]})]
+    if "tty" in abi.file_types:
+        fds += [FdSpec(12, kind="tty", opts={"tty": "ptm", "link": "pts", "master": True,
+                                             "index": 4, "data": b"ls\n"}),
+                FdSpec(13, kind="tty", opts={"tty": "pts", "link": "ptm", "index": 4})]
+    if ext:
+        memfd = FdSpec(16, kind="memfd", file="memfd",
+                       opts={"name": "buf", "data": b"M" * 10000, "seals": 8})
+        fds += [FdSpec(14, kind="signalfd"), FdSpec(15, kind="timerfd"), memfd,
+                FdSpec(17, kind="ghost", path="/tmp/log.txt", opts={"data": b"log line\n"}),
+                FdSpec(18, kind="inotify", opts={"watches": [(1, "/etc")]})]
+        spec.mms["mm"].vmas.insert(2, VmaSpec(0x30000000, 0x30003000, kind="shm_file",
+                                              flags=0xfb, fd=memfd, file="memfd"))
+    spec.files["files"] += fds
+    return spec
+
+
 def read_model(data: bytes, **kw):
     return build_model(ImageReader(io.BytesIO(data), **kw))
 

@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 from typer.testing import CliRunner  # noqa: E402
 
 from imgtools.cli import app  # noqa: E402
-from test_check_fuzz import BASES, WORDS, _base, mutate  # noqa: E402
+from test_check_fuzz import BASES, KIND_BASES, WORDS, _base, _kind_spans, mutate  # noqa: E402
 
 REGRESSIONS = os.path.join(HERE, "fuzz", "regressions")
 TYPES = [1, 2, 3, 4, 5, 6, 101, 102, 103, 104, 301, 302, 303, 304, 305, 401, 402, 403, 404,
@@ -142,7 +142,8 @@ IMAGES = None
 def images():
     global IMAGES
     if IMAGES is None:
-        IMAGES = [(v, a, *_base(v, a)) for v, a in BASES]
+        IMAGES = [(v, a, *_base(v, a)) for v, a in BASES] + \
+            [(v, a, *_kind_spans(v, a)) for v, a in KIND_BASES]
     return IMAGES
 
 

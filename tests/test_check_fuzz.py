@@ -17,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import real_pipe, tree_spec
+import formats
+from conftest import kinds_spec, real_pipe, tree_spec
 from imgtools import check as ck
 from imgtools.compose import compose_bytes
 from imgtools.reader import ImageReader
@@ -26,8 +27,17 @@ BASES = [("v17", "i386"), ("v18", "x86_64"), ("v19-rc2", "i386"), ("v19", "x86_6
          ("v21", "i386"), ("v23-rc1", "x86_64"), ("v23", "x86_64")]
 
 
-def _base(version, arch):
-    spec = tree_spec(version, pages=2)
+# Images with a descriptor of every kind (sockets, event files, ttys; v23: the extension
+# records too): their mutations reach the new records' schemas.
+KIND_BASES = [("v23", "x86_64"), ("v21", "i386"), ("v18", "x86_64")]
+# The records of those kinds (a mutation inside one of them).
+KIND_RECORDS = {"socket", "socket_queue", "socket_buffer", "socket_frag", "socket_unix",
+                "socket_inet", "epoll_items", "tty", "tty_ldisc", "task_sem_undo_list",
+                "task_sem_undo", *formats.ext.TYPES}
+
+
+def _base(version, arch, kinds=False):
+    spec = kinds_spec(version, ext=version == "v23") if kinds else tree_spec(version, pages=2)
     if version == "v21":
         spec.errors = ["[E @ checkpoint_obj:99] boom"]
     data = compose_bytes(spec, version, arch)
@@ -42,7 +52,21 @@ def _sample(path):
     return data, [(rec.offset, rec.len) for rec in r.records() if rec.header_size]
 
 
-IMAGES = [_base(v, a) for v, a in BASES] + [
+def _kind_spans(version, arch):
+    """A kinds image and the spans of its new records (and of the BUFFERs after them)."""
+    data, _ = _base(version, arch, kinds=True)
+    r = ImageReader(io.BytesIO(data), version=version, arch=arch)
+    spans, prev = [], ""
+    for rec in r.records():
+        name = r.name_of(rec)
+        if name in KIND_RECORDS or (name == "buffer" and prev in KIND_RECORDS):
+            spans.append((rec.offset, rec.len))
+        prev = name
+    return data, spans
+
+
+KIND_IMAGES = [_kind_spans(v, a) for v, a in KIND_BASES]
+IMAGES = [_base(v, a) for v, a in BASES] + [_base(v, a, kinds=True) for v, a in KIND_BASES] + [
     _sample(p) for p in sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..",
                                                       "samples", "*", "*.img")))[:2]]
 WORDS = [0, 1, 7, 8, 9, 16, 0x7f, 0x80, 0xff, 0x1000, 0x7fffffff, 0x80000000, 0xfffffff0,
@@ -128,6 +152,16 @@ def verdict_of(data: bytes, pipe: bool) -> list[ck.Finding]:
        pipe=st.booleans())
 def test_mutated_images_end_with_a_verdict(base, ops, pipe):
     data, spans = IMAGES[base]
+    verdict_of(mutate(data, spans, ops), pipe)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(base=st.integers(0, len(KIND_IMAGES) - 1), ops=st.lists(op, min_size=1, max_size=3),
+       pipe=st.booleans())
+def test_mutated_new_records_end_with_a_verdict(base, ops, pipe):
+    """Mutations inside the socket, epoll, tty, sem undo and extension records only."""
+    data, spans = KIND_IMAGES[base]
     verdict_of(mutate(data, spans, ops), pipe)
 
 

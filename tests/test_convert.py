@@ -609,7 +609,8 @@ def test_moved_section_of_a_file_input_is_read_back_not_copied(tmp_path):
     assert out.getvalue() == canonical(spec, "v19") and rep.bytes_in == path.stat().st_size
 
 
-def test_opaque_record_with_changed_layout_is_lost():
+def test_tty_termios_widens_and_narrows_back():
+    """a272e68's termios (u32 flags, speeds, NCCS c_cc) from v21's, and back unchanged."""
     spec = tree_spec("v21")
     src = compose_bytes(spec, "v21")
 
@@ -617,12 +618,17 @@ def test_opaque_record_with_changed_layout_is_lost():
         if name == "tail":
             w.rec("tty", driver_type=4, driver_subtype=1, link_objref=0, file_objref=0,
                   index=0, ldisc=0, flags=0,
-                  termios=dict(c_iflag=0, c_oflag=0, c_cflag=0, c_lflag=0, c_line=0,
-                               c_cc=bytes(8)),
+                  termios=dict(c_iflag=0x500, c_oflag=5, c_cflag=0o10002, c_lflag=0x8a3b,
+                               c_line=0, c_cc=bytes(range(1, 9))),
                   winsize=dict(ws_row=24, ws_col=80, ws_xpixel=0, ws_ypixel=0))
         return v
-    _, rep = conv(rewrite(src, edit), "v23-rc1")
-    assert [(lo.record, lo.field) for lo in rep.losses] == [("TTY", "record")]
+    old = rewrite(src, edit)
+    up, rep = conv(old, "v23-rc1", allow_loss=False)
+    tty = [r for r in ImageReader(io.BytesIO(up)).records() if r.type == 306][0]
+    t = formats.abi("v23-rc1").parse("tty", tty.data()).termios
+    assert (t.c_cflag, t.c_ispeed, t.c_ospeed) == (0o10002, 115200, 115200)
+    assert t.c_cc == bytes(range(1, 9)) + bytes(11)
+    assert conv(up, "v21", allow_loss=False)[0] == old
 
 
 # -- records seen one at a time -------------------------------------------------------------

@@ -9,6 +9,7 @@ finding at its byte offset and the check ends with a verdict.
 
 One module per subsystem, each with the finding codes its checks emit and its
 record handlers: framing, head, tree, tasks, objrefs, memory, files, pipes,
+sockets (with epoll, tty line disciplines, sem undo lists), extensions (imgtools' own records),
 signals, errors (ERROR records); _pass.py drives the pass.  ``CODES`` here is
 all of their codes: severity, title, explanation.  A code is stable: tools may
 match on it; the message text may change.
@@ -24,6 +25,7 @@ from ..reader import ImageReader
 from ..stream import open_input
 from ._pass import ERROR, NOTE, PER_CODE, SEVERITIES, WARNING
 from .error_records import Errors
+from .extensions import Extensions
 from .files import Files
 from .framing import Framing, _stream_code, open_image  # noqa: F401 - _stream_code: tests
 from .head import Head
@@ -31,6 +33,7 @@ from .memory import Memory
 from .objrefs import DONE, Objrefs, _Obj  # noqa: F401 - DONE, _Obj: tests
 from .pipes import Pipes
 from .signals import Signals
+from .sockets import Sockets
 from .tasks import Tasks
 from .tree import Tree
 
@@ -38,7 +41,8 @@ __all__ = ["CODES", "ERROR", "NOTE", "PER_CODE", "SEVERITIES", "WARNING", "Findi
            "check_bytes", "check_path", "check_stream", "explain", "has_errors"]
 
 
-class _Checker(Framing, Head, Tree, Tasks, Objrefs, Memory, Files, Pipes, Signals, Errors):
+class _Checker(Framing, Head, Tree, Tasks, Objrefs, Memory, Files, Pipes, Sockets, Extensions,
+               Signals, Errors):
     """The pass with every subsystem's handlers, on one state."""
 
 
@@ -58,7 +62,7 @@ _Checker.EXPECT = _merged(getattr(m, "EXPECT", {}) for m in _SUBSYSTEMS)
 
 # The order ``imgtools check --codes`` lists the codes in, by their first word.
 _SECTIONS = ("framing", "header", "head", "record", "objref", "loop", "pipe", "tree", "task",
-             "mm", "files", "signal", "error", "check")
+             "mm", "files", "socket", "epoll", "tty", "ipc", "ext", "signal", "error", "check")
 # code -> (severity, title, explanation)
 CODES: dict[str, tuple[str, str, str]] = dict(sorted(
     _merged(m.CODES for m in _SUBSYSTEMS).items(),

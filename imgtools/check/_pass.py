@@ -12,6 +12,8 @@ from __future__ import annotations
 import struct
 from typing import ClassVar, NamedTuple
 
+from formats import ext
+
 from ..errors import FramingError, ImageError
 from ..reader import ImageReader
 from ..stream import PIPE_DATA, Record
@@ -72,6 +74,7 @@ class Pass:
         self.expect: list[tuple[str, object, int]] = []  # (kind, arg, offset announcing)
         self.rec: Record | None = None
         self.name = ""
+        self.last_name = ""         # the record before this one
         self.nrecords = 0
         self.broken = False         # the stream cannot be framed past some point
         self.handlers: dict[str, object] = {}   # record name -> bound on_<name> or None
@@ -122,6 +125,7 @@ class Pass:
     def step(self, rec: Record) -> None:
         self.nrecords += 1
         name = self.r.name_of(rec)
+        self.last_name = self.name
         self.rec, self.name = rec, name
         if self.err_at is not None and self.error_message(rec, name):
             return
@@ -129,16 +133,23 @@ class Pass:
             self.error_begins(rec)
             return
         unknown = rec.type != PIPE_DATA and self.abi.type_name(rec.type) is None
-        if unknown:
+        if unknown and self.ext_known and ext.is_ext(rec.type):
+            self.add("ext.unknown", f"extension record type {rec.type} (len {rec.len}) is "
+                     f"unknown to this imgtools; skipped")
+        elif unknown:
             self.add("record.unknown", f"type {rec.type} (len {rec.len}) is no record type of "
                      f"{self.abi.name}")
+        elif name in ext.ROLE:
+            self.ext_record(name)
         matched = self.gate(name)
         if unknown:
             return
         value = None
         st = self.abi.struct(name)
         if st is not None:
-            if rec.size > PARSE_MAX:
+            if name in self.abi.streamed:
+                value = self.streamed_head(rec, name, st)
+            elif rec.size > PARSE_MAX:
                 self.add("record.size", f"len {rec.len} is far too large for a "
                          f"{name.upper()} record; not parsed")
             else:
@@ -161,6 +172,15 @@ class Pass:
             handler = self.handlers[name] = getattr(self, "on_" + name, None)
         if handler is not None:
             handler(rec, value, matched)
+
+    def streamed_head(self, rec: Record, name: str, st):
+        """The fixed head of a record whose data follows it (read in chunks, not parsed)."""
+        head = rec.read(st.sizeof())
+        if len(head) < st.sizeof():
+            self.add("record.parse", f"{name.upper()} payload of {rec.size} bytes is too short "
+                     f"for its {st.sizeof()}-byte head")
+            return None
+        return self.abi.parse(name, head)
 
     def on_unparsed(self, name: str, rec: Record) -> None:
         """Bookkeeping for a record whose payload did not parse."""

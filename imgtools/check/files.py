@@ -25,13 +25,14 @@ TABLE_CLOSERS = {"task", "task_objs", "task_creds", "task_ns", "file_table", "mm
                  "fs", "tail", "thread", "cpu", "restart_block", "signal_task", "signal",
                  "vma", "mm_context"}
 # FILE types whose struct is the whole payload: bytes past it are a record.size finding.
-SIZED_FILE_TYPES = ("generic", "pipe", "fifo", "socket", "tty", "eventfd", "ignore")
+SIZED_FILE_TYPES = ("generic", "pipe", "fifo", "socket", "tty", "eventfd", "epoll", "ignore")
 
 
 class Files(Pass):
     def __init__(self, reader, sink):
         super().__init__(reader, sink)
         self.table = None         # [ref, nfds, count, fds set, offset]
+        self.file_type = None     # f_type of the last FILE
 
     def gate_file_table(self, name: str) -> None:
         if name in TABLE_CLOSERS:
@@ -81,16 +82,19 @@ class Files(Pass):
     def on_file(self, rec, v, matched):
         ref = self.object_record("file", rec, v)
         ftype = self.abi.file_type_names.get(v.f_type)
+        self.file_type = v.f_type
         if ftype is None:
             self.add("files.type", f"f_type {v.f_type} is no file type of {self.abi.name}")
             return
         sub = v.sub if v.sub is not None else {}
+        self.generic_named = False
         if ftype in ("generic", "fifo"):
             self.expect.append(("file_name", "file", rec.offset))
         if ftype in ("pipe", "fifo"):
             self.pipe_end(rec, v, ftype, sub.get("pipe_objref", 0), ref)
         elif ftype == "socket":
             self.ref("sock", sub.get("sock_objref", 0), "sock_objref", FWD_OK, ref)
+            self.socket_file()
         elif ftype == "tty":
             self.ref("tty", sub.get("tty_objref", 0), "tty_objref", 0, ref)
 
@@ -100,6 +104,8 @@ class Files(Pass):
                      f"PATH_MAX")
             return
         data = rec.data()
+        self.generic_named = matched is not None and matched[1] == "file" and \
+            self.abi.file_type_names.get(self.file_type) == "generic"
         if matched is not None and (not data or data[-1:] != b"\0" or data[:1] == b"\0"):
             self.add("files.name-format", f"FILE_NAME {data[:64]!r} is not a NUL-terminated "
                      f"path")

@@ -4,6 +4,7 @@ arrays that end the head belong to the task tree (tree.py)."""
 from __future__ import annotations
 
 import formats
+from formats import ext
 
 from ._pass import ERROR, NOTE, WARNING, Expect, Pass
 
@@ -137,6 +138,8 @@ class Head(Pass):
         while m is not None:
             known |= getattr(m, "CHECKPOINT_SUBTREE", 0) | getattr(m, "CHECKPOINT_NETNS", 0)
             m = m.BASE
+        if self.ext_known:
+            known |= ext.UFLAG_EXT
         if h.uflags & ~known:
             self.add("header.uflags", f"uflags {h.uflags:#x} has unknown bits "
                      f"{h.uflags & ~known:#x}", offset=rec.offset + 64)

@@ -72,6 +72,10 @@ REFS: dict[str, list[tuple[str, object, int]]] = {
     "mm": [("exe_objref", "file", 0)],
     "signal": [("tty_objref", "tty", 0)],
     "tty": [("link_objref", "tty", FWD_OK), ("file_objref", "file", RESERVE)],
+    # a unix socket names itself, its peer (written after it) and the peer's credentials
+    "socket_unix": [("this", "sock", FWD_OK), ("peer", "sock", FWD_OK),
+                    ("peercred", "cred", FWD_OK)],
+    "socket_buffer": [("sk_objref", "sock", FWD_OK), ("pr_objref", "sock", FWD_OK)],
 }
 # Kinds whose every referrer is parsed, so an unused one is worth a warning.
 USE_TRACKED = {"cred", "user", "user_ns", "groupinfo", "ns", "uts_ns", "ipc_ns", "file_table",
@@ -100,7 +104,7 @@ def kind_names(want) -> str:
 class Objrefs(Pass):
     def __init__(self, reader, sink):
         super().__init__(reader, sink)
-        self.obj_kind_of_record = {rec: kind for kind, rec in self.abi.obj_records.items()}
+        self.obj_kind_of_record = self.abi.record_kinds
         self.objs: dict[int, _Obj] = {}
         self.objs_full = False
         self.pending: list[list] = []          # [kind, ref, offset, defines(bool)]
@@ -278,7 +282,7 @@ class Objrefs(Pass):
             self.creators[ref] = (v.creator_ref, rec.offset)
 
     for _n in ("cred", "groupinfo", "ns", "uts_ns", "ipc_ns", "mnt_ns", "net_ns", "sighand",
-               "security", "socket", "tty", "netdev", "task_sem_undo_list"):
+               "security", "netdev"):
         def _h(self, rec, v, matched, _n=_n):
             self.object_record(_n, rec, v)
         locals()["on_" + _n] = _h

@@ -94,7 +94,7 @@ class Tasks(Pass):
         self.start_task(rec, v)
 
     def on_string(self, rec, v, matched):
-        if matched is None:
+        if matched is None or matched[0] != "comm":
             return
         data = rec.read(TEXT_MAX)
         limit = self.consts.get("task_comm_len") or 16

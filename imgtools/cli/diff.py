@@ -77,7 +77,7 @@ def text_lines(r: dict, with_ranges: bool):
         for key in ("renamed", "state", "ppid"):
             if key in t:
                 yield f"  {key}: {_v(t[key][0])} -> {_v(t[key][1])}"
-        for key in ("fields", "regs", "creds", "fs"):
+        for key in ("fields", "regs", "rseq", "creds", "fs"):
             if key in t:
                 yield f"  {key}: {_pairs(t[key])}"
         if "signals" in t:

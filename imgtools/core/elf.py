@@ -289,7 +289,7 @@ def _vma_segments(img: Image, v: Vma, shared: dict[int, list[Vma]],
     if v.end > formats.USER_TOP["x86_64"]:
         raise ImageError(f"VMA {v.start:#x}-{v.end:#x} ends above the user address space",
                          offset=v.offset, record="VMA")
-    runs = held_runs(v)
+    runs = held_runs(v) or _extent_runs(img, v, warnings)
     holders = shared.get(v.ino_ref, []) if v.vma_type == "shm_anon" else []
     if holders and holders != [v]:
         runs = _borrowed(v, [v, *holders] if runs else holders)
@@ -318,6 +318,34 @@ def _vma_segments(img: Image, v: Vma, shared: dict[int, list[Vma]],
     if pos < v.end:
         segs.append(Segment(pos, v.end - pos, 0, flags))
     return segs
+
+
+def _extent_runs(img: Image, v: Vma, warnings: list[str]) -> list[tuple[int, int, int]]:
+    """A mapping of a memfd or deleted file: its contents are the EXT_EXTENTs of the
+    file's inode; the whole pages they hold, as runs (a page an extent holds only in
+    part, a hole or the end of a short file stays zeros in the core)."""
+    f = img.get(v.file_ref, "file") if v.file_ref else None
+    if f is None or f.f_type not in ("memfd", "ghost"):
+        return []
+    inode = img.get(f.sub.get("ino_objref", 0), "inode")
+    if inode is None:
+        return []
+    base = v.pgoff * PAGE                   # the file offset of v.start
+    runs, partial = [], 0
+    for e in inode.extents:
+        lo = max(e.offset, base)
+        hi = min(e.offset + e.size, base + v.end - v.start)
+        first = _roundup(lo - base, PAGE) + base
+        last = (hi - base) // PAGE * PAGE + base
+        if hi > lo and (first != lo or last != hi):
+            partial += 1
+        if last > first:
+            runs.append((v.start + first - base, e.data_offset + first - e.offset,
+                         last - first))
+    if partial:
+        warnings.append(f"{f.f_type} mapping {v.start:#x}-{v.end:#x}: {partial} page(s) "
+                        f"its contents hold only in part are zeros in the core")
+    return runs
 
 
 def _borrowed(v: Vma, owners: list[Vma]) -> list[tuple[int, int, int]]:
