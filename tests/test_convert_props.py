@@ -119,10 +119,6 @@ def test_random_images_along_random_paths(data):
     src = canonical(spec, version, arch)
     base = summary(src)
     held = needs(spec)
-    groups = {t.tgid or t.pid for t in spec.tasks if not t.zombie}
-    if V.index(max(["v17", *held.values()], key=V.index)) >= V.index("v19") and \
-            at_least(version, "v19") and len(groups) > 1:
-        held["fs_shared"] = "v19"       # canonical() kept the composer's shared fs_struct
     cur, lossy = src, False
     for target in hops:
         out, rep = conv(cur, target)
