@@ -120,7 +120,6 @@
 #define CKPT_OBJ_MAX		24
 
 /* file_type */
-#define CKPT_FILE_IGNORE	0
 #define CKPT_FILE_GENERIC	1
 #define CKPT_FILE_PIPE		2
 #define CKPT_FILE_FIFO		3

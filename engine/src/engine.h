@@ -118,7 +118,6 @@ struct ctx {
 	struct process *procs;
 	int nr_procs;
 	bool tree, kill, allow_partial;
-	bool strict;		/* --strict: no imgtools extension records (ERROR records instead) */
 	bool refused;		/* a task may not be traced: exit EXIT_PARTIAL */
 	bool usage_error;	/* the PID names no process: exit EXIT_USAGE */
 	int nr_unsupported;	/* ERROR records written for skipped state */
@@ -165,10 +164,6 @@ int dump_file_table(struct ctx *c, struct task *t);
 int dump_fs(struct ctx *c, struct task *t);
 int dump_mapped_file(struct ctx *c, struct task *t, const char *path, const struct stat *st,
 		     uint32_t f_flags);
-
-/* inotify.c: inotify instances (extension records) */
-int probe_inotify(struct ctx *c, struct task *t, int fd);
-int dump_inotify(struct ctx *c, struct task *t, int ref, int fd, const struct ckpt_hdr_file *common);
 
 /* mm.c */
 int probe_mm(struct infect *inf, struct process *p);

@@ -32,7 +32,6 @@
 #define FMODE_PWRITE	0x10
 
 #define MAPPED_KEY	(1ULL << 63)	/* key space of files known only by a mapping */
-#define FT_INOTIFY	(1U << 16)	/* an extension object (inotify.c), not a CKPT_FILE_ type */
 
 struct fd_info {
 	int fd;
@@ -232,12 +231,6 @@ static int dump_fd_file(struct ctx *c, struct task *t, const struct fd_info *fi)
 	reps[nr_reps] = (struct file_rep){ t->tid, fi->fd, fi->st.st_dev, fi->st.st_ino, ref,
 					   rep_bucket[b] };
 	rep_bucket[b] = nr_reps++;
-	if (fi->f_type == FT_INOTIFY) {
-		struct ckpt_hdr_file common;
-
-		file_common(&common, t, CKPT_FILE_IGNORE, fi->f_flags, &fi->st, fi->pos);
-		return dump_inotify(c, t, ref, fi->fd, &common) ? -1 : ref;
-	}
 	if (fi->f_type == CKPT_FILE_GENERIC)
 		return dump_generic(c, t, ref, fi) ? -1 : ref;
 	return dump_pipe(c, t, ref, fi) ? -1 : ref;
@@ -288,10 +281,6 @@ static int read_fd(struct task *t, int fd, struct fd_info *fi)
 	fi->f_flags = flags & ~O_CLOEXEC;
 	if (S_ISFIFO(fi->st.st_mode) && !strncmp(fi->path, "pipe:[", 6)) {
 		fi->f_type = CKPT_FILE_PIPE;
-		return 0;
-	}
-	if (!strcmp(fi->path, "anon_inode:inotify")) {
-		fi->f_type = FT_INOTIFY;
 		return 0;
 	}
 	if (fi->path[0] != '/' || deleted(fi->path))
@@ -389,14 +378,6 @@ int dump_file_table(struct ctx *c, struct task *t)
 
 		if (r < 0)
 			goto out;
-		if (r == 0 && fi[h.fdt_nfds].f_type == FT_INOTIFY) {
-			int p = probe_inotify(c, t, fds[i]);	/* 1: left out, its ERROR written */
-
-			if (p < 0)
-				goto out;
-			if (p)
-				continue;
-		}
 		if (r == 0 && (audit_fd(c, t, &fi[h.fdt_nfds])))
 			goto out;
 		if (r == 0)

@@ -32,7 +32,7 @@ static bool is_tty(const struct stat *st)
 }
 
 /* a FILE_NAME record: an absolute path */
-char *read_file_name(struct rctx *c)
+static char *read_path(struct rctx *c)
 {
 	struct ckpt_hdr h;
 	char *path;
@@ -243,14 +243,14 @@ int restore_file(struct rctx *c, const struct ckpt_hdr *h)
 		return -1;
 	switch (f.common.f_type) {
 	case CKPT_FILE_GENERIC:
-		path = read_file_name(c);
+		path = read_path(c);
 		ret = path ? open_generic(c, o, &f.common, path) : -1;
 		break;
 	case CKPT_FILE_PIPE:
 		ret = open_pipe(c, o, &f, NULL);
 		break;
 	case CKPT_FILE_FIFO:
-		path = read_file_name(c);
+		path = read_path(c);
 		ret = path ? open_pipe(c, o, &f, path) : -1;
 		break;
 	default:
@@ -296,8 +296,8 @@ int restore_fs(struct rctx *c, const struct ckpt_hdr *h)
 	if (!p || !o || rs_record(&c->in, h, &fs, sizeof(fs)))
 		return -1;
 	t = &c->tasks[p->leader];
-	cwd = read_file_name(c);
-	root = cwd ? read_file_name(c) : NULL;
+	cwd = read_path(c);
+	root = cwd ? read_path(c) : NULL;
 	if (!root)
 		goto out;
 	if (stat(cwd, &st) || !S_ISDIR(st.st_mode)) {

@@ -379,7 +379,6 @@ static int restore_records(struct rctx *c)
 		case CKPT_HDR_FILE_TABLE: r = restore_file_table(c, &h); break;
 		case CKPT_HDR_FILE: r = restore_file(c, &h); break;
 		case CKPT_HDR_FILE_DESC: r = restore_file_desc(c, &h); break;
-		case CKPT_HDR_EXT_FILE_INOTIFY: r = restore_inotify(c, &h); break;
 		case CKPT_HDR_MM: r = restore_mm(c, &h); break;
 		case CKPT_HDR_VMA: r = restore_vma(c, &h); break;
 		case CKPT_HDR_PGARR: r = restore_pgarr(c, &h); break;

@@ -190,10 +190,6 @@ int restore_file_desc(struct rctx *c, const struct ckpt_hdr *h);
 int restore_fs(struct rctx *c, const struct ckpt_hdr *h);
 int task_install_fd(struct rctx *c, struct rproc *p, int drv_fd, int fd, bool cloexec);
 int task_take_fd(struct rctx *c, struct rproc *p, int drv_fd);
-char *read_file_name(struct rctx *c);
-
-/* inotify.c */
-int restore_inotify(struct rctx *c, const struct ckpt_hdr *h);
 
 /* signal.c */
 int restore_sighand(struct rctx *c, const struct ckpt_hdr *h);
