@@ -54,12 +54,23 @@ class Step(_base.Step):
     # -- upgrade ---------------------------------------------------------------------------
     def upward(self, recs):
         end_due = None          # the live task still owed SIGPENDING + SIGNAL_TASK
+        held = []               # ERROR records (with their STRING) met while it is owed
         for rec in recs:
             n = rec.name
-            # (an ERROR record does not end the section: the engine goes on after one)
+            # An ERROR record does not end the section (the engine goes on after one): it
+            # is held until the next record says where the section ends. Before the next
+            # task or the TAIL it is the last thing of the task, so it follows the records
+            # the task is owed; before a record of the task it stays where it was.
+            if end_due is not None and (n == "error" or (held and n == "string")):
+                out = self.generic(rec)
+                if out is not None:
+                    held.append(out)
+                continue
             if end_due is not None and n in ("task", "tail"):
                 yield from self._task_end(end_due)
                 end_due = None
+            yield from held
+            held.clear()
             if n == "file_pipe":
                 if self.parse(rec)["pipe_len"] == 0:
                     yield rec.derive("pipe_buf", b"")
@@ -82,6 +93,7 @@ class Step(_base.Step):
                                                          "siginfo": []})
         if end_due is not None:
             yield from self._task_end(end_due)
+        yield from held
 
     def _task_end(self, rec):
         self.note(rec, "blocked", 0, "v17 saved no signal mask or pending signals: assumed "

