@@ -13,6 +13,8 @@ import hashlib
 from array import array
 from typing import Iterator
 
+from formats import NATIVE
+
 from . import views
 from .mem import PAGE, Consumer, Region
 from .model import Image, Task
@@ -93,6 +95,13 @@ def _common_changes(a: dict | None, b: dict | None) -> dict:
     return {k: [a[k], b[k]] for k in a if k in b and a[k] != b[k]}
 
 
+def _ext_changes(ia: Image, ib: Image):
+    """How to compare what extension records hold: when both images are of the version
+    that has them, one that is missing on one side is a change (a conversion lost it, or
+    one dump was --strict); otherwise only what both hold is compared."""
+    return _dict_changes if ia.version == ib.version == NATIVE else _common_changes
+
+
 def _task_changes(ia: Image, ib: Image, ta: Task, tb: Task) -> dict:
     ch: dict = {}
     fields = _common_changes(ta.fields, tb.fields)
@@ -105,7 +114,7 @@ def _task_changes(ia: Image, ib: Image, ta: Task, tb: Task) -> dict:
     regs = _common_changes(ta.regs, tb.regs)
     if regs:
         ch["regs"] = regs
-    rseq = _common_changes(ta.rseq, tb.rseq)        # EXT_RSEQ (v23 with extensions)
+    rseq = _ext_changes(ia, ib)(ta.rseq, tb.rseq)   # EXT_RSEQ (v23 with extensions)
     if rseq:
         ch["rseq"] = rseq
     creds = _dict_changes(views.creds(ia, ta), views.creds(ib, tb))
@@ -135,7 +144,7 @@ def _fd_changes(ia: Image, ib: Image, pid: int) -> dict:
         x, y = fa[n], fb[n]
         d = {k: [x[k], y[k]] for k in _FD_KEYS if x[k] != y[k]}
         # EXT_FILE_STAT: what restore compares with the file it reopens
-        d |= {f"stat.{k}": v for k, v in _common_changes(_stat(ia, x), _stat(ib, y)).items()}
+        d |= {f"stat.{k}": v for k, v in _ext_changes(ia, ib)(_stat(ia, x), _stat(ib, y)).items()}
         if d:
             changed.append({"fd": n, **d})
         elif x["pos"] != y["pos"]:
@@ -148,8 +157,7 @@ def _fd_changes(ia: Image, ib: Image, pid: int) -> dict:
 
 
 def _stat(img: Image, row: dict) -> dict | None:
-    f = img.get(row["objref"], "file")
-    return f.sub.get("stat") if f is not None else None
+    return _stat_of(img, row["objref"])
 
 
 def _fd_row(r: dict) -> dict:
@@ -177,13 +185,32 @@ def _vma_changes(ia: Image, ib: Image, pid: int) -> dict:
                 "type": [va[k]["type"], vb[k]["type"]]} for k in sorted(same)
                if (va[k]["path"], va[k]["type"], va[k]["pgoff"]) !=
                (vb[k]["path"], vb[k]["type"], vb[k]["pgoff"])]
+    # EXT_FILE_STAT of the mapped files (what restore compares with the file it maps)
+    fa, fb, changes = _mapped_files(ia, pid), _mapped_files(ib, pid), _ext_changes(ia, ib)
+    restat = []
+    for k in sorted(same):
+        d = changes(_stat_of(ia, fa.get(k)), _stat_of(ib, fb.get(k)))
+        if d:
+            restat.append({"vma": _vma_row(vb[k]), **{f"stat.{n}": v for n, v in d.items()}})
     out: dict = {}
     for k, v in (("added", [_vma_row(m) for m in only_b]),
                  ("removed", [_vma_row(m) for m in only_a]), ("resized", resized),
-                 ("reprotected", reprotected), ("replaced", retyped)):
+                 ("reprotected", reprotected), ("replaced", retyped), ("restat", restat)):
         if v:
             out[k] = v
     return out
+
+
+def _mapped_files(img: Image, pid: int) -> dict:
+    """(start, end) -> objref of the file each VMA of the process maps."""
+    t = img.task_by_pid(pid)
+    mm = views.mm_of(img, t) if t is not None else None
+    return {(v.start, v.end): v.file_ref for v in mm.vmas if v.file_ref} if mm else {}
+
+
+def _stat_of(img: Image, ref: int | None) -> dict | None:
+    f = img.get(ref, "file") if ref else None
+    return f.sub.get("stat") if f is not None else None
 
 
 def _vma_row(m: dict) -> dict:

@@ -56,8 +56,9 @@ def _losses(stderr: bytes) -> list[str]:
 
 
 def test_diff_across_a_v18_round_trip_reports_only_the_losses(marks, tmp_path):
-    """v23 -> v18 -> v23 of the real dump: convert lists two losses (the thread's task
-    flags, the cwd: v19-rc2 has no fs_struct); diff reports exactly those."""
+    """v23 -> v18 -> v23 of the real dump: convert lists the losses (the thread's task
+    flags, the cwd: v19-rc2 has no fs_struct; the extension records: file stats, rseq);
+    diff reports exactly those."""
     v18, back = tmp_path / "v18.img", tmp_path / "back.img"
     r = cli("convert", marks.img, "--to", "v18", "--allow-loss", "-o", v18)
     assert r.returncode == 0, r.stderr
@@ -68,12 +69,30 @@ def test_diff_across_a_v18_round_trip_reports_only_the_losses(marks, tmp_path):
     d = json.loads(r.stdout)
     found = []
     for t in d["tasks"]:
-        assert set(t) - {"pid", "comm"} <= {"fields", "fs"}, t
+        assert set(t) - {"pid", "comm"} <= {"fields", "fs", "fds", "rseq", "vmas"}, t
         found += [f"{t['pid']}: {k}" for k in t.get("fields", {})]
         found += [f"{t['pid']}: {k}" for k in t.get("fs", {})]
-    assert sorted(found) == sorted(
-        f"{x.split(' pid ')[1].split(':')[0]}: {x.split(': ', 2)[2].split(' = ')[0]}"
-        for x in losses), (found, losses)
+        if "rseq" in t:
+            found.append(f"{t['pid']}: EXT_RSEQ")
+        for fd in t.get("fds", {}).get("changed", []):
+            assert set(fd) - {"fd"} and all(k.startswith("stat.") for k in fd if k != "fd"), fd
+            found.append(f"{t['pid']}: EXT_FILE_STAT")
+        assert set(t.get("vmas", {})) <= {"restat"}, t
+        found += [f"{t['pid']}: EXT_FILE_STAT" for _ in t.get("vmas", {}).get("restat", [])]
+
+    def what(loss: str) -> str:
+        pid = loss.split(" pid ")[1].split(":")[0]
+        record = loss.split("] ", 1)[1].split(" @")[0]
+        # extension records go whole (one loss per record): one entry per kind and task
+        return f"{pid}: {record}" if record.startswith("EXT_") else \
+            f"{pid}: {loss.split(': ', 2)[2].split(' = ')[0]}"
+    expected = [what(x) for x in losses]
+    # a file object is written once (its loss names the first task holding it); diff
+    # names every task that holds or maps it: the kinds must agree
+    assert {x.split(": ")[1] for x in found if "EXT_" in x} == \
+        {x.split(": ")[1] for x in expected if "EXT_" in x}, (found, losses)
+    assert sorted(x for x in found if "EXT_" not in x) == \
+        sorted(x for x in expected if "EXT_" not in x), (found, losses)
     # against the v18 image itself, which has neither a task flags field nor an fs: what
     # a version cannot hold at all is not compared
     r = cli("diff", marks.img, v18)
