@@ -168,7 +168,8 @@ int main(int argc, char **argv)
 		expect_pattern("child", "stream-queued", st[1], P2C_LEN, 1);
 		expect_msg("child", "dgram-queued", dg[1], "to the child");
 		expect_empty("child", "dgram-nothing-more", dg[1]);
-		/* the pairs still work, both ways */
+		/* the pairs still work, both ways (once the parent has checked its queues) */
+		check("child", "stream-new", recv(st[1], &c, 1, 0) == 1 && c == 'k', "no word from the parent");
 		send(st[1], "after", 5, 0);
 		send(dg[1], "after-dgram", 11, 0);
 		return failures ? 1 : 0;
@@ -252,6 +253,7 @@ int main(int argc, char **argv)
 		      "SO_RCVTIMEO %ld.%06ld, was %ld.%06ld", (long)now.tv_sec, (long)now.tv_usec,
 		      (long)tv_was.tv_sec, (long)tv_was.tv_usec);
 	}
+	send(st[0], "k", 1, 0);
 	if (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status)) {
 		check("parent", "child", 0, "child status %#x", status);
 	} else {
