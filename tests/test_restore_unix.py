@@ -114,7 +114,7 @@ def test_pairs_queues_listener_and_abstract_name_survive(rst_unix, tmp_path):
     for who, name in (("child", "stream-queued"), ("parent", "stream-queued"),
                       ("parent", "dgram-1"), ("parent", "dgram-2"), ("parent", "dgram-3"),
                       ("parent", "dgram-nothing-more"), ("child", "dgram-queued"),
-                      ("parent", "seqpacket-1"), ("parent", "seqpacket-2"),
+                      ("parent", "seqpacket-creds"), ("parent", "seqpacket-1"), ("parent", "seqpacket-2"),
                       ("parent", "dead-peer-data"), ("parent", "dead-peer-eof"),
                       ("parent", "half-eof"), ("parent", "half-shut"), ("parent", "half-other-way"),
                       ("parent", "abstract-1"), ("parent", "abstract-2"), ("parent", "abstract-name"),

@@ -327,7 +327,28 @@ int dump_unix_socket(struct ctx *c, struct sock_dump *s)
 struct msg {
 	char *data;
 	size_t len;
+	struct ckpt_unix_cb cb;
 };
+
+/* the sender's credentials a peek brought along (the task has SO_PASSCRED) */
+static void passed_creds(void *control, size_t len, struct ckpt_unix_cb *cb)
+{
+	struct msghdr m = { .msg_control = control, .msg_controllen = len };
+	struct cmsghdr *cm;
+
+	memset(cb, 0, sizeof(*cb));
+	for (cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm)) {
+		struct ucred uc;
+
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_CREDENTIALS ||
+		    cm->cmsg_len < CMSG_LEN(sizeof(uc)))
+			continue;
+		memcpy(&uc, CMSG_DATA(cm), sizeof(uc));
+		if (!uc.pid)
+			continue;	/* a message sent with no credentials */
+		*cb = (struct ckpt_unix_cb){ CKPT_UNIX_CB_CREDS, uc.pid, uc.uid, uc.gid };
+	}
+}
 
 /* descriptors a peek brought along (SCM_RIGHTS): closed, and counted */
 static int drop_passed_fds(void *control, size_t len)
@@ -399,6 +420,7 @@ static int read_queue(struct sock_dump *s, struct msg **msgs, int *nr, uint64_t 
 		if (!(*msgs)[nmsgs].data)
 			return pr_perror("socket queue");
 		memcpy((*msgs)[nmsgs].data, buf, got);
+		passed_creds(control, clen, &(*msgs)[nmsgs].cb);
 		(*msgs)[nmsgs++].len = got;
 		*nr = nmsgs;
 		*total += got;
@@ -444,6 +466,8 @@ int dump_unix_queues(struct ctx *c, struct sock_dump *s)
 			.pr_objref = s->ref,
 		};
 
+		_Static_assert(sizeof(msgs[i].cb) <= sizeof(b.cb), "cb");
+		memcpy(b.cb, &msgs[i].cb, sizeof(msgs[i].cb));
 		if (write_obj(&c->img, CKPT_HDR_SOCKET_BUFFER, &b, sizeof(b)) ||
 		    write_buffer(&c->img, CKPT_HDR_BUFFER, msgs[i].data, msgs[i].len))
 			goto out;

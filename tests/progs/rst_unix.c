@@ -106,6 +106,25 @@ static void expect_msg(const char *who, const char *name, int fd, const char *wa
 	      "got %zd bytes '%.*s', expected '%s'", n, (int)(n > 0 ? n : 0), buf, want);
 }
 
+/* the next message's SCM_CREDENTIALS, peeked: the sender's pid and ids */
+static void expect_creds(const char *who, const char *name, int fd, pid_t pid)
+{
+	char buf[64], control[CMSG_SPACE(sizeof(struct ucred))];
+	struct iovec iov = { buf, sizeof(buf) };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
+			    .msg_controllen = sizeof(control) };
+	struct cmsghdr *cm;
+	struct ucred uc = { 0, 0, 0 };
+
+	if (recvmsg(fd, &m, MSG_PEEK | MSG_DONTWAIT) >= 0)
+		for (cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm))
+			if (cm->cmsg_type == SCM_CREDENTIALS)
+				memcpy(&uc, CMSG_DATA(cm), sizeof(uc));
+	check(who, name, uc.pid == pid && uc.uid == getuid() && uc.gid == getgid(),
+	      "credentials pid %d uid %u gid %u, expected %d %u %u", uc.pid, uc.uid, uc.gid, pid,
+	      getuid(), getgid());
+}
+
 static void expect_empty(const char *who, const char *name, int fd)
 {
 	char c;
@@ -147,6 +166,8 @@ int main(int argc, char **argv)
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, st) || socketpair(AF_UNIX, SOCK_DGRAM, 0, dg) ||
 	    socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sq) || pipe(sync_pipe))
 		return 3;
+	/* the receiver asks for credentials before anything is sent: every record carries them */
+	setsockopt(sq[0], SOL_SOCKET, SO_PASSCRED, &(int){ 1 }, sizeof(int));
 	child = fork();
 	if (child == 0) {
 		close(st[0]);
@@ -208,7 +229,6 @@ int main(int argc, char **argv)
 	rcvbuf = 50000;
 	setsockopt(dg[0], SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	rcvbuf = get_int(dg[0], SO_RCVBUF);
-	setsockopt(sq[0], SOL_SOCKET, SO_PASSCRED, &(int){ 1 }, sizeof(int));
 	setsockopt(st[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	getsockopt(st[0], SOL_SOCKET, SO_RCVTIMEO, &tv_was, &tvlen);	/* in jiffies: rounded */
 	if (read(sync_pipe[0], &c, 1) != 1)
@@ -221,6 +241,7 @@ int main(int argc, char **argv)
 	expect_msg("parent", "dgram-2", dg[0], "be");
 	expect_msg("parent", "dgram-3", dg[0], "gamma-gamma");
 	expect_empty("parent", "dgram-nothing-more", dg[0]);
+	expect_creds("parent", "seqpacket-creds", sq[0], child);
 	expect_msg("parent", "seqpacket-1", sq[0], "record one");
 	expect_msg("parent", "seqpacket-2", sq[0], "record two!");
 	expect_empty("parent", "seqpacket-nothing-more", sq[0]);

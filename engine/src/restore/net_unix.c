@@ -274,16 +274,50 @@ int restore_unix_socket(struct rctx *c, struct robj *o, struct rsock *s)
 	return s->h.has_buffers ? 0 : restore_unix_finish(c, o, s);
 }
 
-/* send one message (a stream: bytes) from fd to the socket, all of it */
-static int send_back(struct rctx *c, int fd, const struct sockaddr_un *to, socklen_t tolen,
-		     const char *data, size_t len, bool stream)
+/*
+ * The sender's credentials as the message carried them: its pid is the restored task's (the
+ * driver's own pid for a sender that is not in the image), uid and gid as they were.
+ */
+static void creds_of(struct rctx *c, const struct ckpt_unix_cb *cb, struct ucred *uc)
 {
+	int i;
+
+	uc->pid = getpid();
+	uc->uid = cb->uid;
+	uc->gid = cb->gid;
+	for (i = 0; i < c->nr_tasks; i++)
+		if (c->tasks[i].pid == cb->pid && c->tasks[i].tgid == cb->pid && c->tasks[i].host > 0)
+			uc->pid = c->tasks[i].host;
+}
+
+/* send one message (a stream: bytes) from fd to the socket, all of it, with its credentials */
+static int send_back(struct rctx *c, int fd, const struct sockaddr_un *to, socklen_t tolen,
+		     const char *data, size_t len, bool stream, const struct ckpt_unix_cb *cb)
+{
+	char control[CMSG_SPACE(sizeof(struct ucred))] __attribute__((aligned(8))) = { 0 };
 	size_t done = 0;
 	bool grown = false;
 
 	do {
-		ssize_t n = sendto(fd, data + done, len - done, MSG_DONTWAIT | MSG_NOSIGNAL,
-				   (const struct sockaddr *)to, to ? tolen : 0);
+		struct iovec iov = { (char *)data + done, len - done };
+		struct msghdr m = { .msg_name = (void *)to, .msg_namelen = to ? tolen : 0,
+				    .msg_iov = &iov, .msg_iovlen = 1 };
+		ssize_t n;
+
+		if (cb->flags & CKPT_UNIX_CB_CREDS) {
+			struct cmsghdr *cm;
+			struct ucred uc;
+
+			m.msg_control = control;
+			m.msg_controllen = sizeof(control);
+			cm = CMSG_FIRSTHDR(&m);
+			cm->cmsg_level = SOL_SOCKET;
+			cm->cmsg_type = SCM_CREDENTIALS;
+			cm->cmsg_len = CMSG_LEN(sizeof(uc));
+			creds_of(c, cb, &uc);
+			memcpy(CMSG_DATA(cm), &uc, sizeof(uc));
+		}
+		n = sendmsg(fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
 
 		if (n < 0 && (errno == EAGAIN || errno == ENOBUFS) && !grown) {
 			int sndbuf = 0;
@@ -349,6 +383,7 @@ int restore_unix_queue(struct rctx *c, struct robj *o, struct rsock *s,
 				  (unsigned long long)c->in.rec_off, q->skb_count);
 	for (i = 0; i < q->skb_count; i++) {
 		struct ckpt_hdr_socket_buffer b;
+		struct ckpt_unix_cb cb;
 		struct sockaddr_un to;
 		socklen_t tolen = 0;
 		struct ckpt_hdr h;
@@ -363,6 +398,12 @@ int restore_unix_queue(struct rctx *c, struct robj *o, struct rsock *s,
 			rs_invalid(&c->in, "SOCKET_BUFFER at offset %llu: %u+%u bytes, %u fragments, "
 				   "from %d to %d", (unsigned long long)c->in.rec_off, b.lin_len, b.frg_len,
 				   b.nr_frags, b.sk_objref, b.pr_objref);
+			goto out;
+		}
+		memcpy(&cb, b.cb, sizeof(cb));
+		if (cb.flags & ~CKPT_UNIX_CB_CREDS) {
+			rs_invalid(&c->in, "SOCKET_BUFFER at offset %llu: cb flags %#x",
+				   (unsigned long long)c->in.rec_off, cb.flags);
 			goto out;
 		}
 		if (rs_expect(&c->in, CKPT_HDR_BUFFER, &h))
@@ -382,7 +423,7 @@ int restore_unix_queue(struct rctx *c, struct robj *o, struct rsock *s,
 		if (!data)
 			goto out;
 		fd = sender_of(c, o, s, b.sk_objref, &anon, &to, &tolen, &named);
-		if (fd < 0 || send_back(c, fd, named ? &to : NULL, tolen, data, b.lin_len, stream)) {
+		if (fd < 0 || send_back(c, fd, named ? &to : NULL, tolen, data, b.lin_len, stream, &cb)) {
 			free(data);
 			goto out;
 		}
