@@ -443,7 +443,9 @@ int dump_unix_queues(struct ctx *c, struct sock_dump *s)
 	uint64_t total = 0;
 	int i, nr = 0, nr_fds = 0, ret = -1;
 
-	if (read_queue(s, &msgs, &nr, &total, &nr_fds))
+	/* a stream or seqpacket socket that never connected has no queue (recv says EINVAL) */
+	if ((s->type == SOCK_DGRAM || u->d.state == CKPT_TCP_ESTABLISHED) &&
+	    read_queue(s, &msgs, &nr, &total, &nr_fds))
 		goto out;
 	if (s->type != SOCK_DGRAM && total != u->d.rqueue) {
 		pr_err("pid %d fd %d: %llu bytes read from a queue of %u", s->tid, s->tfd,

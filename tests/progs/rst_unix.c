@@ -9,7 +9,9 @@
  * records to the parent; a stream socket whose peer has written and closed (its data, then
  * end of file); a pair shut down for writing one way; a listener on DIR/listen.sock; an
  * abstract datagram socket "@rst_unix-PID" with two messages from a socket since closed;
- * O_NONBLOCK, SO_RCVBUF, SO_PASSCRED and SO_RCVTIMEO on some of them.
+ * O_NONBLOCK, SO_RCVBUF, SO_PASSCRED (credentials on queued records) and SO_RCVTIMEO on
+ * some of them; a datagram socket bound to a relative name, a stream socket whose name was
+ * unlinked, a datagram server the child's socket is connected to (one way).
  * After GO appears, each side reads what was queued -- every byte exactly once, every
  * message whole, nothing more -- and the pairs go on working; the parent accepts one
  * connection on the listener (the test connects, sends "ping", expects "pong").
@@ -151,6 +153,9 @@ static int get_int(int fd, int opt)
 int main(int argc, char **argv)
 {
 	int st[2], dg[2], sq[2], dead[2], half[2], sync_pipe[2], lst, abs_fd, tmp, status, rcvbuf;
+	int rel, gone, srv, cli = -1;
+	struct sockaddr_un ra = { .sun_family = AF_UNIX, .sun_path = "rel.sock" };
+	struct sockaddr_un ga = { .sun_family = AF_UNIX }, sa = { .sun_family = AF_UNIX };
 	struct sockaddr_un la = { .sun_family = AF_UNIX }, aa = { .sun_family = AF_UNIX }, got;
 	socklen_t alen, glen = sizeof(got);
 	struct timeval tv = { 7, 250000 }, tv_was = { 0 };
@@ -166,6 +171,12 @@ int main(int argc, char **argv)
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, st) || socketpair(AF_UNIX, SOCK_DGRAM, 0, dg) ||
 	    socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sq) || pipe(sync_pipe))
 		return 3;
+	/* a datagram server the child connects to (one way: the server has no peer) */
+	srv = socket(AF_UNIX, SOCK_DGRAM, 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/srv.dgram", argv[3]);
+	unlink(sa.sun_path);
+	if (bind(srv, (struct sockaddr *)&sa, sizeof(sa)))
+		return 8;
 	/* the receiver asks for credentials before anything is sent: every record carries them */
 	setsockopt(sq[0], SOL_SOCKET, SO_PASSCRED, &(int){ 1 }, sizeof(int));
 	child = fork();
@@ -174,6 +185,11 @@ int main(int argc, char **argv)
 		close(dg[0]);
 		close(sq[0]);
 		close(sync_pipe[0]);
+		close(srv);
+		cli = socket(AF_UNIX, SOCK_DGRAM, 0);
+		if (connect(cli, (struct sockaddr *)&sa, sizeof(sa)))
+			return 9;
+		send(cli, "one way", 7, 0);
 		send_pattern(st[1], C2P_LEN, 2);
 		send(dg[1], "alpha", 5, 0);
 		send(dg[1], "be", 2, 0);
@@ -193,6 +209,8 @@ int main(int argc, char **argv)
 		check("child", "stream-new", recv(st[1], &c, 1, 0) == 1 && c == 'k', "no word from the parent");
 		send(st[1], "after", 5, 0);
 		send(dg[1], "after-dgram", 11, 0);
+		check("child", "one-way-after", send(cli, "one way again", 13, 0) == 13,
+		      "send on the connected datagram socket: %s", strerror(errno));
 		return failures ? 1 : 0;
 	}
 	close(st[1]);
@@ -225,6 +243,15 @@ int main(int argc, char **argv)
 	sendto(tmp, "first", 5, 0, (struct sockaddr *)&aa, alen);
 	sendto(tmp, "second!", 7, 0, (struct sockaddr *)&aa, alen);
 	close(tmp);
+	/* a relative name (bound from DIR), and a name whose file was unlinked */
+	rel = socket(AF_UNIX, SOCK_DGRAM, 0);
+	if (bind(rel, (struct sockaddr *)&ra, sizeof(ra)))
+		return 10;
+	gone = socket(AF_UNIX, SOCK_STREAM, 0);
+	snprintf(ga.sun_path, sizeof(ga.sun_path), "%s/gone.sock", argv[3]);
+	unlink(ga.sun_path);
+	if (bind(gone, (struct sockaddr *)&ga, sizeof(ga)) || unlink(ga.sun_path))
+		return 11;
 	/* options */
 	rcvbuf = 50000;
 	setsockopt(dg[0], SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
@@ -258,7 +285,17 @@ int main(int argc, char **argv)
 	expect_empty("parent", "abstract-nothing-more", abs_fd);
 	check("parent", "abstract-name", !getsockname(abs_fd, (struct sockaddr *)&got, &glen) &&
 	      glen == alen && !memcmp(&got, &aa, alen), "getsockname of %u bytes", glen);
+	glen = sizeof(got);
+	check("parent", "relative-name", !getsockname(rel, (struct sockaddr *)&got, &glen) &&
+	      !strcmp(got.sun_path, "rel.sock"), "getsockname '%s'", got.sun_path);
 	tmp = socket(AF_UNIX, SOCK_DGRAM, 0);
+	sendto(tmp, "to rel", 6, 0, (struct sockaddr *)&ra, sizeof(ra));
+	expect_msg("parent", "relative-bound", rel, "to rel");
+	glen = sizeof(got);
+	check("parent", "unlinked-name", !getsockname(gone, (struct sockaddr *)&got, &glen) &&
+	      !strcmp(got.sun_path, ga.sun_path) && access(ga.sun_path, F_OK) && errno == ENOENT,
+	      "getsockname '%s', file %s", got.sun_path, access(ga.sun_path, F_OK) ? "absent" : "there");
+	expect_msg("parent", "one-way-queued", srv, "one way");
 	sendto(tmp, "new", 3, 0, (struct sockaddr *)&aa, alen);
 	close(tmp);
 	expect_msg("parent", "abstract-bound", abs_fd, "new");
@@ -281,6 +318,7 @@ int main(int argc, char **argv)
 		check("parent", "child", 1, "");
 		expect_msg("parent", "stream-after", st[0], "after");
 		expect_msg("parent", "dgram-after", dg[0], "after-dgram");
+		expect_msg("parent", "one-way-after", srv, "one way again");
 	}
 	/* the listener takes a new connection: the test's "ping" */
 	{
@@ -302,6 +340,8 @@ int main(int argc, char **argv)
 		}
 	}
 	unlink(la.sun_path);
+	unlink(sa.sun_path);
+	unlink(ra.sun_path);
 	fprintf(out, "done %d\n", failures);
 	return failures ? 1 : 0;
 }
