@@ -152,8 +152,8 @@ static int get_int(int fd, int opt)
 
 int main(int argc, char **argv)
 {
-	int st[2], dg[2], sq[2], dead[2], half[2], sync_pipe[2], lst, abs_fd, tmp, status, rcvbuf;
-	int rel, gone, srv, cli = -1;
+	int st[2], dg[2], sq[2], dead[2], half[2], sync_pipe[2], go_pipe[2], lst, abs_fd, tmp, status, rcvbuf;
+	int rel, gone, srv, cli = -1, acc = -1;
 	struct sockaddr_un ra = { .sun_family = AF_UNIX, .sun_path = "rel.sock" };
 	struct sockaddr_un ga = { .sun_family = AF_UNIX }, sa = { .sun_family = AF_UNIX };
 	struct sockaddr_un la = { .sun_family = AF_UNIX }, aa = { .sun_family = AF_UNIX }, got;
@@ -169,7 +169,7 @@ int main(int argc, char **argv)
 	setvbuf(out, NULL, _IOLBF, 0);
 	signal(SIGPIPE, SIG_IGN);
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, st) || socketpair(AF_UNIX, SOCK_DGRAM, 0, dg) ||
-	    socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sq) || pipe(sync_pipe))
+	    socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sq) || pipe(sync_pipe) || pipe(go_pipe))
 		return 3;
 	/* a datagram server the child connects to (one way: the server has no peer) */
 	srv = socket(AF_UNIX, SOCK_DGRAM, 0);
@@ -190,6 +190,17 @@ int main(int argc, char **argv)
 		if (connect(cli, (struct sockaddr *)&sa, sizeof(sa)))
 			return 9;
 		send(cli, "one way", 7, 0);
+		/* a connection to the parent's listener, accepted there (the path comes from argv) */
+		{
+			struct sockaddr_un l2 = { .sun_family = AF_UNIX };
+			int i;
+
+			snprintf(l2.sun_path, sizeof(l2.sun_path), "%s/listen.sock", argv[3]);
+			acc = socket(AF_UNIX, SOCK_STREAM, 0);
+			for (i = 0; i < 500 && connect(acc, (struct sockaddr *)&l2, sizeof(l2)); i++)
+				usleep(10000);
+			send(acc, "from the client", 15, 0);
+		}
 		send_pattern(st[1], C2P_LEN, 2);
 		send(dg[1], "alpha", 5, 0);
 		send(dg[1], "be", 2, 0);
@@ -206,9 +217,13 @@ int main(int argc, char **argv)
 		expect_msg("child", "dgram-queued", dg[1], "to the child");
 		expect_empty("child", "dgram-nothing-more", dg[1]);
 		/* the pairs still work, both ways (once the parent has checked its queues) */
-		check("child", "stream-new", recv(st[1], &c, 1, 0) == 1 && c == 'k', "no word from the parent");
+		check("child", "parent-done", read(go_pipe[0], &c, 1) == 1, "no word from the parent");
 		send(st[1], "after", 5, 0);
 		send(dg[1], "after-dgram", 11, 0);
+		glen = sizeof(got);
+		check("child", "client-peer-name", !getpeername(acc, (struct sockaddr *)&got, &glen) &&
+		      strstr(got.sun_path, "/listen.sock"), "getpeername '%s'", got.sun_path);
+		expect_msg("child", "client-queued", acc, "from the server");
 		check("child", "one-way-after", send(cli, "one way again", 13, 0) == 13,
 		      "send on the connected datagram socket: %s", strerror(errno));
 		return failures ? 1 : 0;
@@ -233,6 +248,11 @@ int main(int argc, char **argv)
 	unlink(la.sun_path);
 	if (bind(lst, (struct sockaddr *)&la, sizeof(la)) || listen(lst, 4))
 		return 5;
+	/* the child's connection, accepted: both ends have names (the listener's path) */
+	acc = accept(lst, NULL, NULL);
+	if (acc < 0)
+		return 12;
+	send(acc, "from the server", 15, 0);
 	/* an abstract name with two datagrams from a socket that is gone */
 	abs_fd = socket(AF_UNIX, SOCK_DGRAM, 0);
 	alen = offsetof(struct sockaddr_un, sun_path) + 1 +
@@ -296,6 +316,10 @@ int main(int argc, char **argv)
 	      !strcmp(got.sun_path, ga.sun_path) && access(ga.sun_path, F_OK) && errno == ENOENT,
 	      "getsockname '%s', file %s", got.sun_path, access(ga.sun_path, F_OK) ? "absent" : "there");
 	expect_msg("parent", "one-way-queued", srv, "one way");
+	glen = sizeof(got);
+	check("parent", "accepted-name", !getsockname(acc, (struct sockaddr *)&got, &glen) &&
+	      !strcmp(got.sun_path, la.sun_path), "getsockname '%s'", got.sun_path);
+	expect_msg("parent", "accepted-queued", acc, "from the client");
 	sendto(tmp, "new", 3, 0, (struct sockaddr *)&aa, alen);
 	close(tmp);
 	expect_msg("parent", "abstract-bound", abs_fd, "new");
@@ -311,7 +335,8 @@ int main(int argc, char **argv)
 		      "SO_RCVTIMEO %ld.%06ld, was %ld.%06ld", (long)now.tv_sec, (long)now.tv_usec,
 		      (long)tv_was.tv_sec, (long)tv_was.tv_usec);
 	}
-	send(st[0], "k", 1, 0);
+	if (write(go_pipe[1], "k", 1) != 1)
+		return 13;
 	if (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status)) {
 		check("parent", "child", 0, "child status %#x", status);
 	} else {

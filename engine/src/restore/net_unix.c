@@ -9,7 +9,8 @@
  * path must be absent or a socket file no socket is bound to any more (a stale file left
  * by the dumped program, which is then unlinked -- nothing else is ever removed); a name
  * unlinked at the dump is bound and unlinked again. A connected stream socket is not
- * bound again (an accepted socket's name is its listener's). Queued messages are sent
+ * bound again (an accepted socket's name is its listener's): a connection accepted from a
+ * listener restored before it is made again by connect() and accept(). Queued messages are sent
  * back in order from the peer (or the closed pair's other end, or an unnamed socket to the
  * socket's name), one send per message: datagram and seqpacket boundaries stay.
  */
@@ -184,6 +185,67 @@ static struct robj *peer_of(struct rctx *c, const struct ckpt_hdr_socket_unix *u
 	return p;
 }
 
+/* a listener of the image, made already, bound to the name a */
+static struct robj *listener_at(struct rctx *c, const struct ckpt_sockaddr_un *a, uint32_t len)
+{
+	int i;
+
+	if (!has_name(len))
+		return NULL;
+	for (i = 1; i < c->nr_objs; i++) {
+		struct robj *l = &c->objs[i];
+		struct rsock *ls = l->type == CKPT_OBJ_SOCK ? l->data : NULL;
+		struct runix *lu = ls && ls->made && ls->h.sock_common.family == AF_UNIX ? ls->fam : NULL;
+
+		if (lu && l->fd >= 0 && ls->h.sock.state == CKPT_TCP_LISTEN &&
+		    lu->un.laddr_len == len && !memcmp(lu->un.laddr.sun_path, a->sun_path, len - 2))
+			return l;
+	}
+	return NULL;
+}
+
+/*
+ * A connection accepted from a listener of the image is made again by connect() and
+ * accept(), so both ends have their names (the accepted end its listener's, the client its
+ * peer's); 1 if so, 0 if there is no such listener (a plain pair then), -1 on failure.
+ */
+static int accept_again(struct rctx *c, const struct runix *u, int type, int *mine, int *peer)
+{
+	struct robj *l = listener_at(c, &u->un.laddr, u->un.laddr_len);
+	bool accepted_here = l != NULL;
+	const struct rsock *ls;
+	const struct runix *lu;
+	struct sockaddr_un sa;
+	socklen_t salen;
+	int client, accepted;
+
+	if (!l)
+		l = listener_at(c, &u->un.raddr, u->un.raddr_len);
+	if (!l)
+		return 0;
+	ls = l->data;
+	lu = ls->fam;
+	if (ls->h.sock.type != type)
+		return 0;
+	if (sockaddr_of(c, &lu->un.laddr, lu->un.laddr_len, lu->dir, &sa, &salen))
+		return -1;
+	client = socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (client < 0)
+		return pr_perror("socket");
+	if (connect(client, (struct sockaddr *)&sa, salen)) {
+		close(client);
+		return 0;	/* its backlog is full: a plain pair */
+	}
+	accepted = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+	if (accepted < 0 || fcntl(client, F_SETFL, 0)) {
+		close(client);
+		return pr_perror("accept a restored connection again");
+	}
+	*mine = accepted_here ? accepted : client;
+	*peer = accepted_here ? client : accepted;
+	return 1;
+}
+
 /* make the socket: one end of a pair, or alone */
 static int make_socket(struct rctx *c, struct robj *o, struct rsock *s, struct runix *u)
 {
@@ -218,8 +280,10 @@ static int make_socket(struct rctx *c, struct robj *o, struct rsock *s, struct r
 	if (c->dry)
 		return 0;
 	if (p && !u->connect_name) {
-		if (socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv))
-			return pr_perror("socketpair");
+		int r = type == SOCK_DGRAM ? 0 : accept_again(c, u, type, &sv[0], &sv[1]);
+
+		if (r < 0 || (!r && socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv)))
+			return r < 0 ? -1 : pr_perror("socketpair");
 		o->fd = sv[0];
 		p->fd = sv[1];
 	} else if (connected && !p && !has_name(u->un.raddr_len)) {
