@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -315,3 +316,36 @@ def test_descriptors_in_flight_are_an_error_record(tmp_path):
     finally:
         p.kill()
         p.wait()
+
+
+def _records(data: bytes):
+    """(type, offset, length) of every record: the plain framing, header len included."""
+    off = 0
+    while off + 8 <= len(data):
+        rtype, rlen = struct.unpack_from("<II", data, off)
+        yield rtype, off, rlen
+        off += rlen
+
+
+@pytest.mark.parametrize("what,field_off,fmt,value,message", [
+    ("SOCKET_UNIX", 12, "<i", 9999, "SOCKET_UNIX at offset"),       # peer: no such socket
+    ("SOCKET_UNIX", 24, "<I", 200, "SOCKET_UNIX at offset"),        # laddr_len beyond sun_path
+    ("SOCKET", 106, "<B", 0x10, "shutdown bits"),                 # sock.shutdown
+    ("SOCKET_BUFFER", 8 + 12, "<I", 5, "SOCKET_BUFFER at offset"),   # lin_len != its BUFFER
+])
+def test_a_forged_socket_record_is_refused_in_one_line(tmp_path, what, field_off, fmt, value, message):
+    img = tmp_path / "s.img"
+    code = ("import socket, time; a, b = socket.socketpair(); b.send(b'queued!'); "
+            "print('ready', flush=True); time.sleep(100)")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                         stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert p.stdout.readline() == b"ready\n"
+    dump_kill(p, img)
+    data = bytearray(img.read_bytes())
+    rtype = {"SOCKET": 701, "SOCKET_BUFFER": 703, "SOCKET_UNIX": 705}[what]
+    off = next(o for t, o, _ in _records(data) if t == rtype)
+    struct.pack_into(fmt, data, off + field_off, value)
+    img.write_bytes(bytes(data))
+    r = restore(img)
+    assert r.returncode == 3 and message in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
