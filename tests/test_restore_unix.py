@@ -275,6 +275,27 @@ def test_a_peer_outside_the_tree_is_an_error_record(tmp_path):
         srv.close()
 
 
+def test_a_connection_not_accepted_yet_is_an_error_record(tmp_path):
+    """Its peer has no inode yet, like a peer that is gone -- but it is not gone."""
+    path, img = tmp_path / "slow.sock", tmp_path / "n.img"
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(str(path))
+    srv.listen(1)                                       # and never accepts
+    code = ("import socket, sys, time; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); "
+            "s.send(b'waiting'); print('ready', flush=True); time.sleep(100)")
+    p = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE,
+                         stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert p.stdout.readline() == b"ready\n"
+        r = dump(p.pid, img)
+        assert r.returncode == 3 and "has not accepted it yet" in r.stderr, r.stderr
+        assert str(path) in r.stderr
+    finally:
+        p.kill()
+        p.wait()
+        srv.close()
+
+
 def test_a_datagram_socket_connected_to_a_name_outside_reconnects(tmp_path):
     """Like a logger's connection to /dev/log: restore connects it to the name again."""
     path, img, go = tmp_path / "log.sock", tmp_path / "d.img", tmp_path / "go"

@@ -293,6 +293,14 @@ int check_unix_socket(struct ctx *c, struct sock_dump *s)
 			if (r != SOCK_SAVED)
 				return r < 0 ? -1 : refuse(c, s, "has a peer that is not saved", name);
 		}
+	} else if (d->has_peer && s->type != SOCK_DGRAM &&
+		   d->shutdown != (CKPT_SOCK_SHUTDOWN_RCV | CKPT_SOCK_SHUTDOWN_SEND)) {
+		/* a peer with no inode that did not shut the socket down: not accepted yet */
+		char peer[600];
+
+		snprintf(name + strlen(name), sizeof(name) - strlen(name), ", to %s",
+			 unix_name_text(&u->un.raddr, u->un.raddr_len, peer, sizeof(peer)));
+		return refuse(c, s, "is connected to a listener that has not accepted it yet", name);
 	} else if (d->has_peer) {
 		u->un.raddr_len = 0;	/* the peer is gone: restore pairs it with an end it closes */
 		memset(&u->un.raddr, 0, sizeof(u->un.raddr));
