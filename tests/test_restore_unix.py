@@ -191,6 +191,67 @@ def test_after_a_dump_without_kill_the_program_still_passes_its_own_checks(rst_u
         p.wait()
 
 
+FULL_QUEUES = r"""
+import os, socket, sys, time
+a, b = socket.socketpair()
+d1, d2 = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+for s in (a, d2):
+    s.setblocking(False)
+sent = 0
+try:
+    while True:
+        sent += a.send(bytes([sent % 251]) * 4096)   # until the writer would block
+except BlockingIOError:
+    pass
+msgs = 0
+try:
+    while True:
+        d2.send(msgs.to_bytes(4, "little")); msgs += 1
+except BlockingIOError:
+    pass
+a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)   # lowered after the queue filled
+bufs = [s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) for s in (a, d2)]
+open(sys.argv[1], "w").write(f"ready {sent} {msgs}\n")
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.01)
+got = bytearray()
+b.setblocking(False)
+try:
+    while True:
+        chunk = b.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+except BlockingIOError:
+    pass
+ok = len(got) == sent and all(got[i] == (i // 4096 * 4096) % 251 for i in range(0, sent, 4096))
+d1.setblocking(False)
+seen = []
+try:
+    while True:
+        seen.append(int.from_bytes(d1.recv(16), "little"))
+except BlockingIOError:
+    pass
+ok = ok and seen == list(range(msgs))
+ok = ok and bufs == [s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) for s in (a, d2)]
+open(sys.argv[1], "a").write(f"got {len(got)} {len(seen)} {bufs}\n")
+sys.exit(0 if ok else 1)
+"""
+
+
+def test_queues_full_at_the_dump_fit_again(tmp_path):
+    """A writer that would block (then lowered its SO_SNDBUF): every byte and every datagram
+    back, the buffer sizes as they were."""
+    out, go, img = tmp_path / "out", tmp_path / "go", tmp_path / "full.img"
+    p = start([sys.executable, "-c", FULL_QUEUES, out, go], out)
+    dump_kill(p, img)
+    _, sent, msgs = out.read_text().split()
+    assert int(sent) > 100_000 and int(msgs) > 10
+    go.touch()
+    r = restore(img)
+    assert r.returncode == 0, (r.stderr, out.read_text())
+
+
 def test_a_real_unix_stream_server_answers_after_restore(tmp_path):
     path, img = tmp_path / "echo.sock", tmp_path / "srv.img"
     p = subprocess.Popen([sys.executable, "-c", REAL_SERVER, str(path)], stdout=subprocess.PIPE,

@@ -354,13 +354,48 @@ static void creds_of(struct rctx *c, const struct ckpt_unix_cb *cb, struct ucred
 			uc->pid = c->tasks[i].host;
 }
 
+/*
+ * A sender whose SO_SNDBUF the requeue raised: a queue that was full at the dump may not fit
+ * again exactly (the kernel counts buffer overhead too); its size is put back afterwards.
+ */
+struct raised {
+	int fd;			/* -1: none */
+	int orig;		/* SO_SNDBUF as getsockopt gave it */
+};
+
+static void lower_again(struct raised *r)
+{
+	int v = r->orig / 2;	/* setsockopt doubles what it is given */
+
+	if (r->fd >= 0)
+		setsockopt(r->fd, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof(v));
+	r->fd = -1;
+}
+
+static int raise_sndbuf(struct raised *r, int fd, size_t len)
+{
+	int cur = 0;
+	socklen_t l = sizeof(cur);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &cur, &l))
+		return -1;
+	if (r->fd != fd) {
+		lower_again(r);
+		*r = (struct raised){ fd, cur };
+	}
+	if (cur > (128 << 20))
+		return -1;
+	cur = cur + 2 * (int)len + (1 << 16);	/* setsockopt doubles it again */
+	return setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &cur, sizeof(cur));
+}
+
 /* send one message (a stream: bytes) from fd to the socket, all of it, with its credentials */
 static int send_back(struct rctx *c, int fd, const struct sockaddr_un *to, socklen_t tolen,
-		     const char *data, size_t len, bool stream, const struct ckpt_unix_cb *cb)
+		     const char *data, size_t len, bool stream, const struct ckpt_unix_cb *cb,
+		     struct raised *raised)
 {
 	char control[CMSG_SPACE(sizeof(struct ucred))] __attribute__((aligned(8))) = { 0 };
 	size_t done = 0;
-	bool grown = false;
 
 	do {
 		struct iovec iov = { (char *)data + done, len - done };
@@ -382,18 +417,8 @@ static int send_back(struct rctx *c, int fd, const struct sockaddr_un *to, sockl
 			memcpy(CMSG_DATA(cm), &uc, sizeof(uc));
 		}
 		n = sendmsg(fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
-
-		if (n < 0 && (errno == EAGAIN || errno == ENOBUFS) && !grown) {
-			int sndbuf = 0;
-			socklen_t l = sizeof(sndbuf);
-
-			/* a queue filled to the limit: room for it, the socket's size is set again */
-			getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &l);
-			sndbuf += 2 * len + (1 << 16);
-			setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof(sndbuf));
-			grown = true;
+		if (n < 0 && (errno == EAGAIN || errno == ENOBUFS) && !raise_sndbuf(raised, fd, len))
 			continue;
-		}
 		if (n < 0)
 			return rst_refuse(c, "send %zu queued bytes back: %s", len, strerror(errno));
 		if (!stream && (size_t)n != len)
@@ -435,6 +460,7 @@ int restore_unix_queue(struct rctx *c, struct robj *o, struct rsock *s,
 		       const struct ckpt_hdr_socket_queue *q, bool recv)
 {
 	bool stream = s->h.sock.type == SOCK_STREAM;
+	struct raised raised = { -1, 0 };
 	uint64_t total = 0;
 	int anon = -1, ret = -1;
 	uint32_t i;
@@ -487,7 +513,8 @@ int restore_unix_queue(struct rctx *c, struct robj *o, struct rsock *s,
 		if (!data)
 			goto out;
 		fd = sender_of(c, o, s, b.sk_objref, &anon, &to, &tolen, &named);
-		if (fd < 0 || send_back(c, fd, named ? &to : NULL, tolen, data, b.lin_len, stream, &cb)) {
+		if (fd < 0 || send_back(c, fd, named ? &to : NULL, tolen, data, b.lin_len, stream, &cb,
+					&raised)) {
 			free(data);
 			goto out;
 		}
@@ -500,6 +527,7 @@ int restore_unix_queue(struct rctx *c, struct robj *o, struct rsock *s,
 	}
 	ret = 0;
 out:
+	lower_again(&raised);
 	if (anon >= 0)
 		close(anon);
 	return ret;
