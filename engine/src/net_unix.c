@@ -250,8 +250,6 @@ int check_unix_socket(struct ctx *c, struct sock_dump *s)
 	char name[600];
 	int r;
 
-	if (diag_failed)
-		return -1;
 	u = calloc(1, sizeof(*u));
 	if (!u)
 		return pr_perror("unix socket");
@@ -261,6 +259,8 @@ int check_unix_socket(struct ctx *c, struct sock_dump *s)
 		return pr_perror("pid %d fd %d: getsockname", s->tid, s->tfd);
 	u->un.laddr_len = len;
 	unix_name_text(&u->un.laddr, u->un.laddr_len, name, sizeof(name));
+	if (diag_failed)	/* no peers, states or queue lengths without it */
+		return refuse(c, s, "cannot be read: unix_diag (NETLINK_SOCK_DIAG) failed", name);
 	if (!d)
 		return refuse(c, s, "is not in the dumper's network namespace", name);
 	if (s->type != SOCK_STREAM && s->type != SOCK_DGRAM && s->type != SOCK_SEQPACKET)
