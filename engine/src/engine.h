@@ -178,6 +178,47 @@ int ext_file_admit(struct ctx *c, const char *what, const char *path, const char
 int dump_ext_file(struct ctx *c, struct task *t, int ref, const char *path, const char *source,
 		  uint32_t f_flags, uint64_t pos);
 
+/* net.c: sockets, the common SOCKET record and the family dispatch (net_unix.c, net_inet.c) */
+#define SOCK_SAVED	1
+#define SOCK_REFUSED	2	/* not saved: an ERROR record says why */
+struct sock_dump {		/* a socket of the tree, by inode; kept for the whole dump */
+	ino_t ino;
+	pid_t tid;		/* a task of the tree holding it, and its descriptor there */
+	int tfd;
+	int sk;			/* the dumper's own copy of it (pidfd_getfd), -1 when closed */
+	int family, type, protocol;
+	int peek_off;		/* the task's SO_PEEK_OFF, put back after the dumper's peeks */
+	int verdict;		/* 0 not checked yet, SOCK_SAVED, SOCK_REFUSED */
+	bool checking;		/* its check is running (a pair checks its peer) */
+	int ref;		/* CKPT_OBJ_SOCK objref, 0 until written */
+	bool written, queued;	/* records written; queues due at the end of the file table */
+	struct ckpt_hdr_socket h;	/* SOL_SOCKET part by net.c, the rest by the family */
+	void *fam;		/* the family's own state, free()d by net.c */
+};
+int check_socket(struct ctx *c, struct task *t, int fd, ino_t ino);
+int dump_socket_file(struct ctx *c, struct task *t, int file_ref, struct ckpt_hdr_file *common,
+		     ino_t ino);
+int dump_socket_queues(struct ctx *c);
+struct sock_dump *sock_of_inode(struct ctx *c, ino_t ino);
+int check_sock(struct ctx *c, struct sock_dump *s);
+int write_sock(struct ctx *c, struct sock_dump *s);
+int sock_peek(struct sock_dump *s, void *buf, size_t len, size_t off, size_t *got,
+	      int *msg_flags, void *control, size_t *control_len);
+/* net_unix.c */
+struct unix_diag_info {		/* what unix_diag says of a socket */
+	ino_t ino;
+	uint8_t type, state, shutdown;
+	bool has_peer, has_vfs;
+	ino_t peer;			/* 0 with has_peer: the peer is gone */
+	uint64_t vfs_ino, vfs_dev;	/* the inode its name is bound to (kernel dev_t) */
+	uint32_t rqueue, wqueue, nr_icons;
+};
+int unix_diag_table(struct unix_diag_info **tab, int *n);
+const char *unix_name_text(const struct ckpt_sockaddr_un *a, uint32_t len, char *buf, size_t size);
+int check_unix_socket(struct ctx *c, struct sock_dump *s);
+int dump_unix_socket(struct ctx *c, struct sock_dump *s);
+int dump_unix_queues(struct ctx *c, struct sock_dump *s);
+
 /* mm.c */
 int probe_mm(struct infect *inf, struct process *p);
 int dump_mm(struct ctx *c, struct task *t);

@@ -259,6 +259,12 @@ static int dump_fd_file(struct ctx *c, struct task *t, const struct fd_info *fi)
 	}
 	if (fi->f_type == CKPT_FILE_GENERIC)
 		return dump_generic(c, t, ref, fi) ? -1 : ref;
+	if (fi->f_type == CKPT_FILE_SOCKET) {
+		struct ckpt_hdr_file common;
+
+		file_common(&common, t, CKPT_FILE_SOCKET, fi->f_flags, &fi->st, 0);
+		return dump_socket_file(c, t, ref, &common, fi->st.st_ino) ? -1 : ref;
+	}
 	return dump_pipe(c, t, ref, fi) ? -1 : ref;
 }
 
@@ -307,6 +313,10 @@ static int read_fd(struct task *t, int fd, struct fd_info *fi)
 	fi->f_flags = flags & ~O_CLOEXEC;
 	if (S_ISFIFO(fi->st.st_mode) && !strncmp(fi->path, "pipe:[", 6)) {
 		fi->f_type = CKPT_FILE_PIPE;
+		return 0;
+	}
+	if (S_ISSOCK(fi->st.st_mode)) {
+		fi->f_type = CKPT_FILE_SOCKET;	/* net.c: check_socket() decides */
 		return 0;
 	}
 	fi->ext = ext_file_kind(fi->path, &fi->st);
@@ -405,6 +415,8 @@ int dump_file_table(struct ctx *c, struct task *t)
 	for (i = 0; i < nr_fds; i++) {
 		int r = read_fd(t, fds[i], &fi[h.fdt_nfds]);
 
+		if (r == 0 && fi[h.fdt_nfds].f_type == CKPT_FILE_SOCKET)
+			r = check_socket(c, t, fds[i], fi[h.fdt_nfds].st.st_ino);	/* 2: ERROR written */
 		if (r < 0)
 			goto out;
 		if (r == 0 && (audit_fd(c, t, &fi[h.fdt_nfds])))
@@ -422,7 +434,7 @@ int dump_file_table(struct ctx *c, struct task *t)
 		}
 		if (r == 0)
 			h.fdt_nfds++;
-		else if (ckpt_unsupported(c, "pid %d fd %d: unsupported file %s", t->tid, fds[i],
+		else if (r == 1 && ckpt_unsupported(c, "pid %d fd %d: unsupported file %s", t->tid, fds[i],
 					  fi[h.fdt_nfds].path))
 			goto out;
 	}
@@ -439,6 +451,8 @@ int dump_file_table(struct ctx *c, struct task *t)
 		if (d.fd_objref < 0 || write_obj(&c->img, CKPT_HDR_FILE_DESC, &d, sizeof(d)))
 			goto out;
 	}
+	if (dump_socket_queues(c))	/* the kernel's deferred part of the file table */
+		goto out;
 	ret = ref;
 out:
 	free(fi);

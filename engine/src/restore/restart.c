@@ -290,7 +290,7 @@ out:
 	return ret;
 }
 
-static int restore_objref(struct rctx *c, const struct ckpt_hdr *h)
+int restore_objref(struct rctx *c, const struct ckpt_hdr *h)
 {
 	struct ckpt_hdr_objref o;
 
@@ -391,6 +391,8 @@ static int restore_records(struct rctx *c)
 		case CKPT_HDR_SIGNAL: r = restore_signal(c, &h); break;
 		case CKPT_HDR_SIGPENDING: r = restore_sigpending(c, &h); break;
 		case CKPT_HDR_SIGNAL_TASK: r = restore_signal_task(c, &h); break;
+		case CKPT_HDR_SOCKET: r = restore_socket(c, &h); break;
+		case CKPT_HDR_SOCKET_QUEUE: r = restore_socket_queue(c, &h); break;
 		case CKPT_HDR_ERROR: return restore_error_rec(c, &h);
 		case CKPT_HDR_TAIL: return restore_tail(c, &h);
 		default:

@@ -157,6 +157,7 @@ struct rctx {
 int restore_main(int argc, char **argv);
 bool rst_stop_requested(void);
 int rst_refuse(struct rctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int restore_objref(struct rctx *c, const struct ckpt_hdr *h);
 struct robj *obj_get(struct rctx *c, int ref, int type);
 struct robj *obj_define(struct rctx *c, int type);
 struct robj *obj_implicit(struct rctx *c, int ref, int type, bool *first);
@@ -196,6 +197,23 @@ char *read_path(struct rctx *c);
 /* files_ext.c: deleted files and memfds (extension object records), EXT_FILE_STAT */
 int restore_ext_file(struct rctx *c, const struct ckpt_hdr *h);
 int restore_file_stat(struct rctx *c, const char *path);
+
+/* net.c: sockets, the common part and the family dispatch (net_unix.c, net_inet.c) */
+struct rsock {			/* robj.data of a CKPT_OBJ_SOCK */
+	struct ckpt_hdr_socket h;	/* its SOCKET record */
+	bool made;			/* created (the other end of a pair is made with it) */
+	int pair_ref;			/* made by socketpair() with this socket, 0 if not */
+	void *fam;			/* the family's state */
+};
+int restore_socket(struct rctx *c, const struct ckpt_hdr *h);
+int restore_socket_queue(struct rctx *c, const struct ckpt_hdr *h);
+int restore_socket_file(struct rctx *c, struct robj *o, const struct ckpt_hdr_file_socket *f);
+int restore_sock_options(struct rctx *c, int fd, const struct ckpt_hdr_socket *h);
+int rs_family_record(struct rctx *c, uint32_t type, struct ckpt_hdr *h);
+int restore_unix_socket(struct rctx *c, struct robj *o, struct rsock *s);
+int restore_unix_queue(struct rctx *c, struct robj *o, struct rsock *s,
+		       const struct ckpt_hdr_socket_queue *q, bool recv);
+int restore_unix_finish(struct rctx *c, struct robj *o, struct rsock *s);
 
 /* signal.c */
 int restore_sighand(struct rctx *c, const struct ckpt_hdr *h);
