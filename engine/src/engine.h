@@ -164,6 +164,14 @@ int dump_file_table(struct ctx *c, struct task *t);
 int dump_fs(struct ctx *c, struct task *t);
 int dump_mapped_file(struct ctx *c, struct task *t, const char *path, const struct stat *st,
 		     uint32_t f_flags);
+void file_common(struct ckpt_hdr_file *h, struct task *t, uint32_t f_type, uint32_t f_flags,
+		 const struct stat *st, uint64_t pos);
+
+/* tty.c */
+bool is_unix98_pty(const struct stat *st, bool *master, unsigned int *index);
+int dump_tty_file(struct ctx *c, int ref, const struct ckpt_hdr_file *common, pid_t tid, int fd,
+		  const struct stat *st, char *why, size_t why_len);
+int dump_ctty(struct ctx *c, struct task *t);
 
 /* mm.c */
 int probe_mm(struct infect *inf, struct process *p);
