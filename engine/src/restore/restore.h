@@ -119,6 +119,8 @@ struct rproc {
 	bool xcomp_amx;				/* ARCH_REQ_XCOMP_PERM needed */
 	struct ckpt_sigaction action[CKPT_ARCH_NSIG];	/* SIGHAND, for the restart rules */
 	bool stopped;				/* TASK state T: released stopped */
+	int ctty_ref;				/* SIGNAL.tty_objref: its controlling terminal */
+	int ctty_fd;				/* the driver's slave, taken at its birth, or -1 */
 };
 
 struct plan_node;
@@ -190,6 +192,16 @@ int restore_file_desc(struct rctx *c, const struct ckpt_hdr *h);
 int restore_fs(struct rctx *c, const struct ckpt_hdr *h);
 int task_install_fd(struct rctx *c, struct rproc *p, int drv_fd, int fd, bool cloexec);
 int task_take_fd(struct rctx *c, struct rproc *p, int drv_fd);
+int caller_tty(void);
+
+/* tty.c */
+int restore_tty_rec(struct rctx *c, const struct ckpt_hdr *h);
+int restore_tty_file(struct rctx *c, struct robj *o, const struct ckpt_hdr_file_tty *f);
+int restore_ctty(struct rctx *c, struct rproc *p);
+int tty_prepare(struct rctx *c);
+int release_ctty(struct rctx *c, struct rproc *p);
+void release_shell_job(struct rctx *c);
+void tty_close_all(void);
 
 /* signal.c */
 int restore_sighand(struct rctx *c, const struct ckpt_hdr *h);
