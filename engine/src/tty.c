@@ -239,11 +239,13 @@ static void ldisc_modes(struct ckpt_hdr_ldisc_n_tty *l, const struct termios2 *t
 /*
  * The bytes waiting in one side's read buffer, read from the task's description (only in
  * a --kill dump): in canonical mode a read returns one line, whose end is marked in
- * read_flags as n_tty marks it. 1 if bytes are left behind (ERROR record by the caller).
+ * read_flags as n_tty marks it; in packet mode each read starts with a status byte, which
+ * is not data. *left: bytes are left behind (ERROR record by the caller).
  */
 static int read_queue(struct ctx *c, int fd, struct tty_side *s, const char *what, bool *left)
 {
-	int avail = 0;
+	char chunk[1 + CKPT_N_TTY_BUF_SIZE];
+	int avail = 0, hdr = s->ldisc.packet;
 
 	*left = false;
 	if (fd < 0)
@@ -262,10 +264,11 @@ static int read_queue(struct ctx *c, int fd, struct tty_side *s, const char *wha
 
 		if (poll(&pfd, 1, DATA_WAIT_MS) != 1 || !(pfd.revents & POLLIN))
 			break;
-		n = read(fd, s->data + s->ldisc.datalen, CKPT_N_TTY_BUF_SIZE - s->ldisc.datalen);
-		if (n <= 0)
-			break;
-		s->ldisc.datalen += n;
+		n = read(fd, chunk, hdr + CKPT_N_TTY_BUF_SIZE - s->ldisc.datalen);
+		if (n <= hdr)
+			break;		/* a packet status byte: checked before */
+		memcpy(s->data + s->ldisc.datalen, chunk + hdr, n - hdr);
+		s->ldisc.datalen += n - hdr;
 		if (s->ldisc.icanon) {
 			unsigned int end = s->ldisc.datalen - 1;
 
@@ -318,9 +321,15 @@ static int read_pair(struct ctx *c, struct pty_pair *p, int mfd, int sfd, struct
 	m->tty.winsize.ws_xpixel = s->tty.winsize.ws_xpixel = ws.ws_xpixel;
 	m->tty.winsize.ws_ypixel = s->tty.winsize.ws_ypixel = ws.ws_ypixel;
 	if (mfd >= 0) {
+		pfd.events = POLLPRI;
 		if (ioctl(mfd, TIOCGPTLCK, &lock) || ioctl(mfd, TIOCGEXCL, &excl) ||
 		    ioctl(mfd, TIOCGPKT, &pkt) || poll(&pfd, 1, 0) < 0)
 			return pr_perror("read the master of /dev/pts/%u", p->index);
+		/* a packet-mode status event the master has not read: no record field restores it */
+		if (pkt && pfd.revents & POLLPRI &&
+		    ckpt_unsupported(c, "/dev/pts/%u: a packet-mode status event not read by the "
+				     "master is not saved", p->index))
+			return -1;
 		m->tty.flags |= (lock ? TTYF_PTY_LOCK : 0) | (excl ? TTYF_EXCLUSIVE : 0) |
 				(pfd.revents & POLLHUP ? TTYF_OTHER_CLOSED : 0);
 	}

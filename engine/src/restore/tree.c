@@ -576,6 +576,8 @@ int create_tree(struct rctx *c)
 		top->host = c->top;
 		return resolve_hosts(c);
 	}
+	for (i = 0; i < c->nr_nodes; i++)
+		c->nodes[i].host = c->nodes[i].pid;	/* no namespace between them */
 	return 0;
 }
 

@@ -106,8 +106,6 @@ static int make_pair(struct rctx *c, struct rtty *m)
 		return rst_refuse(c, "a new pty for /dev/pts/%u: %s", m->index, strerror(errno));
 	if (grantpt(m->mfd) || (!(m->flags & TTYF_PTY_LOCK) && unlockpt(m->mfd)))
 		return pr_perror("set up a new pty");
-	if (m->packet && ioctl(m->mfd, TIOCPKT, &(int){ 1 }))
-		return pr_perror("packet mode of a new pty");
 	if (m->flags & TTYF_EXCLUSIVE && ioctl(m->mfd, TIOCEXCL))
 		return pr_perror("exclusive mode of a new pty");
 	return 0;
@@ -262,8 +260,10 @@ int restore_tty_rec(struct rctx *c, const struct ckpt_hdr *h)
 			t->sfd = -1;
 		}
 	} else {
+		/* packet mode last: the termios changes above are no status events for it */
 		if (refill(c, m, true, data, len) || ioctl(m->mfd, TCSETS2, &t->termios) ||
-		    ioctl(m->mfd, TIOCSWINSZ, &t->ws)) {
+		    ioctl(m->mfd, TIOCSWINSZ, &t->ws) ||
+		    (m->packet && ioctl(m->mfd, TIOCPKT, &(int){ 1 }))) {
 			pr_perror("settings of the new pty for /dev/pts/%u", t->index);
 			goto out;
 		}
