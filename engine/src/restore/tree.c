@@ -124,7 +124,7 @@ static int plan_outer(struct rctx *c, int reaper, int *root_creator, bool *clone
 		last = add_node(c, NODE_HELPER, g, -1, last);
 		c->nodes[last].do_setpgid = true;
 	}
-	if (p && p != 1 && p != s && p != g && find_process(c, p) < 0)
+	if (p && p != 1 && (p != s || c->shell_job) && p != g && find_process(c, p) < 0)
 		last = add_node(c, NODE_HELPER, p, -1, last);
 	if (p && find_process(c, p) >= 0)
 		return rst_refuse(c, "the first task of the image (pid %d) is not the root: its parent %d "
