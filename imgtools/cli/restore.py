@@ -96,8 +96,10 @@ def restore(image: RestoreImageArg = "-",
             stopped: Annotated[bool, typer.Option(
                 "--stopped", help="leave every task stopped (SIGSTOP), for a debugger")] = False,
             shell_job: Annotated[bool, typer.Option(
-                "--shell-job", help="give the tree's terminal descriptors the caller's "
-                                    "terminal")] = False,
+                "--shell-job", help="a job of a shell: the tree joins the caller's session, "
+                                    "its descriptors on an outside terminal become the "
+                                    "caller's terminal, its foreground job the caller's "
+                                    "foreground")] = False,
             fmt: FormatOpt = None) -> None:
     """Restart the process tree of IMG; wait for its root and exit with its status.
 
