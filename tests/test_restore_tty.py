@@ -164,6 +164,28 @@ def test_a_sessions_terminal_from_a_pipe_is_refused(rst_pty, tmp_path):
     assert not running(rst_pty)
 
 
+def test_a_forged_tty_buffer_is_refused_before_anything_runs(rst_pty, tmp_path):
+    """TTY_LDISC.datalen beyond the format's 4096-byte buffer: invalid, one line, exit 3."""
+    out, go, img = tmp_path / "out", tmp_path / "go", tmp_path / "pty.img"
+    p = subprocess.Popen([rst_pty, out, go], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: out.exists() and "ready" in out.read_text(), what="rst_pty")
+    dump_kill(p, img)
+    r = run("decode", "--no-pages", img)
+    ldisc = next(rec["offset"] for rec in json.loads(r.stdout)["records"]
+                 if rec["name"] == "TTY_LDISC")
+    data = bytearray(img.read_bytes())
+    data[ldisc + 12:ldisc + 16] = (5000).to_bytes(4, "little")     # datalen
+    forged = tmp_path / "forged.img"
+    forged.write_bytes(data)
+    go.touch()
+    r = run("restore", forged)
+    assert r.returncode == 3
+    assert f"TTY_LDISC at offset {ldisc}: 5000 buffered bytes (at most 4096)" in r.stderr
+    assert "Traceback" not in r.stderr and not running(rst_pty)
+    assert "ok" not in out.read_text()
+
+
 def running(exe: Path) -> list[int]:
     """Live processes running exe, zombies excluded."""
     found = []

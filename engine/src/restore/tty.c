@@ -218,7 +218,7 @@ int restore_tty_rec(struct rctx *c, const struct ckpt_hdr *h)
 	if (r.flags & (TTYF_CLOSING | TTYF_FLUSHING | TTYF_HUPPED))
 		return rst_refuse(c, "/dev/pts/%u was closing or hung up (flags %#llx)", r.index,
 				  (unsigned long long)r.flags);
-	m = master ? NULL : tty_find(r.link_objref);
+	m = master || !obj_get(c, r.link_objref, CKPT_OBJ_TTY) ? NULL : tty_find(r.link_objref);
 	if (master ? r.link_objref || r.file_objref < 0 : !m || !m->master || r.file_objref)
 		return rs_invalid(&c->in, "TTY at offset %llu: %s with link %d and file %d",
 				  (unsigned long long)c->in.rec_off, master ? "master" : "slave",
