@@ -127,8 +127,8 @@ static int dump_file_name(struct ctx *c, const char *path)
 	return write_buffer(&c->img, CKPT_HDR_FILE_NAME, path, strlen(path) + 1);
 }
 
-void file_common(struct ckpt_hdr_file *h, struct task *t, uint32_t f_type,
-			uint32_t f_flags, const struct stat *st, uint64_t pos)
+void file_common(struct ckpt_hdr_file *h, struct task *t, uint32_t f_type, uint32_t f_flags,
+		 const struct stat *st, uint64_t pos)
 {
 	*h = (struct ckpt_hdr_file){
 		.f_type = f_type,
