@@ -36,10 +36,18 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def rst_pty(tmp_path_factory):
+def rst_pty_exe(tmp_path_factory):
     exe = tmp_path_factory.mktemp("tty-progs") / "rst_pty"
     subprocess.run(["gcc", "-O1", "-o", str(exe), str(PROGS / "rst_pty.c")], check=True)
     return exe
+
+
+@pytest.fixture
+def rst_pty(rst_pty_exe):
+    """The program; a failed test leaves none of its restored copies running."""
+    yield rst_pty_exe
+    for pid in running(rst_pty_exe):
+        os.kill(pid, signal.SIGKILL)
 
 
 def wait_for(cond, timeout=15.0, what="condition"):
@@ -304,6 +312,8 @@ def test_a_job_is_restored_onto_the_callers_terminal_with_shell_job(tmp_path):
         assert restorer.wait(timeout=20) == 128 + signal.SIGKILL
     finally:
         if restorer and restorer.poll() is None:
+            for k in descendants(restorer.pid):
+                os.kill(k, signal.SIGKILL)
             restorer.kill()
             restorer.wait()
         shell.kill()
