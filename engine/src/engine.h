@@ -219,6 +219,12 @@ int check_unix_socket(struct ctx *c, struct sock_dump *s);
 int dump_unix_socket(struct ctx *c, struct sock_dump *s);
 int dump_unix_queues(struct ctx *c, struct sock_dump *s);
 
+/* tty.c */
+bool is_unix98_pty(const struct stat *st, bool *master, unsigned int *index);
+int dump_tty_file(struct ctx *c, int ref, const struct ckpt_hdr_file *common, pid_t tid, int fd,
+		  const struct stat *st, char *why, size_t why_len);
+int dump_ctty(struct ctx *c, struct task *t);
+
 /* mm.c */
 int probe_mm(struct infect *inf, struct process *p);
 int dump_mm(struct ctx *c, struct task *t);

@@ -6,7 +6,8 @@
  * directories, character and block devices (/dev/null, ttys) are GENERIC files with a
  * path; pipes and FIFOs carry the pipe inode objref, and the first file naming a pipe
  * inode is followed by the pipe's buffered data, copied with tee(2) so the task's data
- * stays in its pipe. Anything else is an ERROR record and the descriptor is skipped.
+ * stays in its pipe. Unix98 ptys are TTY files (tty.c). Anything else is an ERROR record
+ * and the descriptor is skipped.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -265,6 +266,18 @@ static int dump_fd_file(struct ctx *c, struct task *t, const struct fd_info *fi)
 		file_common(&common, t, CKPT_FILE_SOCKET, fi->f_flags, &fi->st, 0);
 		return dump_socket_file(c, t, ref, &common, fi->st.st_ino) ? -1 : ref;
 	}
+	if (fi->f_type == CKPT_FILE_TTY) {
+		struct ckpt_hdr_file common;
+		char why[160] = "";
+		int r;
+
+		file_common(&common, t, CKPT_FILE_TTY, fi->f_flags, &fi->st, 0);
+		r = dump_tty_file(c, ref, &common, t->tid, fi->fd, &fi->st, why, sizeof(why));
+		if (r > 0)	/* after read_fd said yes: its ERROR, then the fd as a plain file */
+			r = ckpt_unsupported(c, "pid %d fd %d: pty %s saved as a plain file: %s",
+					     t->tid, fi->fd, fi->path, why) || dump_generic(c, t, ref, fi);
+		return r ? -1 : ref;
+	}
 	return dump_pipe(c, t, ref, fi) ? -1 : ref;
 }
 
@@ -281,6 +294,8 @@ static int read_fd(struct task *t, int fd, struct fd_info *fi)
 	char name[64], *info;
 	const char *v;
 	unsigned long flags;
+	unsigned int index;
+	bool master;
 
 	memset(fi, 0, sizeof(*fi));
 	fi->fd = fd;
@@ -326,32 +341,22 @@ static int read_fd(struct task *t, int fd, struct fd_info *fi)
 		return 1;
 	if (S_ISFIFO(fi->st.st_mode))
 		fi->f_type = CKPT_FILE_FIFO;
+	else if (is_unix98_pty(&fi->st, &master, &index))
+		fi->f_type = CKPT_FILE_TTY;
 	else if (S_ISREG(fi->st.st_mode) || S_ISDIR(fi->st.st_mode) || S_ISCHR(fi->st.st_mode) ||
 		 S_ISBLK(fi->st.st_mode))
-		fi->f_type = CKPT_FILE_GENERIC;	/* ttys too: reopened by path (our choice) */
+		fi->f_type = CKPT_FILE_GENERIC;	/* other ttys too: reopened by path (our choice) */
 	else
 		return 1;
 	return 0;
 }
 
-/* a Unix98 pty: a slave /dev/pts/N (majors 136-143) or the master /dev/ptmx (5, 2) */
-static bool is_pty(const struct stat *st)
-{
-	unsigned int major = major(st->st_rdev), minor = minor(st->st_rdev);
-
-	return S_ISCHR(st->st_mode) && ((major >= 136 && major <= 143) || (major == 5 && minor == 2));
-}
-
-/* ERROR records for what a saved descriptor loses: its file locks, a pty's pairing */
+/* ERROR records for what a saved descriptor loses: its file locks */
 static int audit_fd(struct ctx *c, struct task *t, const struct fd_info *fi)
 {
 	if (fi->nr_locks && ckpt_unsupported(c, "pid %d fd %d: %d file lock%s on %s not saved (%s)",
 					     t->tid, fi->fd, fi->nr_locks, fi->nr_locks == 1 ? "" : "s",
 					     fi->path, fi->locks))
-		return -1;
-	if (is_pty(&fi->st) &&
-	    ckpt_unsupported(c, "pid %d fd %d: pty %s saved as a plain file (its other end, "
-			     "buffered input and termios are not saved)", t->tid, fi->fd, fi->path))
 		return -1;
 	return 0;
 }

@@ -238,7 +238,14 @@ int dump_signal(struct ctx *c, struct task *t)
 	h.it_virt_incr = p->itimer[ITIMER_VIRTUAL].interval;
 	h.it_prof_value = p->itimer[ITIMER_PROF].value;
 	h.it_prof_incr = p->itimer[ITIMER_PROF].interval;
-	/* no tty object is saved; the foreground group of the controlling tty is kept */
+	/*
+	 * A session leader's controlling terminal is a TTY object (tty.c); the foreground
+	 * group is kept for every process with a terminal (v23 kept it for leaders only): a
+	 * job of a shell outside the tree is put in the foreground again (--shell-job).
+	 */
+	h.tty_objref = dump_ctty(c, t);
+	if (h.tty_objref < 0)
+		return -1;
 	h.tty_pgrp = t->st.tty_nr && t->st.tpgid > 0 ? t->st.tpgid : 0;
 	status = proc_read(t->tid, "status", NULL);
 	if (!status)

@@ -96,8 +96,10 @@ def restore(image: RestoreImageArg = "-",
             stopped: Annotated[bool, typer.Option(
                 "--stopped", help="leave every task stopped (SIGSTOP), for a debugger")] = False,
             shell_job: Annotated[bool, typer.Option(
-                "--shell-job", help="give the tree's terminal descriptors the caller's "
-                                    "terminal")] = False,
+                "--shell-job", help="a job of a shell: the tree joins the caller's session, "
+                                    "its descriptors on an outside terminal become the "
+                                    "caller's terminal, its foreground job the caller's "
+                                    "foreground")] = False,
             allow_changed_files: Annotated[bool, typer.Option(
                 "--allow-changed-files", help="reopen files whose size or mtime changed "
                                               "since the dump (refused by default)")] = False,

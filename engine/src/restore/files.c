@@ -20,6 +20,10 @@
 
 #include "restore.h"
 
+_Static_assert(sizeof(struct ckpt_hdr_file_tty) == sizeof(struct ckpt_hdr_file_pipe) &&
+	       offsetof(struct ckpt_hdr_file_tty, tty_objref) ==
+	       offsetof(struct ckpt_hdr_file_pipe, pipe_objref), "FILE subtypes read as one");
+
 #define FMODE_EXEC_K	040		/* __FMODE_EXEC in f_flags of an exec'd file */
 #define FMODE_LSEEK	0x4
 #define PATH_MAX_IMG	4096
@@ -113,7 +117,7 @@ int restore_file_table(struct rctx *c, const struct ckpt_hdr *h)
 }
 
 /* the caller's terminal, for a tty of the image (--shell-job) */
-static int caller_tty(void)
+int caller_tty(void)
 {
 	int fd;
 
@@ -262,6 +266,9 @@ int restore_file(struct rctx *c, const struct ckpt_hdr *h)
 		ret = restore_socket_file(c, o, &fs);
 		break;
 	}
+	case CKPT_FILE_TTY:	/* the same layout: the pipe's objref is the tty's */
+		ret = restore_tty_file(c, o, (const struct ckpt_hdr_file_tty *)&f);
+		break;
 	default:
 		ret = rst_refuse(c, "files of type %u (%s) are not restored", f.common.f_type,
 				 f.common.f_type == CKPT_FILE_SOCKET ? "socket" :

@@ -381,6 +381,7 @@ static int restore_records(struct rctx *c)
 		case CKPT_HDR_FILE_DESC: r = restore_file_desc(c, &h); break;
 		case CKPT_HDR_EXT_FILE_GHOST:
 		case CKPT_HDR_EXT_FILE_MEMFD: r = restore_ext_file(c, &h); break;
+		case CKPT_HDR_TTY: r = restore_tty_rec(c, &h); break;
 		case CKPT_HDR_MM: r = restore_mm(c, &h); break;
 		case CKPT_HDR_VMA: r = restore_vma(c, &h); break;
 		case CKPT_HDR_PGARR: r = restore_pgarr(c, &h); break;
@@ -425,7 +426,7 @@ static int release_proc(struct rctx *c, struct rproc *p)
 	for (i = p->leader; i < c->nr_tasks && c->tasks[i].tgid == leader->tgid; i++)
 		if (release_queue_signals(c, &c->tasks[i], false) || rarch_prepare_xstate(c, &c->tasks[i]))
 			return -1;
-	if (release_itimers(c, p))
+	if (release_itimers(c, p) || release_ctty(c, p))
 		return -1;
 	/* the last injected syscalls: the service descriptors, then the stub itself */
 	if (rinj_syscall(c, leader, SYS_close, p->svc_in, 0, 0, 0, 0, 0) == INFECT_FAILED ||
@@ -445,6 +446,7 @@ static int release(struct rctx *c)
 	for (i = 0; i < c->nr_procs; i++)
 		if (c->procs[i].leader >= 0 && release_proc(c, &c->procs[i]))
 			return -1;
+	release_shell_job(c);
 	tree_go(c);
 	/* all at once: from here on the tree runs */
 	for (i = 0; i < c->nr_tasks; i++) {
@@ -469,6 +471,7 @@ static int release(struct rctx *c)
 			close(o->fd2);
 		o->fd = o->fd2 = -1;
 	}
+	tty_close_all();
 	return 0;
 }
 
@@ -604,6 +607,8 @@ int restore_main(int argc, char **argv)
 			goto fail;
 		c.dry = false;
 		reset_pass(&c);
+		if (tty_prepare(&c))
+			goto fail;
 	}
 	if (create_tree(&c) || seize_tree(&c) || restore_records(&c) ||
 	    release(&c))

@@ -119,6 +119,8 @@ struct rproc {
 	bool xcomp_amx;				/* ARCH_REQ_XCOMP_PERM needed */
 	struct ckpt_sigaction action[CKPT_ARCH_NSIG];	/* SIGHAND, for the restart rules */
 	bool stopped;				/* TASK state T: released stopped */
+	int ctty_ref;				/* SIGNAL.tty_objref: its controlling terminal */
+	int ctty_fd;				/* the driver's slave, taken at its birth, or -1 */
 };
 
 struct plan_node;
@@ -214,6 +216,16 @@ int restore_unix_socket(struct rctx *c, struct robj *o, struct rsock *s);
 int restore_unix_queue(struct rctx *c, struct robj *o, struct rsock *s,
 		       const struct ckpt_hdr_socket_queue *q, bool recv);
 int restore_unix_finish(struct rctx *c, struct robj *o, struct rsock *s);
+int caller_tty(void);
+
+/* tty.c */
+int restore_tty_rec(struct rctx *c, const struct ckpt_hdr *h);
+int restore_tty_file(struct rctx *c, struct robj *o, const struct ckpt_hdr_file_tty *f);
+int restore_ctty(struct rctx *c, struct rproc *p);
+int tty_prepare(struct rctx *c);
+int release_ctty(struct rctx *c, struct rproc *p);
+void release_shell_job(struct rctx *c);
+void tty_close_all(void);
 
 /* signal.c */
 int restore_sighand(struct rctx *c, const struct ckpt_hdr *h);

@@ -80,8 +80,8 @@ int restore_signal(struct rctx *c, const struct ckpt_hdr *h)
 		return -1;
 	p->have_signal = true;
 	c->after_signal = true;
-	if (p->signal.tty_objref)
-		return rst_refuse(c, "pid %d: a controlling terminal object", c->tasks[p->leader].pid);
+	if (restore_ctty(c, p))
+		return -1;
 	/* a hard limit above ours needs CAP_SYS_RESOURCE, which a restore does not assume */
 	for (i = 0; i < CKPT_RLIM_NLIMITS; i++) {
 		struct rlimit ours;

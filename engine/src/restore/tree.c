@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -108,7 +109,8 @@ static int plan_outer(struct rctx *c, int reaper, int *root_creator, bool *clone
 
 	*root_creator = reaper;
 
-	if (s && s != root->pid && find_process(c, s) < 0) {
+	/* --shell-job: the caller's session stands for the root's (its terminal too) */
+	if (s && s != root->pid && find_process(c, s) < 0 && !c->shell_job) {
 		if (s == 1) {
 			c->nodes[reaper].do_setsid = true;
 		} else {
@@ -122,7 +124,7 @@ static int plan_outer(struct rctx *c, int reaper, int *root_creator, bool *clone
 		last = add_node(c, NODE_HELPER, g, -1, last);
 		c->nodes[last].do_setpgid = true;
 	}
-	if (p && p != 1 && p != s && p != g && find_process(c, p) < 0)
+	if (p && p != 1 && (p != s || c->shell_job) && p != g && find_process(c, p) < 0)
 		last = add_node(c, NODE_HELPER, p, -1, last);
 	if (p && find_process(c, p) >= 0)
 		return rst_refuse(c, "the first task of the image (pid %d) is not the root: its parent %d "
@@ -167,7 +169,8 @@ int plan_tree(struct rctx *c)
 		if (t->pid == t->tgid) {
 			c->procs[c->nr_procs] = (struct rproc){ .leader = i, .map_cache_fd = -1, .populate = true,
 								.svc_pidfd = SVC_FD_BASE,
-								.svc_in = SVC_FD_BASE + 1 };
+								.svc_in = SVC_FD_BASE + 1,
+								.ctty_fd = -1 };
 			t->proc = c->nr_procs++;
 		} else if (i && c->tasks[i - 1].tgid == t->tgid) {
 			t->proc = c->tasks[i - 1].proc;
@@ -219,7 +222,7 @@ int plan_tree(struct rctx *c)
 			continue;
 		if (n->sid_before == OUTSIDE) {
 			/* the caller's session stands for one outside the image (not in a new pid ns) */
-			if (c->pidns ? t->sid != 0 : find_process(c, t->sid) >= 0)
+			if (c->pidns && !c->shell_job ? t->sid != 0 : find_process(c, t->sid) >= 0)
 				return rst_refuse(c, "pid %d: its session %d cannot be recreated", t->pid,
 						  t->sid);
 			continue;
@@ -254,6 +257,17 @@ static void report(int node, int err)
 }
 
 static void node_main(struct rctx *c, int self) __attribute__((noreturn));
+
+/* a session leader's terminal, kept open for the node that takes it (tty_prepare) */
+static bool is_ctty_fd(struct rctx *c, int fd)
+{
+	int i;
+
+	for (i = 0; i < c->nr_procs; i++)
+		if (c->procs[i].ctty_fd == fd)
+			return true;
+	return false;
+}
 
 static void spawn_children(struct rctx *c, int self, bool early)
 {
@@ -347,7 +361,7 @@ static void node_main(struct rctx *c, int self)
 	}
 	/* nothing of the driver's but the pipes of the plan and the service descriptors */
 	for (i = 0; i < SVC_FD_BASE; i++)
-		if (i != ready_pipe[1] && i != go_pipe[0] && i != leave_pipe[0])
+		if (i != ready_pipe[1] && i != go_pipe[0] && i != leave_pipe[0] && !is_ctty_fd(c, i))
 			close(i);
 	syscall(SYS_close_range, SVC_FD_BASE + 2, ~0U, 0);
 	if (n->kind != NODE_TASK)	/* how ps names them: not a task of the image */
@@ -355,9 +369,16 @@ static void node_main(struct rctx *c, int self)
 	spawn_children(c, self, true);
 	if (n->do_setsid && setsid() < 0)
 		report(self, errno), _exit(115);
+	/* its controlling terminal before the children of its session, which inherit it */
+	if (n->kind == NODE_TASK && c->procs[c->tasks[n->task].proc].ctty_fd >= 0 &&
+	    ioctl(c->procs[c->tasks[n->task].proc].ctty_fd, TIOCSCTTY, 0))
+		report(self, errno), _exit(119);
 	if (n->do_setpgid && setpgid(0, 0))
 		report(self, errno), _exit(116);
 	spawn_children(c, self, false);
+	for (i = 0; i < c->nr_procs; i++)
+		if (c->procs[i].ctty_fd >= 0)
+			close(c->procs[i].ctty_fd);
 	report(self, 0);
 	if (n->kind == NODE_TASK) {
 		close(ready_pipe[1]);
@@ -555,6 +576,8 @@ int create_tree(struct rctx *c)
 		top->host = c->top;
 		return resolve_hosts(c);
 	}
+	for (i = 0; i < c->nr_nodes; i++)
+		c->nodes[i].host = c->nodes[i].pid;	/* no namespace between them */
 	return 0;
 }
 
