@@ -236,8 +236,29 @@ static int accept_again(struct rctx *c, const struct runix *u, int type, int *mi
 		close(client);
 		return 0;	/* its backlog is full: a plain pair */
 	}
-	accepted = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
-	if (accepted < 0 || fcntl(client, F_SETFL, 0)) {
+	/*
+	 * The listener is reachable already: a client outside may connect between our
+	 * connect() and accept(). Its connection is not ours to hand on (it cannot be put back
+	 * in the backlog): it is closed, as a connection to a server that is not up yet would
+	 * be, and the next one is taken until ours (peer credentials: this process) comes.
+	 */
+	for (;;) {
+		struct ucred cred;
+		socklen_t len = sizeof(cred);
+
+		accepted = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+		if (accepted < 0 || getsockopt(accepted, SOL_SOCKET, SO_PEERCRED, &cred, &len)) {
+			if (accepted >= 0)
+				close(accepted);
+			close(client);
+			return pr_perror("accept a restored connection again");
+		}
+		if (cred.pid == getpid())
+			break;
+		close(accepted);
+	}
+	if (fcntl(client, F_SETFL, 0)) {
+		close(accepted);
 		close(client);
 		return pr_perror("accept a restored connection again");
 	}
