@@ -169,6 +169,13 @@ int dump_mapped_file(struct ctx *c, struct task *t, const char *path, const stru
 int probe_mm(struct infect *inf, struct process *p);
 int dump_mm(struct ctx *c, struct task *t);
 
+int dump_segment_pages(struct ctx *c, int fd, uint64_t size);
+
+/* ipc.c: SysV IPC objects of an ipc namespace, semaphore undo lists */
+int dump_ipc_objects(struct ctx *c, pid_t pid, uint64_t ns_ino);
+int ipc_shm_objref(struct ctx *c, pid_t pid, uint64_t shmid, __u64 *size);
+int dump_sem_undo(struct ctx *c, struct task *t);
+
 /* signal.c */
 int probe_process_signals(struct infect *inf, struct process *p);
 int probe_thread_signals(struct infect *inf, struct task *t);
