@@ -441,6 +441,8 @@ static int release(struct rctx *c)
 	for (i = 0; i < c->nr_procs; i++)
 		if (c->procs[i].leader >= 0 && release_proc(c, &c->procs[i]))
 			return -1;
+	if (ipc_release(c))
+		return -1;
 	tree_go(c);
 	/* all at once: from here on the tree runs */
 	for (i = 0; i < c->nr_tasks; i++) {
@@ -551,6 +553,7 @@ static void reset_pass(struct rctx *c)
 	c->cur = -1;
 	c->nr_pending = 0;
 	c->after_signal = false;
+	ipc_reset(c);
 	for (i = 0; i < c->nr_procs; i++) {
 		struct rproc *p = &c->procs[i];
 
@@ -613,6 +616,7 @@ int restore_main(int argc, char **argv)
 	return wait_root(&c);
 fail:
 	kill_tree(&c);
+	ipc_cleanup(&c);
 	if (c.refused || c.in.invalid)
 		ret = RST_EXIT_REFUSED;
 	if (rst_interrupted)
