@@ -177,24 +177,41 @@ def test_host_namespace_dump_takes_only_what_the_tree_uses(prog, tmp_path):
         ipcrm("q", other_id)
 
 
-def test_semaphore_undo_list_is_an_error_record(prog, tmp_path):
-    """The adjustments of SEM_UNDO are not readable from user space: the dump says so."""
+def test_semaphore_undo_list_survives_and_is_applied_at_exit(prog, tmp_path):
+    """A child's SEM_UNDO adjustments (+2, -1) come back: the kernel applies them when it exits."""
+    out, go, img, _ = dumped(prog, tmp_path, "semundo", "private")
+    kinds = [t for _, t, _ in records(img)]
+    assert kinds.count(506) == 1 and kinds.count(507) == 1     # one list, one set
+    go.touch()
+    r = restore(img)
+    ok, fail = verdict(out)
+    assert r.returncode == 0 and not fail, (r.stderr, fail)
+    assert {"ok semundo-child", "ok semundo-applied"} <= set(ok)
+
+
+def test_dump_probing_undo_lists_leaves_the_values_alone(prog, tmp_path):
+    """The probe's semops all fail: values, and the target, are as they were."""
     out, go, img = tmp_path / "out", tmp_path / "go", tmp_path / "undo.img"
-    p = subprocess.Popen([str(prog), "semundo", str(out), str(go), "private"],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+    p = subprocess.Popen([str(prog), "semundo", str(out), str(go)], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ident = None
     try:
         wait_for(lambda: out.exists() and "ready" in out.read_text(), what="rst_ipc ready")
-        r = subprocess.run([*IMGTOOLS, "dump", str(p.pid), "-o", str(img)],
-                           capture_output=True, text=True)
-        assert r.returncode == 3
-        assert "SysV semaphore undo list" in r.stderr
-        r = restore(img)
-        assert r.returncode == 3 and "undo list" in r.stderr
-        assert p.poll() is None     # the dump left the target running
+        ident = int(out.read_text().split()[1])
+        for _ in range(3):
+            r = subprocess.run([*IMGTOOLS, "dump", str(p.pid), "-o", str(img)],
+                               capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr
+        go.touch()
+        assert p.wait(timeout=20) == 0, out.read_text()
+        ok, fail = verdict(out)
+        assert not fail and "ok semundo-applied" in ok
     finally:
-        p.kill()
-        p.wait()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        if ident is not None:
+            ipcrm("s", ident)
 
 
 def test_segment_page_outside_the_segment_is_refused(prog, tmp_path):

@@ -29,6 +29,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "engine.h"
@@ -473,21 +474,253 @@ int ipc_shm_objref(struct ctx *c, pid_t pid, uint64_t shmid, __u64 *size)
 }
 
 /*
- * A task's semaphore undo list: the kernel shows its existence (kcmp KCMP_SYSVSEM against
- * the engine, which has none) but no interface reads the adjustments, so a list is an
- * ERROR record (once per list: threads and CLONE_SYSVSEM children share one) and
- * sem_undo_objref stays 0.
+ * Semaphore undo lists. The kernel shows that a task has one (kcmp KCMP_SYSVSEM against
+ * the engine, which has none) but has no call that reads the adjustments; they are read
+ * by a probe the task runs (injected): one semop of several steps on semaphore k, all
+ * IPC_NOWAIT: down to 0, then up by x (SEM_UNDO: semadj -= x), down to 0, up again ...
+ * (D in total, each step at most 32767), then down by 32768, which cannot succeed. The
+ * kernel applies the steps in order (several on one semaphore: perform_atomic_semop_slow)
+ * and undoes them all when one fails: EAGAIN from the last step, or ERANGE as soon as
+ * semadj - D < -32768. So the call changes nothing and says whether semadj < D - 32768; a
+ * binary search over D finds semadj in 16 calls. Probing a set the task had no undo entry
+ * for gives it one with all adjustments 0 (exit applies nothing for it). Before the first
+ * probe a throwaway child in an ipc namespace of its own checks that this kernel behaves
+ * so (an SEM_UNDO of its own read back); if not, an undo list is an ERROR record.
  */
-int dump_sem_undo(struct ctx *c, struct task *t)
+struct undo_entry {
+	int semid;
+	uint32_t n;
+	int16_t *adj;
+};
+
+struct undo_list {
+	char why[200];		/* not empty: the list could not be read, for this reason */
+	int n;
+	struct undo_entry *e;
+	bool reported;
+};
+
+#define SEMAEM_K	32767
+#define PROBE_BUDGET	200000	/* semop probes per list at most (16 per semaphore) */
+
+/* runs one semop for the probe: 0 or -errno, INFECT_FAILED if it could not run */
+typedef long (*semop_fn)(void *arg, int semid, struct sembuf *sops, int n);
+
+/* does semop say semadj of semaphore k (value v) < d - 32768? 1 yes, 0 no, else -errno */
+static long adj_below(semop_fn op, void *arg, int id, int k, int v, int d)
+{
+	struct sembuf sops[10];
+	int n = 0;
+	long r;
+
+	if (v)
+		sops[n++] = (struct sembuf){ k, -v, IPC_NOWAIT };
+	while (d > 0) {
+		int x = d > SEMAEM_K ? SEMAEM_K : d;
+
+		sops[n++] = (struct sembuf){ k, x, SEM_UNDO | IPC_NOWAIT };
+		d -= x;
+		if (d > 0)
+			sops[n++] = (struct sembuf){ k, -x, IPC_NOWAIT };
+	}
+	sops[n++] = (struct sembuf){ k, -32768, IPC_NOWAIT };
+	r = op(arg, id, sops, n);
+	if (r == -ERANGE)
+		return 1;
+	if (r == -EAGAIN)
+		return 0;
+	return r == 0 ? -EPROTO : r;	/* 0: the probe changed the set, which it must not */
+}
+
+static long probe_adj(semop_fn op, void *arg, int id, int k, int v, int *adj)
+{
+	int lo = 1, hi = 65536;		/* the least d with semadj < d - 32768 */
+
+	while (lo < hi) {
+		int mid = lo + (hi - lo) / 2;
+		long r = adj_below(op, arg, id, k, v, mid);
+
+		if (r < 0)
+			return r;
+		if (r)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	*adj = lo - 32769;
+	return 0;
+}
+
+static long own_semop(void *arg, int semid, struct sembuf *sops, int n)
+{
+	(void)arg;
+	return semop(semid, sops, n) ? -errno : 0;
+}
+
+/* the probe on a semaphore of a throwaway namespace: 1 if it reads back what was set */
+static int probe_works(void)
+{
+	static int known;	/* 0 not checked, 1 works, -1 does not */
+	pid_t child;
+	int status;
+
+	if (known)
+		return known > 0;
+	child = fork();
+	if (child == 0) {
+		struct sembuf up = { 0, 5, SEM_UNDO }, down = { 1, -3, SEM_UNDO };
+		unsigned short set[2] = { 7, 9 }, after[2] = { 0, 0 };
+		int id, a0 = 0, a1 = 0;
+
+		if (unshare(CLONE_NEWIPC) || (id = semget(IPC_PRIVATE, 2, 0600)) < 0 ||
+		    semctl(id, 0, SETALL, (union semun_k){ .array = set }) || semop(id, &up, 1) ||
+		    semop(id, &down, 1) || probe_adj(own_semop, NULL, id, 0, 12, &a0) ||
+		    probe_adj(own_semop, NULL, id, 1, 6, &a1) ||
+		    semctl(id, 0, GETALL, (union semun_k){ .array = after }))
+			_exit(2);
+		_exit(a0 == -5 && a1 == 3 && after[0] == 12 && after[1] == 6 ? 0 : 1);
+	}
+	known = child > 0 && waitpid(child, &status, 0) == child && WIFEXITED(status) &&
+		!WEXITSTATUS(status) ? 1 : -1;
+	return known > 0;
+}
+
+static long injected_semop(void *arg, int semid, struct sembuf *sops, int n)
+{
+	struct infect *inf = arg;
+
+	if (infect_write(inf, sops, n * sizeof(*sops)))
+		return INFECT_FAILED;
+	return infect_syscall(inf, SYS_semop, semid, inf->scratch, n, 0);
+}
+
+/* the adjustments of every set of the namespace the engine is in, as task inf sees them */
+static int probe_sets(struct infect *inf, struct undo_list *u, pid_t tid)
+{
+	struct seminfo info;
+	int max = semctl(0, 0, SEM_INFO, (union semun_k){ .buf = (struct semid_ds *)&info }), idx;
+	long budget = PROBE_BUDGET;
+
+	for (idx = 0; idx <= max && !u->why[0]; idx++) {
+		struct semid_ds ds;
+		int id = semctl(idx, 0, SEM_STAT_ANY, (union semun_k){ .buf = &ds });
+		unsigned short *val;
+		int16_t *adj;
+		bool any = false;
+		unsigned long k;
+		long r = 0;
+
+		if (id < 0 || !ds.sem_nsems)
+			continue;
+		budget -= 16 * ds.sem_nsems;
+		if (budget < 0) {
+			snprintf(u->why, sizeof(u->why), "pid %d: SysV semaphore undo list: too many "
+				 "semaphores to probe", tid);
+			break;
+		}
+		val = calloc(ds.sem_nsems, sizeof(*val));
+		adj = calloc(ds.sem_nsems, sizeof(*adj));
+		if (!val || !adj || semctl(id, 0, GETALL, (union semun_k){ .array = val })) {
+			free(val);
+			free(adj);
+			return pr_perror("read SysV semaphore set %d", id);
+		}
+		for (k = 0; k < ds.sem_nsems && !r; k++) {
+			int a = 0;
+
+			r = probe_adj(injected_semop, inf, id, k, val[k], &a);
+			adj[k] = a;
+			any = any || a;
+		}
+		free(val);
+		if (r == INFECT_FAILED) {
+			free(adj);
+			return -1;
+		}
+		if (r == -EIDRM || r == -EINVAL || !any) {
+			free(adj);	/* gone meanwhile, or nothing to undo */
+			continue;
+		}
+		if (r) {
+			snprintf(u->why, sizeof(u->why), "pid %d: SysV semaphore undo list: set %d "
+				 "cannot be probed: %s", tid, id, strerror(-r));
+			free(adj);
+			break;
+		}
+		struct undo_entry *ne = realloc(u->e, (u->n + 1) * sizeof(*ne));
+
+		if (!ne) {
+			free(adj);
+			return pr_perror("undo list");
+		}
+		u->e = ne;
+		u->e[u->n++] = (struct undo_entry){ id, ds.sem_nsems, adj };
+	}
+	return 0;
+}
+
+int probe_sem_undo(struct ctx *c, struct infect *inf, struct task *t)
 {
 	long r = syscall(SYS_kcmp, getpid(), t->tid, KCMP_SYSVSEM, 0, 0);
-	int i;
+	uint64_t ns = 0;
+	int i, home, ret;
 
 	if (r == 0 || (r < 0 && errno == EOPNOTSUPP))
 		return 0;	/* no list (or no SysV IPC at all) */
-	for (i = 0; r > 0 && &c->tasks[i] != t; i++)
-		if (c->tasks[i].seized && syscall(SYS_kcmp, c->tasks[i].tid, t->tid, KCMP_SYSVSEM, 0, 0) == 0)
-			return 0;	/* reported with the task that showed it first */
-	return ckpt_unsupported(c, "pid %d: SysV semaphore undo list (SEM_UNDO adjustments %s)", t->tid,
-				r < 0 ? "cannot be compared" : "are not readable from user space") ? -1 : 0;
+	for (i = 0; &c->tasks[i] != t; i++)
+		if (c->tasks[i].undo &&
+		    syscall(SYS_kcmp, c->tasks[i].tid, t->tid, KCMP_SYSVSEM, 0, 0) == 0) {
+			t->undo = c->tasks[i].undo;	/* threads, CLONE_SYSVSEM: one list */
+			return 0;
+		}
+	t->undo = calloc(1, sizeof(*t->undo));
+	if (!t->undo)
+		return pr_perror("undo list");
+	if (r < 0) {
+		snprintf(t->undo->why, sizeof(t->undo->why), "pid %d: SysV semaphore undo list "
+			 "(kcmp: %s)", t->tid, strerror(errno));
+		return 0;
+	}
+	if (!probe_works()) {
+		snprintf(t->undo->why, sizeof(t->undo->why), "pid %d: SysV semaphore undo list (this "
+			 "kernel does not let it be probed)", t->tid);
+		return 0;
+	}
+	if (ipc_ns_of(t->tid, &ns) || enter_ns(t->tid, ns, &home))
+		return -1;
+	ret = probe_sets(inf, t->undo, t->tid);
+	return leave_ns(home) || ret ? -1 : 0;
+}
+
+/* [OBJREF(SEM_UNDO) TASK_SEM_UNDO_LIST {TASK_SEM_UNDO BUFFER(semadj)}...]: its objref or 0 */
+int dump_sem_undo(struct ctx *c, struct task *t)
+{
+	struct ckpt_hdr_task_sem_undo_list lh = { ._padding = 0 };
+	struct undo_list *u = t->undo;
+	bool first;
+	int ref, i;
+
+	if (!u || (!u->why[0] && !u->n))
+		return 0;	/* none, or nothing to undo */
+	if (u->why[0]) {
+		if (u->reported)
+			return 0;
+		u->reported = true;
+		return ckpt_unsupported(c, "%s", u->why) ? -1 : 0;
+	}
+	ref = obj_lookup_add(c->objs, CKPT_OBJ_SEM_UNDO, (uintptr_t)u, 0, &first);
+	if (ref < 0 || !first)
+		return ref;
+	lh.count = u->n;
+	if (write_objref(&c->img, CKPT_OBJ_SEM_UNDO, ref) ||
+	    write_obj(&c->img, CKPT_HDR_TASK_SEM_UNDO_LIST, &lh, sizeof(lh)))
+		return -1;
+	for (i = 0; i < u->n; i++) {
+		struct ckpt_hdr_task_sem_undo uh = { .semid = u->e[i].semid, .semadj_count = u->e[i].n };
+
+		if (write_obj(&c->img, CKPT_HDR_TASK_SEM_UNDO, &uh, sizeof(uh)) ||
+		    write_buffer(&c->img, CKPT_HDR_BUFFER, u->e[i].adj, u->e[i].n * sizeof(int16_t)))
+			return -1;
+	}
+	return ref;
 }

@@ -157,7 +157,7 @@ static int probe_process(struct ctx *c, struct process *p, int first, int end)
 			return 0;
 		}
 		ret = process_done ? 0 : probe_process_signals(&inf, p) || probe_mm(&inf, p);
-		ret = ret || probe_thread(&inf, t);
+		ret = ret || probe_thread(&inf, t) || probe_sem_undo(c, &inf, t);
 		if (infect_stop(&inf) || ret)
 			return -1;
 		process_done = true;

@@ -8,8 +8,9 @@
  * writes and the parent sees it. msg: a queue with 3 messages of different types (one of
  * 5,000 bytes, more than a kernel message page), read back in order after the restart.
  * sem: a set of 3 semaphores with values 5, 0, 42, read back and operated on. semundo:
- * a semop with SEM_UNDO (an undo list; the dump must refuse it). With "private" the
- * process makes an ipc namespace of its own first.
+ * a child with SEM_UNDO adjustments, applied by the kernel when it exits after the
+ * restart (its parent checks). With "private" the process makes an ipc namespace of its
+ * own first.
  *
  * Writes "ready <id>" to OUT and waits for the file GO; then checks, writes "ok NAME" or
  * "FAIL NAME: why" lines, removes its objects and exits 0 only if every check passed.
@@ -113,7 +114,9 @@ static int run_shm(const char *go)
 		;
 	check("shm-untouched-page", i == 4096, "page 1 byte %d is %d", i, m[4096 + i]);
 	check("shm-tail", m[3 * 4096 + 99] == 'Z', "last byte %d", m[3 * 4096 + 99]);
-	check("shm-stat", !shmctl(id, IPC_STAT, &ds) && ds.shm_segsz == SEG_SIZE &&
+	memset(&ds, 0, sizeof(ds));
+	i = shmctl(id, IPC_STAT, &ds);	/* before check(): its arguments print ds */
+	check("shm-stat", !i && ds.shm_segsz == SEG_SIZE &&
 	      (ds.shm_perm.mode & 0777) == 0640 && ds.shm_nattch == 2,
 	      "segsz %zu mode %o nattch %lu", (size_t)ds.shm_segsz, ds.shm_perm.mode,
 	      (unsigned long)ds.shm_nattch);
@@ -161,7 +164,9 @@ static int run_msg(const char *go)
 	}
 	ready(id);
 	wait_go(go);
-	check("msg-stat", !msgctl(id, IPC_STAT, &ds) && ds.msg_qnum == 3 &&
+	memset(&ds, 0, sizeof(ds));
+	i = msgctl(id, IPC_STAT, &ds);
+	check("msg-stat", !i && ds.msg_qnum == 3 &&
 	      ds.__msg_cbytes == sizes[0] + sizes[1] + sizes[2] && (ds.msg_perm.mode & 0777) == 0620,
 	      "qnum %lu cbytes %lu mode %o", (unsigned long)ds.msg_qnum,
 	      (unsigned long)ds.__msg_cbytes, ds.msg_perm.mode);
@@ -179,27 +184,55 @@ static int run_msg(const char *go)
 	return failures ? 1 : 0;
 }
 
-static int run_sem(const char *go, int undo)
+static int run_sem(const char *go)
 {
 	int id = semget(IPC_PRIVATE, 3, IPC_CREAT | 0600);
 	unsigned short set[3] = { 5, 0, 42 }, got[3] = { 0 };
 	struct sembuf op = { 0, -2, IPC_NOWAIT };
+	int ok;
 
 	if (id < 0 || semctl(id, 0, SETALL, set))
 		return perror("semget"), 2;
-	if (undo) {
-		struct sembuf up = { 1, 1, SEM_UNDO };
-
-		if (semop(id, &up, 1))
-			return perror("semop"), 2;
-		set[1] = 1;
-	}
 	ready(id);
 	wait_go(go);
-	check("sem-values", !semctl(id, 0, GETALL, got) && !memcmp(got, set, sizeof(set)),
+	ok = !semctl(id, 0, GETALL, got);
+	check("sem-values", ok && !memcmp(got, set, sizeof(set)),
 	      "values %u %u %u", got[0], got[1], got[2]);
 	check("sem-op", !semop(id, &op, 1) && semctl(id, 0, GETVAL) == 3, "semop failed: %s",
 	      strerror(errno));
+	semctl(id, 0, IPC_RMID);
+	return failures ? 1 : 0;
+}
+
+/*
+ * A child with SEM_UNDO adjustments (+2 on semaphore 0, -1 on semaphore 1); its parent,
+ * which has none, sees the kernel apply them when the child exits after the restart.
+ */
+static int run_semundo(const char *go)
+{
+	int id = semget(IPC_PRIVATE, 3, IPC_CREAT | 0600), status = -1, ok;
+	unsigned short set[3] = { 5, 0, 42 }, got[3] = { 0 };
+	pid_t child;
+
+	if (id < 0 || semctl(id, 0, SETALL, set))
+		return perror("semget"), 2;
+	child = fork();
+	if (child == 0) {
+		struct sembuf ops[2] = { { 0, -2, SEM_UNDO }, { 1, 1, SEM_UNDO } };
+
+		if (semop(id, ops, 2))
+			_exit(2);
+		ready(id);
+		wait_go(go);
+		_exit(semctl(id, 0, GETALL, got) || got[0] != 3 || got[1] != 1 || got[2] != 42);
+	}
+	wait_go(go);
+	if (waitpid(child, &status, 0) != child)
+		status = -1;
+	check("semundo-child", WIFEXITED(status) && !WEXITSTATUS(status), "child status %#x", status);
+	ok = !semctl(id, 0, GETALL, got);
+	check("semundo-applied", ok && !memcmp(got, set, sizeof(set)),
+	      "values after the child's exit %u %u %u", got[0], got[1], got[2]);
 	semctl(id, 0, IPC_RMID);
 	return failures ? 1 : 0;
 }
@@ -217,7 +250,9 @@ int main(int argc, char **argv)
 		return run_shm(argv[3]);
 	if (!strcmp(argv[1], "msg"))
 		return run_msg(argv[3]);
-	if (!strcmp(argv[1], "sem") || !strcmp(argv[1], "semundo"))
-		return run_sem(argv[3], !strcmp(argv[1], "semundo"));
+	if (!strcmp(argv[1], "sem"))
+		return run_sem(argv[3]);
+	if (!strcmp(argv[1], "semundo"))
+		return run_semundo(argv[3]);
 	return 2;
 }

@@ -742,3 +742,80 @@ void ipc_cleanup(struct rctx *c)
 	if (r)
 		r->nr_made = 0;
 }
+
+/*
+ * TASK_SEM_UNDO_LIST {TASK_SEM_UNDO BUFFER(semadj)}...: the adjustments set again by the
+ * task itself, one semop per semaphore with steps that leave its value as it is: up by a,
+ * then down by a with SEM_UNDO (semadj += a); or up by -a with SEM_UNDO, then down.
+ */
+int restore_sem_undo(struct rctx *c, const struct ckpt_hdr *h)
+{
+	struct robj *o = obj_define(c, CKPT_OBJ_SEM_UNDO);
+	struct rtask *t = cur_task(c);
+	struct ckpt_hdr_task_sem_undo_list l;
+	uint32_t i;
+
+	if (!o || !t || rs_record(&c->in, h, &l, sizeof(l)))
+		return -1;
+	o->owner = c->cur;
+	if (l.count > (1U << 16))
+		return rs_invalid(&c->in, "TASK_SEM_UNDO_LIST at offset %llu: %u entries",
+				  (unsigned long long)c->in.rec_off, l.count);
+	for (i = 0; i < l.count; i++) {
+		struct ckpt_hdr_task_sem_undo u;
+		struct ckpt_hdr b;
+		int16_t *adj;
+		uint32_t k;
+		int ret = 0;
+
+		if (rs_expect(&c->in, CKPT_HDR_TASK_SEM_UNDO, &b) || rs_record(&c->in, &b, &u, sizeof(u)))
+			return -1;
+		if (!u.semadj_count || u.semadj_count > MAX_NSEMS)
+			return rs_invalid(&c->in, "TASK_SEM_UNDO at offset %llu: %u adjustments",
+					  (unsigned long long)c->in.rec_off, u.semadj_count);
+		adj = malloc(u.semadj_count * sizeof(*adj));
+		if (!adj)
+			return pr_perror("semaphore adjustments");
+		if (rs_expect(&c->in, CKPT_HDR_BUFFER, &b) ||
+		    rs_payload(&c->in, &b, adj, u.semadj_count * sizeof(*adj), u.semadj_count * sizeof(*adj))) {
+			free(adj);
+			return -1;
+		}
+		for (k = 0; k < u.semadj_count && !ret && !c->dry; k++) {
+			int a = adj[k];
+			struct sembuf sops[2] = {
+				a > 0 ? (struct sembuf){ k, a, IPC_NOWAIT } : (struct sembuf){ k, -a, SEM_UNDO | IPC_NOWAIT },
+				a > 0 ? (struct sembuf){ k, -a, SEM_UNDO | IPC_NOWAIT } : (struct sembuf){ k, a, IPC_NOWAIT },
+			};
+			uint64_t at;
+			long r;
+
+			if (!a)
+				continue;
+			at = rinj_put(c, &c->procs[t->proc], 0, sops, sizeof(sops));
+			r = at ? rinj_syscall(c, t, SYS_semop, u.semid, at, 2, 0, 0, 0) : INFECT_FAILED;
+			if (r == INFECT_FAILED)
+				ret = -1;
+			else if (r < 0)
+				ret = rst_refuse(c, "pid %d: SysV semaphore set %u: undo adjustment %d of "
+						 "semaphore %u: %s", t->pid, u.semid, a, k, strerror(-r));
+		}
+		free(adj);
+		if (ret)
+			return -1;
+	}
+	return 0;
+}
+
+/* TASK_OBJS names an undo list: its own, or its thread group's (CLONE_SYSVSEM) */
+int ipc_task_undo(struct rctx *c, struct rtask *t, int ref)
+{
+	struct robj *o = obj_get(c, ref, CKPT_OBJ_SEM_UNDO);
+
+	if (!o)
+		return -1;
+	if (o->owner != c->cur && c->tasks[o->owner].tgid != t->tgid)
+		return rst_refuse(c, "pid %d shares the SysV semaphore undo list of pid %d, another "
+				  "process", t->pid, c->tasks[o->owner].pid);
+	return 0;
+}

@@ -376,6 +376,7 @@ static int restore_records(struct rctx *c)
 		case CKPT_HDR_IPC_NS:
 		case CKPT_HDR_IPC:
 		case CKPT_HDR_TASK_NS: r = restore_ns_rec(c, &h); break;
+		case CKPT_HDR_TASK_SEM_UNDO_LIST: r = restore_sem_undo(c, &h); break;
 		case CKPT_HDR_FILE_TABLE: r = restore_file_table(c, &h); break;
 		case CKPT_HDR_FILE: r = restore_file(c, &h); break;
 		case CKPT_HDR_FILE_DESC: r = restore_file_desc(c, &h); break;

@@ -217,6 +217,8 @@ int ipc_ns_link(struct rctx *c, int ns_ref, int ipc_ref);
 int restore_ipc_section(struct rctx *c, const struct ckpt_hdr *h);
 int ipc_task_join(struct rctx *c, int ns_ref);
 int restore_ipc_vma(struct rctx *c, struct rproc *p, const struct ckpt_hdr_vma *v, struct rvma *rv);
+int restore_sem_undo(struct rctx *c, const struct ckpt_hdr *h);
+int ipc_task_undo(struct rctx *c, struct rtask *t, int ref);
 int ipc_release(struct rctx *c);
 void ipc_cleanup(struct rctx *c);
 void ipc_reset(struct rctx *c);
