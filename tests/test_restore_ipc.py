@@ -122,6 +122,16 @@ def test_shm_segment_shared_by_two_processes(prog, tmp_path, mode):
             ipcrm("m", ident)   # the killed original's segment, left in the host namespace
 
 
+def test_shm_segment_removed_while_attached_goes_with_its_processes(prog, tmp_path):
+    """SHM_DEST: the restored segment is marked again (after the tasks attached it)."""
+    out, go, img, _ = dumped(prog, tmp_path, "shmdest", "private")
+    go.touch()
+    r = restore(img)
+    ok, fail = verdict(out)
+    assert r.returncode == 0 and not fail, (r.stderr, fail)
+    assert {"ok shm-contents", "ok shm-shared", "ok shm-stat"} <= set(ok)
+
+
 @pytest.mark.parametrize("mode", [("private",), ()], ids=["own-ns", "host-ns"])
 def test_message_queue_keeps_its_messages_in_order(prog, tmp_path, mode):
     out, go, img, ident = dumped(prog, tmp_path, "msg", *mode)

@@ -5,7 +5,8 @@
  *
  * KIND shm: a segment of 3 pages + 100 bytes (page 1 never touched) attached by this
  * process and a forked child; after the restart both see the old contents, the child
- * writes and the parent sees it. msg: a queue with 3 messages of different types (one of
+ * writes and the parent sees it. shmdest: the same, the segment removed (IPC_RMID) while
+ * attached, as programs do to have it go with them. msg: a queue with 3 messages of different types (one of
  * 5,000 bytes, more than a kernel message page), read back in order after the restart.
  * sem: a set of 3 semaphores with values 5, 0, 42, read back and operated on. semundo:
  * a child with SEM_UNDO adjustments, applied by the kernel when it exits after the
@@ -74,7 +75,7 @@ static char pattern(int page, int i)
 	return (char)('a' + (page * 7 + i) % 26);
 }
 
-static int run_shm(const char *go)
+static int run_shm(const char *go, int dest)
 {
 	int id = shmget(IPC_PRIVATE, SEG_SIZE, IPC_CREAT | 0640), i, status;
 	volatile char *m;
@@ -91,6 +92,8 @@ static int run_shm(const char *go)
 		m[2 * 4096 + i] = pattern(2, i);
 	}
 	m[3 * 4096 + 99] = 'Z';
+	if (dest && shmctl(id, IPC_RMID, NULL))	/* gone once both detach */
+		return perror("shmctl"), 2;
 	child = fork();
 	if (child == 0) {
 		struct timespec ts = { 0, 10 * 1000 * 1000 };
@@ -117,7 +120,8 @@ static int run_shm(const char *go)
 	memset(&ds, 0, sizeof(ds));
 	i = shmctl(id, IPC_STAT, &ds);	/* before check(): its arguments print ds */
 	check("shm-stat", !i && ds.shm_segsz == SEG_SIZE &&
-	      (ds.shm_perm.mode & 0777) == 0640 && ds.shm_nattch == 2,
+	      (ds.shm_perm.mode & 0777) == 0640 && ds.shm_nattch == 2 &&
+	      !(ds.shm_perm.mode & SHM_DEST) == !dest,
 	      "segsz %zu mode %o nattch %lu", (size_t)ds.shm_segsz, ds.shm_perm.mode,
 	      (unsigned long)ds.shm_nattch);
 	m[100] = 'P';
@@ -240,14 +244,14 @@ static int run_semundo(const char *go)
 int main(int argc, char **argv)
 {
 	if (argc < 4)
-		return fprintf(stderr, "usage: rst_ipc shm|msg|sem|semundo OUT GO [private]\n"), 2;
+		return fprintf(stderr, "usage: rst_ipc shm|shmdest|msg|sem|semundo OUT GO [private]\n"), 2;
 	out = fopen(argv[2], "w");
 	if (!out)
 		return perror(argv[2]), 2;
 	if (argc > 4 && !strcmp(argv[4], "private") && unshare(CLONE_NEWIPC))
 		return perror("unshare"), 2;
-	if (!strcmp(argv[1], "shm"))
-		return run_shm(argv[3]);
+	if (!strcmp(argv[1], "shm") || !strcmp(argv[1], "shmdest"))
+		return run_shm(argv[3], !strcmp(argv[1], "shmdest"));
 	if (!strcmp(argv[1], "msg"))
 		return run_msg(argv[3]);
 	if (!strcmp(argv[1], "sem"))
