@@ -7,7 +7,8 @@
  * shares with the engine (the host's, as a rule) only those the tree uses as far as the
  * kernel shows it: segments a tree task has attached, created or last attached/detached
  * (shm_cpid, shm_lpid), queues a tree task last sent to or received from (msg_lspid,
- * msg_lrpid), semaphore sets with a semaphore a tree task last changed (sempid).
+ * msg_lrpid), semaphore sets with a semaphore a tree task last changed (sempid) or with
+ * undo adjustments of a tree task.
  *
  * State is read from inside the namespace (the engine joins it with setns for the
  * section): *_STAT_ANY per index, segment pages through a read-only shmat by the engine
@@ -269,6 +270,8 @@ static int collect_msg(struct ctx *c, bool all, struct idlist *l)
 	return 0;
 }
 
+static bool in_undo_list(struct ctx *c, int id);
+
 static int collect_sem(struct ctx *c, bool all, struct idlist *l)
 {
 	struct seminfo info;
@@ -284,6 +287,7 @@ static int collect_sem(struct ctx *c, bool all, struct idlist *l)
 			continue;
 		for (k = 0; k < ds.sem_nsems && !used; k++)
 			used = tree_pid(c, semctl(id, k, GETPID));
+		used = used || in_undo_list(c, id);
 		if (used && idlist_add(l, id, -1, NULL))
 			return -1;
 	}
@@ -657,6 +661,18 @@ static int probe_sets(struct infect *inf, struct undo_list *u, pid_t tid)
 		u->e[u->n++] = (struct undo_entry){ id, ds.sem_nsems, adj };
 	}
 	return 0;
+}
+
+/* a tree task has SEM_UNDO adjustments for set id (probed before the dump is written) */
+static bool in_undo_list(struct ctx *c, int id)
+{
+	int i, j;
+
+	for (i = 0; i < c->nr_tasks; i++)
+		for (j = 0; c->tasks[i].undo && j < c->tasks[i].undo->n; j++)
+			if (c->tasks[i].undo->e[j].semid == id)
+				return true;
+	return false;
 }
 
 int probe_sem_undo(struct ctx *c, struct infect *inf, struct task *t)

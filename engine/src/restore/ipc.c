@@ -91,6 +91,7 @@ struct ripc {
 	int nr_made;
 	int home;		/* the driver's own ipc namespace */
 	int cur;		/* the IPC_NS whose sections are being read */
+	int *task_ns;		/* per task (TREE order): index in ns of its TASK_NS's, -1 none */
 };
 
 static struct ripc *ripc(struct rctx *c)
@@ -128,6 +129,7 @@ void ipc_reset(struct rctx *c)
 	free(r->link);
 	free(r->seg);
 	free(r->made);
+	free(r->task_ns);
 	free(r);
 	c->ipc = NULL;
 }
@@ -635,12 +637,20 @@ int ipc_task_join(struct rctx *c, int ns_ref)
 	int i, fd;
 	long ret;
 
-	if (c->dry || !r || !t)
+	if (!r || !t)
 		return 0;
 	for (i = 0; i < r->nr_link && !ns; i++)
 		if (r->link[i].ns_ref == ns_ref)
 			ns = ns_by_ref(r, r->link[i].ipc_ref);
-	if (!ns || ns->fd < 0)
+	if (!r->task_ns) {
+		r->task_ns = malloc(c->nr_tasks * sizeof(int));
+		if (!r->task_ns)
+			return pr_perror("ipc state");
+		for (i = 0; i < c->nr_tasks; i++)
+			r->task_ns[i] = -1;
+	}
+	r->task_ns[c->cur] = ns ? ns - r->ns : -1;
+	if (c->dry || !ns || ns->fd < 0)
 		return 0;
 	snprintf(path, sizeof(path), "/proc/%d/ns/ipc", t->host);
 	if (stat(path, &theirs) || fstat(ns->fd, &mine))
@@ -674,6 +684,10 @@ int restore_ipc_vma(struct rctx *c, struct rproc *p, const struct ckpt_hdr_vma *
 	if (!sg)
 		return rs_invalid(&c->in, "VMA at offset %llu: ino_objref %d is no SysV shm segment of "
 				  "the image", (unsigned long long)c->in.rec_off, v->ino_objref);
+	if (!r->task_ns || r->task_ns[p->leader] != sg->ns)
+		return rst_refuse(c, "pid %d: %#llx-%#llx attaches SysV shm segment %d of another ipc "
+				  "namespace", t->pid, (unsigned long long)v->vm_start,
+				  (unsigned long long)v->vm_end, sg->id);
 	if (v->vm_pgoff || v->vm_end - v->vm_start != ((sg->size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)))
 		return rst_refuse(c, "pid %d: %#llx-%#llx maps part of SysV shm segment %d (shmat "
 				  "attaches whole segments)", t->pid, (unsigned long long)v->vm_start,
