@@ -147,6 +147,31 @@ def test_message_queue_keeps_its_messages_in_order(prog, tmp_path, mode):
             ipcrm("q", ident)
 
 
+def test_live_migration_through_a_pipe(prog, tmp_path):
+    """dump -o - | restore -: the IPC sections are read as they arrive (no metadata pass)."""
+    out, go = tmp_path / "out", tmp_path / "go"
+    p = subprocess.Popen([str(prog), "msg", str(out), str(go), "private"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    wait_for(lambda: out.exists() and "ready" in out.read_text(), what="rst_ipc ready")
+    dump = subprocess.Popen([*IMGTOOLS, "dump", str(p.pid), "-o", "-", "--kill"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    head = dump.stdout.read(8)      # written once the tree is frozen
+    go.touch()                      # so only the restored process sees it
+    restorer = subprocess.Popen([*IMGTOOLS, "restore", "-"], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    restorer.stdin.write(head)
+    shutil.copyfileobj(dump.stdout, restorer.stdin, 1 << 16)
+    restorer.stdin.close()
+    err = restorer.stderr.read()
+    restorer.wait(timeout=60)
+    assert dump.wait(timeout=30) == 0, dump.stderr.read()
+    p.wait(timeout=10)
+    ok, fail = verdict(out)
+    assert restorer.returncode == 0 and not fail, (err, fail)
+    assert ok.count("ok msg-order") == 3
+
+
 def test_semaphore_values_kept(prog, tmp_path):
     out, go, img, _ = dumped(prog, tmp_path, "sem", "private")
     go.touch()
