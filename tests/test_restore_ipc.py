@@ -32,7 +32,8 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def prog(tmp_path_factory):
     exe = tmp_path_factory.mktemp("ipc-progs") / "rst_ipc"
-    subprocess.run(["gcc", "-O1", "-o", str(exe), str(PROGS / "rst_ipc.c")], check=True)
+    subprocess.run(["gcc", "-O1", "-pthread", "-o", str(exe), str(PROGS / "rst_ipc.c")],
+                   check=True)
     return exe
 
 
@@ -222,6 +223,17 @@ def test_semaphore_undo_list_survives_and_is_applied_at_exit(prog, tmp_path):
     ok, fail = verdict(out)
     assert r.returncode == 0 and not fail, (r.stderr, fail)
     assert {"ok semundo-child", "ok semundo-applied"} <= set(ok)
+
+
+def test_undo_list_of_a_thread_is_its_process_s(prog, tmp_path):
+    """Threads share one list: one object, restored once, named by both TASK_OBJS."""
+    out, go, img, _ = dumped(prog, tmp_path, "semthread", "private")
+    assert [t for _, t, _ in records(img)].count(506) == 1
+    go.touch()
+    r = restore(img)
+    ok, fail = verdict(out)
+    assert r.returncode == 0 and not fail, (r.stderr, fail)
+    assert {"ok semthread-child", "ok semthread-applied"} <= set(ok)
 
 
 def test_dump_probing_undo_lists_leaves_the_values_alone(prog, tmp_path):

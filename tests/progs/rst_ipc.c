@@ -10,14 +10,15 @@
  * 5,000 bytes, more than a kernel message page), read back in order after the restart.
  * sem: a set of 3 semaphores with values 5, 0, 42, read back and operated on. semundo:
  * a child with SEM_UNDO adjustments, applied by the kernel when it exits after the
- * restart (its parent checks). With "private" the process makes an ipc namespace of its
- * own first.
+ * restart (its parent checks); semthread: the same with the adjustment made by a thread of
+ * the child. With "private" the process makes an ipc namespace of its own first.
  *
  * Writes "ready <id>" to OUT and waits for the file GO; then checks, writes "ok NAME" or
  * "FAIL NAME: why" lines, removes its objects and exits 0 only if every check passed.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -241,10 +242,59 @@ static int run_semundo(const char *go)
 	return failures ? 1 : 0;
 }
 
+static int undo_set;
+
+static void *undo_thread(void *arg)
+{
+	struct sembuf op = { 0, -2, SEM_UNDO };
+
+	(void)arg;
+	if (semop(undo_set, &op, 1))
+		_exit(2);
+	for (;;)
+		pause();
+	return NULL;
+}
+
+/*
+ * A thread's SEM_UNDO adjustment (+2) is its process's (threads share the undo list):
+ * applied when the whole process exits after the restart, as the parent sees.
+ */
+static int run_semthread(const char *go)
+{
+	int status = -1, val;
+	pthread_t thread;
+	pid_t child;
+
+	undo_set = semget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
+	if (undo_set < 0 || semctl(undo_set, 0, SETVAL, 10))
+		return perror("semget"), 2;
+	child = fork();
+	if (child == 0) {
+		struct timespec ts = { 0, 1000 * 1000 };
+
+		if (pthread_create(&thread, NULL, undo_thread, NULL))
+			_exit(2);
+		while (semctl(undo_set, 0, GETVAL) != 8)
+			nanosleep(&ts, NULL);
+		ready(undo_set);
+		wait_go(go);
+		_exit(semctl(undo_set, 0, GETVAL) != 8);
+	}
+	wait_go(go);
+	if (waitpid(child, &status, 0) != child)
+		status = -1;
+	check("semthread-child", WIFEXITED(status) && !WEXITSTATUS(status), "child status %#x", status);
+	val = semctl(undo_set, 0, GETVAL);
+	check("semthread-applied", val == 10, "value after the child's exit %d", val);
+	semctl(undo_set, 0, IPC_RMID);
+	return failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 4)
-		return fprintf(stderr, "usage: rst_ipc shm|shmdest|msg|sem|semundo OUT GO [private]\n"), 2;
+		return fprintf(stderr, "usage: rst_ipc shm|shmdest|msg|sem|semundo|semthread OUT GO [private]\n"), 2;
 	out = fopen(argv[2], "w");
 	if (!out)
 		return perror(argv[2]), 2;
@@ -258,5 +308,7 @@ int main(int argc, char **argv)
 		return run_sem(argv[3]);
 	if (!strcmp(argv[1], "semundo"))
 		return run_semundo(argv[3]);
+	if (!strcmp(argv[1], "semthread"))
+		return run_semthread(argv[3]);
 	return 2;
 }
