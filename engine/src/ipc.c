@@ -608,6 +608,7 @@ static int probe_sets(struct infect *inf, struct undo_list *u, pid_t tid)
 	for (idx = 0; idx <= max && !u->why[0]; idx++) {
 		struct semid_ds ds;
 		int id = semctl(idx, 0, SEM_STAT_ANY, (union semun_k){ .buf = &ds });
+		struct undo_entry *ne;
 		unsigned short *val;
 		int16_t *adj;
 		bool any = false;
@@ -651,8 +652,7 @@ static int probe_sets(struct infect *inf, struct undo_list *u, pid_t tid)
 			free(adj);
 			break;
 		}
-		struct undo_entry *ne = realloc(u->e, (u->n + 1) * sizeof(*ne));
-
+		ne = realloc(u->e, (u->n + 1) * sizeof(*ne));
 		if (!ne) {
 			free(adj);
 			return pr_perror("undo list");
