@@ -236,6 +236,26 @@ def test_undo_list_of_a_thread_is_its_process_s(prog, tmp_path):
     assert {"ok semthread-child", "ok semthread-applied"} <= set(ok)
 
 
+def test_undo_list_of_a_task_that_cannot_be_probed_is_an_error_record(prog, tmp_path):
+    """Under seccomp the dump runs nothing in the task: the list is reported, not dropped."""
+    out, go, img = tmp_path / "out", tmp_path / "go", tmp_path / "sc.img"
+    p = subprocess.Popen([str(prog), "semseccomp", str(out), str(go), "private"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: out.exists() and "ready" in out.read_text(), what="rst_ipc ready")
+        r = subprocess.run([*IMGTOOLS, "dump", str(p.pid), "-o", str(img)],
+                           capture_output=True, text=True)
+        assert r.returncode == 3
+        assert f"pid {p.pid}: SysV semaphore undo list not read" in r.stderr
+        go.touch()
+        assert p.wait(timeout=10) == 0     # left running, and unharmed
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 def test_dump_probing_undo_lists_leaves_the_values_alone(prog, tmp_path):
     """The probe's semops all fail: values, and the target, are as they were."""
     out, go, img = tmp_path / "out", tmp_path / "go", tmp_path / "undo.img"

@@ -498,7 +498,7 @@ struct undo_entry {
 };
 
 struct undo_list {
-	char why[200];		/* not empty: the list could not be read, for this reason */
+	char why[320];		/* not empty: the list could not be read, for this reason */
 	int n;
 	struct undo_entry *e;
 	bool reported;
@@ -675,16 +675,16 @@ static bool in_undo_list(struct ctx *c, int id)
 	return false;
 }
 
-int probe_sem_undo(struct ctx *c, struct infect *inf, struct task *t)
+/* t's list: 1 if it has one not seen before (t->undo is new, to fill), 0 if none or known */
+static int find_undo_list(struct ctx *c, struct task *t)
 {
 	long r = syscall(SYS_kcmp, getpid(), t->tid, KCMP_SYSVSEM, 0, 0);
-	uint64_t ns = 0;
-	int i, home, ret;
+	int i;
 
-	if (r == 0 || (r < 0 && errno == EOPNOTSUPP))
-		return 0;	/* no list (or no SysV IPC at all) */
-	for (i = 0; &c->tasks[i] != t; i++)
-		if (c->tasks[i].undo &&
+	if (t->undo || r == 0 || (r < 0 && errno == EOPNOTSUPP))
+		return 0;	/* known, or no list (or no SysV IPC at all) */
+	for (i = 0; i < c->nr_tasks; i++)
+		if (&c->tasks[i] != t && c->tasks[i].undo &&
 		    syscall(SYS_kcmp, c->tasks[i].tid, t->tid, KCMP_SYSVSEM, 0, 0) == 0) {
 			t->undo = c->tasks[i].undo;	/* threads, CLONE_SYSVSEM: one list */
 			return 0;
@@ -692,11 +692,19 @@ int probe_sem_undo(struct ctx *c, struct infect *inf, struct task *t)
 	t->undo = calloc(1, sizeof(*t->undo));
 	if (!t->undo)
 		return pr_perror("undo list");
-	if (r < 0) {
+	if (r < 0)
 		snprintf(t->undo->why, sizeof(t->undo->why), "pid %d: SysV semaphore undo list "
 			 "(kcmp: %s)", t->tid, strerror(errno));
-		return 0;
-	}
+	return 1;
+}
+
+int probe_sem_undo(struct ctx *c, struct infect *inf, struct task *t)
+{
+	uint64_t ns = 0;
+	int home, ret = find_undo_list(c, t);
+
+	if (ret <= 0 || t->undo->why[0])
+		return ret;
 	if (!probe_works()) {
 		snprintf(t->undo->why, sizeof(t->undo->why), "pid %d: SysV semaphore undo list (this "
 			 "kernel does not let it be probed)", t->tid);
@@ -712,10 +720,18 @@ int probe_sem_undo(struct ctx *c, struct infect *inf, struct task *t)
 int dump_sem_undo(struct ctx *c, struct task *t)
 {
 	struct ckpt_hdr_task_sem_undo_list lh = { ._padding = 0 };
-	struct undo_list *u = t->undo;
+	struct undo_list *u;
 	bool first;
 	int ref, i;
 
+	/* a task that could not be probed (seccomp, no syscall instruction) */
+	ref = t->seized ? find_undo_list(c, t) : 0;
+	if (ref < 0)
+		return -1;
+	if (ref > 0)
+		snprintf(t->undo->why, sizeof(t->undo->why), "pid %d: SysV semaphore undo list not "
+			 "read (the task could not be probed)", t->tid);
+	u = t->undo;
 	if (!u || (!u->why[0] && !u->n))
 		return 0;	/* none, or nothing to undo */
 	if (u->why[0]) {

@@ -11,13 +11,16 @@
  * sem: a set of 3 semaphores with values 5, 0, 42, read back and operated on. semundo:
  * a child with SEM_UNDO adjustments, applied by the kernel when it exits after the
  * restart (its parent checks); semthread: the same with the adjustment made by a thread of
- * the child. With "private" the process makes an ipc namespace of its own first.
+ * the child; semseccomp: an adjustment in a process under seccomp (not probed). With
+ * "private" the process makes an ipc namespace of its own first.
  *
  * Writes "ready <id>" to OUT and waits for the file GO; then checks, writes "ok NAME" or
  * "FAIL NAME: why" lines, removes its objects and exits 0 only if every check passed.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -26,6 +29,7 @@
 #include <string.h>
 #include <sys/ipc.h>
 #include <sys/msg.h>
+#include <sys/prctl.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
@@ -291,10 +295,26 @@ static int run_semthread(const char *go)
 	return failures ? 1 : 0;
 }
 
+/* an undo list in a task under seccomp, which the dump does not probe: it must say so */
+static int run_semseccomp(const char *go)
+{
+	struct sock_filter allow[] = { BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW) };
+	struct sock_fprog filter = { 1, allow };
+	struct sembuf op = { 0, 1, SEM_UNDO };
+	int id = semget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
+
+	if (id < 0 || semop(id, &op, 1) || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
+	    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &filter))
+		return perror("seccomp"), 2;
+	ready(id);
+	wait_go(go);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 4)
-		return fprintf(stderr, "usage: rst_ipc shm|shmdest|msg|sem|semundo|semthread OUT GO [private]\n"), 2;
+		return fprintf(stderr, "usage: rst_ipc shm|shmdest|msg|sem|semundo|semthread|semseccomp OUT GO [private]\n"), 2;
 	out = fopen(argv[2], "w");
 	if (!out)
 		return perror(argv[2]), 2;
@@ -310,5 +330,7 @@ int main(int argc, char **argv)
 		return run_semundo(argv[3]);
 	if (!strcmp(argv[1], "semthread"))
 		return run_semthread(argv[3]);
+	if (!strcmp(argv[1], "semseccomp"))
+		return run_semseccomp(argv[3]);
 	return 2;
 }
