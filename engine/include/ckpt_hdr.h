@@ -897,6 +897,23 @@ struct ckpt_hdr_ipc_sem {
 	__u32 _padding;
 } CKPT_ALIGNED;
 
+/*
+ * The BUFFER after IPC_SEM: sem_nsems raw kernel `struct sem`, which the linux-cr patches
+ * define as {int semval; int sempid} (the same on 32 and 64 bits).
+ */
+struct ckpt_sem {
+	__s32 semval;
+	__s32 sempid;
+};
+
+/*
+ * Message text after IPC_MSG_MSG: BUFFERs totalling m_ts, split as the x86_64 kernel
+ * stored it: DATALEN_MSG bytes in the msg_msg page, then DATALEN_SEG per msg_msgseg page.
+ */
+#define CKPT_MSG_DATALEN_MSG	(4096 - 48)
+#define CKPT_MSG_DATALEN_SEG	(4096 - 8)
+
+/* after TASK_SEM_UNDO: a BUFFER of semadj_count s16 adjustments (struct sem_undo.semadj) */
 struct ckpt_hdr_task_sem_undo_list {
 	struct ckpt_hdr h;
 	__u32 count;
@@ -1133,6 +1150,7 @@ CKPT_ASSERT_SIZE(ckpt_hdr_ipc_shm, 120);
 CKPT_ASSERT_SIZE(ckpt_hdr_ipc_msg, 120);
 CKPT_ASSERT_SIZE(ckpt_hdr_ipc_msg_msg, 24);
 CKPT_ASSERT_SIZE(ckpt_hdr_ipc_sem, 88);
+CKPT_ASSERT_SIZE(ckpt_sem, 8);
 CKPT_ASSERT_SIZE(ckpt_hdr_task_sem_undo_list, 16);
 CKPT_ASSERT_SIZE(ckpt_hdr_task_sem_undo, 16);
 CKPT_ASSERT_SIZE(ckpt_hdr_ext_clocks, 32);

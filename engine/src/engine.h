@@ -106,6 +106,7 @@ struct task {
 	uint64_t pdeath_signal;
 	uint64_t securebits;
 	uint64_t robust_list, robust_len;
+	struct undo_list *undo;	/* its SysV semaphore undo list, probed (ipc.c); NULL: none */
 	/* set while writing */
 	int cred_ref;
 };
@@ -229,6 +230,14 @@ int dump_ctty(struct ctx *c, struct task *t);
 int probe_mm(struct infect *inf, struct process *p);
 int dump_mm(struct ctx *c, struct task *t);
 
+int dump_segment_pages(struct ctx *c, int fd, uint64_t size);
+
+/* ipc.c: SysV IPC objects of an ipc namespace, semaphore undo lists */
+int dump_ipc_objects(struct ctx *c, pid_t pid, uint64_t ns_ino);
+int ipc_shm_objref(struct ctx *c, pid_t pid, uint64_t shmid, __u64 *size);
+int probe_sem_undo(struct ctx *c, struct infect *inf, struct task *t);
+int dump_sem_undo(struct ctx *c, struct task *t);
+
 /* signal.c */
 int probe_process_signals(struct infect *inf, struct process *p);
 int probe_thread_signals(struct infect *inf, struct task *t);
@@ -250,6 +259,7 @@ int infect_find_syscall(pid_t pid, uint64_t *ip);
 int infect_start(struct infect *inf, pid_t tid, uint64_t syscall_ip);
 long infect_syscall(struct infect *inf, long nr, long a0, long a1, long a2, long a3);
 int infect_read(struct infect *inf, void *buf, size_t len);
+int infect_write(struct infect *inf, const void *buf, size_t len);
 int infect_stop(struct infect *inf);
 
 #endif /* ENGINE_H */

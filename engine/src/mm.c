@@ -172,6 +172,10 @@ static int classify(pid_t pid, struct vma *v)
 		v->type = CKPT_VMA_SHM_ANON;	/* MAP_SHARED | MAP_ANONYMOUS */
 		return 0;
 	}
+	if (shared && !strncmp(v->path, "/SYSV", 5) && deleted(v->path)) {
+		v->type = CKPT_VMA_SHM_IPC_SKIP;	/* shmat(2): the segment's inode is its shmid */
+		return 0;
+	}
 	if (deleted(v->path) && !ext_file_kind(v->path, &v->st))
 		return 2;
 	v->type = shared ? CKPT_VMA_SHM_FILE : CKPT_VMA_FILE;
@@ -260,6 +264,10 @@ static int read_vmas(struct ctx *c, pid_t pid, struct vma **out, int *n)
 			if (r < 0)
 				ret = -1;
 		}
+		/* a segment the IPC section does not hold (another namespace's, made since) */
+		if (!r && vmas[i].type == CKPT_VMA_SHM_IPC_SKIP &&
+		    ipc_shm_objref(c, pid, vmas[i].st.st_ino, NULL) <= 0)
+			r = 2;
 
 		if (r == 2 && ckpt_unsupported(c, "pid %d: unsupported mapping %llx-%llx %s", pid,
 					       (unsigned long long)vmas[i].start,
@@ -282,13 +290,17 @@ static int read_object_pages(struct page_batch *b)
 
 	for (i = 0; i < b->n; i = j) {
 		size_t len;
+		ssize_t got;
 
 		for (j = i + 1; j < b->n && b->addr[j] == b->addr[j - 1] + PAGE_SIZE; j++)
 			;
 		len = (j - i) * PAGE_SIZE;
-		if (pread(b->objfd, b->pages + i * PAGE_SIZE, len, b->addr[i] + b->obj_delta) != (ssize_t)len)
+		got = pread(b->objfd, b->pages + i * PAGE_SIZE, len, b->addr[i] + b->obj_delta);
+		/* a SysV segment's size need not be page-aligned: its last page reads short */
+		if (got < 0 || (size_t)got + PAGE_SIZE <= len)
 			return pr_perror("pid %d: read shared memory at %#llx", b->pid,
 					 (unsigned long long)b->addr[i]);
+		memset(b->pages + i * PAGE_SIZE + got, 0, len - got);
 	}
 	return 0;
 }
@@ -528,6 +540,44 @@ out:
 	return ret;
 }
 
+/*
+ * The pages of a SysV shm segment (ipc.c) from its file, fd: PGARR batches whose
+ * addresses are offsets in the segment, then the terminator; only pages that hold data.
+ */
+int dump_segment_pages(struct ctx *c, int fd, uint64_t size)
+{
+	struct page_batch b = { .memfd = -1, .objfd = fd, .obj_delta = 0 };
+	struct ckpt_hdr_pgarr end = { .nr_pages = 0 };
+	uint64_t off = 0;
+	int ret = -1;
+
+	b.pages = malloc(CKPT_PGARR_BATCH * PAGE_SIZE);
+	if (!b.pages)
+		return pr_perror("page batch");
+	while (off < size) {
+		off_t data = lseek(fd, off, SEEK_DATA), hole;
+
+		if (data < 0 && errno == ENXIO)
+			break;	/* no data after off */
+		hole = data < 0 ? -1 : lseek(fd, data, SEEK_HOLE);
+		if (hole < 0) {
+			pr_perror("find the pages of a SysV shm segment");
+			goto out;
+		}
+		for (off = data & ~(PAGE_SIZE - 1); off < (uint64_t)hole && off < size; off += PAGE_SIZE) {
+			b.addr[b.n++] = off;
+			if (b.n == CKPT_PGARR_BATCH && flush_batch(c, &b))
+				goto out;
+		}
+	}
+	if (flush_batch(c, &b))
+		goto out;
+	ret = write_obj(&c->img, CKPT_HDR_PGARR, &end, sizeof(end));
+out:
+	free(b.pages);
+	return ret;
+}
+
 /* [vm_file object] VMA [contents] */
 static int dump_vma(struct ctx *c, struct task *t, struct page_batch *b, int pagemap, const struct vma *v)
 {
@@ -552,6 +602,11 @@ static int dump_vma(struct ctx *c, struct task *t, struct page_batch *b, int pag
 						(rw ? O_RDWR : O_RDONLY) | O_LARGEFILE_K, source);
 		if (h.vma_objref < 0)
 			return -1;
+	}
+	if (v->type == CKPT_VMA_SHM_IPC_SKIP) {
+		/* as the kernel wrote it: the contents are the IPC section's, not repeated here */
+		h.ino_objref = ipc_shm_objref(c, t->tid, v->st.st_ino, &h.ino_size);
+		return h.ino_objref < 0 ? -1 : write_obj(&c->img, CKPT_HDR_VMA, &h, sizeof(h));
 	}
 	if (v->type == CKPT_VMA_SHM_ANON) {
 		bool first;

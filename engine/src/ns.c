@@ -2,7 +2,7 @@
  * Namespaces: the nsproxy (NS) with its uts and ipc namespaces. The values shown by
  * uname(2) and /proc/sys/kernel are those of the reader's namespace, so a task in
  * another uts or ipc namespace is read by a helper process that setns() into it first.
- * IPC objects are not saved: the three IPC sections are written empty.
+ * The IPC sections that follow IPC_NS are ipc.c's.
  */
 #include <fcntl.h>
 #include <sched.h>
@@ -140,12 +140,10 @@ static int dump_uts_ns(struct ctx *c, pid_t pid)
 
 static int dump_ipc_ns(struct ctx *c, pid_t pid)
 {
-	static const uint32_t sections[] = { CKPT_HDR_IPC_SHM, CKPT_HDR_IPC_MSG, CKPT_HDR_IPC_SEM };
 	struct ckpt_hdr_ipcns h;
 	uint64_t ino = 0;
 	bool first;
 	int ref;
-	size_t i;
 
 	if (ns_ino(pid, "ipc", &ino))
 		return -1;
@@ -155,14 +153,9 @@ static int dump_ipc_ns(struct ctx *c, pid_t pid)
 	memset(&h, 0, sizeof(h));
 	if (read_in_ns(pid, "ipc", CLONE_NEWIPC, fill_ipc, &h, sizeof(h)) ||
 	    write_objref(&c->img, CKPT_OBJ_IPC_NS, ref) ||
-	    write_obj(&c->img, CKPT_HDR_IPC_NS, &h, sizeof(h)))
+	    write_obj(&c->img, CKPT_HDR_IPC_NS, &h, sizeof(h)) ||
+	    dump_ipc_objects(c, pid, ino))
 		return -1;
-	for (i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
-		struct ckpt_hdr_ipc ipc = { .ipc_type = sections[i], .ipc_count = 0 };
-
-		if (write_obj(&c->img, CKPT_HDR_IPC, &ipc, sizeof(ipc)))
-			return -1;
-	}
 	return ref;
 }
 

@@ -157,7 +157,7 @@ static int probe_process(struct ctx *c, struct process *p, int first, int end)
 			return 0;
 		}
 		ret = process_done ? 0 : probe_process_signals(&inf, p) || probe_mm(&inf, p);
-		ret = ret || probe_thread(&inf, t);
+		ret = ret || probe_thread(&inf, t) || probe_sem_undo(c, &inf, t);
 		if (infect_stop(&inf) || ret)
 			return -1;
 		process_done = true;
@@ -296,13 +296,14 @@ static int dump_restart_block(struct ctx *c)
 
 static int dump_task_objs(struct ctx *c, struct task *t)
 {
-	struct ckpt_hdr_task_objs h = { .sem_undo_objref = 0 };
+	struct ckpt_hdr_task_objs h = { .files_objref = 0 };
 	bool new_signal;
 
 	if (dump_unsaved_state(c, t) ||
 	    (h.files_objref = dump_file_table(c, t)) < 0 ||
 	    (h.mm_objref = dump_mm(c, t)) < 0 ||
 	    (h.fs_objref = dump_fs(c, t)) < 0 ||
+	    (h.sem_undo_objref = dump_sem_undo(c, t)) < 0 ||
 	    (h.sighand_objref = dump_sighand(c, t)) < 0)
 		return -1;
 	/* the signal object is defined by its first use: SIGNAL follows that TASK_OBJS */

@@ -210,6 +210,8 @@ int restore_vma(struct rctx *c, const struct ckpt_hdr *h)
 		flags |= MAP_SHARED;
 		break;
 	}
+	case CKPT_VMA_SHM_IPC_SKIP:
+		return restore_ipc_vma(c, p, &v, &rv) ? -1 : add_vma(p, &rv);
 	default:
 		return rst_refuse(c, "pid %d: mapping %#llx-%#llx of type %u", t->pid,
 				  (unsigned long long)v.vm_start, (unsigned long long)v.vm_end,

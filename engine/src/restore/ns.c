@@ -1,8 +1,8 @@
 /*
- * Namespaces on restore: NS, UTS_NS, IPC_NS (with its IPC sections) and TASK_NS. The mirror
- * of ns.c. The tree is restored into the caller's UTS and IPC namespaces (the same host);
- * a different host name is reported, and IPC objects, which the dumper does not save, must
- * be absent.
+ * Namespaces on restore: NS, UTS_NS, IPC_NS (its IPC sections are ipc.c's) and TASK_NS.
+ * The mirror of ns.c. The tree is restored into the caller's UTS namespace (the same host;
+ * a different host name is reported) and into the caller's IPC namespace unless the image
+ * holds SysV IPC objects (ipc.c).
  */
 #include <stdio.h>
 #include <string.h>
@@ -27,35 +27,31 @@ int restore_ns_rec(struct rctx *c, const struct ckpt_hdr *h)
 		return 0;
 	}
 	case CKPT_HDR_IPC_NS: {
+		struct robj *o = obj_define(c, CKPT_OBJ_IPC_NS);
 		struct ckpt_hdr_ipcns i;
 
-		if (!obj_define(c, CKPT_OBJ_IPC_NS))
+		if (!o || rs_record(&c->in, h, &i, sizeof(i)))
 			return -1;
-		return rs_record(&c->in, h, &i, sizeof(i));
+		return ipc_ns_begin(c, o - c->objs, &i);
 	}
-	case CKPT_HDR_IPC: {
-		struct ckpt_hdr_ipc i;
-
-		if (rs_record(&c->in, h, &i, sizeof(i)))
-			return -1;
-		if (i.ipc_count)
-			return rst_refuse(c, "%u SysV IPC objects of type %u", i.ipc_count, i.ipc_type);
-		return 0;
-	}
+	case CKPT_HDR_IPC:
+		return restore_ipc_section(c, h);
 	case CKPT_HDR_NS: {
+		struct robj *o = obj_define(c, CKPT_OBJ_NS);
 		struct ckpt_hdr_ns n;
 
-		if (!obj_define(c, CKPT_OBJ_NS) ||
-		    rs_record(&c->in, h, &n, sizeof(n)))
+		if (!o || rs_record(&c->in, h, &n, sizeof(n)))
 			return -1;
 		if (n.net_objref)
 			return rst_refuse(c, "a network namespace");
-		return 0;
+		return ipc_ns_link(c, o - c->objs, n.ipc_objref);
 	}
 	default: {
 		struct ckpt_hdr_task_ns tn;
 
-		return rs_record(&c->in, h, &tn, sizeof(tn));
+		if (rs_record(&c->in, h, &tn, sizeof(tn)))
+			return -1;
+		return ipc_task_join(c, tn.ns_objref);
 	}
 	}
 }

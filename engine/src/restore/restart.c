@@ -376,6 +376,7 @@ static int restore_records(struct rctx *c)
 		case CKPT_HDR_IPC_NS:
 		case CKPT_HDR_IPC:
 		case CKPT_HDR_TASK_NS: r = restore_ns_rec(c, &h); break;
+		case CKPT_HDR_TASK_SEM_UNDO_LIST: r = restore_sem_undo(c, &h); break;
 		case CKPT_HDR_FILE_TABLE: r = restore_file_table(c, &h); break;
 		case CKPT_HDR_FILE: r = restore_file(c, &h); break;
 		case CKPT_HDR_FILE_DESC: r = restore_file_desc(c, &h); break;
@@ -447,6 +448,8 @@ static int release(struct rctx *c)
 		if (c->procs[i].leader >= 0 && release_proc(c, &c->procs[i]))
 			return -1;
 	release_shell_job(c);
+	if (ipc_release(c))
+		return -1;
 	tree_go(c);
 	/* all at once: from here on the tree runs */
 	for (i = 0; i < c->nr_tasks; i++) {
@@ -560,6 +563,7 @@ static void reset_pass(struct rctx *c)
 	c->cur = -1;
 	c->nr_pending = 0;
 	c->after_signal = false;
+	ipc_reset(c);
 	for (i = 0; i < c->nr_procs; i++) {
 		struct rproc *p = &c->procs[i];
 
@@ -624,6 +628,7 @@ int restore_main(int argc, char **argv)
 	return wait_root(&c);
 fail:
 	kill_tree(&c);
+	ipc_cleanup(&c);
 	if (c.refused || c.in.invalid)
 		ret = RST_EXIT_REFUSED;
 	if (rst_interrupted)

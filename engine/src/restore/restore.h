@@ -153,6 +153,7 @@ struct rctx {
 	uint64_t vdso_running, vvar_running;	/* sizes of this kernel's [vdso] and [vvar]* */
 	uint8_t *vdso_image;		/* the image's vdso pages, if it has them */
 	uint64_t vdso_image_len;
+	struct ripc *ipc;		/* ipc.c: SysV IPC namespaces and segments of the image */
 };
 
 /* restart.c */
@@ -245,6 +246,18 @@ int release_creds(struct rctx *c, struct rtask *t);
 
 /* ns.c */
 int restore_ns_rec(struct rctx *c, const struct ckpt_hdr *h);
+
+/* ipc.c */
+int ipc_ns_begin(struct rctx *c, int ref, const struct ckpt_hdr_ipcns *lim);
+int ipc_ns_link(struct rctx *c, int ns_ref, int ipc_ref);
+int restore_ipc_section(struct rctx *c, const struct ckpt_hdr *h);
+int ipc_task_join(struct rctx *c, int ns_ref);
+int restore_ipc_vma(struct rctx *c, struct rproc *p, const struct ckpt_hdr_vma *v, struct rvma *rv);
+int restore_sem_undo(struct rctx *c, const struct ckpt_hdr *h);
+int ipc_task_undo(struct rctx *c, struct rtask *t, int ref);
+int ipc_release(struct rctx *c);
+void ipc_cleanup(struct rctx *c);
+void ipc_reset(struct rctx *c);
 
 /* arch/<arch>/inject.c: syscalls run inside a seized task */
 #define RST_STUB_SIZE	(4 * 4096UL)

@@ -189,8 +189,8 @@ int restore_task_objs(struct rctx *c, const struct ckpt_hdr *h)
 	if (!t || rs_record(&c->in, h, &o, sizeof(o)))
 		return -1;
 	p = &c->procs[t->proc];
-	if (o.sem_undo_objref)
-		return rst_refuse(c, "pid %d: SysV semaphore undo lists are not restored", t->pid);
+	if (o.sem_undo_objref && ipc_task_undo(c, t, o.sem_undo_objref))
+		return -1;
 	if (t->pid == t->tgid) {
 		p->files_ref = o.files_objref;
 		p->mm_ref = o.mm_objref;

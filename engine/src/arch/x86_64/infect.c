@@ -245,6 +245,14 @@ int infect_read(struct infect *inf, void *buf, size_t len)
 	return 0;
 }
 
+/* arguments for the next syscall: len bytes at inf->scratch */
+int infect_write(struct infect *inf, const void *buf, size_t len)
+{
+	if (len > INFECT_SCRATCH || write_remote(inf->tid, inf->scratch, buf, len))
+		return pr_perror("task %d: write syscall arguments", inf->tid);
+	return 0;
+}
+
 /* Put held signals back where they were, sent by the task to itself with their siginfo. */
 static int requeue_held(struct infect *inf)
 {
