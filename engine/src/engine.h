@@ -118,6 +118,7 @@ struct ctx {
 	struct process *procs;
 	int nr_procs;
 	bool tree, kill, allow_partial;
+	bool strict;		/* --strict: pure v23, no extension records (ERROR records instead) */
 	bool refused;		/* a task may not be traced: exit EXIT_PARTIAL */
 	bool usage_error;	/* the PID names no process: exit EXIT_USAGE */
 	int nr_unsupported;	/* ERROR records written for skipped state */
@@ -164,6 +165,18 @@ int dump_file_table(struct ctx *c, struct task *t);
 int dump_fs(struct ctx *c, struct task *t);
 int dump_mapped_file(struct ctx *c, struct task *t, const char *path, const struct stat *st,
 		     uint32_t f_flags);
+void file_common(struct ckpt_hdr_file *h, struct task *t, uint32_t f_type, uint32_t f_flags,
+		 const struct stat *st, uint64_t pos);
+
+/* eventpoll.c: eventfd, epoll and (extension records) signalfd, timerfd */
+uint32_t evfd_kind(const char *path);
+int dump_evfd_file(struct ctx *c, struct task *t, int ref, int fd, uint32_t kind,
+		   uint32_t f_flags, const struct stat *st);
+int dump_epoll_items(struct ctx *c, struct task *t, int epfd, int epref, const int *fds,
+		     const int *refs, int nr_fds);
+
+/* rseq.c: a thread's rseq registration (EXT_RSEQ) */
+int dump_rseq(struct ctx *c, struct task *t);
 
 /* mm.c */
 int probe_mm(struct infect *inf, struct process *p);

@@ -9,12 +9,13 @@
 
 static const char usage[] =
 	"usage: imgtools-engine dump PID [-o FILE|-o -] [--tree|--single] [--kill]\n"
-	"                            [--allow-partial] [--progress]\n"
+	"                            [--allow-partial] [--progress] [--strict]\n"
 	"       imgtools-engine restore [IMG|-] [--pidns|--no-pidns] [--detach] [--stopped]\n"
 	"       imgtools-engine --version\n"
 	"Checkpoint the process tree rooted at PID (or the process alone with --single) into a\n"
 	"linux-cr v23 x86_64 image (stdout by default). Exit: 0 ok, 1 internal error, 2 usage,\n"
-	"3 refused or partial (state the image cannot hold; see --allow-partial).\n";
+	"3 refused or partial (state the image cannot hold; see --allow-partial). --strict: a pure\n"
+	"v23 image, no imgtools extension records (ERROR records for what they would hold).\n";
 
 static int usage_error(const char *msg)
 {
@@ -74,6 +75,7 @@ int main(int argc, char **argv)
 		{ "kill", no_argument, NULL, 'k' },
 		{ "allow-partial", no_argument, NULL, 'p' },
 		{ "progress", no_argument, NULL, 'P' },
+		{ "strict", no_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -107,6 +109,7 @@ int main(int argc, char **argv)
 		case 'k': c.kill = true; break;
 		case 'p': c.allow_partial = true; break;
 		case 'P': progress = true; break;
+		case 'S': c.strict = true; break;
 		case 'h': fputs(usage, stdout); return EXIT_OK;
 		default: return usage_error("unknown option or missing argument");
 		}

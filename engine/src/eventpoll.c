@@ -1,0 +1,292 @@
+/*
+ * Event files (fs/eventpoll, fs/eventfd, fs/signalfd, fs/timerfd in linux-cr terms): what
+ * an anonymous inode descriptor holds, from /proc/PID/fdinfo.
+ *
+ * eventfd and epoll have v23 records: FILE (f_type EVENTFD with count and flags; EPOLL
+ * with the common part only) and, after the file table that first names an epoll file,
+ * EPOLL_ITEMS + a BUFFER of its items, each naming the FILE object it watches (the linux-cr
+ * kernel wrote them from a deferred queue run after the table, so every target is an object
+ * by then). signalfd and timerfd have none: imgtools extension object records (docs/
+ * format-choices.md, "Extension records"); `--strict` writes ERROR records for them
+ * (files.c). inotify is left to an ERROR record.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kcmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine.h"
+
+#define EFD_SEMAPHORE_K	1	/* <sys/eventfd.h>'s EFD_SEMAPHORE */
+#define PIDFD_THREAD_K	O_EXCL	/* pidfd_open of a thread (Linux 6.9) */
+
+uint32_t evfd_kind(const char *path)
+{
+	static const struct { const char *name; uint32_t kind; } kinds[] = {
+		{ "anon_inode:[eventfd]", CKPT_FILE_EVENTFD },
+		{ "anon_inode:[eventpoll]", CKPT_FILE_EPOLL },
+		{ "anon_inode:[signalfd]", CKPT_HDR_EXT_FILE_SIGNALFD },
+		{ "anon_inode:[timerfd]", CKPT_HDR_EXT_FILE_TIMERFD },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (!strcmp(path, kinds[i].name))
+			return kinds[i].kind;
+	return 0;
+}
+
+static char *read_fdinfo(struct task *t, int fd)
+{
+	char name[64], *info;
+
+	snprintf(name, sizeof(name), "fdinfo/%d", fd);
+	info = proc_read(t->tid, name, NULL);
+	if (!info)
+		pr_perror("read /proc/%d/%s", t->tid, name);
+	return info;
+}
+
+/* a field of fdinfo that must be there (the running kernel's format) */
+static const char *fdinfo_field(struct task *t, int fd, const char *info, const char *key)
+{
+	const char *v = status_field(info, key);
+
+	if (!v)
+		pr_err("pid %d fd %d: fdinfo has no '%s'", t->tid, fd, key);
+	return v;
+}
+
+static int dump_eventfd(struct ctx *c, struct task *t, int ref, int fd, uint32_t f_flags,
+			const struct stat *st, const char *info)
+{
+	struct ckpt_hdr_file_eventfd h = { ._padding = 0 };
+	const char *count = status_field(info, "eventfd-count");	/* hex */
+	const char *sem = status_field(info, "eventfd-semaphore");
+
+	if (!count || !sem)
+		return pr_err("pid %d fd %d: this kernel's fdinfo lacks the eventfd count or "
+			      "semaphore mode (Linux 6.6 or later shows both)", t->tid, fd);
+	file_common(&h.common, t, CKPT_FILE_EVENTFD, f_flags, st, 0);
+	h.count = strtoull(count, NULL, 16);
+	/* the eventfd2() flags: semaphore and non-blocking (close-on-exec is the descriptor's) */
+	h.flags = (atoi(sem) ? EFD_SEMAPHORE_K : 0) | (f_flags & O_NONBLOCK);
+	if (write_objref(&c->img, CKPT_OBJ_FILE, ref))
+		return -1;
+	return write_obj(&c->img, CKPT_HDR_FILE, &h, sizeof(h));
+}
+
+static int dump_epoll_file(struct ctx *c, struct task *t, int ref, uint32_t f_flags,
+			   const struct stat *st)
+{
+	struct ckpt_hdr_file h;
+
+	file_common(&h, t, CKPT_FILE_EPOLL, f_flags, st, 0);
+	if (write_objref(&c->img, CKPT_OBJ_FILE, ref))
+		return -1;
+	return write_obj(&c->img, CKPT_HDR_FILE, &h, sizeof(h));
+}
+
+static int dump_signalfd(struct ctx *c, struct task *t, int ref, int fd, uint32_t f_flags,
+			 const struct stat *st, const char *info)
+{
+	struct ckpt_hdr_ext_file_signalfd h;
+	const char *mask = fdinfo_field(t, fd, info, "sigmask");
+
+	if (!mask)
+		return -1;
+	file_common(&h.common, t, 0, f_flags, st, 0);
+	h.sigmask = strtoull(mask, NULL, 16);
+	if (write_objref(&c->img, CKPT_OBJ_FILE, ref))
+		return -1;
+	return write_obj(&c->img, CKPT_HDR_EXT_FILE_SIGNALFD, &h, sizeof(h));
+}
+
+/* fdinfo "it_value: (sec, nsec)" */
+static int64_t fdinfo_time(const char *v)
+{
+	long long sec = 0, nsec = 0;
+
+	if (v)
+		sscanf(v, "(%lld, %lld)", &sec, &nsec);
+	return sec * 1000000000LL + nsec;
+}
+
+/*
+ * A timer that expired is not moved to its next period until someone asks (read, poll,
+ * timerfd_gettime): until then fdinfo shows one tick and no time left. timerfd_gettime on
+ * our own copy of the descriptor (pidfd_getfd; the same open file) does that forwarding,
+ * which changes nothing the program can see, so fdinfo then shows every expiration not
+ * read yet and the time to the next one.
+ */
+static int dump_timerfd(struct ctx *c, struct task *t, int ref, int fd, uint32_t f_flags,
+			const struct stat *st)
+{
+	struct ckpt_hdr_ext_file_timerfd h = { .ticks = 0 };
+	int pidfd, copy, tries, ret = -1;
+	char *info = NULL;
+
+	pidfd = syscall(SYS_pidfd_open, t->tid, t->tid == t->tgid ? 0 : PIDFD_THREAD_K);
+	if (pidfd < 0)
+		return pr_perror("pidfd_open %d", t->tid);
+	copy = syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+	close(pidfd);
+	if (copy < 0)
+		return pr_perror("pid %d fd %d: pidfd_getfd", t->tid, fd);
+	for (tries = 0; tries < 4; tries++) {
+		struct itimerspec its;
+		const char *clk, *ticks, *flags, *value, *interval;
+
+		free(info);
+		if (timerfd_gettime(copy, &its)) {
+			pr_perror("pid %d fd %d: timerfd_gettime", t->tid, fd);
+			goto out;
+		}
+		info = read_fdinfo(t, fd);
+		if (!info)
+			goto out;
+		clk = fdinfo_field(t, fd, info, "clockid");
+		ticks = fdinfo_field(t, fd, info, "ticks");
+		flags = fdinfo_field(t, fd, info, "settime flags");
+		value = fdinfo_field(t, fd, info, "it_value");
+		interval = fdinfo_field(t, fd, info, "it_interval");
+		if (!clk || !ticks || !flags || !value || !interval)
+			goto out;
+		h.clockid = atoi(clk);
+		h.ticks = strtoull(ticks, NULL, 10);
+		h.settime_flags = strtoul(flags, NULL, 8);
+		h.value_ns = fdinfo_time(value);
+		h.interval_ns = fdinfo_time(interval);
+		/* expired again between the two reads: forward once more */
+		if (h.value_ns || !h.interval_ns)
+			break;
+	}
+	file_common(&h.common, t, 0, f_flags, st, 0);
+	if (!write_objref(&c->img, CKPT_OBJ_FILE, ref))
+		ret = write_obj(&c->img, CKPT_HDR_EXT_FILE_TIMERFD, &h, sizeof(h));
+out:
+	free(info);
+	close(copy);
+	return ret;
+}
+
+int dump_evfd_file(struct ctx *c, struct task *t, int ref, int fd, uint32_t kind,
+		   uint32_t f_flags, const struct stat *st)
+{
+	char *info;
+	int ret;
+
+	if (kind == CKPT_FILE_EPOLL)
+		return dump_epoll_file(c, t, ref, f_flags, st);
+	if (kind == CKPT_HDR_EXT_FILE_TIMERFD)
+		return dump_timerfd(c, t, ref, fd, f_flags, st);
+	info = read_fdinfo(t, fd);
+	if (!info)
+		return -1;
+	if (kind == CKPT_FILE_EVENTFD)
+		ret = dump_eventfd(c, t, ref, fd, f_flags, st, info);
+	else if (kind == CKPT_HDR_EXT_FILE_SIGNALFD)
+		ret = dump_signalfd(c, t, ref, fd, f_flags, st, info);
+	else
+		ret = pr_err("pid %d fd %d: no dumper for file kind %u", t->tid, fd, kind);
+	free(info);
+	return ret;
+}
+
+/* epoll files whose items are written (an epoll shared by two file tables: once) */
+static int *items_done;
+static int nr_items_done, cap_items_done;
+
+static bool items_written(int epref)
+{
+	int i;
+
+	for (i = 0; i < nr_items_done; i++)
+		if (items_done[i] == epref)
+			return true;
+	return false;
+}
+
+/*
+ * An item is (file, descriptor number) in the kernel: the number is the one the watching
+ * process used. Its target is the file at that number in this table if kcmp(KCMP_EPOLL_TFD)
+ * says so; an item whose descriptor was closed (the file lives on elsewhere) or whose
+ * target was not saved is an ERROR record.
+ */
+static int item_target(struct ctx *c, struct task *t, int epfd, int tfd, const int *fds,
+		       const int *refs, int nr_fds)
+{
+	struct kcmp_epoll_slot slot = { .efd = epfd, .tfd = tfd, .toff = 0 };
+	int i;
+
+	for (i = 0; i < nr_fds && fds[i] != tfd; i++)
+		;
+	if (i < nr_fds && syscall(SYS_kcmp, t->tid, t->tid, KCMP_EPOLL_TFD, tfd, &slot) == 0)
+		return refs[i];
+	if (ckpt_unsupported(c, "pid %d epoll fd %d: its item for fd %d not saved (%s)", t->tid,
+			     epfd, tfd, i < nr_fds ? "that descriptor is now another file" :
+			     "the descriptor was closed or its file was not saved"))
+		return -1;
+	return 0;
+}
+
+int dump_epoll_items(struct ctx *c, struct task *t, int epfd, int epref, const int *fds,
+		     const int *refs, int nr_fds)
+{
+	struct ckpt_hdr_eventpoll_items h = { .epfile_objref = epref };
+	struct ckpt_eventpoll_item *items = NULL;
+	int cap = 0, ret = -1;
+	char *info, *line;
+
+	if (items_written(epref))
+		return 0;
+	if (nr_items_done == cap_items_done) {
+		int *n = realloc(items_done, (cap_items_done = cap_items_done * 2 + 16) * sizeof(*n));
+
+		if (!n)
+			return pr_perror("epoll list");
+		items_done = n;
+	}
+	items_done[nr_items_done++] = epref;
+	info = read_fdinfo(t, epfd);
+	if (!info)
+		return -1;
+	for (line = info; line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+		unsigned int tfd, events;
+		unsigned long long data;
+		int target;
+
+		/* "tfd: %8d events: %8x data: %16llx  pos:%lli ino:%lx sdev:%x" */
+		if (sscanf(line, "tfd: %u events: %x data: %llx", &tfd, &events, &data) != 3)
+			continue;
+		target = item_target(c, t, epfd, tfd, fds, refs, nr_fds);
+		if (target < 0)
+			goto out;
+		if (!target)
+			continue;
+		if (h.num_items == (unsigned int)cap) {
+			struct ckpt_eventpoll_item *n = realloc(items, (cap = cap * 2 + 16) * sizeof(*n));
+
+			if (!n) {
+				pr_perror("epoll items");
+				goto out;
+			}
+			items = n;
+		}
+		items[h.num_items++] = (struct ckpt_eventpoll_item){
+			.data = data, .fd = tfd, .file_objref = target, .events = events,
+		};
+	}
+	if (!write_obj(&c->img, CKPT_HDR_EPOLL_ITEMS, &h, sizeof(h)))
+		ret = write_buffer(&c->img, CKPT_HDR_BUFFER, items, h.num_items * sizeof(*items));
+out:
+	free(items);
+	free(info);
+	return ret;
+}
