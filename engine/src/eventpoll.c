@@ -6,9 +6,10 @@
  * with the common part only) and, after the file table that first names an epoll file,
  * EPOLL_ITEMS + a BUFFER of its items, each naming the FILE object it watches (the linux-cr
  * kernel wrote them from a deferred queue run after the table, so every target is an object
- * by then). signalfd and timerfd have none: imgtools extension object records (docs/
+ * by then; no BUFFER if there are no items). signalfd and timerfd have none: imgtools extension object records (docs/
  * format-choices.md, "Extension records"); `--strict` writes ERROR records for them
- * (files.c). inotify is left to an ERROR record.
+ * (files.c). So has inotify: its watches, each with the path of the watched inode, found
+ * from the file handle fdinfo gives (open_by_handle_at).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -33,6 +36,7 @@ uint32_t evfd_kind(const char *path)
 		{ "anon_inode:[eventpoll]", CKPT_FILE_EPOLL },
 		{ "anon_inode:[signalfd]", CKPT_HDR_EXT_FILE_SIGNALFD },
 		{ "anon_inode:[timerfd]", CKPT_HDR_EXT_FILE_TIMERFD },
+		{ "anon_inode:inotify", CKPT_HDR_EXT_FILE_INOTIFY },
 	};
 	size_t i;
 
@@ -108,6 +112,20 @@ static int dump_signalfd(struct ctx *c, struct task *t, int ref, int fd, uint32_
 	return write_obj(&c->img, CKPT_HDR_EXT_FILE_SIGNALFD, &h, sizeof(h));
 }
 
+/* our own descriptor of the task's open file fd: the same open file description */
+static int copy_fd(struct task *t, int fd)
+{
+	int pidfd = syscall(SYS_pidfd_open, t->tid, t->tid == t->tgid ? 0 : PIDFD_THREAD_K), copy;
+
+	if (pidfd < 0)
+		return pr_perror("pidfd_open %d", t->tid);
+	copy = syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+	close(pidfd);
+	if (copy < 0)
+		return pr_perror("pid %d fd %d: pidfd_getfd", t->tid, fd);
+	return copy;
+}
+
 /* fdinfo "it_value: (sec, nsec)" */
 static int64_t fdinfo_time(const char *v)
 {
@@ -129,16 +147,11 @@ static int dump_timerfd(struct ctx *c, struct task *t, int ref, int fd, uint32_t
 			const struct stat *st)
 {
 	struct ckpt_hdr_ext_file_timerfd h = { .ticks = 0 };
-	int pidfd, copy, tries, ret = -1;
+	int copy = copy_fd(t, fd), tries, ret = -1;
 	char *info = NULL;
 
-	pidfd = syscall(SYS_pidfd_open, t->tid, t->tid == t->tgid ? 0 : PIDFD_THREAD_K);
-	if (pidfd < 0)
-		return pr_perror("pidfd_open %d", t->tid);
-	copy = syscall(SYS_pidfd_getfd, pidfd, fd, 0);
-	close(pidfd);
 	if (copy < 0)
-		return pr_perror("pid %d fd %d: pidfd_getfd", t->tid, fd);
+		return -1;
 	for (tries = 0; tries < 4; tries++) {
 		struct itimerspec its;
 		const char *clk, *ticks, *flags, *value, *interval;
@@ -176,6 +189,132 @@ out:
 	return ret;
 }
 
+struct watch {
+	struct ckpt_hdr_ext_inotify_watch w;
+	char path[4096];
+};
+
+/* a mount of the whole file system with kernel dev_t sdev, as the task sees it */
+static int open_mount_of(struct task *t, unsigned int sdev)
+{
+	char *info = proc_read(t->tid, "mountinfo", NULL), *line, path[4200];
+	unsigned int major = sdev >> 20, minor = sdev & 0xfffff, ma, mi;
+	char root[4096], mnt[4096];
+	int fd = -1;
+
+	if (!info)
+		return pr_perror("read /proc/%d/mountinfo", t->tid);
+	for (line = info; line && fd < 0; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+		/* "36 35 98:0 /root /mount/point options ..." (octal escapes in the paths) */
+		if (sscanf(line, "%*d %*d %u:%u %4095s %4095s", &ma, &mi, root, mnt) != 4 ||
+		    ma != major || mi != minor || strcmp(root, "/") || strchr(mnt, '\\'))
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/root%s", t->tid, mnt);
+		/* not O_PATH: open_by_handle_at takes no O_PATH descriptor */
+		fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	}
+	free(info);
+	return fd;
+}
+
+/*
+ * "inotify wd:%x ino:%lx sdev:%x mask:%x ignored_mask:%x fhandle-bytes:%x fhandle-type:%x
+ * f_handle:%s": the watched inode's path from its file handle. 1: not found (ERROR record).
+ */
+static int watch_path(struct ctx *c, struct task *t, int fd, const char *line, struct watch *w)
+{
+	unsigned int wd, sdev, mask, ignored, bytes, type;
+	unsigned long ino;
+	char hex[2 * 128 + 1], link[64];
+	struct { struct file_handle fh; unsigned char b[128]; } h;
+	struct stat st;
+	int mfd, pfd, n;
+	unsigned int i;
+
+	if (sscanf(line, "inotify wd:%x ino:%lx sdev:%x mask:%x ignored_mask:%x fhandle-bytes:%x "
+		   "fhandle-type:%x f_handle:%256s", &wd, &ino, &sdev, &mask, &ignored, &bytes, &type,
+		   hex) != 8 || bytes > sizeof(h.b) || strlen(hex) != 2 * bytes)
+		return pr_err("pid %d fd %d: unexpected inotify fdinfo line '%.80s'", t->tid, fd, line);
+	for (i = 0; i < bytes; i++)
+		sscanf(hex + 2 * i, "%2hhx", &h.b[i]);
+	h.fh.handle_bytes = bytes;
+	h.fh.handle_type = type;
+	w->w = (struct ckpt_hdr_ext_inotify_watch){ .wd = wd, .mask = mask, .ino = ino };
+	mfd = open_mount_of(t, sdev);
+	pfd = mfd < 0 ? -1 : open_by_handle_at(mfd, &h.fh, O_PATH | O_CLOEXEC);
+	if (mfd >= 0)
+		close(mfd);
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", pfd);
+	n = pfd < 0 || fstat(pfd, &st) ? -1 : readlink(link, w->path, sizeof(w->path) - 1);
+	if (pfd >= 0)
+		close(pfd);
+	if (n > 0)
+		w->path[n] = 0;
+	if (n <= 0 || w->path[0] != '/' || st.st_ino != ino || strstr(w->path, " (deleted)"))
+		return ckpt_unsupported(c, "pid %d fd %d: inotify watch %d (inode %lu) not saved: its "
+					"path is not found", t->tid, fd, wd, ino) ? -1 : 1;
+	w->w.dev = st.st_dev;
+	return 0;
+}
+
+/*
+ * OBJREF EXT_FILE_INOTIFY nr_watches x (EXT_INOTIFY_WATCH FILE_NAME). Events queued and not
+ * read cannot be read without taking them from the program: an ERROR record if any.
+ */
+static int dump_inotify(struct ctx *c, struct task *t, int ref, int fd, uint32_t f_flags,
+			const struct stat *st)
+{
+	struct ckpt_hdr_ext_file_inotify h = { .nr_watches = 0 };
+	struct watch *w = NULL;
+	int copy = copy_fd(t, fd), queued = 0, cap = 0, i, ret = -1;
+	char *info, *line;
+
+	if (copy < 0)
+		return -1;
+	if (ioctl(copy, FIONREAD, &queued))
+		queued = -1;
+	close(copy);
+	if (queued && ckpt_unsupported(c, "pid %d fd %d: %d bytes of inotify events not read yet "
+				       "are not saved", t->tid, fd, queued))
+		return -1;
+	info = read_fdinfo(t, fd);
+	if (!info)
+		return -1;
+	for (line = info; line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+		int r;
+
+		if (strncmp(line, "inotify wd:", 11))
+			continue;
+		if ((int)h.nr_watches == cap) {
+			struct watch *n = realloc(w, (cap = cap * 2 + 4) * sizeof(*n));
+
+			if (!n) {
+				pr_perror("inotify watches");
+				goto out;
+			}
+			w = n;
+		}
+		r = watch_path(c, t, fd, line, &w[h.nr_watches]);
+		if (r < 0)
+			goto out;
+		if (!r)
+			h.nr_watches++;
+	}
+	file_common(&h.common, t, 0, f_flags, st, 0);
+	if (write_objref(&c->img, CKPT_OBJ_FILE, ref) ||
+	    write_obj(&c->img, CKPT_HDR_EXT_FILE_INOTIFY, &h, sizeof(h)))
+		goto out;
+	for (i = 0; i < (int)h.nr_watches; i++)
+		if (write_obj(&c->img, CKPT_HDR_EXT_INOTIFY_WATCH, &w[i].w, sizeof(w[i].w)) ||
+		    write_buffer(&c->img, CKPT_HDR_FILE_NAME, w[i].path, strlen(w[i].path) + 1))
+			goto out;
+	ret = 0;
+out:
+	free(w);
+	free(info);
+	return ret;
+}
+
 int dump_evfd_file(struct ctx *c, struct task *t, int ref, int fd, uint32_t kind,
 		   uint32_t f_flags, const struct stat *st)
 {
@@ -186,6 +325,8 @@ int dump_evfd_file(struct ctx *c, struct task *t, int ref, int fd, uint32_t kind
 		return dump_epoll_file(c, t, ref, f_flags, st);
 	if (kind == CKPT_HDR_EXT_FILE_TIMERFD)
 		return dump_timerfd(c, t, ref, fd, f_flags, st);
+	if (kind == CKPT_HDR_EXT_FILE_INOTIFY)
+		return dump_inotify(c, t, ref, fd, f_flags, st);
 	info = read_fdinfo(t, fd);
 	if (!info)
 		return -1;
@@ -283,7 +424,9 @@ int dump_epoll_items(struct ctx *c, struct task *t, int epfd, int epref, const i
 			.data = data, .fd = tfd, .file_objref = target, .events = events,
 		};
 	}
-	if (!write_obj(&c->img, CKPT_HDR_EPOLL_ITEMS, &h, sizeof(h)))
+	/* as the kernel did: no BUFFER after an EPOLL_ITEMS of no items */
+	ret = write_obj(&c->img, CKPT_HDR_EPOLL_ITEMS, &h, sizeof(h));
+	if (!ret && h.num_items)
 		ret = write_buffer(&c->img, CKPT_HDR_BUFFER, items, h.num_items * sizeof(*items));
 out:
 	free(items);

@@ -5,9 +5,10 @@
  *
  * Sets up an epoll watching a pipe, an eventfd, a signalfd (SIGUSR1) and a periodic timerfd
  * (100 ms); a semaphore eventfd with a count; a periodic timerfd (20 ms) nobody reads; a
- * one-shot timerfd that expired unread. Starts a thread that waits for the file GO, then
+ * one-shot timerfd that expired unread; an inotify with watches 2 (/) and 3 (GO's directory;
+ * watch 1 was removed). Starts a thread that waits for the file GO, then
  * writes a byte to the pipe, adds 5 to the eventfd, sends the process SIGUSR1 and checks
- * that its own rseq area is registered. Writes "ready" to OUT
+ * that its own rseq area is registered (and creates GO.woke, for the inotify). Writes "ready" to OUT
  * and sits in epoll_wait (reading the 100 ms timer's ticks as they come) until the pipe,
  * the eventfd and the signal have all been seen. Then it checks what it finds against what
  * it set up, writes "ok NAME" or "FAIL NAME: why" lines to OUT and exits 0 only if every
@@ -31,6 +32,9 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <libgen.h>
+#include <poll.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -108,9 +112,16 @@ static void *writer(void *arg)
 {
 	uint64_t five = 5;
 	struct timespec tick = { 0, 10000000 };
+	char woke[4200];
+	int fd;
 
 	while (access(go_file, F_OK))
 		nanosleep(&tick, NULL);
+	snprintf(woke, sizeof(woke), "%s.woke", go_file);	/* for the inotify watch */
+	fd = open(woke, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return arg;
+	close(fd);
 	if (write(pipe_w, "x", 1) != 1 || write(writer_evfd, &five, 8) != 8 || kill(getpid(), SIGUSR1))
 		return arg;
 	writer_cpu_id = rseq_cpu_after_reset();
@@ -119,7 +130,8 @@ static void *writer(void *arg)
 
 int main(int argc, char **argv)
 {
-	int p[2], evfd, sem, sfd, tick, fast, once, ep, n;
+	int p[2], evfd, sem, sfd, tick, fast, once, ep, in, n;
+	char dir[4096];
 	int64_t mono0, real0, boot0, fast_armed, mono_el, real_el, boot_el;
 	bool got_pipe = false, got_evfd = false, got_sig = false;
 	struct epoll_event ev, evs[8];
@@ -168,6 +180,19 @@ int main(int argc, char **argv)
 	fast_armed = now(CLOCK_MONOTONIC);
 	arm(tick, NS / 20, NS / 10);
 	usleep(50000);			/* the one-shot has expired: one tick to read after restore */
+	snprintf(dir, sizeof(dir), "%s", argv[2]);
+	in = inotify_init1(IN_NONBLOCK);
+	if (in < 0 || inotify_add_watch(in, dirname(dir), IN_CREATE) != 1 ||
+	    inotify_add_watch(in, "/", IN_ATTRIB) != 2 || inotify_rm_watch(in, 1) ||
+	    inotify_add_watch(in, dir, IN_CREATE) != 3)
+		return 2;
+	{
+		char ev_buf[256];
+
+		usleep(10000);
+		while (read(in, ev_buf, sizeof(ev_buf)) > 0)
+			;	/* the IN_IGNORED of watch 1 */
+	}
 	check("rseq-registered", __rseq_size >= 20 && (int32_t)rseq_area()->cpu_id >= 0,
 	      "glibc has no rseq area (size %u, cpu_id %d)", __rseq_size, (int)rseq_area()->cpu_id);
 	mono0 = now(CLOCK_MONOTONIC);
@@ -262,6 +287,17 @@ int main(int argc, char **argv)
 		check("monotonic", mono_el >= real_el - NS / 5 && mono_el <= real_el + NS / 5,
 		      "monotonic went on %lld ms while %lld ms passed", (long long)(mono_el / 1000000),
 		      (long long)(real_el / 1000000));
+	}
+	{
+		union { struct inotify_event e; char b[512]; } ie = { .e = { .wd = 0 } };
+		struct pollfd pfd = { .fd = in, .events = POLLIN };
+
+		n = poll(&pfd, 1, 2000) == 1 ? read(in, &ie, sizeof(ie)) : -1;
+		check("inotify", n > 0 && ie.e.wd == 3 && ie.e.mask == IN_CREATE && ie.e.len &&
+		      !strcmp(ie.e.name, "go.woke"), "first event: %d bytes, watch %d, mask %#x, name '%s'",
+		      n, ie.e.wd, ie.e.mask, n > 0 && ie.e.len ? ie.e.name : "");
+		check("inotify-watch-2", inotify_rm_watch(in, 2) == 0, "watch 2 is gone: %s",
+		      strerror(errno));
 	}
 	n = rseq_cpu_after_reset();
 	check("rseq-after", n >= 0, "the rseq area's cpu_id stays %d (not registered)", n);

@@ -1,6 +1,6 @@
 /*
- * Event files on restore: eventfd and epoll (FILE records), signalfd and timerfd (extension
- * object records), and the epoll items. The mirror of eventpoll.c.
+ * Event files on restore: eventfd and epoll (FILE records), signalfd, timerfd and inotify
+ * (extension object records), and the epoll items. The mirror of eventpoll.c.
  *
  * The driver makes each file once (eventfd2, epoll_create1, signalfd4, timerfd_create) and
  * the tasks take it like any other file (files.c). An epoll item is keyed by (file,
@@ -17,6 +17,8 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
@@ -28,6 +30,8 @@
 
 #define TFD_IOC_SET_TICKS_K	_IOW('T', 0, uint64_t)	/* CONFIG_CHECKPOINT_RESTORE */
 #define EPOLL_ITEMS_MAX		(1 << 20)
+#define INOTIFY_WATCHES_MAX	(1 << 16)
+#define INOTIFY_WD_SKIP_MAX	(1 << 20)	/* watch numbers burnt to reach the image's */
 
 static int set_nonblock(struct rctx *c, int fd, uint32_t f_flags)
 {
@@ -134,12 +138,112 @@ static int open_timerfd(struct rctx *c, struct robj *o, const struct ckpt_hdr_ex
 			  "them (TFD_IOC_SET_TICKS: %s)", (unsigned long long)f->ticks, strerror(errno));
 }
 
-/* EXT_FILE_SIGNALFD, EXT_FILE_TIMERFD: the FILE object the OBJREF before it introduced */
+struct rwatch {
+	struct ckpt_hdr_ext_inotify_watch w;
+	char *path;
+};
+
+static int by_wd(const void *a, const void *b)
+{
+	return ((const struct rwatch *)a)->w.wd - ((const struct rwatch *)b)->w.wd;
+}
+
+/*
+ * One watch with the image's number. Numbers are handed out in increasing order per
+ * inotify instance, so a lower one is removed and the watch added again until it gets its
+ * number (the IN_IGNORED events that leaves are drained before the task gets the file).
+ */
+static int add_watch(struct rctx *c, int fd, const struct rwatch *w, bool *burnt)
+{
+	int wd, n;
+
+	for (n = 0; n < INOTIFY_WD_SKIP_MAX; n++) {
+		wd = inotify_add_watch(fd, w->path, w->w.mask);
+		if (wd < 0)
+			return rst_refuse(c, "inotify watch of %s: %s", w->path, strerror(errno));
+		if (wd >= w->w.wd)
+			break;
+		inotify_rm_watch(fd, wd);
+		*burnt = true;
+	}
+	if (wd != w->w.wd)
+		return rst_refuse(c, "inotify watch of %s: got number %d, the image has %d", w->path,
+				  wd, w->w.wd);
+	return 0;
+}
+
+static int drain(int fd)
+{
+	char buf[4096];
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK))
+		return pr_perror("inotify flags");
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	return fcntl(fd, F_SETFL, fl) ? pr_perror("inotify flags") : 0;
+}
+
+/* EXT_FILE_INOTIFY, then nr_watches x (EXT_INOTIFY_WATCH FILE_NAME) */
+static int open_inotify(struct rctx *c, struct robj *o, const struct ckpt_hdr_ext_file_inotify *f)
+{
+	struct rwatch *w;
+	bool burnt = false;
+	uint32_t i, n = 0;
+	int ret = -1;
+
+	if (f->nr_watches > INOTIFY_WATCHES_MAX)
+		return rs_invalid(&c->in, "inotify at offset %llu with %u watches",
+				  (unsigned long long)c->in.rec_off, f->nr_watches);
+	w = calloc(f->nr_watches + 1, sizeof(*w));
+	if (!w)
+		return pr_perror("inotify watches");
+	for (n = 0; n < f->nr_watches; n++) {
+		struct ckpt_hdr h;
+		struct stat st;
+
+		if (rs_expect(&c->in, CKPT_HDR_EXT_INOTIFY_WATCH, &h) ||
+		    rs_record(&c->in, &h, &w[n].w, sizeof(w[n].w)) || !(w[n].path = read_path(c)))
+			goto out;
+		if (w[n].w.wd <= 0 || (n && w[n].w.wd == w[n - 1].w.wd)) {
+			rs_invalid(&c->in, "inotify watch number %d at offset %llu", w[n].w.wd,
+				   (unsigned long long)c->in.rec_off);
+			goto out;
+		}
+		if (stat(w[n].path, &st) || st.st_ino != w[n].w.ino || st.st_dev != w[n].w.dev) {
+			rst_refuse(c, "inotify watch %d: %s is %s", w[n].w.wd, w[n].path,
+				   errno == ENOENT ? "gone" : "another file now");
+			goto out;
+		}
+	}
+	if (c->dry) {
+		ret = 0;
+		goto out;
+	}
+	o->fd = inotify_init1(IN_CLOEXEC | (f->common.f_flags & O_NONBLOCK));
+	if (o->fd < 0) {
+		pr_perror("inotify_init1");
+		goto out;
+	}
+	qsort(w, n, sizeof(*w), by_wd);
+	for (i = 0; i < n; i++)
+		if (add_watch(c, o->fd, &w[i], &burnt))
+			goto out;
+	ret = burnt ? drain(o->fd) : 0;
+out:
+	for (i = 0; i < f->nr_watches; i++)
+		free(w[i].path);	/* NULL past the last one read */
+	free(w);
+	return ret;
+}
+
+/* EXT_FILE_SIGNALFD, _TIMERFD, _INOTIFY: the FILE object the OBJREF before it introduced */
 int restore_ext_file(struct rctx *c, const struct ckpt_hdr *h)
 {
 	union {
 		struct ckpt_hdr_ext_file_signalfd sfd;
 		struct ckpt_hdr_ext_file_timerfd tfd;
+		struct ckpt_hdr_ext_file_inotify ifd;
 	} f;
 	struct robj *o = obj_define(c, CKPT_OBJ_FILE);
 
@@ -147,6 +251,8 @@ int restore_ext_file(struct rctx *c, const struct ckpt_hdr *h)
 		return -1;
 	if (h->type == CKPT_HDR_EXT_FILE_SIGNALFD)
 		return rs_record(&c->in, h, &f.sfd, sizeof(f.sfd)) ? -1 : open_signalfd(c, o, &f.sfd);
+	if (h->type == CKPT_HDR_EXT_FILE_INOTIFY)
+		return rs_record(&c->in, h, &f.ifd, sizeof(f.ifd)) ? -1 : open_inotify(c, o, &f.ifd);
 	return rs_record(&c->in, h, &f.tfd, sizeof(f.tfd)) ? -1 : open_timerfd(c, o, &f.tfd);
 }
 
@@ -182,7 +288,7 @@ static int add_item(struct rctx *c, struct rproc *p, int tmp, const struct ckpt_
 	return 0;
 }
 
-/* EPOLL_ITEMS + BUFFER of items, after the file table of the task that first had the epoll */
+/* EPOLL_ITEMS [+ BUFFER of items], after the file table of the task that first had the epoll */
 int restore_epoll_items(struct rctx *c, const struct ckpt_hdr *h)
 {
 	struct ckpt_hdr_eventpoll_items ei;
@@ -193,16 +299,20 @@ int restore_epoll_items(struct rctx *c, const struct ckpt_hdr *h)
 	int tmp = -1, ret = -1;
 	uint32_t i;
 
-	if (!p || rs_record(&c->in, h, &ei, sizeof(ei)) || rs_expect(&c->in, CKPT_HDR_BUFFER, &b))
+	if (!p || rs_record(&c->in, h, &ei, sizeof(ei)))
 		return -1;
 	ep = obj_get(c, ei.epfile_objref, CKPT_OBJ_FILE);
 	if (!ep)
+		return -1;
+	if (!ei.num_items)
+		return 0;	/* and no BUFFER */
+	if (rs_expect(&c->in, CKPT_HDR_BUFFER, &b))
 		return -1;
 	if (ei.num_items > EPOLL_ITEMS_MAX || b.len - sizeof(b) != ei.num_items * sizeof(*items))
 		return rs_invalid(&c->in, "EPOLL_ITEMS of %u items with a BUFFER of %zu bytes",
 				  ei.num_items, b.len - sizeof(b));
 	items = rs_payload_alloc(&c->in, &b, b.len - sizeof(b), b.len - sizeof(b));
-	if (!items && ei.num_items)
+	if (!items)
 		goto out;
 	if (!c->dry) {
 		if (p->leader < 0 || !p->prepared)

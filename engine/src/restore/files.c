@@ -32,7 +32,7 @@ static bool is_tty(const struct stat *st)
 }
 
 /* a FILE_NAME record: an absolute path */
-static char *read_path(struct rctx *c)
+char *read_path(struct rctx *c)
 {
 	struct ckpt_hdr h;
 	char *path;

@@ -364,8 +364,8 @@ static int restore_records(struct rctx *c)
 		if (r)
 			return -1;
 		if (h.type >= CKPT_HDR_EXT_FIRST && h.type <= CKPT_HDR_EXT_LAST && !c->ext)
-			return rs_invalid(&c->in, "extension record %s (type %u) at offset %llu in an "
-					  "image whose header does not allow them", rec_name(h.type),
+			return rs_invalid(&c->in, "%s (type %u) at offset %llu in an image whose "
+					  "header does not allow extension records", rec_name(h.type),
 					  h.type, (unsigned long long)c->in.rec_off);
 		switch (h.type) {
 		case CKPT_HDR_OBJREF: r = restore_objref(c, &h); break;
@@ -399,7 +399,8 @@ static int restore_records(struct rctx *c)
 		case CKPT_HDR_SIGNAL_TASK: r = restore_signal_task(c, &h); break;
 		case CKPT_HDR_EPOLL_ITEMS: r = restore_epoll_items(c, &h); break;
 		case CKPT_HDR_EXT_FILE_SIGNALFD:
-		case CKPT_HDR_EXT_FILE_TIMERFD: r = restore_ext_file(c, &h); break;
+		case CKPT_HDR_EXT_FILE_TIMERFD:
+		case CKPT_HDR_EXT_FILE_INOTIFY: r = restore_ext_file(c, &h); break;
 		case CKPT_HDR_EXT_RSEQ: r = restore_rseq_rec(c, &h); break;
 		case CKPT_HDR_ERROR: return restore_error_rec(c, &h);
 		case CKPT_HDR_TAIL: return restore_tail(c, &h);

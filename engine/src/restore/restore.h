@@ -194,6 +194,7 @@ int restore_file_desc(struct rctx *c, const struct ckpt_hdr *h);
 int restore_fs(struct rctx *c, const struct ckpt_hdr *h);
 int task_install_fd(struct rctx *c, struct rproc *p, int drv_fd, int fd, bool cloexec);
 int task_take_fd(struct rctx *c, struct rproc *p, int drv_fd);
+char *read_path(struct rctx *c);
 
 /* eventpoll.c: eventfd, epoll and its items, signalfd, timerfd */
 int restore_evfd_file(struct rctx *c, struct robj *o, const struct ckpt_hdr_file *f, size_t len);
