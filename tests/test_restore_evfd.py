@@ -180,7 +180,7 @@ sys.stdin.read()
 
 
 def test_epoll_item_of_a_closed_descriptor_is_an_error_record(tmp_path):
-    p = subprocess.Popen([sys.executable, "-c", CLOSED_ITEM], stdin=subprocess.PIPE,
+    p = subprocess.Popen([sys.executable, "-c", CLOSED_ITEM], stdin=subprocess.PIPE, stderr=subprocess.DEVNULL,
                          stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().strip() == "ready"
@@ -238,3 +238,67 @@ def test_tail_follows_its_file_after_restore(tmp_path):
                  what="the line written after restore")
     finally:
         os.kill(host, 9)
+
+
+def test_epoll_item_naming_another_descriptor_is_refused(prog, tmp_path):
+    """An item's descriptor number must be its file in the task's table: else EPOLL_CTL_MOD
+    and DEL by the program would miss it, so the image is refused (and nothing runs)."""
+    out, go, img, r = dump_evfd(prog, tmp_path, "timens")
+    assert r.returncode == 0, r.stderr
+    data = bytearray(img.read_bytes())
+    recs = list(records(bytes(data)))
+    [i] = [k for k, (_, t, _) in enumerate(recs) if t == EPOLL_ITEMS]
+    buf_off = recs[i + 1][0] + 8
+    first_fd, second_fd = (struct.unpack_from("<I", data, buf_off + 8 + 24 * k)[0] for k in (0, 1))
+    struct.pack_into("<I", data, buf_off + 8, second_fd)     # item 0 now names item 1's fd
+    bad = tmp_path / "swapped.img"
+    bad.write_bytes(bytes(data))
+    go.touch()
+    r = subprocess.run([*IMGTOOLS, "restore", str(bad)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 3, r.stderr
+    assert f"watches descriptor {second_fd}, which is not the item's file" in r.stderr
+    assert first_fd != second_fd
+    assert not [d for d in os.listdir("/proc") if d.isdigit() and _exe(d) == str(prog)]
+
+
+SHARED_EPOLL = """
+import os, select, sys, time
+go = sys.argv[1]
+ep = select.epoll()
+r, w = os.pipe()
+ep.register(r, select.EPOLLIN)
+inner = select.epoll()
+inner.register(ep.fileno(), select.EPOLLIN)     # an epoll watching an epoll
+pid = os.fork()
+if pid:
+    open(go + ".ready", "w").close()
+while not os.path.exists(go):
+    time.sleep(0.01)
+if pid:
+    os.write(w, b"x")
+    ok = bool(ep.poll(5)) and bool(inner.poll(5))
+    _, st = os.waitpid(pid, 0)
+    sys.exit(0 if ok and st == 0 else 1)
+time.sleep(0.2)
+ok = bool(ep.poll(5))
+try:
+    ep.modify(r, select.EPOLLIN | select.EPOLLOUT)  # the item is found by its number here too
+except OSError:
+    ok = False
+os._exit(0 if ok else 1)
+"""
+
+
+def test_epoll_shared_by_a_forked_child_and_nested_in_an_epoll(tmp_path):
+    go, img = tmp_path / "go", tmp_path / "shared.img"
+    p = subprocess.Popen([sys.executable, "-c", SHARED_EPOLL, str(go)], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: (tmp_path / "go.ready").exists(), what="the fork")
+    r = subprocess.run([*IMGTOOLS, "dump", str(p.pid), "-o", str(img), "--kill"],
+                       capture_output=True, text=True)
+    p.wait(timeout=10)
+    assert r.returncode == 0, r.stderr
+    assert [t for _, t, _ in records(img.read_bytes())].count(EPOLL_ITEMS) == 2   # once each
+    go.touch()
+    r = subprocess.run([*IMGTOOLS, "restore", str(img)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr

@@ -8,17 +8,6 @@
 
 #include "engine.h"
 
-#define PTRACE_GET_RSEQ_CONFIGURATION_K 0x420f
-
-/* <linux/ptrace.h>'s, which cannot be included beside <sys/ptrace.h> */
-struct rseq_configuration_k {
-	uint64_t rseq_abi_pointer;
-	uint32_t rseq_abi_size;
-	uint32_t signature;
-	uint32_t flags;
-	uint32_t pad;
-};
-
 int dump_rseq(struct ctx *c, struct task *t)
 {
 	struct rseq_configuration_k conf = { 0 };
