@@ -1,4 +1,4 @@
-"""Event files, rseq and the clocks: dumped (--kill) and restored real processes that check themselves.
+"""Event files, rseq and the clocks: real processes dumped (--kill), restored, checking themselves.
 
 tests/progs/rst_evfd.c sits in epoll_wait on a pipe, an eventfd, a signalfd and a timerfd;
 after the restore a thread of it (waiting for the file GO) writes to the pipe and the eventfd
@@ -46,7 +46,8 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def prog(tmp_path_factory):
     exe = tmp_path_factory.mktemp("evfd-prog") / "rst_evfd"
-    subprocess.run(["gcc", "-O1", "-pthread", "-o", str(exe), str(PROGS / "rst_evfd.c")], check=True)
+    subprocess.run(["gcc", "-O1", "-pthread", "-o", str(exe), str(PROGS / "rst_evfd.c")],
+                   check=True)
     return exe
 
 
@@ -118,8 +119,11 @@ def test_epoll_wakes_after_restore_with_event_files_timers_rseq_and_clocks(prog,
     assert types.count(EXT_FILE_INOTIFY) == 1 and types.count(EXT_INOTIFY_WATCH) == 2
     items = [(o, p) for o, t, p in records(data) if t == EPOLL_ITEMS]
     assert len(items) == 1 and struct.unpack_from("<iI", items[0][1])[1] == 4
-    eventfds = [p for _, t, p in records(data) if t == FILE and struct.unpack_from("<I", p)[0] == FILE_EVENTFD]
-    assert sorted(struct.unpack_from("<QI", p, 40) for p in eventfds) == [(2, 1 | os.O_NONBLOCK), (3, 0)]
+    eventfds = [p for _, t, p in records(data)
+                if t == FILE and struct.unpack_from("<I", p)[0] == FILE_EVENTFD]
+    # (count, flags): the semaphore one non-blocking with 2, the other with 3
+    assert sorted(struct.unpack_from("<QI", p, 40) for p in eventfds) == [
+        (2, 1 | os.O_NONBLOCK), (3, 0)]
     ok = restore_and_verdict(img, go, out)
     for name in ("epoll-wakes", "eventfd-count", "eventfd-semaphore", "signalfd", "epoll-mod",
                  "epoll-del", "timerfd-fires", "timerfd-oneshot", "timerfd-ticks", "monotonic",
@@ -180,8 +184,8 @@ sys.stdin.read()
 
 
 def test_epoll_item_of_a_closed_descriptor_is_an_error_record(tmp_path):
-    p = subprocess.Popen([sys.executable, "-c", CLOSED_ITEM], stdin=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                         stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen([sys.executable, "-c", CLOSED_ITEM], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert p.stdout.readline().strip() == "ready"
         img = tmp_path / "closed.img"

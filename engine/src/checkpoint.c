@@ -58,7 +58,7 @@ static int dump_clocks(struct ctx *c)
 	return write_obj(&c->img, CKPT_HDR_EXT_CLOCKS, &h, sizeof(h));
 }
 
-/* HEADER | BUFFER release | BUFFER version | BUFFER machine | HEADER_ARCH | [EXT_CLOCKS] | CONTAINER */
+/* HEADER | BUFFER release, version, machine | HEADER_ARCH | [EXT_CLOCKS] | CONTAINER */
 static int dump_head(struct ctx *c)
 {
 	struct ckpt_hdr_header h = {

@@ -6,10 +6,10 @@
  * with the common part only) and, after the file table that first names an epoll file,
  * EPOLL_ITEMS + a BUFFER of its items, each naming the FILE object it watches (the linux-cr
  * kernel wrote them from a deferred queue run after the table, so every target is an object
- * by then; no BUFFER if there are no items). signalfd and timerfd have none: imgtools extension object records (docs/
- * format-choices.md, "Extension records"); `--strict` writes ERROR records for them
- * (files.c). So has inotify: its watches, each with the path of the watched inode, found
- * from the file handle fdinfo gives (open_by_handle_at).
+ * by then; no BUFFER if there are no items). signalfd, timerfd and inotify have none:
+ * imgtools extension object records (docs/format-choices.md, "Extension records"), and
+ * `--strict` writes ERROR records for them (files.c). An inotify's watches each carry the
+ * path of the watched inode, found from the file handle fdinfo gives (open_by_handle_at).
  */
 #include <errno.h>
 #include <fcntl.h>

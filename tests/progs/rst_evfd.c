@@ -6,9 +6,9 @@
  * Sets up an epoll watching a pipe, an eventfd, a signalfd (SIGUSR1) and a periodic timerfd
  * (100 ms); a semaphore eventfd with a count; a periodic timerfd (20 ms) nobody reads; a
  * one-shot timerfd that expired unread; an inotify with watches 2 (/) and 3 (GO's directory;
- * watch 1 was removed). Starts a thread that waits for the file GO, then
- * writes a byte to the pipe, adds 5 to the eventfd, sends the process SIGUSR1 and checks
- * that its own rseq area is registered (and creates GO.woke, for the inotify). Writes "ready" to OUT
+ * watch 1 was removed). Starts a thread that waits for the file GO, then creates GO.woke
+ * (for the inotify), writes a byte to the pipe, adds 5 to the eventfd, sends the process
+ * SIGUSR1 and checks that its own rseq area is registered. Writes "ready" to OUT
  * and sits in epoll_wait (reading the 100 ms timer's ticks as they come) until the pipe,
  * the eventfd and the signal have all been seen. Then it checks what it finds against what
  * it set up, writes "ok NAME" or "FAIL NAME: why" lines to OUT and exits 0 only if every
