@@ -171,6 +171,14 @@ def _exe(pid: str) -> str:
         return ""
 
 
+def _cmdline(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 CLOSED_ITEM = """
 import os, select, sys
 ep = select.epoll()
@@ -306,3 +314,26 @@ def test_epoll_shared_by_a_forked_child_and_nested_in_an_epoll(tmp_path):
     go.touch()
     r = subprocess.run([*IMGTOOLS, "restore", str(img)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+def test_inotify_watch_of_a_replaced_file_is_refused(tmp_path):
+    """The watch was on an inode: a new file at its path is not what the program watched."""
+    log, img = tmp_path / "log", tmp_path / "tail.img"
+    log.write_text("one\n")
+    p = subprocess.Popen(["tail", "-f", str(log)], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: any(os.readlink(f"/proc/{p.pid}/fd/{fd}") == "anon_inode:inotify"
+                         for fd in os.listdir(f"/proc/{p.pid}/fd")), what="tail's inotify")
+    r = subprocess.run([*IMGTOOLS, "dump", str(p.pid), "-o", str(img), "--kill"],
+                       capture_output=True, text=True)
+    p.wait(timeout=10)
+    assert r.returncode == 0, r.stderr
+    log.rename(tmp_path / "old")    # kept, so that the new file cannot reuse its inode
+    log.write_text("one\n")
+    r = subprocess.run([*IMGTOOLS, "restore", str(img), "--detach"], capture_output=True,
+                       text=True, timeout=60)
+    if r.returncode == 0:
+        os.kill(int(r.stdout.split()[-1]), 9)
+    assert r.returncode == 3
+    assert f"inotify watch 1: {log} is another file now" in r.stderr
+    assert not [d for d in os.listdir("/proc") if d.isdigit() and str(log) in _cmdline(d)]
