@@ -70,7 +70,10 @@ int restore_evfd_file(struct rctx *c, struct robj *o, const struct ckpt_hdr_file
 					  sizeof(struct ckpt_hdr_file_eventfd));
 		return open_eventfd(c, o, (const struct ckpt_hdr_file_eventfd *)f);
 	}
-	/* epoll: the items follow the file table */
+	/* epoll: the common part only; the items follow the file table */
+	if (len != sizeof(*f))
+		return rs_invalid(&c->in, "epoll FILE at offset %llu: %zu bytes, expected %zu",
+				  (unsigned long long)c->in.rec_off, len, sizeof(*f));
 	if (c->dry)
 		return 0;
 	o->fd = epoll_create1(EPOLL_CLOEXEC);
