@@ -62,7 +62,9 @@ def test_diff_across_a_v18_round_trip_reports_only_the_losses(marks, tmp_path):
     v18, back = tmp_path / "v18.img", tmp_path / "back.img"
     r = cli("convert", marks.img, "--to", "v18", "--allow-loss", "-o", v18)
     assert r.returncode == 0, r.stderr
-    losses = _losses(r.stderr)
+    # the imgtools extension records (clocks, rseq) are whole records v18 lacks: diff
+    # compares the tasks' fields, so those losses are not among its findings
+    losses = [x for x in _losses(r.stderr) if "has no such record" not in x]
     r = cli("convert", v18, "--to", "v23", "-o", back)
     assert r.returncode == 0, r.stderr
     r = cli("diff", "--json", marks.img, back)

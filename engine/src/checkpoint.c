@@ -42,7 +42,33 @@ static int dump_uts_buffer(struct ctx *c, const char *s)
 	return write_buffer(&c->img, CKPT_HDR_BUFFER, buf, sizeof(buf));
 }
 
-/* HEADER | BUFFER release | BUFFER version | BUFFER machine | HEADER_ARCH | CONTAINER */
+static int64_t clock_ns(clockid_t clk)
+{
+	struct timespec ts;
+
+	clock_gettime(clk, &ts);
+	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/*
+ * The clocks of the frozen tree (the tree is frozen before the head is written): a restore
+ * in a new time namespace lets CLOCK_MONOTONIC and CLOCK_BOOTTIME go on from these. Not
+ * state of the tree itself, so --strict just leaves it out (no ERROR record).
+ */
+static int dump_clocks(struct ctx *c)
+{
+	struct ckpt_hdr_ext_clocks h = {
+		.realtime_ns = clock_ns(CLOCK_REALTIME),
+		.monotonic_ns = clock_ns(CLOCK_MONOTONIC),
+		.boottime_ns = clock_ns(CLOCK_BOOTTIME),
+	};
+
+	if (c->strict)
+		return 0;
+	return write_obj(&c->img, CKPT_HDR_EXT_CLOCKS, &h, sizeof(h));
+}
+
+/* HEADER | BUFFER release, version, machine | HEADER_ARCH | [EXT_CLOCKS] | CONTAINER */
 static int dump_head(struct ctx *c)
 {
 	struct ckpt_hdr_header h = {
@@ -78,7 +104,7 @@ static int dump_head(struct ctx *c)
 		return pr_perror("uname");
 	if (write_obj(&c->img, CKPT_HDR_HEADER, &h, sizeof(h)) ||
 	    dump_uts_buffer(c, u.release) || dump_uts_buffer(c, u.version) ||
-	    dump_uts_buffer(c, u.machine) || arch_dump_header(c))
+	    dump_uts_buffer(c, u.machine) || arch_dump_header(c) || dump_clocks(c))
 		return -1;
 	return write_obj(&c->img, CKPT_HDR_CONTAINER, &container, sizeof(container));
 }

@@ -226,6 +226,24 @@ int dump_tty_file(struct ctx *c, int ref, const struct ckpt_hdr_file *common, pi
 		  const struct stat *st, char *why, size_t why_len);
 int dump_ctty(struct ctx *c, struct task *t);
 
+/* eventpoll.c: eventfd, epoll and (extension records) signalfd, timerfd */
+uint32_t evfd_kind(const char *path);
+int dump_evfd_file(struct ctx *c, struct task *t, int ref, int fd, uint32_t kind,
+		   uint32_t f_flags, const struct stat *st);
+int dump_epoll_items(struct ctx *c, struct task *t, int epfd, int epref, const int *fds,
+		     const int *refs, int nr_fds);
+
+/* rseq.c: a thread's rseq registration (EXT_RSEQ); the restore reads the fork's own too */
+#define PTRACE_GET_RSEQ_CONFIGURATION_K 0x420f
+struct rseq_configuration_k {	/* <linux/ptrace.h>'s, which cannot be included beside <sys/ptrace.h> */
+	uint64_t rseq_abi_pointer;
+	uint32_t rseq_abi_size;
+	uint32_t signature;
+	uint32_t flags;
+	uint32_t pad;
+};
+int dump_rseq(struct ctx *c, struct task *t);
+
 /* mm.c */
 int probe_mm(struct infect *inf, struct process *p);
 int dump_mm(struct ctx *c, struct task *t);

@@ -118,7 +118,8 @@ static uint32_t file_mode(uint32_t f_flags, const struct stat *st)
 		mode |= FMODE_READ;
 	if (acc == O_WRONLY || acc == O_RDWR)
 		mode |= FMODE_WRITE;
-	if (!S_ISFIFO(st->st_mode) && !is_tty(st))
+	/* an anonymous inode (eventfd, epoll, ...) has no file type bits: a stream too */
+	if (!S_ISFIFO(st->st_mode) && !is_tty(st) && (st->st_mode & S_IFMT))
 		mode |= FMODE_LSEEK | FMODE_PREAD | FMODE_PWRITE;
 	return mode;
 }
@@ -278,7 +279,9 @@ static int dump_fd_file(struct ctx *c, struct task *t, const struct fd_info *fi)
 					     t->tid, fi->fd, fi->path, why) || dump_generic(c, t, ref, fi);
 		return r ? -1 : ref;
 	}
-	return dump_pipe(c, t, ref, fi) ? -1 : ref;
+	if (fi->f_type == CKPT_FILE_PIPE || fi->f_type == CKPT_FILE_FIFO)
+		return dump_pipe(c, t, ref, fi) ? -1 : ref;
+	return dump_evfd_file(c, t, ref, fi->fd, fi->f_type, fi->f_flags, &fi->st) ? -1 : ref;
 }
 
 static bool deleted(const char *path)
@@ -333,6 +336,10 @@ static int read_fd(struct task *t, int fd, struct fd_info *fi)
 	if (S_ISSOCK(fi->st.st_mode)) {
 		fi->f_type = CKPT_FILE_SOCKET;	/* net.c: check_socket() decides */
 		return 0;
+	}
+	if (!strncmp(fi->path, "anon_inode:", 11)) {
+		fi->f_type = evfd_kind(fi->path);	/* eventpoll.c */
+		return fi->f_type ? 0 : 1;
 	}
 	fi->ext = ext_file_kind(fi->path, &fi->st);
 	if (fi->ext)
@@ -403,7 +410,7 @@ int dump_file_table(struct ctx *c, struct task *t)
 {
 	struct ckpt_hdr_file_table h = { .fdt_nfds = 0 };
 	struct fd_info *fi = NULL;
-	int *fds = NULL, nr_fds = 0, i, ref, ret = -1;
+	int *fds = NULL, *refs = NULL, nr_fds = 0, i, ref, ret = -1;
 	bool first;
 
 	ref = obj_lookup_add(c->objs, CKPT_OBJ_FILE_TABLE, c->tasks[t->share[SHARE_FILES]].tid, 0,
@@ -413,7 +420,8 @@ int dump_file_table(struct ctx *c, struct task *t)
 	if (list_fds(t->tid, &fds, &nr_fds))
 		return -1;
 	fi = malloc((nr_fds ? nr_fds : 1) * sizeof(*fi));
-	if (!fi) {
+	refs = malloc((nr_fds ? nr_fds : 1) * sizeof(*refs));
+	if (!fi || !refs) {
 		pr_perror("fd table");
 		goto out;
 	}
@@ -424,6 +432,8 @@ int dump_file_table(struct ctx *c, struct task *t)
 			r = check_socket(c, t, fds[i], fi[h.fdt_nfds].st.st_ino);	/* 2: ERROR written */
 		if (r < 0)
 			goto out;
+		if (r == 0 && c->strict && fi[h.fdt_nfds].f_type >= CKPT_HDR_EXT_FIRST)
+			r = 3;	/* only an extension record could hold it */
 		if (r == 0 && (audit_fd(c, t, &fi[h.fdt_nfds])))
 			goto out;
 		if (r == 0 && fi[h.fdt_nfds].ext) {
@@ -439,8 +449,10 @@ int dump_file_table(struct ctx *c, struct task *t)
 		}
 		if (r == 0)
 			h.fdt_nfds++;
-		else if (r == 1 && ckpt_unsupported(c, "pid %d fd %d: unsupported file %s", t->tid, fds[i],
-					  fi[h.fdt_nfds].path))
+		else if (r != 2 &&	/* 2: check_socket() wrote its ERROR record */
+			 ckpt_unsupported(c, "pid %d fd %d: %s %s", t->tid, fds[i],
+					  r == 3 ? "no extension record (--strict) for" :
+					  "unsupported file", fi[h.fdt_nfds].path))
 			goto out;
 	}
 	if (write_objref(&c->img, CKPT_OBJ_FILE_TABLE, ref) ||
@@ -452,14 +464,21 @@ int dump_file_table(struct ctx *c, struct task *t)
 			.fd_close_on_exec = fi[i].cloexec,
 		};
 
-		d.fd_objref = dump_fd_file(c, t, &fi[i]);
+		d.fd_objref = refs[i] = dump_fd_file(c, t, &fi[i]);
 		if (d.fd_objref < 0 || write_obj(&c->img, CKPT_HDR_FILE_DESC, &d, sizeof(d)))
 			goto out;
+		fds[i] = fi[i].fd;	/* the saved descriptors, with refs[] their objects */
 	}
 	if (dump_socket_queues(c))	/* the kernel's deferred part of the file table */
 		goto out;
+	/* the epoll items come after the table: their targets are file objects by then */
+	for (i = 0; i < h.fdt_nfds; i++)
+		if (fi[i].f_type == CKPT_FILE_EPOLL &&
+		    dump_epoll_items(c, t, fi[i].fd, refs[i], fds, refs, h.fdt_nfds))
+			goto out;
 	ret = ref;
 out:
+	free(refs);
 	free(fi);
 	free(fds);
 	return ret;

@@ -321,7 +321,7 @@ int dump_task(struct ctx *c, struct task *t)
 		return 0;	/* a zombie is its task record and comm */
 	if (arch_dump_thread(c, t) || dump_restart_block(c) || arch_dump_cpu(c, t) ||
 	    dump_creds(c, t) || dump_task_ns(c, t) || dump_task_objs(c, t) ||
-	    dump_task_signal(c, t))
+	    dump_task_signal(c, t) || dump_rseq(c, t))
 		return -1;
 	return 0;
 }

@@ -237,14 +237,20 @@ static int open_pipe(struct rctx *c, struct robj *o, const struct ckpt_hdr_file_
 
 int restore_file(struct rctx *c, const struct ckpt_hdr *h)
 {
-	struct ckpt_hdr_file_pipe f = { 0 };
+	union {
+		struct ckpt_hdr_file_pipe pipe;
+		struct ckpt_hdr_file_eventfd eventfd;
+	} u = { .pipe = { .pipe_objref = 0 } };
+	struct ckpt_hdr_file_pipe f;
 	struct robj *o = obj_define(c, CKPT_OBJ_FILE);
 	char *path = NULL;
 	int ret = -1;
 
-	if (!o || rs_payload(&c->in, h, (char *)&f + sizeof(*h), sizeof(struct ckpt_hdr_file) - sizeof(*h),
-			     sizeof(f) - sizeof(*h)))
+	if (!o || rs_payload(&c->in, h, (char *)&u + sizeof(*h), sizeof(struct ckpt_hdr_file) - sizeof(*h),
+			     sizeof(u) - sizeof(*h)))
 		return -1;
+	memcpy(&u, h, sizeof(*h));
+	f = u.pipe;
 	switch (f.common.f_type) {
 	case CKPT_FILE_GENERIC:
 		path = read_path(c);
@@ -268,6 +274,10 @@ int restore_file(struct rctx *c, const struct ckpt_hdr *h)
 	}
 	case CKPT_FILE_TTY:	/* the same layout: the pipe's objref is the tty's */
 		ret = restore_tty_file(c, o, (const struct ckpt_hdr_file_tty *)&f);
+		break;
+	case CKPT_FILE_EVENTFD:
+	case CKPT_FILE_EPOLL:
+		ret = restore_evfd_file(c, o, &u.pipe.common, h->len);	/* eventpoll.c */
 		break;
 	default:
 		ret = rst_refuse(c, "files of type %u (%s) are not restored", f.common.f_type,

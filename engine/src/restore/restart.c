@@ -195,6 +195,10 @@ static int restore_head(struct rctx *c)
 	    rs_record(&c->in, &h, &ha, sizeof(ha)) ||
 	    rarch_check_header(c, &ha))
 		return -1;
+	c->ext = hh.uflags & IMGTOOLS_UFLAG_EXT;
+	if (!rs_peek(&c->in, &h) && h.type == CKPT_HDR_EXT_CLOCKS &&
+	    (rs_next(&c->in, &h) || restore_clocks_rec(c, &h)))	/* timens.c */
+		return -1;
 	if (rs_expect(&c->in, CKPT_HDR_CONTAINER, &h) || rs_skip(&c->in, h.len - sizeof(h)))
 		return -1;
 	if (uname(&u))
@@ -359,6 +363,10 @@ static int restore_records(struct rctx *c)
 				      (unsigned long long)c->in.off);
 		if (r)
 			return -1;
+		if (h.type >= CKPT_HDR_EXT_FIRST && h.type <= CKPT_HDR_EXT_LAST && !c->ext)
+			return rs_invalid(&c->in, "%s (type %u) at offset %llu in an image whose "
+					  "header does not allow extension records", rec_name(h.type),
+					  h.type, (unsigned long long)c->in.rec_off);
 		switch (h.type) {
 		case CKPT_HDR_OBJREF: r = restore_objref(c, &h); break;
 		case CKPT_HDR_TASK: r = restore_task(c, &h); break;
@@ -395,6 +403,11 @@ static int restore_records(struct rctx *c)
 		case CKPT_HDR_SIGNAL_TASK: r = restore_signal_task(c, &h); break;
 		case CKPT_HDR_SOCKET: r = restore_socket(c, &h); break;
 		case CKPT_HDR_SOCKET_QUEUE: r = restore_socket_queue(c, &h); break;
+		case CKPT_HDR_EPOLL_ITEMS: r = restore_epoll_items(c, &h); break;
+		case CKPT_HDR_EXT_FILE_SIGNALFD:
+		case CKPT_HDR_EXT_FILE_TIMERFD:
+		case CKPT_HDR_EXT_FILE_INOTIFY: r = restore_evfd_ext_file(c, &h); break;
+		case CKPT_HDR_EXT_RSEQ: r = restore_rseq_rec(c, &h); break;
 		case CKPT_HDR_ERROR: return restore_error_rec(c, &h);
 		case CKPT_HDR_TAIL: return restore_tail(c, &h);
 		default:
@@ -425,7 +438,8 @@ static int release_proc(struct rctx *c, struct rproc *p)
 	if (release_queue_signals(c, leader, true))
 		return -1;
 	for (i = p->leader; i < c->nr_tasks && c->tasks[i].tgid == leader->tgid; i++)
-		if (release_queue_signals(c, &c->tasks[i], false) || rarch_prepare_xstate(c, &c->tasks[i]))
+		if (release_queue_signals(c, &c->tasks[i], false) || rarch_prepare_xstate(c, &c->tasks[i]) ||
+		    release_rseq(c, &c->tasks[i]))
 			return -1;
 	if (release_itimers(c, p) || release_ctty(c, p))
 		return -1;

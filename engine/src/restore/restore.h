@@ -88,6 +88,7 @@ struct rtask {
 	uint64_t blocked;
 	struct rpending pending;		/* private queue */
 	int stop_signal;			/* a stop signal that arrived during the restore */
+	struct ckpt_hdr_ext_rseq rseq;		/* EXT_RSEQ: registered at the release (rseq 0: none) */
 	struct user_regs_struct tmpl;		/* segment registers of the fresh task */
 };
 
@@ -131,6 +132,9 @@ struct rctx {
 	bool pidns, detach, stopped, shell_job;
 	bool allow_changed_files;	/* reopen files whose size or mtime changed (EXT_FILE_STAT) */
 	bool refused;			/* failure is the image's (exit 3), not ours */
+	bool ext;			/* HEADER.uflags IMGTOOLS_UFLAG_EXT: extension records allowed */
+	bool have_clocks;		/* EXT_CLOCKS: the dump's clocks, for the time namespace */
+	struct ckpt_hdr_ext_clocks clocks;
 	char uts_release[CKPT_NEW_UTS_LEN + 1], uts_version[CKPT_NEW_UTS_LEN + 1];
 	bool same_kernel;
 	unsigned int xstate_size;
@@ -227,6 +231,18 @@ int tty_prepare(struct rctx *c);
 int release_ctty(struct rctx *c, struct rproc *p);
 void release_shell_job(struct rctx *c);
 void tty_close_all(void);
+/* eventpoll.c: eventfd, epoll and its items, signalfd, timerfd */
+int restore_evfd_file(struct rctx *c, struct robj *o, const struct ckpt_hdr_file *f, size_t len);
+int restore_evfd_ext_file(struct rctx *c, const struct ckpt_hdr *h);
+int restore_epoll_items(struct rctx *c, const struct ckpt_hdr *h);
+
+/* rseq.c: EXT_RSEQ, re-registered in each thread at the release */
+int restore_rseq_rec(struct rctx *c, const struct ckpt_hdr *h);
+int release_rseq(struct rctx *c, struct rtask *t);
+
+/* timens.c: EXT_CLOCKS; a time namespace in which the dump's clocks go on */
+int restore_clocks_rec(struct rctx *c, const struct ckpt_hdr *h);
+int enter_time_ns(struct rctx *c);
 
 /* signal.c */
 int restore_sighand(struct rctx *c, const struct ckpt_hdr *h);

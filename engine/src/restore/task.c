@@ -19,16 +19,6 @@
 #include "restore.h"
 
 #define TASK_SIZE_MAX	0x7ffffffff000UL
-#define PTRACE_GET_RSEQ_CONFIGURATION_K 0x420f
-
-/* <linux/ptrace.h>'s, which cannot be included beside <sys/ptrace.h> */
-struct rseq_configuration {
-	uint64_t rseq_abi_pointer;
-	uint32_t rseq_abi_size;
-	uint32_t signature;
-	uint32_t flags;
-	uint32_t pad;
-};
 #define THREAD_FLAGS	(CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | \
 			 CLONE_SYSVSEM)
 
@@ -40,7 +30,7 @@ struct rseq_configuration {
 int prepare_proc(struct rctx *c, struct rproc *p)
 {
 	struct rtask *t = &c->tasks[p->leader];
-	struct rseq_configuration rseq;
+	struct rseq_configuration_k rseq;
 	uint64_t end;
 	long r;
 

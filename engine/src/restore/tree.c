@@ -512,6 +512,8 @@ int create_tree(struct rctx *c)
 
 	if (!c->pidns && check_pids_free(c))
 		return -1;
+	if (c->pidns && enter_time_ns(c))	/* timens.c: before the first process exists */
+		return -1;
 	if (!c->pidns)
 		prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);	/* orphans of a failed restore are ours */
 	c->self_pidfd = syscall(SYS_pidfd_open, getpid(), 0);
