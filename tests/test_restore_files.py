@@ -227,18 +227,20 @@ def test_strict_writes_a_pure_v23_image_with_error_records(tmp_path):
     assert not struct.unpack_from("<Q", head, HEADER_UFLAGS - 8)[0] & UFLAG_EXT
     assert not [t for t, _ in records(strict) if EXT_FIRST <= t <= EXT_LAST]
     msgs = error_messages(strict)
-    # nothing but regular files: a strict dump is whole (their EXT_FILE_STAT is a check only)
+    # nothing but regular files: their EXT_FILE_STAT is a check only, left out without an
+    # ERROR record; glibc's rseq registration is state, and v23 has no record for it
     plain = tmp_path / "plain.img"
     p = subprocess.Popen(["sleep", "100"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     try:
         r = subprocess.run([*IMGTOOLS, "dump", str(p.pid), "-o", str(plain), "--strict"],
                            capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr
+        assert r.returncode in (0, 3), r.stderr
     finally:
         p.kill()
         p.wait()
     assert not [t for t, _ in records(plain) if EXT_FIRST <= t <= EXT_LAST]
+    assert all("rseq area" in m for m in error_messages(plain)), error_messages(plain)
     assert any("memfd strictly not saved (--strict" in m for m in msgs), msgs
     assert any(f"deleted file {tmp_path}/gone not saved (--strict" in m for m in msgs), msgs
 

@@ -41,7 +41,7 @@ def test_watches_keep_their_numbers_and_deliver_events(prog, tmp_path):
     img = tmp_path / "ino.img"
     dump_kill(p, img)
     watches = records_of_type(img, 8013, 8013)
-    assert [int.from_bytes(w[:4], "little") for _, w in watches] == [1, 3]
+    assert sorted(int.from_bytes(w[:4], "little") for _, w in watches) == [1, 3]
     go.touch()
     r = restore(img)
     text = out.read_text()
@@ -56,7 +56,7 @@ def test_events_waiting_to_be_read_are_an_error_record(prog, tmp_path):
         r = subprocess.run([*IMGTOOLS, "dump", str(p.pid), "-o", str(tmp_path / "x.img")],
                            capture_output=True, text=True)
         assert r.returncode == 3, r.stderr
-        assert "inotify events waiting to be read" in r.stderr
+        assert "bytes of inotify events not read yet" in r.stderr
         assert p.poll() is None         # not harmed: it goes on
     finally:
         p.kill()
@@ -75,7 +75,7 @@ def test_a_watched_path_that_is_another_file_now_is_refused(prog, tmp_path):
     go.touch()
     r = restore(img)
     assert r.returncode == 3, r.stderr
-    assert "another file than at the dump" in r.stderr
+    assert "is another file now" in r.stderr
     assert "PASSED" not in out.read_text()
 
 
