@@ -353,3 +353,13 @@ def test_diff_sees_rseq_and_file_stat_changes(tmp_path):
     assert text.exit_code == 1 and "rseq: rseq_len 32 -> 64" in text.stdout, text.output
     assert "changed: stat.size" in text.stdout
     assert CliRunner().invoke(app, ["diff", str(pa), str(pa)]).exit_code == 0
+
+
+def test_maps_and_mem_name_a_memfd_mapping(tmp_path):
+    p = tmp_path / "k.img"
+    p.write_bytes(image())
+    r = CliRunner()
+    maps = r.invoke(app, ["maps", str(p)])
+    assert "0x30000000  0x30003000  rw-s  0x0     0      /memfd:buf (deleted)" in maps.stdout
+    mem = r.invoke(app, ["mem", str(p), "0x30000000", "16"])
+    assert mem.exit_code == 0 and "EXT_EXTENT records" in mem.stdout, mem.output
