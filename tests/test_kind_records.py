@@ -239,7 +239,9 @@ def test_v23_to_v18_loses_exactly_what_v18_cannot_hold():
         ("v19-rc2->v19-rc1", "EPOLL_ITEMS", "epoll item"),
         *[("v19-rc1->v18", "FILE", "record"), ("v19-rc1->v18", "OBJREF", "objref"),
           ("v19-rc1->v18", "FILE_DESC", "fd")] * 2,
-        *[("v19-rc1->v18", "SOCKET_INET", "record")] * 0,
+        ("v23-rc1->v21", "OBJREF", "objtype"), ("v23-rc1->v21", "TASK_SEM_UNDO_LIST", "record"),
+        ("v23-rc1->v21", "TASK_SEM_UNDO", "record"), ("v23-rc1->v21", "TASK_OBJS",
+                                                      "sem_undo_objref"),
     ]), got
     # what v18 holds comes back: unix sockets with their queue, the pty pair
     back, rep2 = conv(old, "v23", allow_loss=False)
@@ -363,3 +365,16 @@ def test_maps_and_mem_name_a_memfd_mapping(tmp_path):
     assert "0x30000000  0x30003000  rw-s  0x0     0      /memfd:buf (deleted)" in maps.stdout
     mem = r.invoke(app, ["mem", str(p), "0x30000000", "16"])
     assert mem.exit_code == 0 and "EXT_EXTENT records" in mem.stdout, mem.output
+
+
+def test_sem_undo_lists():
+    data = image("v23-rc1")
+    img = read_model(data)
+    assert img.get(img.tasks[0].obj("sem_undo"), "sem_undo") == {"count": 1}
+    assert "ipc.sem-undo" in codes(patch(data, "task_sem_undo", 4, "<I", 5))  # semadj_count
+    assert "ipc.sem-undo" in codes(patch(data, "task_sem_undo_list", 0, "<I", 2))
+    old, rep = conv(data, "v21")
+    assert errors(old) == []
+    assert ("TASK_OBJS", "sem_undo_objref") in [(lo.record, lo.field) for lo in rep.losses]
+    assert [n for _, n in records(old)[1]].count("buffer") == \
+        [n for _, n in records(data)[1]].count("buffer") - 1         # its adjustments
