@@ -262,13 +262,17 @@ def test_extension_records_are_dropped_below_v23_with_what_names_them():
     assert [r for _, r, f in lost if f == "record"] == sorted(
         kinds + ["EXT_FILE_STAT"] * 3 + ["EXT_RSEQ"] * 3)
     assert sorted(lo.value for lo in rep.losses if lo.field == "fd") == [14, 15, 16, 17, 18]
-    assert [lo.value for lo in rep.losses if lo.field == "vma"] == ["0x30000000-0x30003000"]
+    memfd = next(o.ref for o in read_model(data).objects.values()
+                 if o.kind == "file" and o.value.f_type == "memfd")
+    assert [lo.value for lo in rep.losses if lo.field == "vma_objref"] == [memfd]
     r, recs = records(old)
     assert not r.header.uflags & formats.ext.UFLAG_EXT
     assert not [n for _, n in recs if n.startswith("ext_") or n.startswith("type_8")]
     img = read_model(old)
     mm = img.get(img.tasks[0].obj("mm"), "mm")
-    assert mm.fields["map_count"] == len(mm.vmas) == 3
+    assert mm.fields["map_count"] == len(mm.vmas) == 4
+    kept = next(v for v in mm.vmas if v.start == 0x30000000)
+    assert (kept.vma_type, kept.file_ref, kept.pages, kept.vm_flags & 0x88) == ("anon", 0, 0, 0)
     fds = [fd.fd for fd in img.get(img.tasks[0].obj("files"), "file_table").fds]
     assert not set(fds) & {14, 15, 16, 17, 18} and 13 in fds
 
