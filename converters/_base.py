@@ -377,6 +377,7 @@ REF_FIELDS: dict[str, tuple[str, ...]] = {
 # Opaque records (no struct in formats/) that may hold objrefs a step cannot reach.
 OPAQUE_REFS = frozenset({"net_ns", "netdev", "netdev_addr", "mnt_ns"})
 INET = (2, 10)                  # AF_INET, AF_INET6
+VM_SHARED, VM_MAYSHARE = 0x8, 0x80
 # Records whose BUFFERs follow them: dropped with them.
 BUFFERED = frozenset({"socket_buffer", "socket_frag", "epoll_items", "tty_ldisc",
                       "task_sem_undo", "ipc_msg_msg", "ipc_sem"})
@@ -879,15 +880,13 @@ class ObjectDrop:
     """A downgrade's first pass (over source records): drops the FILE objects the target
     cannot hold (``Step.dropped_object``) with their OBJREF and the records that belong to
     them (a memfd's name, a deleted file's path, inotify watches, EXT_EXTENTs), and every
-    reference to their objrefs: FILE_DESCs (the FILE_TABLE's fdt_nfds shrinks), epoll
-    items (EPOLL_ITEMS.num_items shrinks) and, in an image with extension records, VMAs
-    (MM.map_count shrinks; their page lists go too), each a loss; any other field naming
-    one becomes 0, a loss.  A file table (and an mm section, with extension records) is
-    held (spooled) until it ends, so that its count can be fixed."""
+    reference to their objrefs: FILE_DESCs (the FILE_TABLE's fdt_nfds shrinks) and epoll
+    items (EPOLL_ITEMS.num_items shrinks) go; a VMA mapping one becomes private anonymous
+    memory; any other field naming one becomes 0; each a loss.  A file table is held
+    (spooled) until it ends, so that its count can be fixed; nothing else is held."""
 
     def __init__(self, step: Step):
         self.step = step
-        self.ext = False                    # HEADER.uflags has IMGTOOLS_UFLAG_EXT
         self.dropped: set[int] = set()      # objrefs of dropped FILE objects
         self.parts: tuple[str, ...] = ()    # records that go with the dropped object
         self.held: list[Rec] = []           # OBJREF(FILE) and the objects nested in it
@@ -932,13 +931,8 @@ class ObjectDrop:
             return
         if n == "objref" and self.is_file_objref(rec):
             self.held = [rec.derive("objref", rec.data())]
-        elif n == "header":
-            self.ext = bool(self.step.parse(rec)["uflags"] & ext.UFLAG_EXT)
-            yield rec
         elif n == "file_table":
             yield from self.section(rec, "file_desc", "fdt_nfds")
-        elif n == "mm" and self.ext:
-            yield from self.section(rec, "vma", "map_count")
         elif n == "epoll_items" and self.dropped:
             yield from self.epoll(rec)
         else:
@@ -964,8 +958,8 @@ class ObjectDrop:
             yield from self.one(rec)
 
     def refs(self, rec):
-        """A record naming a dropped object: a FILE_DESC or VMA is dropped (None is
-        yielded for it), another reference is cleared."""
+        """A record naming a dropped object: a FILE_DESC is dropped (None is yielded for
+        it), a VMA made anonymous, another reference cleared."""
         n = rec.name
         if not self.dropped or n not in REF_FIELDS:
             yield rec
@@ -978,9 +972,7 @@ class ObjectDrop:
             yield None
             return
         if n == "vma" and v["vma_objref"] in self.dropped:
-            step.lose(rec, "vma", f"{v['vm_start']:#x}-{v['vm_end']:#x}", f"maps a dropped "
-                      f"file (objref {v['vma_objref']}); its pages go with it")
-            yield None
+            yield from self.vma(rec, v)
             return
         changed = False
         for path in REF_FIELDS[n]:
@@ -989,6 +981,22 @@ class ObjectDrop:
                 set_path(v, path, 0)
                 changed = True
         yield rec.derive(n, step.build(rec, n, v, abi=step.src)) if changed else rec
+
+    def vma(self, rec, v):
+        """A mapping of a dropped file stays, as private anonymous memory (the layout of
+        the address space holds; the pages it has go on, a file mapping without any gets
+        an empty page list)."""
+        step = self.step
+        step.lose(rec, "vma_objref", v["vma_objref"], f"the mapping "
+                  f"{v['vm_start']:#x}-{v['vm_end']:#x} of a dropped file is kept as private "
+                  f"anonymous memory, without the file's contents")
+        had_pages = step.src.vma_type_names.get(v["vma_type"]) in ("anon", "file")
+        v.update(vma_type=step.src.vma_types["anon"], vma_objref=0, ino_objref=0,
+                 vm_flags=v["vm_flags"] & ~(VM_SHARED | VM_MAYSHARE))
+        yield rec.derive("vma", step.build(rec, "vma", v, abi=step.src))
+        if not had_pages:
+            yield rec.derive("pgarr", step.build(rec, "pgarr", {"nr_pages": 0},
+                                                 abi=step.src))
 
     def epoll(self, rec):
         """EPOLL_ITEMS and its BUFFER without the items that watch a dropped file."""
@@ -1011,29 +1019,21 @@ class ObjectDrop:
         yield buf.derive("buffer", build_items(step.src, kept))
 
     def section(self, head, child: str, count: str):
-        """Hold a FILE_TABLE (or MM) and what follows it until the section ends; the
-        children (FILE_DESC, VMA) naming dropped files go, a VMA with its page list."""
+        """Hold a FILE_TABLE and what follows it until the section ends; the FILE_DESCs
+        naming dropped files go and fdt_nfds counts the others."""
         step = self.step
         head = head.derive(head.name, head.data())
         spool = Spool()
         gone = 0
-        pages = False           # skipping the page list of a dropped VMA
         end = None
         for rec in self.it:
             n = rec.name
-            if n in _SECTION_END or (child == "file_desc" and n == "mm"):
+            if n in _SECTION_END or n == "mm":
                 end = rec
                 break
-            if pages:
-                if n == "buffer" or (n == "pgarr" and step.parse(rec)["nr_pages"]):
-                    continue
-                pages = False
-                if n == "pgarr":
-                    continue
             for out in self.one(rec):
                 if out is None:
                     gone += 1
-                    pages = n == "vma"
                 else:
                     spool.add(out)
         for rec in self.held:           # an OBJREF of the next section's object

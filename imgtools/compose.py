@@ -91,6 +91,8 @@ class TaskSpec:
     shared_pending: list[int] = field(default_factory=list)
     fpu: bytes | None = None
     sas: tuple[int, int] = (0, 0)
+    # SysV semaphore undo list (v23-rc1+): [(semid, [adjustment per semaphore]), ...]
+    sem_undo: list[tuple[int, list[int]]] | None = None
 
 
 @dataclass
@@ -263,7 +265,8 @@ class Composer:
         objs = {"files_objref": self.files(t.files) if t.files else 0,
                 "mm_objref": self.mm(t.mm) if t.mm else 0,
                 "fs_objref": self.fs(str(t.tgid)) if a.has("fs") else 0,
-                "sem_undo_objref": 0,
+                "sem_undo_objref": self.sem_undo(t) if t.sem_undo is not None and
+                a.has("task_sem_undo_list") else 0,
                 "sighand_objref": self.sighand(t.sighand)}
         new_signal = False
         if a.traits["has_signal"]:
@@ -323,6 +326,18 @@ class Composer:
         for name in ("ipc_shm", "ipc_msg", "ipc_sem"):
             w.rec("ipc", ipc_type=a.types[name], ipc_count=0)
         w.rec("ns", uts_objref=uts, ipc_objref=ipc, net_objref=0)
+        return ref
+
+    def sem_undo(self, t: TaskSpec) -> int:
+        """One undo list per thread group: TASK_SEM_UNDO_LIST, then per semaphore set
+        TASK_SEM_UNDO and a BUFFER of its s16 adjustments."""
+        ref, new = self._objref("sem_undo", str(t.tgid))
+        if new:
+            self.w.rec("task_sem_undo_list", count=len(t.sem_undo))
+            for semid, adj in t.sem_undo:
+                self.w.rec("task_sem_undo", semid=semid, semadj_count=len(adj))
+                if adj:
+                    self.w.raw("buffer", struct.pack(f"<{len(adj)}h", *adj))
         return ref
 
     def sighand(self, key: str) -> int:

@@ -9,6 +9,8 @@ page, never the pages.
 """
 from __future__ import annotations
 
+import re
+
 import hashlib
 from array import array
 from typing import Iterator
@@ -142,7 +144,7 @@ def _fd_changes(ia: Image, ib: Image, pid: int) -> dict:
     moved, changed = [], []
     for n in sorted(fa.keys() & fb.keys()):
         x, y = fa[n], fb[n]
-        d = {k: [x[k], y[k]] for k in _FD_KEYS if x[k] != y[k]}
+        d = {k: [x[k], y[k]] for k in _FD_KEYS if _same(k, x[k]) != _same(k, y[k])}
         # EXT_FILE_STAT: what restore compares with the file it reopens
         d |= {f"stat.{k}": v for k, v in _ext_changes(ia, ib)(_stat(ia, x), _stat(ib, y)).items()}
         if d:
@@ -154,6 +156,17 @@ def _fd_changes(ia: Image, ib: Image, pid: int) -> dict:
         if v:
             out[k] = v
     return out
+
+
+_OBJREF_IN_PATH = re.compile(r"=#\d+")
+
+
+def _same(key: str, value):
+    """What of a descriptor's field is compared: objrefs a description names (a socket's
+    peer=#N) are numbers of one image, renumbered by a conversion, so not compared."""
+    if key == "path" and isinstance(value, str):
+        return _OBJREF_IN_PATH.sub("=#", value)
+    return value
 
 
 def _stat(img: Image, row: dict) -> dict | None:

@@ -153,6 +153,9 @@ def hole_reason(r: Region | None, shm_owner: Region | None = None) -> str:
     if r.kind == "shm" and shm_owner is not None and shm_owner is not r:
         return (f"not dumped here: this shared memory is saved under pid {shm_owner.pid} "
                 f"VMA {shm_owner.label}")
+    if (r.path or "").endswith(" (deleted)") and v.file_ref:
+        return ("not dumped as a page: the contents of this memfd or deleted file are its "
+                "EXT_EXTENT records (to-core maps them)")
     if r.kind == "file" or (r.kind == "shm" and v.vma_type == "shm_file"):
         return f"not dumped: unmodified file page, the bytes are {r.path or 'the file'}'s"
     return "not present: the page was never touched (reads as zeros)"

@@ -78,6 +78,8 @@ def vma_path(img: Image, mm, v: Vma) -> str | None:
     [vvar_vclock], [heap], [stack]."""
     if v.file_ref:
         f = img.get(v.file_ref, "file")
+        if f is not None and f.f_type in ("memfd", "ghost"):    # as the kernel names them
+            return f"{'/' + _memfd(img, f) if f.f_type == 'memfd' else f.path} (deleted)"
         return f.path if f is not None else f"<objref {v.file_ref}>"
     if v.vma_type == "vdso":
         return "[vdso]"

@@ -78,6 +78,8 @@ def kinds_spec(version: str = "v23", ext: bool = True) -> ImageSpec:
         spec.mms["mm"].vmas.insert(2, VmaSpec(0x30000000, 0x30003000, kind="shm_file",
                                               flags=0xfb, fd=memfd, file="memfd"))
     spec.files["files"] += fds
+    if abi.has("task_sem_undo_list"):
+        spec.tasks[0].sem_undo = [(7, [1, -1, 0])]
     return spec
 
 

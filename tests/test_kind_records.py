@@ -239,7 +239,9 @@ def test_v23_to_v18_loses_exactly_what_v18_cannot_hold():
         ("v19-rc2->v19-rc1", "EPOLL_ITEMS", "epoll item"),
         *[("v19-rc1->v18", "FILE", "record"), ("v19-rc1->v18", "OBJREF", "objref"),
           ("v19-rc1->v18", "FILE_DESC", "fd")] * 2,
-        *[("v19-rc1->v18", "SOCKET_INET", "record")] * 0,
+        ("v23-rc1->v21", "OBJREF", "objtype"), ("v23-rc1->v21", "TASK_SEM_UNDO_LIST", "record"),
+        ("v23-rc1->v21", "TASK_SEM_UNDO", "record"), ("v23-rc1->v21", "TASK_OBJS",
+                                                      "sem_undo_objref"),
     ]), got
     # what v18 holds comes back: unix sockets with their queue, the pty pair
     back, rep2 = conv(old, "v23", allow_loss=False)
@@ -260,13 +262,17 @@ def test_extension_records_are_dropped_below_v23_with_what_names_them():
     assert [r for _, r, f in lost if f == "record"] == sorted(
         kinds + ["EXT_FILE_STAT"] * 3 + ["EXT_RSEQ"] * 3)
     assert sorted(lo.value for lo in rep.losses if lo.field == "fd") == [14, 15, 16, 17, 18]
-    assert [lo.value for lo in rep.losses if lo.field == "vma"] == ["0x30000000-0x30003000"]
+    memfd = next(o.ref for o in read_model(data).objects.values()
+                 if o.kind == "file" and o.value.f_type == "memfd")
+    assert [lo.value for lo in rep.losses if lo.field == "vma_objref"] == [memfd]
     r, recs = records(old)
     assert not r.header.uflags & formats.ext.UFLAG_EXT
     assert not [n for _, n in recs if n.startswith("ext_") or n.startswith("type_8")]
     img = read_model(old)
     mm = img.get(img.tasks[0].obj("mm"), "mm")
-    assert mm.fields["map_count"] == len(mm.vmas) == 3
+    assert mm.fields["map_count"] == len(mm.vmas) == 4
+    kept = next(v for v in mm.vmas if v.start == 0x30000000)
+    assert (kept.vma_type, kept.file_ref, kept.pages, kept.vm_flags & 0x88) == ("anon", 0, 0, 0)
     fds = [fd.fd for fd in img.get(img.tasks[0].obj("files"), "file_table").fds]
     assert not set(fds) & {14, 15, 16, 17, 18} and 13 in fds
 
@@ -353,3 +359,38 @@ def test_diff_sees_rseq_and_file_stat_changes(tmp_path):
     assert text.exit_code == 1 and "rseq: rseq_len 32 -> 64" in text.stdout, text.output
     assert "changed: stat.size" in text.stdout
     assert CliRunner().invoke(app, ["diff", str(pa), str(pa)]).exit_code == 0
+
+
+def test_maps_and_mem_name_a_memfd_mapping(tmp_path):
+    p = tmp_path / "k.img"
+    p.write_bytes(image())
+    r = CliRunner()
+    maps = r.invoke(app, ["maps", str(p)])
+    assert "0x30000000  0x30003000  rw-s  0x0     0      /memfd:buf (deleted)" in maps.stdout
+    mem = r.invoke(app, ["mem", str(p), "0x30000000", "16"])
+    assert mem.exit_code == 0 and "EXT_EXTENT records" in mem.stdout, mem.output
+
+
+def test_sem_undo_lists():
+    data = image("v23-rc1")
+    img = read_model(data)
+    assert img.get(img.tasks[0].obj("sem_undo"), "sem_undo") == {"count": 1}
+    assert "ipc.sem-undo" in codes(patch(data, "task_sem_undo", 4, "<I", 5))  # semadj_count
+    assert "ipc.sem-undo" in codes(patch(data, "task_sem_undo_list", 0, "<I", 2))
+    old, rep = conv(data, "v21")
+    assert errors(old) == []
+    assert ("TASK_OBJS", "sem_undo_objref") in [(lo.record, lo.field) for lo in rep.losses]
+    assert [n for _, n in records(old)[1]].count("buffer") == \
+        [n for _, n in records(data)[1]].count("buffer") - 1         # its adjustments
+
+
+def test_diff_of_a_conversion_does_not_compare_objref_numbers(tmp_path):
+    """peer=#N names an objref, which a conversion renumbers: not a change."""
+    a = image("v23", ext=False)
+    b, rep = conv(a, "v21")          # pid objects go: every objref moves down
+    pa, pb = tmp_path / "a.img", tmp_path / "b.img"
+    pa.write_bytes(a)
+    pb.write_bytes(b)
+    res = CliRunner().invoke(app, ["diff", "--json", str(pa), str(pb)])
+    fds = [t.get("fds") for t in json.loads(res.stdout)["tasks"]]
+    assert not any(fds), fds
