@@ -685,6 +685,16 @@ struct ckpt_hdr_socket_unix {
 	__u32 _padding;
 } CKPT_ALIGNED;
 
+/* sock.state of an inet socket (the kernel's tcp_states.h) */
+#define CKPT_TCP_ESTABLISHED	1
+#define CKPT_TCP_SYN_SENT	2
+#define CKPT_TCP_SYN_RECV	3
+#define CKPT_TCP_CLOSE		7
+#define CKPT_TCP_LISTEN		10
+/* socket.state (enum socket_state) */
+#define CKPT_SS_UNCONNECTED	1
+#define CKPT_SS_CONNECTED	3
+
 struct ckpt_sockaddr_in {
 	__u16 sin_family;
 	__u16 sin_port;		/* network order */
@@ -887,6 +897,8 @@ struct ckpt_hdr_task_sem_undo {
 #define CKPT_HDR_EXT_FILE_MEMFD		8014
 #define CKPT_HDR_EXT_FILE_GHOST		8015
 #define CKPT_HDR_EXT_EXTENT		8020	/* file contents of MEMFD / GHOST */
+#define CKPT_HDR_EXT_INET		8030	/* annotates the SOCKET_INET of every inet socket */
+#define CKPT_HDR_EXT_TCP		8031	/* annotates the SOCKET_INET of a TCP socket */
 /* reserved: 8030-8039 inet/TCP, 8040-8049 unix sockets, 8050-8059 ttys,
  * 8060-8069 SysV IPC, 8070-8079 epoll/eventfd */
 
@@ -965,6 +977,35 @@ struct ckpt_hdr_ext_file_ghost {
 struct ckpt_hdr_ext_extent {
 	struct ckpt_hdr h;
 	__u64 offset;
+} CKPT_ALIGNED;
+
+/* socket options of an AF_INET/AF_INET6 socket that SOCKET and SOCKET_INET have no field for */
+#define IMGTOOLS_INET_V6ONLY		0x1	/* IPV6_V6ONLY */
+#define IMGTOOLS_INET_REUSEPORT		0x2	/* SO_REUSEPORT */
+#define IMGTOOLS_INET_FREEBIND		0x4	/* IP_FREEBIND */
+#define IMGTOOLS_INET_TRANSPARENT	0x8	/* IP_TRANSPARENT */
+struct ckpt_hdr_ext_inet {
+	struct ckpt_hdr h;
+	__u32 flags;			/* IMGTOOLS_INET_* */
+	__s32 tos;			/* IP_TOS, or IPV6_TCLASS of an AF_INET6 socket */
+} CKPT_ALIGNED;
+
+/*
+ * TCP state for TCP_REPAIR that v23's tcp fields do not hold (the sequence numbers, windows
+ * and queue lengths are in SOCKET_INET: inq = rcv_nxt - copied_seq, write queue =
+ * write_seq - snd_una, of which unsent = write_seq - snd_nxt).
+ */
+struct ckpt_hdr_ext_tcp {
+	struct ckpt_hdr h;
+	__u32 options;			/* tcp_info TCPI_OPT_*: 1 timestamps, 2 sack, 4 wscale, 8 ecn */
+	__u8 snd_wscale;
+	__u8 rcv_wscale;
+	__u16 _padding;
+	__u32 mss_clamp;		/* TCP_MAXSEG */
+	__u32 timestamp;		/* TCP_TIMESTAMP: the connection's timestamp clock */
+	__u32 user_timeout;		/* TCP_USER_TIMEOUT, ms */
+	__u32 notsent_lowat;		/* TCP_NOTSENT_LOWAT */
+	char congestion[16];		/* TCP_CONGESTION, NUL-padded */
 } CKPT_ALIGNED;
 
 #define CKPT_ASSERT_SIZE(s, n) _Static_assert(sizeof(struct s) == (n), #s " is not " #n " bytes")
@@ -1072,5 +1113,8 @@ CKPT_ASSERT_SIZE(ckpt_hdr_ext_inotify_watch, 32);
 CKPT_ASSERT_SIZE(ckpt_hdr_ext_file_memfd, 64);
 CKPT_ASSERT_SIZE(ckpt_hdr_ext_file_ghost, 72);
 CKPT_ASSERT_SIZE(ckpt_hdr_ext_extent, 16);
+CKPT_ASSERT_SIZE(ckpt_hdr_ext_inet, 16);
+CKPT_ASSERT_SIZE(ckpt_hdr_ext_tcp, 48);
+CKPT_ASSERT_OFF(ckpt_hdr_ext_tcp, congestion, 32);
 
 #endif /* CKPT_HDR_H */

@@ -24,6 +24,12 @@ int ckpt_unsupported(struct ctx *c, const char *fmt, ...)
 	return write_error(&c->img, msg);
 }
 
+/* extension records may be written (not --strict); TEMPORARY copy, the files branch owns it */
+bool ckpt_ext(struct ctx *c)
+{
+	return !c->strict;
+}
+
 static int dump_uts_buffer(struct ctx *c, const char *s)
 {
 	char buf[CKPT_NEW_UTS_LEN + 1] = { 0 };
@@ -81,5 +87,7 @@ int checkpoint(struct ctx *c)
 	for (i = 0; i < c->nr_tasks; i++)
 		if (dump_task(c, &c->tasks[i]) || check_interrupted())
 			return -1;
+	if (inet_dump_end(c))
+		return -1;
 	return write_obj(&c->img, CKPT_HDR_TAIL, &tail, sizeof(tail));
 }

@@ -121,6 +121,7 @@ struct ctx {
 	bool refused;		/* a task may not be traced: exit EXIT_PARTIAL */
 	bool usage_error;	/* the PID names no process: exit EXIT_USAGE */
 	int nr_unsupported;	/* ERROR records written for skipped state */
+	bool strict;		/* --strict: no extension records (ERROR records instead) */
 	unsigned int xstate_size;
 	bool has_xsave;
 };
@@ -131,6 +132,7 @@ int restore_main(int argc, char **argv);
 /* checkpoint.c */
 int checkpoint(struct ctx *c);
 int ckpt_unsupported(struct ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+bool ckpt_ext(struct ctx *c);
 
 /* supervise.c: work() runs in a child (the tracer) that outlives a killed launcher */
 int run_supervised(int (*work)(void *), void *arg);
@@ -164,6 +166,17 @@ int dump_file_table(struct ctx *c, struct task *t);
 int dump_fs(struct ctx *c, struct task *t);
 int dump_mapped_file(struct ctx *c, struct task *t, const char *path, const struct stat *st,
 		     uint32_t f_flags);
+
+/* net.c (TEMPORARY minimal dispatch; the unix branch's net.c replaces it) */
+const char *socket_unsupported(pid_t tid, int fd);
+int dump_socket(struct ctx *c, struct task *t, int fd, const struct stat *st);
+
+/* net_inet.c: AF_INET / AF_INET6 sockets; sk is the engine's copy of the task's socket */
+int inet_getopt(int sk, int level, int name, int *val);
+const char *inet_unsupported(int sk);
+int dump_inet_socket(struct ctx *c, struct task *t, int fd, int sk, int sock_ref);
+int inet_dump_end(struct ctx *c);
+void inet_thaw(struct ctx *c, bool kill);
 
 /* mm.c */
 int probe_mm(struct infect *inf, struct process *p);

@@ -209,6 +209,22 @@ static int dump_pipe(struct ctx *c, struct task *t, int ref, const struct fd_inf
 	return first ? dump_pipe_buf(c, t, fi->fd) : 0;
 }
 
+/* TEMPORARY (inet branch): OBJREF(FILE) [socket object] FILE(SOCKET) */
+static int dump_socket_file(struct ctx *c, struct task *t, int ref, const struct fd_info *fi)
+{
+	struct ckpt_hdr_file_socket h;
+
+	file_common(&h.common, t, CKPT_FILE_SOCKET, fi->f_flags, &fi->st, 0);
+	h.common.f_mode &= FMODE_READ | FMODE_WRITE;
+	h._padding = 0;
+	if (write_objref(&c->img, CKPT_OBJ_FILE, ref))
+		return -1;
+	h.sock_objref = dump_socket(c, t, fi->fd, &fi->st);
+	if (h.sock_objref < 0)
+		return -1;
+	return write_obj(&c->img, CKPT_HDR_FILE, &h, sizeof(h));
+}
+
 /* objref of the open file behind fi, writing the FILE object the first time */
 static int dump_fd_file(struct ctx *c, struct task *t, const struct fd_info *fi)
 {
@@ -233,6 +249,8 @@ static int dump_fd_file(struct ctx *c, struct task *t, const struct fd_info *fi)
 	rep_bucket[b] = nr_reps++;
 	if (fi->f_type == CKPT_FILE_GENERIC)
 		return dump_generic(c, t, ref, fi) ? -1 : ref;
+	if (fi->f_type == CKPT_FILE_SOCKET)	/* TEMPORARY hook of the inet branch */
+		return dump_socket_file(c, t, ref, fi) ? -1 : ref;
 	return dump_pipe(c, t, ref, fi) ? -1 : ref;
 }
 
@@ -282,6 +300,14 @@ static int read_fd(struct task *t, int fd, struct fd_info *fi)
 	if (S_ISFIFO(fi->st.st_mode) && !strncmp(fi->path, "pipe:[", 6)) {
 		fi->f_type = CKPT_FILE_PIPE;
 		return 0;
+	}
+	if (S_ISSOCK(fi->st.st_mode)) {	/* TEMPORARY hook of the inet branch */
+		const char *why = socket_unsupported(t->tid, fd);
+
+		fi->f_type = CKPT_FILE_SOCKET;
+		if (why)
+			snprintf(fi->path + strlen(fi->path), sizeof(fi->path) - strlen(fi->path), " (%s)", why);
+		return why ? 1 : 0;
 	}
 	if (fi->path[0] != '/' || deleted(fi->path))
 		return 1;

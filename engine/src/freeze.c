@@ -531,6 +531,7 @@ void thaw_all(struct ctx *c, bool kill_tasks)
 {
 	int i;
 
+	inet_thaw(c, kill_tasks);
 	if (kill_tasks)
 		for (i = 0; i < c->nr_tasks; i++)
 			if (c->tasks[i].seized)

@@ -30,7 +30,7 @@
 
 static const char usage[] =
 	"usage: imgtools-engine restore [IMG|-] [--pidns|--no-pidns] [--detach] [--stopped]\n"
-	"                               [--shell-job] [--progress]\n"
+	"                               [--shell-job] [--tcp-close] [--progress]\n"
 	"Restart the process tree of a linux-cr v23 x86_64 image (stdin by default). Exit: the\n"
 	"root's status, or with --detach 0 and the root's pid on the last line of stdout;\n"
 	"1 internal error, 2 usage, 3 the image is refused (the reason on stderr).\n";
@@ -341,7 +341,7 @@ static int restore_tail(struct rctx *c, const struct ckpt_hdr *h)
 		return rs_invalid(&c->in, "TAIL at offset %llu: bad magic", (unsigned long long)c->in.rec_off);
 	if (c->cur != c->nr_tasks - 1)
 		return rs_invalid(&c->in, "TAIL after %d of %d tasks", c->cur + 1, c->nr_tasks);
-	return 0;
+	return inet_restore_end(c);
 }
 
 /* Every record after the tree, up to and including the TAIL. */
@@ -379,6 +379,7 @@ static int restore_records(struct rctx *c)
 		case CKPT_HDR_FILE_TABLE: r = restore_file_table(c, &h); break;
 		case CKPT_HDR_FILE: r = restore_file(c, &h); break;
 		case CKPT_HDR_FILE_DESC: r = restore_file_desc(c, &h); break;
+		case CKPT_HDR_SOCKET: r = restore_socket(c, &h); break;	/* TEMPORARY (inet) */
 		case CKPT_HDR_MM: r = restore_mm(c, &h); break;
 		case CKPT_HDR_VMA: r = restore_vma(c, &h); break;
 		case CKPT_HDR_PGARR: r = restore_pgarr(c, &h); break;
@@ -508,6 +509,7 @@ static int parse_args(struct rctx *c, int argc, char **argv, const char **input)
 		{ "detach", no_argument, NULL, 'd' },
 		{ "stopped", no_argument, NULL, 's' },
 		{ "shell-job", no_argument, NULL, 'j' },
+		{ "tcp-close", no_argument, NULL, 'T' },
 		{ "progress", no_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -525,6 +527,7 @@ static int parse_args(struct rctx *c, int argc, char **argv, const char **input)
 		case 'd': c->detach = true; break;
 		case 's': c->stopped = true; break;
 		case 'j': c->shell_job = true; break;
+		case 'T': c->tcp_close = true; break;
 		case 'P': progress = true; break;
 		case 'h': fputs(usage, stdout); exit(EXIT_OK);
 		default:

@@ -127,6 +127,7 @@ struct rctx {
 	struct rstream in;
 	bool dry;			/* the metadata pass of a seekable image: check, create nothing */
 	bool pidns, detach, stopped, shell_job;
+	bool tcp_close;			/* --tcp-close: a TCP connection whose peer is gone, closed */
 	bool refused;			/* failure is the image's (exit 3), not ours */
 	char uts_release[CKPT_NEW_UTS_LEN + 1], uts_version[CKPT_NEW_UTS_LEN + 1];
 	bool same_kernel;
@@ -190,6 +191,14 @@ int restore_file_desc(struct rctx *c, const struct ckpt_hdr *h);
 int restore_fs(struct rctx *c, const struct ckpt_hdr *h);
 int task_install_fd(struct rctx *c, struct rproc *p, int drv_fd, int fd, bool cloexec);
 int task_take_fd(struct rctx *c, struct rproc *p, int drv_fd);
+
+/* net.c (TEMPORARY minimal dispatch; the unix branch's restore/net.c replaces it) */
+int restore_socket(struct rctx *c, const struct ckpt_hdr *h);
+int open_socket_file(struct rctx *c, struct robj *o, const struct ckpt_hdr_file *f, int sock_ref);
+
+/* net_inet.c */
+int restore_inet_socket(struct rctx *c, struct robj *o, const struct ckpt_hdr_socket *hs);
+int inet_restore_end(struct rctx *c);
 
 /* signal.c */
 int restore_sighand(struct rctx *c, const struct ckpt_hdr *h);

@@ -1,0 +1,549 @@
+/*
+ * AF_INET and AF_INET6 sockets: TCP listening, unconnected and established, UDP.
+ *
+ * The engine reads a socket through its own copy of the task's descriptor (pidfd_getfd;
+ * the engine is root). An established TCP connection is read in TCP_REPAIR mode: the
+ * sequence numbers of both queues (TCP_QUEUE_SEQ), the receive queue peeked (MSG_PEEK
+ * under repair), the write queue read with TCP_SEND_QUEUE selected, the windows
+ * (TCP_REPAIR_WINDOW), the options negotiated at the handshake (tcp_info, TCP_MAXSEG) and
+ * the timestamp clock (TCP_TIMESTAMP). A socket in repair mode sends nothing when it is
+ * closed: with --kill it stays in repair mode, so the kernel neither resets nor finishes
+ * the connection when the tasks die, and a restore takes it over; otherwise it leaves
+ * repair mode before the tree is thawed, and the original goes on.
+ *
+ * Records (docs/format-choices.md, "Inet sockets"): SOCKET SOCKET_INET EXT_INET [EXT_TCP]
+ * and, for an established connection, SOCKET_QUEUE (receive) and SOCKET_QUEUE (write),
+ * each followed by its bytes as SOCKET_BUFFER + BUFFER chunks.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <linux/tcp.h>
+#include <linux/sockios.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "engine.h"
+
+#define INET_CHUNK (64 * 1024)	/* queue bytes per SOCKET_BUFFER (our choice) */
+
+/* a connection in repair mode, held until the dump ends */
+struct held_conn {
+	pid_t tid;
+	int fd;			/* the task's descriptor number */
+	int sk;			/* the engine's copy */
+	int reuse;		/* SO_REUSEADDR, which leaving repair mode clears */
+	uint64_t bytes_received;
+	bool repair;
+};
+static struct held_conn *held;
+static int nr_held, cap_held;
+
+int inet_getopt(int sk, int level, int name, int *val)
+{
+	socklen_t len = sizeof(*val);
+
+	*val = 0;
+	return getsockopt(sk, level, name, val, &len);
+}
+
+static int tcp_info_of(int sk, struct tcp_info *ti)
+{
+	socklen_t len = sizeof(*ti);
+
+	memset(ti, 0, sizeof(*ti));
+	return getsockopt(sk, IPPROTO_TCP, TCP_INFO, ti, &len);
+}
+
+const char *inet_unsupported(int sk)
+{
+	int family, type, proto;
+	struct tcp_info ti;
+
+	if (inet_getopt(sk, SOL_SOCKET, SO_DOMAIN, &family) || inet_getopt(sk, SOL_SOCKET, SO_TYPE, &type) ||
+	    inet_getopt(sk, SOL_SOCKET, SO_PROTOCOL, &proto))
+		return "its family, type and protocol cannot be read";
+	if (family != AF_INET && family != AF_INET6)
+		return "not an inet socket";
+	if (type == SOCK_DGRAM && proto == IPPROTO_UDP)
+		return NULL;
+	if (type != SOCK_STREAM || proto != IPPROTO_TCP)
+		return type == SOCK_RAW ? "raw inet socket" : "inet socket of a protocol other than TCP and UDP";
+	if (tcp_info_of(sk, &ti))
+		return "its TCP state cannot be read";
+	switch (ti.tcpi_state) {
+	case CKPT_TCP_ESTABLISHED:
+	case CKPT_TCP_LISTEN:
+	case CKPT_TCP_CLOSE:
+		return NULL;
+	case CKPT_TCP_SYN_SENT:
+	case CKPT_TCP_SYN_RECV:
+		return "TCP connection being set up (SYN_SENT/SYN_RECV)";
+	default:
+		fprintf(stderr, "state %d\n", ti.tcpi_state);
+		return "TCP connection being closed (FIN_WAIT, CLOSE_WAIT, LAST_ACK, CLOSING, TIME_WAIT)";
+	}
+}
+
+/* an inet address as v23 holds it: IPv4 in the u32 fields, IPv6 in inet6 (ports in both) */
+static void put_addr(const struct sockaddr_storage *ss, __u32 *v4, __u8 *v6, __u16 *port,
+		     struct ckpt_sockaddr_in *sa)
+{
+	const struct sockaddr_in *in = (const void *)ss;
+	const struct sockaddr_in6 *in6 = (const void *)ss;
+
+	memset(sa, 0, sizeof(*sa));
+	sa->sin_family = ss->ss_family;
+	if (ss->ss_family == AF_INET) {
+		*v4 = in->sin_addr.s_addr;
+		*port = in->sin_port;
+		sa->sin_addr = in->sin_addr.s_addr;
+	} else if (ss->ss_family == AF_INET6) {
+		memcpy(v6, &in6->sin6_addr, 16);
+		*port = in6->sin6_port;
+	}
+	sa->sin_port = *port;
+}
+
+/*
+ * TEMPORARY (the unix branch's net.c owns the generic SOCKET fields; the merge takes its
+ * filler and drops this one).
+ */
+static void sock_common_fields(int sk, struct ckpt_hdr_socket *h, int family, int type, int proto)
+{
+	struct linger lg = { 0 };
+	struct timeval tv;
+	socklen_t len;
+	int v;
+
+	h->sock_common.family = family;
+	h->sock.type = type;
+	h->sock.protocol = proto;
+	inet_getopt(sk, SOL_SOCKET, SO_REUSEADDR, &v);
+	h->sock_common.reuse = v;
+	inet_getopt(sk, SOL_SOCKET, SO_BINDTOIFINDEX, &v);
+	h->sock_common.bound_dev_if = v;
+	inet_getopt(sk, SOL_SOCKET, SO_RCVBUF, &v);
+	h->sock.rcvbuf = v / 2;		/* the value asked for, as the kernel stored it */
+	inet_getopt(sk, SOL_SOCKET, SO_SNDBUF, &v);
+	h->sock.sndbuf = v / 2;
+	inet_getopt(sk, SOL_SOCKET, SO_RCVLOWAT, &v);
+	h->sock.rcvlowat = v;
+	inet_getopt(sk, SOL_SOCKET, SO_PRIORITY, &v);
+	h->sock.priority = v;
+	len = sizeof(tv);
+	if (!getsockopt(sk, SOL_SOCKET, SO_RCVTIMEO, &tv, &len))
+		h->sock.rcvtimeo = tv.tv_sec * 1000000LL + tv.tv_usec;
+	len = sizeof(tv);
+	if (!getsockopt(sk, SOL_SOCKET, SO_SNDTIMEO, &tv, &len))
+		h->sock.sndtimeo = tv.tv_sec * 1000000LL + tv.tv_usec;
+	len = sizeof(lg);
+	if (!getsockopt(sk, SOL_SOCKET, SO_LINGER, &lg, &len)) {
+		h->sock.linger_onoff = lg.l_onoff;
+		h->sock.linger_linger = lg.l_linger;
+	}
+	/* sock flags (2.6.38 enum sock_flags): URGINLINE 2, KEEPOPEN 3, LINGER 4, BROADCAST 6 */
+	if (!inet_getopt(sk, SOL_SOCKET, SO_OOBINLINE, &v) && v)
+		h->sock.flags |= 1 << 2;
+	if (!inet_getopt(sk, SOL_SOCKET, SO_KEEPALIVE, &v) && v)
+		h->sock.flags |= 1 << 3;
+	if (lg.l_onoff)
+		h->sock.flags |= 1 << 4;
+	if (!inet_getopt(sk, SOL_SOCKET, SO_BROADCAST, &v) && v)
+		h->sock.flags |= 1 << 6;
+}
+
+static int held_add(struct task *t, int fd, int sk, int reuse, uint64_t received)
+{
+	if (nr_held == cap_held) {
+		struct held_conn *n = realloc(held, (cap_held = cap_held ? 2 * cap_held : 16) * sizeof(*n));
+
+		if (!n)
+			return pr_perror("connection list");
+		held = n;
+	}
+	held[nr_held] = (struct held_conn){ t->tid, fd, -1, reuse, received, true };
+	held[nr_held].sk = fcntl(sk, F_DUPFD_CLOEXEC, 3);
+	if (held[nr_held].sk < 0)
+		return pr_perror("pid %d fd %d: keep the connection", t->tid, fd);
+	nr_held++;
+	return 0;
+}
+
+/* leave repair mode; SO_REUSEADDR back as the program had it (repair off clears it) */
+static int repair_off(int sk, int reuse, int mode)
+{
+	if (setsockopt(sk, IPPROTO_TCP, TCP_REPAIR, &mode, sizeof(mode)))
+		return -1;
+	return setsockopt(sk, SOL_SOCKET, SO_REUSEADDR, &reuse, sizeof(reuse));
+}
+
+/* one queue's bytes as SOCKET_QUEUE + (SOCKET_BUFFER BUFFER) chunks */
+static int write_queue(struct ctx *c, int sock_ref, const char *data, uint32_t len)
+{
+	struct ckpt_hdr_socket_queue q = {
+		.skb_count = (len + INET_CHUNK - 1) / INET_CHUNK,
+		.total_bytes = len,
+	};
+	uint32_t off;
+
+	if (write_obj(&c->img, CKPT_HDR_SOCKET_QUEUE, &q, sizeof(q)))
+		return -1;
+	for (off = 0; off < len; off += INET_CHUNK) {
+		uint32_t n = len - off < INET_CHUNK ? len - off : INET_CHUNK;
+		struct ckpt_hdr_socket_buffer b = {
+			.lin_len = n, .skb_len = n, .sk_objref = sock_ref,
+		};
+
+		if (write_obj(&c->img, CKPT_HDR_SOCKET_BUFFER, &b, sizeof(b)) ||
+		    write_buffer(&c->img, CKPT_HDR_BUFFER, data + off, n))
+			return -1;
+	}
+	return 0;
+}
+
+struct tcp_snap {
+	uint32_t rcv_nxt, write_seq;
+	int inq, outq, unsent;
+	char *rq, *sq;		/* receive queue, write queue */
+};
+
+static int queue_seq(int sk, int queue, uint32_t *seq)
+{
+	int v;
+
+	if (setsockopt(sk, IPPROTO_TCP, TCP_REPAIR_QUEUE, &queue, sizeof(queue)) ||
+	    inet_getopt(sk, IPPROTO_TCP, TCP_QUEUE_SEQ, &v))
+		return -1;
+	*seq = v;
+	return 0;
+}
+
+static int snap_counts(int sk, struct tcp_snap *s)
+{
+	if (queue_seq(sk, TCP_RECV_QUEUE, &s->rcv_nxt) || queue_seq(sk, TCP_SEND_QUEUE, &s->write_seq) ||
+	    ioctl(sk, SIOCINQ, &s->inq) || ioctl(sk, SIOCOUTQ, &s->outq) ||
+	    ioctl(sk, SIOCOUTQNSD, &s->unsent))
+		return -1;
+	return 0;
+}
+
+/* peek len bytes of the selected queue (repair mode) */
+static int peek_queue(int sk, int queue, char *buf, int len)
+{
+	int got = 0;
+	ssize_t n;
+
+	if (setsockopt(sk, IPPROTO_TCP, TCP_REPAIR_QUEUE, &queue, sizeof(queue)))
+		return -1;
+	if (!len)
+		return 0;
+	n = recv(sk, buf, len, MSG_PEEK | MSG_DONTWAIT);
+	if (n >= 0)
+		got = n;
+	if (got != len) {
+		errno = n < 0 ? errno : EAGAIN;
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Sequence numbers and queue contents that belong together: read, peeked, read again;
+ * a segment or an ACK that arrived in between (a peer outside the tree) makes it retry.
+ */
+static int tcp_snapshot(int sk, struct tcp_snap *s)
+{
+	int try;
+
+	for (try = 0; try < 10; try++) {
+		struct tcp_snap again;
+
+		free(s->rq);
+		free(s->sq);
+		s->rq = s->sq = NULL;
+		if (snap_counts(sk, s))
+			return -1;
+		s->rq = malloc(s->inq + 1);
+		s->sq = malloc(s->outq + 1);
+		if (!s->rq || !s->sq)
+			return -1;
+		if (peek_queue(sk, TCP_RECV_QUEUE, s->rq, s->inq) ||
+		    peek_queue(sk, TCP_SEND_QUEUE, s->sq, s->outq) || snap_counts(sk, &again))
+			return -1;
+		if (again.rcv_nxt == s->rcv_nxt && again.write_seq == s->write_seq && again.inq == s->inq &&
+		    again.outq == s->outq && again.unsent == s->unsent)
+			return 0;
+	}
+	errno = EAGAIN;
+	return -1;
+}
+
+static void fill_tcp(struct ckpt_hdr_socket_inet *in, const struct tcp_info *ti, int sk)
+{
+	int v;
+
+	in->icsk_ack.rcv_mss = ti->tcpi_rcv_mss;
+	in->icsk_ack.ato = ti->tcpi_ato;
+	in->tcp.mss_cache = ti->tcpi_snd_mss;
+	in->tcp.advmss = ti->tcpi_advmss;
+	in->tcp.rcv_ssthresh = ti->tcpi_rcv_ssthresh;
+	in->tcp.srtt = ti->tcpi_rtt;
+	in->tcp.rttvar = ti->tcpi_rttvar;
+	in->tcp.packets_out = ti->tcpi_unacked;
+	in->tcp.retrans_out = ti->tcpi_retrans;
+	in->tcp.lost_out = ti->tcpi_lost;
+	in->tcp.sacked_out = ti->tcpi_sacked;
+	in->tcp.total_retrans = ti->tcpi_total_retrans;
+	in->tcp.reordering = ti->tcpi_reordering;
+	in->tcp.prior_ssthresh = ti->tcpi_snd_ssthresh;
+	in->tcp.ecn_flags = ti->tcpi_options & TCPI_OPT_ECN ? 1 : 0;	/* TCP_ECN_OK */
+	if (!inet_getopt(sk, IPPROTO_TCP, TCP_WINDOW_CLAMP, &v))
+		in->tcp.window_clamp = v;
+	/* nonagle: TCP_NAGLE_OFF 1 (TCP_NODELAY), TCP_NAGLE_CORK 2 (TCP_CORK) */
+	if (!inet_getopt(sk, IPPROTO_TCP, TCP_NODELAY, &v) && v)
+		in->tcp.nonagle |= 1;
+	if (!inet_getopt(sk, IPPROTO_TCP, TCP_CORK, &v) && v)
+		in->tcp.nonagle |= 2;
+	/* keepalive in seconds (the kernel kept jiffies; our choice, documented) */
+	if (!inet_getopt(sk, IPPROTO_TCP, TCP_KEEPIDLE, &v))
+		in->tcp.keepalive_time = v;
+	if (!inet_getopt(sk, IPPROTO_TCP, TCP_KEEPINTVL, &v))
+		in->tcp.keepalive_intvl = v;
+	if (!inet_getopt(sk, IPPROTO_TCP, TCP_KEEPCNT, &v))
+		in->tcp.keepalive_probes = v;
+}
+
+static void fill_ext_tcp(struct ckpt_hdr_ext_tcp *x, const struct tcp_info *ti, int sk, bool connected)
+{
+	socklen_t len = sizeof(x->congestion);
+	int v;
+
+	memset(x, 0, sizeof(*x));
+	getsockopt(sk, IPPROTO_TCP, TCP_CONGESTION, x->congestion, &len);
+	if (!inet_getopt(sk, IPPROTO_TCP, TCP_USER_TIMEOUT, &v))
+		x->user_timeout = v;
+	if (!inet_getopt(sk, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &v))
+		x->notsent_lowat = v;
+	if (!inet_getopt(sk, IPPROTO_TCP, TCP_MAXSEG, &v))
+		x->mss_clamp = v;
+	if (!connected)
+		return;
+	x->options = ti->tcpi_options & (TCPI_OPT_TIMESTAMPS | TCPI_OPT_SACK | TCPI_OPT_WSCALE | TCPI_OPT_ECN);
+	x->snd_wscale = ti->tcpi_snd_wscale;
+	x->rcv_wscale = ti->tcpi_rcv_wscale;
+	if (!inet_getopt(sk, IPPROTO_TCP, TCP_TIMESTAMP, &v))
+		x->timestamp = v;
+}
+
+/* does this socket's option set differ from a fresh socket's (what --strict would lose)? */
+static bool ext_is_default(int family, int type, int proto, const struct ckpt_hdr_ext_inet *xi,
+			   const struct ckpt_hdr_ext_tcp *xt)
+{
+	struct ckpt_hdr_ext_tcp fresh;
+	struct tcp_info ti = { 0 };
+	int sk, v6only = 0;
+	bool same = true;
+
+	if (family == AF_INET6) {
+		char *sysctl = proc_read(0, "sys/net/ipv6/bindv6only", NULL);
+
+		v6only = sysctl ? atoi(sysctl) : 0;
+		free(sysctl);
+		if (xi->flags & ~IMGTOOLS_INET_V6ONLY || !!(xi->flags & IMGTOOLS_INET_V6ONLY) != !!v6only)
+			return false;
+	}
+	if (family == AF_INET && xi->flags)
+		return false;
+	if (xi->tos || !xt)
+		return !xi->tos;
+	sk = socket(family, type | SOCK_CLOEXEC, proto);
+	if (sk < 0)
+		return false;
+	fill_ext_tcp(&fresh, &ti, sk, false);
+	close(sk);
+	same = !strcmp(fresh.congestion, xt->congestion) && fresh.user_timeout == xt->user_timeout &&
+	       fresh.notsent_lowat == xt->notsent_lowat;
+	return same;
+}
+
+static int dump_connection(struct ctx *c, struct task *t, int fd, int sk, int sock_ref,
+			   struct ckpt_hdr_socket_inet *in, struct ckpt_hdr_ext_inet *xi,
+			   struct ckpt_hdr_ext_tcp *xt)
+{
+	struct tcp_repair_window w;
+	struct tcp_snap s = { 0 };
+	struct tcp_info ti;
+	socklen_t len = sizeof(w);
+	int on = TCP_REPAIR_ON, none = TCP_NO_QUEUE, reuse, ret = -1;
+
+	if (!ckpt_ext(c))
+		return ckpt_unsupported(c, "pid %d fd %d: TCP connection: window scale, timestamps, SACK and "
+					"MSS have no v23 field (--strict: no extension record)", t->tid, fd);
+	inet_getopt(sk, SOL_SOCKET, SO_REUSEADDR, &reuse);
+	if (setsockopt(sk, IPPROTO_TCP, TCP_REPAIR, &on, sizeof(on)))
+		return pr_perror("pid %d fd %d: TCP_REPAIR", t->tid, fd);
+	if (tcp_snapshot(sk, &s) || getsockopt(sk, IPPROTO_TCP, TCP_REPAIR_WINDOW, &w, &len) ||
+	    tcp_info_of(sk, &ti)) {
+		pr_perror("pid %d fd %d: read the TCP connection in repair mode", t->tid, fd);
+		goto out;
+	}
+	setsockopt(sk, IPPROTO_TCP, TCP_REPAIR_QUEUE, &none, sizeof(none));
+	in->tcp.rcv_nxt = s.rcv_nxt;
+	in->tcp.copied_seq = s.rcv_nxt - s.inq;
+	in->tcp.write_seq = in->tcp.pushed_seq = s.write_seq;
+	in->tcp.snd_una = s.write_seq - s.outq;
+	in->tcp.snd_nxt = in->tcp.snd_sml = in->tcp.snd_up = s.write_seq - s.unsent;
+	in->tcp.snd_wl1 = w.snd_wl1;
+	in->tcp.snd_wnd = w.snd_wnd;
+	in->tcp.max_window = w.max_window;
+	in->tcp.rcv_wnd = w.rcv_wnd;
+	in->tcp.rcv_wup = w.rcv_wup;
+	fill_tcp(in, &ti, sk);
+	fill_ext_tcp(xt, &ti, sk, true);
+	if (write_obj(&c->img, CKPT_HDR_SOCKET_INET, in, sizeof(*in)) ||
+	    write_obj(&c->img, CKPT_HDR_EXT_INET, xi, sizeof(*xi)) ||
+	    write_obj(&c->img, CKPT_HDR_EXT_TCP, xt, sizeof(*xt)) ||
+	    write_queue(c, sock_ref, s.rq, s.inq) || write_queue(c, sock_ref, s.sq, s.outq))
+		goto out;
+	/* kept in repair mode until the end: a --kill then closes it without FIN or RST */
+	ret = held_add(t, fd, sk, reuse, ti.tcpi_bytes_received);
+out:
+	if (ret && repair_off(sk, reuse, TCP_REPAIR_OFF_NO_WP))
+		pr_perror("pid %d fd %d: leave TCP repair mode", t->tid, fd);
+	free(s.rq);
+	free(s.sq);
+	return ret;
+}
+
+int dump_inet_socket(struct ctx *c, struct task *t, int fd, int sk, int sock_ref)
+{
+	struct ckpt_hdr_socket hs = { 0 };
+	struct ckpt_hdr_socket_inet in = { 0 };
+	struct ckpt_hdr_ext_inet xi = { 0 };
+	struct ckpt_hdr_ext_tcp xt = { 0 };
+	struct sockaddr_storage la = { 0 }, ra = { 0 };
+	socklen_t llen = sizeof(la), rlen = sizeof(ra);
+	int family, type, proto, v, state = CKPT_TCP_CLOSE;
+	struct tcp_info ti = { 0 };
+	bool connected;
+
+	inet_getopt(sk, SOL_SOCKET, SO_DOMAIN, &family);
+	inet_getopt(sk, SOL_SOCKET, SO_TYPE, &type);
+	inet_getopt(sk, SOL_SOCKET, SO_PROTOCOL, &proto);
+	sock_common_fields(sk, &hs, family, type, proto);
+	if (getsockname(sk, (struct sockaddr *)&la, &llen))
+		return pr_perror("pid %d fd %d: getsockname", t->tid, fd);
+	connected = !getpeername(sk, (struct sockaddr *)&ra, &rlen);
+	if (proto == IPPROTO_TCP) {
+		if (tcp_info_of(sk, &ti))
+			return pr_perror("pid %d fd %d: TCP_INFO", t->tid, fd);
+		state = ti.tcpi_state;
+		if (state == CKPT_TCP_LISTEN) {
+			hs.sock.backlog = ti.tcpi_sacked;	/* sk_max_ack_backlog of a listener */
+			if (ti.tcpi_unacked &&
+			    ckpt_unsupported(c, "pid %d fd %d: %u connection%s waiting to be accepted "
+					     "(they are reset when the listener closes)", t->tid, fd,
+					     ti.tcpi_unacked, ti.tcpi_unacked == 1 ? "" : "s"))
+				return -1;
+		}
+	} else if (connected) {
+		state = CKPT_TCP_ESTABLISHED;	/* a connected UDP socket, as the kernel says it */
+	}
+	hs.sock.state = hs.sock_common.state = state;
+	hs.socket.state = connected ? CKPT_SS_CONNECTED : CKPT_SS_UNCONNECTED;
+	if (proto == IPPROTO_UDP && !ioctl(sk, SIOCINQ, &v) && v &&
+	    ckpt_unsupported(c, "pid %d fd %d: datagrams waiting in a UDP socket (%d bytes in the first) "
+			     "are not saved", t->tid, fd, v))
+		return -1;
+
+	put_addr(&la, &in.rcv_saddr, in.inet6.rcv_saddr, &in.sport, &in.laddr);
+	in.saddr = in.rcv_saddr;
+	memcpy(in.inet6.saddr, in.inet6.rcv_saddr, 16);
+	in.num = ntohs(in.sport);
+	in.laddr_len = sizeof(in.laddr);
+	if (connected) {
+		put_addr(&ra, &in.daddr, in.inet6.daddr, &in.dport, &in.raddr);
+		in.raddr_len = sizeof(in.raddr);
+	}
+	if (family == AF_INET6) {
+		if (!inet_getopt(sk, IPPROTO_IPV6, IPV6_V6ONLY, &v) && v)
+			xi.flags |= IMGTOOLS_INET_V6ONLY;
+		if (!inet_getopt(sk, IPPROTO_IPV6, IPV6_TCLASS, &v))
+			xi.tos = v;
+		if (!inet_getopt(sk, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &v))
+			in.uc_ttl = v;
+	} else {
+		if (!inet_getopt(sk, IPPROTO_IP, IP_TOS, &v))
+			xi.tos = v;
+		if (!inet_getopt(sk, IPPROTO_IP, IP_TTL, &v))
+			in.uc_ttl = v;
+	}
+	if (!inet_getopt(sk, SOL_SOCKET, SO_REUSEPORT, &v) && v)
+		xi.flags |= IMGTOOLS_INET_REUSEPORT;
+	if (!inet_getopt(sk, IPPROTO_IP, IP_FREEBIND, &v) && v)
+		xi.flags |= IMGTOOLS_INET_FREEBIND;
+	if (!inet_getopt(sk, IPPROTO_IP, IP_TRANSPARENT, &v) && v)
+		xi.flags |= IMGTOOLS_INET_TRANSPARENT;
+
+	if (write_obj(&c->img, CKPT_HDR_SOCKET, &hs, sizeof(hs)))
+		return -1;
+	if (proto == IPPROTO_TCP && state == CKPT_TCP_ESTABLISHED)
+		return dump_connection(c, t, fd, sk, sock_ref, &in, &xi, &xt);
+	if (proto == IPPROTO_TCP) {
+		fill_tcp(&in, &ti, sk);
+		fill_ext_tcp(&xt, &ti, sk, false);
+	}
+	if (write_obj(&c->img, CKPT_HDR_SOCKET_INET, &in, sizeof(in)))
+		return -1;
+	if (!ckpt_ext(c)) {
+		if (!ext_is_default(family, type, proto, &xi, proto == IPPROTO_TCP ? &xt : NULL))
+			return ckpt_unsupported(c, "pid %d fd %d: socket options (IPV6_V6ONLY, SO_REUSEPORT, "
+						"TOS, TCP congestion...) have no v23 field (--strict: no "
+						"extension record)", t->tid, fd);
+		return 0;
+	}
+	if (write_obj(&c->img, CKPT_HDR_EXT_INET, &xi, sizeof(xi)))
+		return -1;
+	return proto == IPPROTO_TCP ? write_obj(&c->img, CKPT_HDR_EXT_TCP, &xt, sizeof(xt)) : 0;
+}
+
+/* before the TAIL: a connection that received data after its snapshot makes the dump fail */
+int inet_dump_end(struct ctx *c)
+{
+	int i;
+
+	for (i = 0; i < nr_held; i++) {
+		struct tcp_info ti;
+
+		if (tcp_info_of(held[i].sk, &ti))
+			return pr_perror("pid %d fd %d: TCP_INFO", held[i].tid, held[i].fd);
+		if (ti.tcpi_bytes_received != held[i].bytes_received) {
+			c->refused = true;
+			return pr_err("pid %d fd %d: the TCP connection received %llu bytes while the tree "
+				      "was being dumped (a peer outside the tree is sending): dump again",
+				      held[i].tid, held[i].fd,
+				      (unsigned long long)(ti.tcpi_bytes_received - held[i].bytes_received));
+		}
+	}
+	return 0;
+}
+
+/* before the thaw: leave repair mode unless the tasks are being killed (then the close is silent) */
+void inet_thaw(struct ctx *c, bool kill)
+{
+	int i;
+
+	(void)c;
+	for (i = 0; i < nr_held; i++) {
+		if (!kill && repair_off(held[i].sk, held[i].reuse, TCP_REPAIR_OFF_NO_WP))
+			pr_perror("pid %d fd %d: leave TCP repair mode", held[i].tid, held[i].fd);
+		close(held[i].sk);
+	}
+	nr_held = 0;
+}

