@@ -145,3 +145,91 @@ def test_tcp_pair_streams_across_the_checkpoint_without_loss(rst_tcp, tmp_path):
     assert queued_bytes(img) > 0             # bytes were in flight in the kernel
     r = restore(img)
     assert r.returncode == 0, r.stderr
+
+
+def test_a_listening_port_taken_at_restore_is_refused(tmp_path):
+    port = free_port()
+    p = start_http_server(tmp_path, port, ["--bind", "127.0.0.1"])
+    img = tmp_path / "http.img"
+    r = dump_kill(p.pid, img)
+    assert r.returncode == 0, r.stderr
+    p.wait(timeout=10)
+    other = subprocess.Popen([sys.executable, "-c", "import socket, time; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+                              f"s.bind(('127.0.0.1', {port})); s.listen(); print('ready', flush=True); "
+                              "time.sleep(60)"], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        assert other.stdout.readline() == b"ready\n"
+        r = restore(img)
+        assert r.returncode == 3, r.stderr
+        assert f"127.0.0.1:{port}: address already in use" in r.stderr
+        assert not [d for d in os.listdir("/proc") if d.isdigit() and
+                    f"http.server\0{port}".encode() in _cmdline(d)]
+    finally:
+        other.kill()
+        other.wait()
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+# A client in the tree, its server outside: the client answers "ping" with "pong"; a
+# failed read exits with 40 + errno's class (ECONNABORTED: 42, ECONNRESET: 43, EOF: 44).
+CLIENT = r"""
+import errno, socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+open(sys.argv[2], "w").write("ready\n")
+try:
+    data = s.recv(16)
+except OSError as e:
+    sys.exit({errno.ECONNABORTED: 42, errno.ECONNRESET: 43}.get(e.errno, 45))
+if not data:
+    sys.exit(44)
+s.sendall(b"pong" if data == b"ping" else b"what")
+sys.exit(0 if data == b"ping" else 46)
+"""
+
+
+def _client_of_outside_server(tmp_path):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    ready = tmp_path / "ready"
+    p = subprocess.Popen([sys.executable, "-c", CLIENT, str(server.getsockname()[1]), str(ready)],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    conn, _ = server.accept()
+    wait_for(lambda: ready.exists(), what="the client")
+    img = tmp_path / "client.img"
+    r = dump_kill(p.pid, img)
+    assert r.returncode == 0, r.stderr
+    p.wait(timeout=10)
+    return server, conn, img
+
+
+def test_a_connection_to_a_peer_outside_the_tree_goes_on(tmp_path):
+    server, conn, img = _client_of_outside_server(tmp_path)
+    with server, conn:
+        r = restore(img, "--detach")         # the peer speaks only once the client is back
+        assert r.returncode == 0, r.stderr
+        conn.sendall(b"ping")
+        conn.settimeout(10)
+        assert conn.recv(16) == b"pong"
+        wait_for(lambda: not _cmdline(r.stdout.split()[-1]),
+                 what="the client to end")
+
+
+def test_a_connection_whose_peer_is_gone_is_refused_or_closed(tmp_path):
+    server, conn, img = _client_of_outside_server(tmp_path)
+    conn.close()
+    server.close()                           # the peer is gone, its port closed
+    r = restore(img)
+    assert r.returncode == 3, r.stderr
+    assert "the peer is gone" in r.stderr and "--tcp-close" in r.stderr
+    assert not [d for d in os.listdir("/proc") if d.isdigit() and b"ECONNABORTED" in _cmdline(d)]
+    r = restore(img, "--tcp-close")
+    assert r.returncode == 42, r.stderr      # the client's read: ECONNABORTED
+    assert "restored closed" in r.stderr

@@ -85,7 +85,6 @@ const char *inet_unsupported(int sk)
 	case CKPT_TCP_SYN_RECV:
 		return "TCP connection being set up (SYN_SENT/SYN_RECV)";
 	default:
-		fprintf(stderr, "state %d\n", ti.tcpi_state);
 		return "TCP connection being closed (FIN_WAIT, CLOSE_WAIT, LAST_ACK, CLOSING, TIME_WAIT)";
 	}
 }

@@ -98,6 +98,10 @@ def restore(image: RestoreImageArg = "-",
             shell_job: Annotated[bool, typer.Option(
                 "--shell-job", help="give the tree's terminal descriptors the caller's "
                                     "terminal")] = False,
+            tcp_close: Annotated[bool, typer.Option(
+                "--tcp-close", help="restore a TCP connection whose peer is gone closed (the "
+                                    "program's next read or write fails) instead of refusing "
+                                    "the image")] = False,
             fmt: FormatOpt = None) -> None:
     """Restart the process tree of IMG; wait for its root and exit with its status.
 
@@ -114,7 +118,7 @@ def restore(image: RestoreImageArg = "-",
     regular = stat.S_ISREG(os.fstat(fd).st_mode)
     src = _Taken(fd)
     reader = ImageReader(src, "<stdin>" if image == "-" else image, version=fmt)
-    flags = dict(pidns=pidns, detach=detach, stopped=stopped, shell_job=shell_job,
+    flags = dict(pidns=pidns, detach=detach, stopped=stopped, shell_job=shell_job, tcp_close=tcp_close,
                  progress=sys.stderr.isatty())
     if reader.version == TARGET and regular:
         cmd = engine.restore_command(image if image != "-" else f"/proc/self/fd/{fd}", **flags)

@@ -97,7 +97,7 @@ static int stream(int sk, int side, uint64_t records)
 			}
 			memmove(in, in + i, in_len - i);
 			in_len -= i;
-			usleep(1000);	/* a slow reader: the kernel queues fill up */
+			usleep(2000);	/* a slow reader: the kernel queues fill up */
 		}
 	}
 	if (got != records || in_len) {
