@@ -233,3 +233,20 @@ def test_a_connection_whose_peer_is_gone_is_refused_or_closed(tmp_path):
     r = restore(img, "--tcp-close")
     assert r.returncode == 42, r.stderr      # the client's read: ECONNABORTED
     assert "restored closed" in r.stderr
+
+
+def test_a_dump_without_kill_leaves_the_connections_working(rst_tcp, tmp_path):
+    """Repair mode is left before the thaw: the original streams on and checks every byte;
+    a restore of the image while it runs is refused (its addresses are in use)."""
+    ready = tmp_path / "ready"
+    p = subprocess.Popen([str(rst_tcp), str(ready)], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_for(lambda: ready.exists() and "ready" in ready.read_text(), what="rst_tcp")
+    img = tmp_path / "tcp.img"
+    r = subprocess.run([*IMGTOOLS, "dump", str(p.pid), "-o", str(img)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    r = restore(img)
+    assert r.returncode == 3, r.stderr
+    assert "address already in use" in r.stderr or "still open on this host" in r.stderr
+    assert p.wait(timeout=60) == 0, p.stderr.read()
