@@ -665,6 +665,34 @@ struct ckpt_hdr_socket_buffer_frag {
 	__u32 offset;
 } CKPT_ALIGNED;
 
+/*
+ * Bits of the SOCKET record's flag words: the numbers of the 2.6.38 kernel the image claims
+ * (socket.flags: include/linux/net.h; sock.flags: enum sock_flags of include/net/sock.h).
+ */
+#define CKPT_SOCKET_PASSCRED	3	/* socket.flags */
+#define CKPT_SOCKET_PASSSEC	4
+#define CKPT_SOCK_DEAD		0	/* sock.flags */
+#define CKPT_SOCK_DONE		1
+#define CKPT_SOCK_URGINLINE	2
+#define CKPT_SOCK_KEEPOPEN	3
+#define CKPT_SOCK_LINGER	4
+#define CKPT_SOCK_BROADCAST	6
+#define CKPT_SOCK_TIMESTAMP	7
+#define CKPT_SOCK_DBG		10
+#define CKPT_SOCK_RCVTSTAMP	11
+#define CKPT_SOCK_RCVTSTAMPNS	12
+#define CKPT_SOCK_LOCALROUTE	13
+#define CKPT_SOCK_SNDBUF_LOCK	1	/* sock.userlocks */
+#define CKPT_SOCK_RCVBUF_LOCK	2
+#define CKPT_SOCK_SHUTDOWN_RCV	1	/* sock.shutdown */
+#define CKPT_SOCK_SHUTDOWN_SEND	2
+/* socket.state (enum socket_state) and the tcp_states sock_common.state / sock.state use */
+#define CKPT_SS_UNCONNECTED	1
+#define CKPT_SS_CONNECTED	3
+#define CKPT_TCP_ESTABLISHED	1
+#define CKPT_TCP_CLOSE		7
+#define CKPT_TCP_LISTEN		10
+
 #define CKPT_UNIX_PATH_MAX	108
 struct ckpt_sockaddr_un {
 	__u16 sun_family;

@@ -167,14 +167,41 @@ int dump_fs(struct ctx *c, struct task *t);
 int dump_mapped_file(struct ctx *c, struct task *t, const char *path, const struct stat *st,
 		     uint32_t f_flags);
 
-/* net.c (TEMPORARY minimal dispatch; the unix branch's net.c replaces it) */
-const char *socket_unsupported(pid_t tid, int fd);
-int dump_socket(struct ctx *c, struct task *t, int fd, const struct stat *st);
+/* net.c: sockets, the common SOCKET record and the family dispatch (net_unix.c, net_inet.c) */
+#define SOCK_SAVED	1
+#define SOCK_REFUSED	2	/* not saved: an ERROR record says why */
+struct sock_dump {		/* a socket of the tree, by inode; kept for the whole dump */
+	ino_t ino;
+	pid_t tid;		/* a task of the tree holding it, and its descriptor there */
+	int tfd;
+	int sk;			/* the dumper's own copy of it (pidfd_getfd), -1 when closed */
+	int family, type, protocol;
+	int peek_off;		/* the task's SO_PEEK_OFF, put back after the dumper's peeks */
+	int verdict;		/* 0 not checked yet, SOCK_SAVED, SOCK_REFUSED */
+	bool checking;		/* its check is running (a pair checks its peer) */
+	int ref;		/* CKPT_OBJ_SOCK objref, 0 until written */
+	bool written, queued;	/* records written; queues due at the end of the file table */
+	struct ckpt_hdr_socket h;	/* SOL_SOCKET part by net.c, the rest by the family */
+	void *fam;		/* the family's own state, free()d by net.c */
+};
+int check_socket(struct ctx *c, struct task *t, int fd, ino_t ino);
+int dump_socket_file(struct ctx *c, struct task *t, int file_ref, struct ckpt_hdr_file *common,
+		     ino_t ino);
+int dump_socket_queues(struct ctx *c);
+struct sock_dump *sock_of_inode(struct ctx *c, ino_t ino);
+int check_sock(struct ctx *c, struct sock_dump *s);
+int write_sock(struct ctx *c, struct sock_dump *s);
+int sock_peek(struct sock_dump *s, void *buf, size_t len, size_t off, size_t *got,
+	      int *msg_flags, void *control, size_t *control_len);
+int check_unix_socket(struct ctx *c, struct sock_dump *s);
+int dump_unix_socket(struct ctx *c, struct sock_dump *s);
+int dump_unix_queues(struct ctx *c, struct sock_dump *s);
 
-/* net_inet.c: AF_INET / AF_INET6 sockets; sk is the engine's copy of the task's socket */
+/* net_inet.c: AF_INET / AF_INET6 sockets (TCP listeners, connections in TCP_REPAIR mode, UDP) */
 int inet_getopt(int sk, int level, int name, int *val);
-const char *inet_unsupported(int sk);
-int dump_inet_socket(struct ctx *c, struct task *t, int fd, int sk, int sock_ref);
+int check_inet_socket(struct ctx *c, struct sock_dump *s);
+int dump_inet_socket(struct ctx *c, struct sock_dump *s);
+int dump_inet_queues(struct ctx *c, struct sock_dump *s);
 int inet_dump_end(struct ctx *c);
 void inet_thaw(struct ctx *c, bool kill);
 

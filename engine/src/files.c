@@ -209,22 +209,6 @@ static int dump_pipe(struct ctx *c, struct task *t, int ref, const struct fd_inf
 	return first ? dump_pipe_buf(c, t, fi->fd) : 0;
 }
 
-/* TEMPORARY (inet branch): OBJREF(FILE) [socket object] FILE(SOCKET) */
-static int dump_socket_file(struct ctx *c, struct task *t, int ref, const struct fd_info *fi)
-{
-	struct ckpt_hdr_file_socket h;
-
-	file_common(&h.common, t, CKPT_FILE_SOCKET, fi->f_flags, &fi->st, 0);
-	h.common.f_mode &= FMODE_READ | FMODE_WRITE;
-	h._padding = 0;
-	if (write_objref(&c->img, CKPT_OBJ_FILE, ref))
-		return -1;
-	h.sock_objref = dump_socket(c, t, fi->fd, &fi->st);
-	if (h.sock_objref < 0)
-		return -1;
-	return write_obj(&c->img, CKPT_HDR_FILE, &h, sizeof(h));
-}
-
 /* objref of the open file behind fi, writing the FILE object the first time */
 static int dump_fd_file(struct ctx *c, struct task *t, const struct fd_info *fi)
 {
@@ -249,8 +233,12 @@ static int dump_fd_file(struct ctx *c, struct task *t, const struct fd_info *fi)
 	rep_bucket[b] = nr_reps++;
 	if (fi->f_type == CKPT_FILE_GENERIC)
 		return dump_generic(c, t, ref, fi) ? -1 : ref;
-	if (fi->f_type == CKPT_FILE_SOCKET)	/* TEMPORARY hook of the inet branch */
-		return dump_socket_file(c, t, ref, fi) ? -1 : ref;
+	if (fi->f_type == CKPT_FILE_SOCKET) {
+		struct ckpt_hdr_file common;
+
+		file_common(&common, t, CKPT_FILE_SOCKET, fi->f_flags, &fi->st, 0);
+		return dump_socket_file(c, t, ref, &common, fi->st.st_ino) ? -1 : ref;
+	}
 	return dump_pipe(c, t, ref, fi) ? -1 : ref;
 }
 
@@ -301,13 +289,9 @@ static int read_fd(struct task *t, int fd, struct fd_info *fi)
 		fi->f_type = CKPT_FILE_PIPE;
 		return 0;
 	}
-	if (S_ISSOCK(fi->st.st_mode)) {	/* TEMPORARY hook of the inet branch */
-		const char *why = socket_unsupported(t->tid, fd);
-
-		fi->f_type = CKPT_FILE_SOCKET;
-		if (why)
-			snprintf(fi->path + strlen(fi->path), sizeof(fi->path) - strlen(fi->path), " (%s)", why);
-		return why ? 1 : 0;
+	if (S_ISSOCK(fi->st.st_mode)) {
+		fi->f_type = CKPT_FILE_SOCKET;	/* net.c: check_socket() decides */
+		return 0;
 	}
 	if (fi->path[0] != '/' || deleted(fi->path))
 		return 1;
@@ -402,13 +386,15 @@ int dump_file_table(struct ctx *c, struct task *t)
 	for (i = 0; i < nr_fds; i++) {
 		int r = read_fd(t, fds[i], &fi[h.fdt_nfds]);
 
+		if (r == 0 && fi[h.fdt_nfds].f_type == CKPT_FILE_SOCKET)
+			r = check_socket(c, t, fds[i], fi[h.fdt_nfds].st.st_ino);	/* 2: ERROR written */
 		if (r < 0)
 			goto out;
 		if (r == 0 && (audit_fd(c, t, &fi[h.fdt_nfds])))
 			goto out;
 		if (r == 0)
 			h.fdt_nfds++;
-		else if (ckpt_unsupported(c, "pid %d fd %d: unsupported file %s", t->tid, fds[i],
+		else if (r == 1 && ckpt_unsupported(c, "pid %d fd %d: unsupported file %s", t->tid, fds[i],
 					  fi[h.fdt_nfds].path))
 			goto out;
 	}
@@ -425,6 +411,8 @@ int dump_file_table(struct ctx *c, struct task *t)
 		if (d.fd_objref < 0 || write_obj(&c->img, CKPT_HDR_FILE_DESC, &d, sizeof(d)))
 			goto out;
 	}
+	if (dump_socket_queues(c))	/* the kernel's deferred part of the file table */
+		goto out;
 	ret = ref;
 out:
 	free(fi);

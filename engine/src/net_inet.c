@@ -60,32 +60,23 @@ static int tcp_info_of(int sk, struct tcp_info *ti)
 	return getsockopt(sk, IPPROTO_TCP, TCP_INFO, ti, &len);
 }
 
-const char *inet_unsupported(int sk)
+/* NULL if the socket is of a kind this file saves, else what it is */
+static const char *unsupported(struct sock_dump *s, const struct tcp_info *ti)
 {
-	int family, type, proto;
-	struct tcp_info ti;
-
-	if (inet_getopt(sk, SOL_SOCKET, SO_DOMAIN, &family) || inet_getopt(sk, SOL_SOCKET, SO_TYPE, &type) ||
-	    inet_getopt(sk, SOL_SOCKET, SO_PROTOCOL, &proto))
-		return "its family, type and protocol cannot be read";
-	if (family != AF_INET && family != AF_INET6)
-		return "not an inet socket";
-	if (type == SOCK_DGRAM && proto == IPPROTO_UDP)
+	if (s->type == SOCK_DGRAM && s->protocol == IPPROTO_UDP)
 		return NULL;
-	if (type != SOCK_STREAM || proto != IPPROTO_TCP)
-		return type == SOCK_RAW ? "raw inet socket" : "inet socket of a protocol other than TCP and UDP";
-	if (tcp_info_of(sk, &ti))
-		return "its TCP state cannot be read";
-	switch (ti.tcpi_state) {
+	if (s->type != SOCK_STREAM || s->protocol != IPPROTO_TCP)
+		return s->type == SOCK_RAW ? "a raw inet socket" : "an inet socket of a protocol other than TCP and UDP";
+	switch (ti->tcpi_state) {
 	case CKPT_TCP_ESTABLISHED:
 	case CKPT_TCP_LISTEN:
 	case CKPT_TCP_CLOSE:
 		return NULL;
 	case CKPT_TCP_SYN_SENT:
 	case CKPT_TCP_SYN_RECV:
-		return "TCP connection being set up (SYN_SENT/SYN_RECV)";
+		return "a TCP connection being set up (SYN_SENT/SYN_RECV)";
 	default:
-		return "TCP connection being closed (FIN_WAIT, CLOSE_WAIT, LAST_ACK, CLOSING, TIME_WAIT)";
+		return "a TCP connection being closed (FIN_WAIT, CLOSE_WAIT, LAST_ACK, CLOSING)";
 	}
 }
 
@@ -109,55 +100,7 @@ static void put_addr(const struct sockaddr_storage *ss, __u32 *v4, __u8 *v6, __u
 	sa->sin_port = *port;
 }
 
-/*
- * TEMPORARY (the unix branch's net.c owns the generic SOCKET fields; the merge takes its
- * filler and drops this one).
- */
-static void sock_common_fields(int sk, struct ckpt_hdr_socket *h, int family, int type, int proto)
-{
-	struct linger lg = { 0 };
-	struct timeval tv;
-	socklen_t len;
-	int v;
-
-	h->sock_common.family = family;
-	h->sock.type = type;
-	h->sock.protocol = proto;
-	inet_getopt(sk, SOL_SOCKET, SO_REUSEADDR, &v);
-	h->sock_common.reuse = v;
-	inet_getopt(sk, SOL_SOCKET, SO_BINDTOIFINDEX, &v);
-	h->sock_common.bound_dev_if = v;
-	inet_getopt(sk, SOL_SOCKET, SO_RCVBUF, &v);
-	h->sock.rcvbuf = v / 2;		/* the value asked for, as the kernel stored it */
-	inet_getopt(sk, SOL_SOCKET, SO_SNDBUF, &v);
-	h->sock.sndbuf = v / 2;
-	inet_getopt(sk, SOL_SOCKET, SO_RCVLOWAT, &v);
-	h->sock.rcvlowat = v;
-	inet_getopt(sk, SOL_SOCKET, SO_PRIORITY, &v);
-	h->sock.priority = v;
-	len = sizeof(tv);
-	if (!getsockopt(sk, SOL_SOCKET, SO_RCVTIMEO, &tv, &len))
-		h->sock.rcvtimeo = tv.tv_sec * 1000000LL + tv.tv_usec;
-	len = sizeof(tv);
-	if (!getsockopt(sk, SOL_SOCKET, SO_SNDTIMEO, &tv, &len))
-		h->sock.sndtimeo = tv.tv_sec * 1000000LL + tv.tv_usec;
-	len = sizeof(lg);
-	if (!getsockopt(sk, SOL_SOCKET, SO_LINGER, &lg, &len)) {
-		h->sock.linger_onoff = lg.l_onoff;
-		h->sock.linger_linger = lg.l_linger;
-	}
-	/* sock flags (2.6.38 enum sock_flags): URGINLINE 2, KEEPOPEN 3, LINGER 4, BROADCAST 6 */
-	if (!inet_getopt(sk, SOL_SOCKET, SO_OOBINLINE, &v) && v)
-		h->sock.flags |= 1 << 2;
-	if (!inet_getopt(sk, SOL_SOCKET, SO_KEEPALIVE, &v) && v)
-		h->sock.flags |= 1 << 3;
-	if (lg.l_onoff)
-		h->sock.flags |= 1 << 4;
-	if (!inet_getopt(sk, SOL_SOCKET, SO_BROADCAST, &v) && v)
-		h->sock.flags |= 1 << 6;
-}
-
-static int held_add(struct task *t, int fd, int sk, int reuse, uint64_t received)
+static int held_add(pid_t tid, int fd, int sk, int reuse, uint64_t received)
 {
 	if (nr_held == cap_held) {
 		struct held_conn *n = realloc(held, (cap_held = cap_held ? 2 * cap_held : 16) * sizeof(*n));
@@ -166,10 +109,10 @@ static int held_add(struct task *t, int fd, int sk, int reuse, uint64_t received
 			return pr_perror("connection list");
 		held = n;
 	}
-	held[nr_held] = (struct held_conn){ t->tid, fd, -1, reuse, received, true };
+	held[nr_held] = (struct held_conn){ tid, fd, -1, reuse, received, true };
 	held[nr_held].sk = fcntl(sk, F_DUPFD_CLOEXEC, 3);
 	if (held[nr_held].sk < 0)
-		return pr_perror("pid %d fd %d: keep the connection", t->tid, fd);
+		return pr_perror("pid %d fd %d: keep the connection", tid, fd);
 	nr_held++;
 	return 0;
 }
@@ -371,145 +314,172 @@ static bool ext_is_default(int family, int type, int proto, const struct ckpt_hd
 	return same;
 }
 
-static int dump_connection(struct ctx *c, struct task *t, int fd, int sk, int sock_ref,
-			   struct ckpt_hdr_socket_inet *in, struct ckpt_hdr_ext_inet *xi,
-			   struct ckpt_hdr_ext_tcp *xt)
+/* what check_inet_socket read, for the records written later (s->fam) */
+struct inet_dump {
+	struct ckpt_hdr_socket_inet in;
+	struct ckpt_hdr_ext_inet xi;
+	struct ckpt_hdr_ext_tcp xt;
+	bool tcp;
+	struct tcp_snap snap;		/* an established connection's queues */
+};
+
+/* an established connection, read in repair mode; it stays in repair mode until the thaw */
+static int snapshot_connection(struct sock_dump *s, struct inet_dump *d)
 {
+	struct ckpt_hdr_socket_inet *in = &d->in;
 	struct tcp_repair_window w;
-	struct tcp_snap s = { 0 };
 	struct tcp_info ti;
 	socklen_t len = sizeof(w);
-	int on = TCP_REPAIR_ON, none = TCP_NO_QUEUE, reuse, ret = -1;
+	int none = TCP_NO_QUEUE, reuse, ret = -1;
 
-	if (!ckpt_ext(c))
-		return ckpt_unsupported(c, "pid %d fd %d: TCP connection: window scale, timestamps, SACK and "
-					"MSS have no v23 field (--strict: no extension record)", t->tid, fd);
-	inet_getopt(sk, SOL_SOCKET, SO_REUSEADDR, &reuse);
-	if (setsockopt(sk, IPPROTO_TCP, TCP_REPAIR, &on, sizeof(on)))
-		return pr_perror("pid %d fd %d: TCP_REPAIR", t->tid, fd);
-	if (tcp_snapshot(sk, &s) || getsockopt(sk, IPPROTO_TCP, TCP_REPAIR_WINDOW, &w, &len) ||
-	    tcp_info_of(sk, &ti)) {
-		pr_perror("pid %d fd %d: read the TCP connection in repair mode", t->tid, fd);
+	inet_getopt(s->sk, SOL_SOCKET, SO_REUSEADDR, &reuse);
+	if (setsockopt(s->sk, IPPROTO_TCP, TCP_REPAIR, &(int){ TCP_REPAIR_ON }, sizeof(int)))
+		return pr_perror("pid %d fd %d: TCP_REPAIR", s->tid, s->tfd);
+	if (tcp_snapshot(s->sk, &d->snap) || getsockopt(s->sk, IPPROTO_TCP, TCP_REPAIR_WINDOW, &w, &len) ||
+	    tcp_info_of(s->sk, &ti)) {
+		pr_perror("pid %d fd %d: read the TCP connection in repair mode", s->tid, s->tfd);
 		goto out;
 	}
-	setsockopt(sk, IPPROTO_TCP, TCP_REPAIR_QUEUE, &none, sizeof(none));
-	in->tcp.rcv_nxt = s.rcv_nxt;
-	in->tcp.copied_seq = s.rcv_nxt - s.inq;
-	in->tcp.write_seq = in->tcp.pushed_seq = s.write_seq;
-	in->tcp.snd_una = s.write_seq - s.outq;
-	in->tcp.snd_nxt = in->tcp.snd_sml = in->tcp.snd_up = s.write_seq - s.unsent;
+	setsockopt(s->sk, IPPROTO_TCP, TCP_REPAIR_QUEUE, &none, sizeof(none));
+	in->tcp.rcv_nxt = d->snap.rcv_nxt;
+	in->tcp.copied_seq = d->snap.rcv_nxt - d->snap.inq;
+	in->tcp.write_seq = in->tcp.pushed_seq = d->snap.write_seq;
+	in->tcp.snd_una = d->snap.write_seq - d->snap.outq;
+	in->tcp.snd_nxt = in->tcp.snd_sml = in->tcp.snd_up = d->snap.write_seq - d->snap.unsent;
 	in->tcp.snd_wl1 = w.snd_wl1;
 	in->tcp.snd_wnd = w.snd_wnd;
 	in->tcp.max_window = w.max_window;
 	in->tcp.rcv_wnd = w.rcv_wnd;
 	in->tcp.rcv_wup = w.rcv_wup;
-	fill_tcp(in, &ti, sk);
-	fill_ext_tcp(xt, &ti, sk, true);
-	if (write_obj(&c->img, CKPT_HDR_SOCKET_INET, in, sizeof(*in)) ||
-	    write_obj(&c->img, CKPT_HDR_EXT_INET, xi, sizeof(*xi)) ||
-	    write_obj(&c->img, CKPT_HDR_EXT_TCP, xt, sizeof(*xt)) ||
-	    write_queue(c, sock_ref, s.rq, s.inq) || write_queue(c, sock_ref, s.sq, s.outq))
-		goto out;
+	fill_tcp(in, &ti, s->sk);
+	fill_ext_tcp(&d->xt, &ti, s->sk, true);
 	/* kept in repair mode until the end: a --kill then closes it without FIN or RST */
-	ret = held_add(t, fd, sk, reuse, ti.tcpi_bytes_received);
+	ret = held_add(s->tid, s->tfd, s->sk, reuse, ti.tcpi_bytes_received);
 out:
-	if (ret && repair_off(sk, reuse, TCP_REPAIR_OFF_NO_WP))
-		pr_perror("pid %d fd %d: leave TCP repair mode", t->tid, fd);
-	free(s.rq);
-	free(s.sq);
+	if (ret && repair_off(s->sk, reuse, TCP_REPAIR_OFF_NO_WP))
+		pr_perror("pid %d fd %d: leave TCP repair mode", s->tid, s->tfd);
 	return ret;
 }
 
-int dump_inet_socket(struct ctx *c, struct task *t, int fd, int sk, int sock_ref)
+/* 0: saved (SOCKET's inet part filled, state in s->fam), 2: not saved (ERROR written), -1 */
+int check_inet_socket(struct ctx *c, struct sock_dump *s)
 {
-	struct ckpt_hdr_socket hs = { 0 };
-	struct ckpt_hdr_socket_inet in = { 0 };
-	struct ckpt_hdr_ext_inet xi = { 0 };
-	struct ckpt_hdr_ext_tcp xt = { 0 };
 	struct sockaddr_storage la = { 0 }, ra = { 0 };
 	socklen_t llen = sizeof(la), rlen = sizeof(ra);
-	int family, type, proto, v, state = CKPT_TCP_CLOSE;
 	struct tcp_info ti = { 0 };
+	struct inet_dump *d;
+	struct ckpt_hdr_socket_inet *in;
+	int v, state = CKPT_TCP_CLOSE;
+	const char *why;
 	bool connected;
 
-	inet_getopt(sk, SOL_SOCKET, SO_DOMAIN, &family);
-	inet_getopt(sk, SOL_SOCKET, SO_TYPE, &type);
-	inet_getopt(sk, SOL_SOCKET, SO_PROTOCOL, &proto);
-	sock_common_fields(sk, &hs, family, type, proto);
-	if (getsockname(sk, (struct sockaddr *)&la, &llen))
-		return pr_perror("pid %d fd %d: getsockname", t->tid, fd);
-	connected = !getpeername(sk, (struct sockaddr *)&ra, &rlen);
-	if (proto == IPPROTO_TCP) {
-		if (tcp_info_of(sk, &ti))
-			return pr_perror("pid %d fd %d: TCP_INFO", t->tid, fd);
+	if (s->protocol == IPPROTO_TCP && tcp_info_of(s->sk, &ti))
+		return pr_perror("pid %d fd %d: TCP_INFO", s->tid, s->tfd);
+	why = unsupported(s, &ti);
+	if (why)
+		return ckpt_unsupported(c, "pid %d fd %d: socket:[%lu] not saved: %s", s->tid, s->tfd,
+					(unsigned long)s->ino, why) ? -1 : 2;
+	if (getsockname(s->sk, (struct sockaddr *)&la, &llen))
+		return pr_perror("pid %d fd %d: getsockname", s->tid, s->tfd);
+	connected = !getpeername(s->sk, (struct sockaddr *)&ra, &rlen);
+	if (s->protocol == IPPROTO_TCP) {
 		state = ti.tcpi_state;
+		if (state == CKPT_TCP_ESTABLISHED && !ckpt_ext(c))
+			return ckpt_unsupported(c, "pid %d fd %d: TCP connection: window scale, timestamps, "
+						"SACK and MSS have no v23 field (--strict: no extension record)",
+						s->tid, s->tfd) ? -1 : 2;
 		if (state == CKPT_TCP_LISTEN) {
-			hs.sock.backlog = ti.tcpi_sacked;	/* sk_max_ack_backlog of a listener */
+			s->h.sock.backlog = ti.tcpi_sacked;	/* sk_max_ack_backlog of a listener */
 			if (ti.tcpi_unacked &&
-			    ckpt_unsupported(c, "pid %d fd %d: %u connection%s waiting to be accepted "
-					     "(they are reset when the listener closes)", t->tid, fd,
+			    ckpt_unsupported(c, "pid %d fd %d: %u connection%s waiting to be accepted (they "
+					     "are reset when the listener closes)", s->tid, s->tfd,
 					     ti.tcpi_unacked, ti.tcpi_unacked == 1 ? "" : "s"))
 				return -1;
 		}
 	} else if (connected) {
 		state = CKPT_TCP_ESTABLISHED;	/* a connected UDP socket, as the kernel says it */
 	}
-	hs.sock.state = hs.sock_common.state = state;
-	hs.socket.state = connected ? CKPT_SS_CONNECTED : CKPT_SS_UNCONNECTED;
-	if (proto == IPPROTO_UDP && !ioctl(sk, SIOCINQ, &v) && v &&
-	    ckpt_unsupported(c, "pid %d fd %d: datagrams waiting in a UDP socket (%d bytes in the first) "
-			     "are not saved", t->tid, fd, v))
+	if (s->protocol == IPPROTO_UDP && !ioctl(s->sk, SIOCINQ, &v) && v &&
+	    ckpt_unsupported(c, "pid %d fd %d: datagrams waiting in a UDP socket (%d bytes in the "
+			     "first) are not saved", s->tid, s->tfd, v))
 		return -1;
+	s->h.sock.state = s->h.sock_common.state = state;
+	s->h.socket.state = connected ? CKPT_SS_CONNECTED : CKPT_SS_UNCONNECTED;
 
-	put_addr(&la, &in.rcv_saddr, in.inet6.rcv_saddr, &in.sport, &in.laddr);
-	in.saddr = in.rcv_saddr;
-	memcpy(in.inet6.saddr, in.inet6.rcv_saddr, 16);
-	in.num = ntohs(in.sport);
-	in.laddr_len = sizeof(in.laddr);
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return pr_perror("socket state");
+	s->fam = d;
+	in = &d->in;
+	d->tcp = s->protocol == IPPROTO_TCP;
+	put_addr(&la, &in->rcv_saddr, in->inet6.rcv_saddr, &in->sport, &in->laddr);
+	in->saddr = in->rcv_saddr;
+	memcpy(in->inet6.saddr, in->inet6.rcv_saddr, 16);
+	in->num = ntohs(in->sport);
+	in->laddr_len = sizeof(in->laddr);
 	if (connected) {
-		put_addr(&ra, &in.daddr, in.inet6.daddr, &in.dport, &in.raddr);
-		in.raddr_len = sizeof(in.raddr);
+		put_addr(&ra, &in->daddr, in->inet6.daddr, &in->dport, &in->raddr);
+		in->raddr_len = sizeof(in->raddr);
 	}
-	if (family == AF_INET6) {
-		if (!inet_getopt(sk, IPPROTO_IPV6, IPV6_V6ONLY, &v) && v)
-			xi.flags |= IMGTOOLS_INET_V6ONLY;
-		if (!inet_getopt(sk, IPPROTO_IPV6, IPV6_TCLASS, &v))
-			xi.tos = v;
-		if (!inet_getopt(sk, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &v))
-			in.uc_ttl = v;
+	if (s->family == AF_INET6) {
+		if (!inet_getopt(s->sk, IPPROTO_IPV6, IPV6_V6ONLY, &v) && v)
+			d->xi.flags |= IMGTOOLS_INET_V6ONLY;
+		if (!inet_getopt(s->sk, IPPROTO_IPV6, IPV6_TCLASS, &v))
+			d->xi.tos = v;
+		if (!inet_getopt(s->sk, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &v))
+			in->uc_ttl = v;
 	} else {
-		if (!inet_getopt(sk, IPPROTO_IP, IP_TOS, &v))
-			xi.tos = v;
-		if (!inet_getopt(sk, IPPROTO_IP, IP_TTL, &v))
-			in.uc_ttl = v;
+		if (!inet_getopt(s->sk, IPPROTO_IP, IP_TOS, &v))
+			d->xi.tos = v;
+		if (!inet_getopt(s->sk, IPPROTO_IP, IP_TTL, &v))
+			in->uc_ttl = v;
 	}
-	if (!inet_getopt(sk, SOL_SOCKET, SO_REUSEPORT, &v) && v)
-		xi.flags |= IMGTOOLS_INET_REUSEPORT;
-	if (!inet_getopt(sk, IPPROTO_IP, IP_FREEBIND, &v) && v)
-		xi.flags |= IMGTOOLS_INET_FREEBIND;
-	if (!inet_getopt(sk, IPPROTO_IP, IP_TRANSPARENT, &v) && v)
-		xi.flags |= IMGTOOLS_INET_TRANSPARENT;
+	if (!inet_getopt(s->sk, SOL_SOCKET, SO_REUSEPORT, &v) && v)
+		d->xi.flags |= IMGTOOLS_INET_REUSEPORT;
+	if (!inet_getopt(s->sk, IPPROTO_IP, IP_FREEBIND, &v) && v)
+		d->xi.flags |= IMGTOOLS_INET_FREEBIND;
+	if (!inet_getopt(s->sk, IPPROTO_IP, IP_TRANSPARENT, &v) && v)
+		d->xi.flags |= IMGTOOLS_INET_TRANSPARENT;
+	if (d->tcp && state == CKPT_TCP_ESTABLISHED) {
+		s->h.has_buffers = 1;
+		return snapshot_connection(s, d);
+	}
+	if (d->tcp) {
+		fill_tcp(in, &ti, s->sk);
+		fill_ext_tcp(&d->xt, &ti, s->sk, false);
+	}
+	if (!ckpt_ext(c) && !ext_is_default(s->family, s->type, s->protocol, &d->xi, d->tcp ? &d->xt : NULL))
+		return ckpt_unsupported(c, "pid %d fd %d: socket options (IPV6_V6ONLY, SO_REUSEPORT, TOS, "
+					"TCP congestion...) have no v23 field (--strict: no extension "
+					"record)", s->tid, s->tfd) ? -1 : 0;
+	return 0;
+}
 
-	if (write_obj(&c->img, CKPT_HDR_SOCKET, &hs, sizeof(hs)))
+/* the records after SOCKET: SOCKET_INET EXT_INET [EXT_TCP] */
+int dump_inet_socket(struct ctx *c, struct sock_dump *s)
+{
+	struct inet_dump *d = s->fam;
+
+	if (write_obj(&c->img, CKPT_HDR_SOCKET_INET, &d->in, sizeof(d->in)))
 		return -1;
-	if (proto == IPPROTO_TCP && state == CKPT_TCP_ESTABLISHED)
-		return dump_connection(c, t, fd, sk, sock_ref, &in, &xi, &xt);
-	if (proto == IPPROTO_TCP) {
-		fill_tcp(&in, &ti, sk);
-		fill_ext_tcp(&xt, &ti, sk, false);
-	}
-	if (write_obj(&c->img, CKPT_HDR_SOCKET_INET, &in, sizeof(in)))
-		return -1;
-	if (!ckpt_ext(c)) {
-		if (!ext_is_default(family, type, proto, &xi, proto == IPPROTO_TCP ? &xt : NULL))
-			return ckpt_unsupported(c, "pid %d fd %d: socket options (IPV6_V6ONLY, SO_REUSEPORT, "
-						"TOS, TCP congestion...) have no v23 field (--strict: no "
-						"extension record)", t->tid, fd);
+	if (!ckpt_ext(c))
 		return 0;
-	}
-	if (write_obj(&c->img, CKPT_HDR_EXT_INET, &xi, sizeof(xi)))
+	if (write_obj(&c->img, CKPT_HDR_EXT_INET, &d->xi, sizeof(d->xi)))
 		return -1;
-	return proto == IPPROTO_TCP ? write_obj(&c->img, CKPT_HDR_EXT_TCP, &xt, sizeof(xt)) : 0;
+	return d->tcp ? write_obj(&c->img, CKPT_HDR_EXT_TCP, &d->xt, sizeof(d->xt)) : 0;
+}
+
+/* an established connection's receive queue, then its write queue (end of the file table) */
+int dump_inet_queues(struct ctx *c, struct sock_dump *s)
+{
+	struct inet_dump *d = s->fam;
+	int ret = write_queue(c, s->ref, d->snap.rq, d->snap.inq) ||
+		  write_queue(c, s->ref, d->snap.sq, d->snap.outq) ? -1 : 0;
+
+	free(d->snap.rq);
+	free(d->snap.sq);
+	d->snap.rq = d->snap.sq = NULL;
+	return ret;
 }
 
 /* before the TAIL: a connection that received data after its snapshot makes the dump fail */

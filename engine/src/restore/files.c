@@ -253,9 +253,13 @@ int restore_file(struct rctx *c, const struct ckpt_hdr *h)
 		path = read_path(c);
 		ret = path ? open_pipe(c, o, &f, path) : -1;
 		break;
-	case CKPT_FILE_SOCKET:	/* TEMPORARY hook of the inet branch */
-		ret = open_socket_file(c, o, &f.common, f.pipe_objref);
+	case CKPT_FILE_SOCKET: {
+		struct ckpt_hdr_file_socket fs;	/* the same size as a pipe's FILE */
+
+		memcpy(&fs, &f, sizeof(fs));
+		ret = restore_socket_file(c, o, &fs);
 		break;
+	}
 	default:
 		ret = rst_refuse(c, "files of type %u (%s) are not restored", f.common.f_type,
 				 f.common.f_type == CKPT_FILE_SOCKET ? "socket" :

@@ -43,7 +43,7 @@ struct rconn {
 static struct rconn *conns;
 static int nr_conns, cap_conns;
 
-struct inet_rec {
+struct inet_rec {			/* rsock.fam of an inet socket */
 	struct ckpt_hdr_socket s;
 	struct ckpt_hdr_socket_inet in;
 	struct ckpt_hdr_ext_inet xi;
@@ -51,8 +51,7 @@ struct inet_rec {
 	bool have_xi, have_xt;
 	struct sockaddr_storage la, ra;
 	socklen_t alen;
-	char *rq, *sq;			/* receive queue, write queue */
-	uint32_t rq_len, sq_len;
+	int conn;			/* index in conns of an established connection */
 };
 
 static void addr_of(const struct inet_rec *r, bool local, struct sockaddr_storage *ss)
@@ -110,23 +109,19 @@ static void addr_text(const struct sockaddr_storage *ss, char *buf, size_t len)
 	}
 }
 
-/* SOCKET_QUEUE + its (SOCKET_BUFFER BUFFER) chunks, as one byte string */
-static int read_queue(struct rctx *c, char **data, uint32_t *len)
+/* the (SOCKET_BUFFER BUFFER) chunks of a SOCKET_QUEUE, as one byte string */
+static int read_queue(struct rctx *c, const struct ckpt_hdr_socket_queue *q, char **data)
 {
-	struct ckpt_hdr_socket_queue q;
 	struct ckpt_hdr h;
 	uint32_t i, got = 0;
 
-	if (rs_expect(&c->in, CKPT_HDR_SOCKET_QUEUE, &h) || rs_record(&c->in, &h, &q, sizeof(q)))
-		return -1;
-	if (q.total_bytes > QUEUE_MAX || q.skb_count > q.total_bytes)
+	if (q->total_bytes > QUEUE_MAX || q->skb_count > q->total_bytes)
 		return rs_invalid(&c->in, "SOCKET_QUEUE at offset %llu: %u bytes in %u buffers",
-				  (unsigned long long)c->in.rec_off, q.total_bytes, q.skb_count);
-	*data = malloc(q.total_bytes + 1);
-	*len = q.total_bytes;
+				  (unsigned long long)c->in.rec_off, q->total_bytes, q->skb_count);
+	*data = malloc(q->total_bytes + 1);
 	if (!*data)
 		return pr_perror("socket queue");
-	for (i = 0; i < q.skb_count; i++) {
+	for (i = 0; i < q->skb_count; i++) {
 		struct ckpt_hdr_socket_buffer b;
 		uint32_t n;
 
@@ -134,17 +129,17 @@ static int read_queue(struct rctx *c, char **data, uint32_t *len)
 		    rs_expect(&c->in, CKPT_HDR_BUFFER, &h))
 			return -1;
 		n = h.len - sizeof(h);
-		if (b.nr_frags || b.lin_len != n || b.skb_len != n || b.data_offset || n > q.total_bytes - got)
+		if (b.nr_frags || b.lin_len != n || b.skb_len != n || b.data_offset || n > q->total_bytes - got)
 			return rs_invalid(&c->in, "SOCKET_BUFFER of a TCP queue at offset %llu: %u bytes, "
 					  "%u fragments, %u left in the queue", (unsigned long long)c->in.rec_off,
-					  n, b.nr_frags, q.total_bytes - got);
+					  n, b.nr_frags, q->total_bytes - got);
 		if (rs_read(&c->in, *data + got, n))
 			return -1;
 		got += n;
 	}
-	if (got != q.total_bytes)
+	if (got != q->total_bytes)
 		return rs_invalid(&c->in, "SOCKET_QUEUE at offset %llu: %u of %u bytes",
-				  (unsigned long long)c->in.rec_off, got, q.total_bytes);
+				  (unsigned long long)c->in.rec_off, got, q->total_bytes);
 	return 0;
 }
 
@@ -186,13 +181,12 @@ static int read_records(struct rctx *c, struct inet_rec *r)
 	if (!r->have_xt)
 		return rst_refuse(c, "a TCP connection without its EXT_TCP record (a --strict dump) cannot "
 				  "be rebuilt: its window scale, timestamps and MSS are unknown");
-	if (read_queue(c, &r->rq, &r->rq_len) || read_queue(c, &r->sq, &r->sq_len))
-		return -1;
-	if (r->rq_len != r->in.tcp.rcv_nxt - r->in.tcp.copied_seq ||
-	    r->sq_len != r->in.tcp.write_seq - r->in.tcp.snd_una ||
-	    r->in.tcp.write_seq - r->in.tcp.snd_nxt > r->sq_len)
-		return rs_invalid(&c->in, "SOCKET_INET: queues of %u and %u bytes do not match the sequence "
-				  "numbers", r->rq_len, r->sq_len);
+	if (!r->s.has_buffers)
+		return rs_invalid(&c->in, "SOCKET of an established TCP connection without its queues "
+				  "(has_buffers 0)");
+	if (r->in.tcp.write_seq - r->in.tcp.snd_nxt > r->in.tcp.write_seq - r->in.tcp.snd_una)
+		return rs_invalid(&c->in, "SOCKET_INET: snd_una %u, snd_nxt %u, write_seq %u are out of "
+				  "order", r->in.tcp.snd_una, r->in.tcp.snd_nxt, r->in.tcp.write_seq);
 	return 0;
 }
 
@@ -202,30 +196,17 @@ static int set_int(int sk, int level, int name, int val)
 }
 
 /* the options of the image on a new socket (before bind) */
-static int apply_options(struct inet_rec *r, int sk, const char *where)
+static int apply_options(struct rctx *c, struct inet_rec *r, int sk, const char *where)
 {
 	int family = r->s.sock_common.family, fresh = 0;
-	struct linger lg = { r->s.sock.linger_onoff, r->s.sock.linger_linger };
-	struct timeval rt = { r->s.sock.rcvtimeo / 1000000, r->s.sock.rcvtimeo % 1000000 };
-	struct timeval st = { r->s.sock.sndtimeo / 1000000, r->s.sock.sndtimeo % 1000000 };
 	bool fail = false;
 
-	fail |= set_int(sk, SOL_SOCKET, SO_REUSEADDR, !!r->s.sock_common.reuse) != 0;
-	/* buffer sizes only where the program had others than a new socket's (they lock autotuning) */
-	if (!inet_getopt(sk, SOL_SOCKET, SO_RCVBUF, &fresh) && fresh / 2 != r->s.sock.rcvbuf && r->s.sock.rcvbuf > 0)
-		fail |= set_int(sk, SOL_SOCKET, SO_RCVBUFFORCE, r->s.sock.rcvbuf) != 0;
-	if (!inet_getopt(sk, SOL_SOCKET, SO_SNDBUF, &fresh) && fresh / 2 != r->s.sock.sndbuf && r->s.sock.sndbuf > 0)
-		fail |= set_int(sk, SOL_SOCKET, SO_SNDBUFFORCE, r->s.sock.sndbuf) != 0;
-	fail |= setsockopt(sk, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) != 0;
-	fail |= setsockopt(sk, SOL_SOCKET, SO_RCVTIMEO, &rt, sizeof(rt)) != 0;
-	fail |= setsockopt(sk, SOL_SOCKET, SO_SNDTIMEO, &st, sizeof(st)) != 0;
-	fail |= set_int(sk, SOL_SOCKET, SO_OOBINLINE, !!(r->s.sock.flags & (1 << 2))) != 0;
-	fail |= set_int(sk, SOL_SOCKET, SO_KEEPALIVE, !!(r->s.sock.flags & (1 << 3))) != 0;
-	fail |= set_int(sk, SOL_SOCKET, SO_BROADCAST, !!(r->s.sock.flags & (1 << 6))) != 0;
-	if (r->s.sock.priority)
-		fail |= set_int(sk, SOL_SOCKET, SO_PRIORITY, r->s.sock.priority) != 0;
-	if (r->s.sock_common.bound_dev_if)
-		fail |= set_int(sk, SOL_SOCKET, SO_BINDTOIFINDEX, r->s.sock_common.bound_dev_if) != 0;
+	if (restore_sock_options(c, sk, &r->s))	/* SOL_SOCKET (net.c) */
+		return -1;
+	/* the metadata pass only tries the address: with the program's SO_REUSEADDR */
+	if (c->dry && r->s.sock_common.reuse)
+		fail |= set_int(sk, SOL_SOCKET, SO_REUSEADDR, 1) != 0;
+
 	if (r->have_xi) {
 		if (family == AF_INET6)
 			fail |= set_int(sk, IPPROTO_IPV6, IPV6_V6ONLY, !!(r->xi.flags & IMGTOOLS_INET_V6ONLY)) != 0;
@@ -303,7 +284,7 @@ static int make_plain(struct rctx *c, struct inet_rec *r, int sk)
 			   r->s.sock.protocol == IPPROTO_TCP ? "TCP socket" : "UDP socket";
 	char a[80];
 
-	if (apply_options(r, sk, what))
+	if (apply_options(c, r, sk, what))
 		return -1;
 	if ((listener || !any_address(&r->la)) && bind_local(c, r, sk, what))
 		return -1;
@@ -362,7 +343,6 @@ static int add_conn(struct inet_rec *r, int sk)
 {
 	struct rconn *k;
 	char l[80], p[80];
-	uint32_t unsent = r->in.tcp.write_seq - r->in.tcp.snd_nxt;
 
 	if (nr_conns == cap_conns) {
 		struct rconn *n = realloc(conns, (cap_conns = cap_conns ? 2 * cap_conns : 16) * sizeof(*n));
@@ -371,51 +351,36 @@ static int add_conn(struct inet_rec *r, int sk)
 			return pr_perror("connection list");
 		conns = n;
 	}
+	r->conn = nr_conns;
 	k = &conns[nr_conns++];
 	memset(k, 0, sizeof(*k));
 	k->fd = sk;
 	k->reuse = !!r->s.sock_common.reuse;
-	k->inq = r->rq_len;
+	k->inq = r->in.tcp.rcv_nxt - r->in.tcp.copied_seq;
 	addr_key(&r->la, k->local);
 	addr_key(&r->ra, k->peer);
 	addr_text(&r->la, l, sizeof(l));
 	addr_text(&r->ra, p, sizeof(p));
 	snprintf(k->name, sizeof(k->name), "%s -> %s", l, p);
-	if (unsent) {
-		k->unsent = malloc(unsent);
-		if (!k->unsent)
-			return pr_perror("connection list");
-		memcpy(k->unsent, r->sq + r->sq_len - unsent, unsent);
-		k->unsent_len = unsent;
-	}
 	return 0;
 }
 
-/* an established connection, rebuilt in repair mode; it leaves repair mode at the TAIL */
+/*
+ * An established connection, rebuilt in repair mode up to its queues (restore_inet_queue
+ * refills them at the end of the file table); it leaves repair mode at the TAIL.
+ */
 static int make_connection(struct rctx *c, struct inet_rec *r, int sk)
 {
 	const struct ckpt_hdr_socket_inet *in = &r->in;
-	uint32_t unsent = in->tcp.write_seq - in->tcp.snd_nxt;
-	struct tcp_repair_window w = {
-		.snd_wl1 = in->tcp.snd_wl1, .snd_wnd = in->tcp.snd_wnd, .max_window = in->tcp.max_window,
-		.rcv_wnd = in->tcp.rcv_wnd, .rcv_wup = in->tcp.rcv_wup,
-	};
-	int need;
+	char l[80], p[80];
 
 	if (c->dry)
 		return add_conn(r, -1);
 	/* options first: SO_REUSEADDR would undo the forced address reuse of repair mode */
-	if (apply_options(r, sk, "TCP connection"))
+	if (apply_options(c, r, sk, "TCP connection"))
 		return -1;
 	if (set_int(sk, IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_ON))
 		return rst_refuse(c, "TCP_REPAIR: %s (the restorer needs CAP_NET_ADMIN)", strerror(errno));
-	/* room for the queues as they were (the kernel counts a buffer's overhead too) */
-	need = 2 * r->rq_len + 65536;
-	if (r->rq_len && inet_getopt(sk, SOL_SOCKET, SO_RCVBUF, &(int){ 0 }) == 0)
-		set_int(sk, SOL_SOCKET, SO_RCVBUFFORCE, need > r->s.sock.rcvbuf ? need : r->s.sock.rcvbuf);
-	need = 2 * r->sq_len + 65536;
-	if (r->sq_len)
-		set_int(sk, SOL_SOCKET, SO_SNDBUFFORCE, need > r->s.sock.sndbuf ? need : r->s.sock.sndbuf);
 	if (queue_seq(sk, TCP_RECV_QUEUE, in->tcp.copied_seq) ||
 	    queue_seq(sk, TCP_SEND_QUEUE, in->tcp.snd_una) ||
 	    (r->xt.timestamp && set_int(sk, IPPROTO_TCP, TCP_TIMESTAMP, r->xt.timestamp)))
@@ -423,38 +388,113 @@ static int make_connection(struct rctx *c, struct inet_rec *r, int sk)
 	if (bind_local(c, r, sk, "TCP connection from"))
 		return -1;
 	if (connect(sk, (struct sockaddr *)&r->ra, r->alen)) {
-		char l[80], p[80];
-
 		addr_text(&r->la, l, sizeof(l));
 		addr_text(&r->ra, p, sizeof(p));
 		return rst_refuse(c, "TCP connection %s -> %s: %s (is the dumped program still running?)", l, p,
 				  strerror(errno));
 	}
-	if (repair_options(sk, &r->xt) ||
-	    fill_queue(sk, TCP_RECV_QUEUE, r->rq, r->rq_len) ||
-	    fill_queue(sk, TCP_SEND_QUEUE, r->sq, r->sq_len - unsent) ||
-	    setsockopt(sk, IPPROTO_TCP, TCP_REPAIR_WINDOW, &w, sizeof(w)) ||
-	    set_int(sk, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE))
-		return pr_perror("TCP connection: rebuild its state in repair mode");
+	if (repair_options(sk, &r->xt))
+		return pr_perror("TCP connection: TCP_REPAIR_OPTIONS");
 	return add_conn(r, sk);
 }
 
-int restore_inet_socket(struct rctx *c, struct robj *o, const struct ckpt_hdr_socket *hs)
+/* room for a queue of len bytes (the kernel counts each buffer's overhead too) */
+static void make_room(int sk, int opt, uint32_t len, int asked)
 {
-	struct inet_rec r = { .s = *hs };
+	int need = 2 * len + 65536;
+
+	if (len)
+		set_int(sk, SOL_SOCKET, opt, need > asked ? need : asked);
+}
+
+/*
+ * SOCKET_QUEUE of an established connection: the receive queue goes back as received
+ * bytes, the write queue's sent part as sent and not acknowledged (repair mode transmits
+ * nothing), the part never sent is kept for the TAIL; then the windows.
+ */
+int restore_inet_queue(struct rctx *c, struct robj *o, struct rsock *s,
+		       const struct ckpt_hdr_socket_queue *q, bool recv)
+{
+	struct inet_rec *r = s->fam;
+	const struct ckpt_hdr_socket_inet *in;
+	uint32_t expect, unsent;
+	char *data = NULL;
+	int ret = -1;
+
+	if (!r || r->s.sock.state != CKPT_TCP_ESTABLISHED || r->s.sock.protocol != IPPROTO_TCP)
+		return rs_invalid(&c->in, "SOCKET_QUEUE at offset %llu of an inet socket that is not an "
+				  "established TCP connection", (unsigned long long)c->in.rec_off);
+	in = &r->in;
+	expect = recv ? in->tcp.rcv_nxt - in->tcp.copied_seq : in->tcp.write_seq - in->tcp.snd_una;
+	unsent = recv ? 0 : in->tcp.write_seq - in->tcp.snd_nxt;
+	if (q->total_bytes != expect)
+		return rs_invalid(&c->in, "SOCKET_QUEUE at offset %llu: %u bytes, the sequence numbers say %u",
+				  (unsigned long long)c->in.rec_off, q->total_bytes, expect);
+	if (read_queue(c, q, &data))
+		goto out;
+	ret = 0;
+	if (c->dry)
+		goto out;
+	if (recv) {
+		make_room(o->fd, SO_RCVBUFFORCE, q->total_bytes, r->s.sock.rcvbuf);
+		if (fill_queue(o->fd, TCP_RECV_QUEUE, data, q->total_bytes))
+			ret = pr_perror("TCP connection %s: refill the receive queue", conns[r->conn].name);
+		goto out;
+	}
+	make_room(o->fd, SO_SNDBUFFORCE, q->total_bytes, r->s.sock.sndbuf);
+	if (fill_queue(o->fd, TCP_SEND_QUEUE, data, q->total_bytes - unsent) ||
+	    setsockopt(o->fd, IPPROTO_TCP, TCP_REPAIR_WINDOW, &(struct tcp_repair_window){
+			.snd_wl1 = in->tcp.snd_wl1, .snd_wnd = in->tcp.snd_wnd,
+			.max_window = in->tcp.max_window, .rcv_wnd = in->tcp.rcv_wnd,
+			.rcv_wup = in->tcp.rcv_wup }, sizeof(struct tcp_repair_window)) ||
+	    set_int(o->fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE)) {
+		ret = pr_perror("TCP connection %s: refill the write queue", conns[r->conn].name);
+		goto out;
+	}
+	if (unsent) {
+		conns[r->conn].unsent = malloc(unsent);
+		if (!conns[r->conn].unsent) {
+			ret = pr_perror("unsent bytes");
+			goto out;
+		}
+		memcpy(conns[r->conn].unsent, data + q->total_bytes - unsent, unsent);
+		conns[r->conn].unsent_len = unsent;
+	}
+out:
+	free(data);
+	return ret;
+}
+
+/* the end of a file table: the connections wait for the TAIL (inet_restore_end) */
+int restore_inet_finish(struct rctx *c, struct robj *o, struct rsock *s)
+{
+	(void)c;
+	(void)o;
+	(void)s;
+	return 0;
+}
+
+int restore_inet_socket(struct rctx *c, struct robj *o, struct rsock *s)
+{
+	struct inet_rec *r = calloc(1, sizeof(*r));
 	int sk = -1, ret = -1;
 
-	if (read_records(c, &r))
+	if (!r)
+		return pr_perror("socket");
+	s->fam = r;
+	r->s = s->h;
+	if (read_records(c, r))
 		goto out;
-	sk = socket(hs->sock_common.family, hs->sock.type | SOCK_CLOEXEC | SOCK_NONBLOCK, hs->sock.protocol);
+	sk = socket(r->s.sock_common.family, r->s.sock.type | SOCK_CLOEXEC | SOCK_NONBLOCK,
+		    r->s.sock.protocol);
 	if (sk < 0) {
 		ret = pr_perror("socket");
 		goto out;
 	}
-	if (hs->sock.protocol == IPPROTO_TCP && hs->sock.state == CKPT_TCP_ESTABLISHED)
-		ret = make_connection(c, &r, sk);
+	if (r->s.sock.protocol == IPPROTO_TCP && r->s.sock.state == CKPT_TCP_ESTABLISHED)
+		ret = make_connection(c, r, sk);
 	else
-		ret = make_plain(c, &r, sk);
+		ret = make_plain(c, r, sk);
 	if (!ret && !c->dry) {
 		o->fd = sk;
 		sk = -1;
@@ -462,8 +502,6 @@ int restore_inet_socket(struct rctx *c, struct robj *o, const struct ckpt_hdr_so
 out:
 	if (sk >= 0)
 		close(sk);
-	free(r.rq);
-	free(r.sq);
 	return ret;
 }
 

@@ -379,7 +379,8 @@ static int restore_records(struct rctx *c)
 		case CKPT_HDR_FILE_TABLE: r = restore_file_table(c, &h); break;
 		case CKPT_HDR_FILE: r = restore_file(c, &h); break;
 		case CKPT_HDR_FILE_DESC: r = restore_file_desc(c, &h); break;
-		case CKPT_HDR_SOCKET: r = restore_socket(c, &h); break;	/* TEMPORARY (inet) */
+		case CKPT_HDR_SOCKET: r = restore_socket(c, &h); break;
+		case CKPT_HDR_SOCKET_QUEUE: r = restore_socket_queue(c, &h); break;
 		case CKPT_HDR_MM: r = restore_mm(c, &h); break;
 		case CKPT_HDR_VMA: r = restore_vma(c, &h); break;
 		case CKPT_HDR_PGARR: r = restore_pgarr(c, &h); break;

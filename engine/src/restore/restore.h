@@ -192,12 +192,22 @@ int restore_fs(struct rctx *c, const struct ckpt_hdr *h);
 int task_install_fd(struct rctx *c, struct rproc *p, int drv_fd, int fd, bool cloexec);
 int task_take_fd(struct rctx *c, struct rproc *p, int drv_fd);
 
-/* net.c (TEMPORARY minimal dispatch; the unix branch's restore/net.c replaces it) */
+/* net.c: sockets, the common part and the family dispatch (TEMPORARY copy of the unix
+ * branch's declarations, /work/notes/net-api.md) */
+struct rsock {			/* robj.data of a CKPT_OBJ_SOCK */
+	struct ckpt_hdr_socket h;	/* its SOCKET record */
+	void *fam;			/* the family's state */
+};
 int restore_socket(struct rctx *c, const struct ckpt_hdr *h);
-int open_socket_file(struct rctx *c, struct robj *o, const struct ckpt_hdr_file *f, int sock_ref);
+int restore_socket_queue(struct rctx *c, const struct ckpt_hdr *h);
+int restore_socket_file(struct rctx *c, struct robj *o, const struct ckpt_hdr_file_socket *f);
+int restore_sock_options(struct rctx *c, int fd, const struct ckpt_hdr_socket *h);
 
-/* net_inet.c */
-int restore_inet_socket(struct rctx *c, struct robj *o, const struct ckpt_hdr_socket *hs);
+/* net_inet.c: AF_INET / AF_INET6 sockets */
+int restore_inet_socket(struct rctx *c, struct robj *o, struct rsock *s);
+int restore_inet_queue(struct rctx *c, struct robj *o, struct rsock *s,
+		       const struct ckpt_hdr_socket_queue *q, bool recv);
+int restore_inet_finish(struct rctx *c, struct robj *o, struct rsock *s);
 int inet_restore_end(struct rctx *c);
 
 /* signal.c */
