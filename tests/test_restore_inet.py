@@ -132,9 +132,10 @@ def test_http_server_answers_on_the_same_port_after_restore(tmp_path, bind):
         os.kill(root, 9)
 
 
-def test_tcp_pair_streams_across_the_checkpoint_without_loss(rst_tcp, tmp_path):
+@pytest.mark.parametrize("family", ["4", "6"], ids=["ipv4", "ipv6"])
+def test_tcp_pair_streams_across_the_checkpoint_without_loss(rst_tcp, tmp_path, family):
     ready = tmp_path / "ready"
-    p = subprocess.Popen([str(rst_tcp), str(ready)], stdin=subprocess.DEVNULL,
+    p = subprocess.Popen([str(rst_tcp), str(ready), str(1 << 18), family], stdin=subprocess.DEVNULL,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(lambda: ready.exists() and "ready" in ready.read_text(), what="rst_tcp")
     time.sleep(0.15)                         # mid-stream
@@ -250,3 +251,83 @@ def test_a_dump_without_kill_leaves_the_connections_working(rst_tcp, tmp_path):
     assert r.returncode == 3, r.stderr
     assert "address already in use" in r.stderr or "still open on this host" in r.stderr
     assert p.wait(timeout=60) == 0, p.stderr.read()
+
+
+def test_a_peer_sending_during_the_dump_fails_it_and_the_program_goes_on(tmp_path):
+    """Bytes that arrive after a connection was read would be acknowledged and lost: the
+    dump fails (exit 3, not killed) and the connection still works."""
+    import threading
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    ready = tmp_path / "ready"
+    p = subprocess.Popen([sys.executable, "-c", "import socket, sys, time; "
+                          "s = socket.create_connection(('127.0.0.1', int(sys.argv[1]))); "
+                          "open(sys.argv[2], 'w').write('ready'); time.sleep(2); "
+                          "n = 0\nwhile True:\n d = s.recv(65536)\n if not d: break\n n += len(d)\n"
+                          "sys.exit(0 if n > 0 else 1)", str(server.getsockname()[1]), str(ready)],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    conn, _ = server.accept()
+    wait_for(lambda: ready.exists(), what="the client")
+    stop = threading.Event()
+
+    def trickle():
+        while not stop.is_set():
+            conn.send(b"x")
+            time.sleep(0.002)
+    th = threading.Thread(target=trickle)
+    th.start()
+    try:
+        r = dump_kill(p.pid, tmp_path / "c.img")
+    finally:
+        stop.set()
+        th.join()
+    assert r.returncode == 3, r.stderr
+    assert "received" in r.stderr and "while the tree was being dumped" in r.stderr
+    conn.close()
+    server.close()
+    assert p.wait(timeout=30) == 0           # not killed; it read every byte to the end
+
+
+UDP_ECHO = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+open(sys.argv[1], "w").write(str(s.getsockname()[1]))
+while True:
+    data, peer = s.recvfrom(100)
+    s.sendto(b"echo " + data, peer)
+    if data == b"last":
+        break
+"""
+
+
+def test_a_udp_socket_keeps_its_port(tmp_path):
+    ready = tmp_path / "port"
+    p = subprocess.Popen([sys.executable, "-c", UDP_ECHO, str(ready)], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: ready.exists() and ready.read_text(), what="the UDP server")
+    port = int(ready.read_text())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+        c.settimeout(10)
+        c.sendto(b"one", ("127.0.0.1", port))
+        assert c.recv(100) == b"echo one"
+        img = tmp_path / "udp.img"
+        r = dump_kill(p.pid, img)
+        assert r.returncode == 0, r.stderr
+        p.wait(timeout=10)
+        rp = subprocess.Popen([*IMGTOOLS, "restore", str(img)], stderr=subprocess.PIPE, text=True)
+        try:
+            def answers():
+                c.sendto(b"last", ("127.0.0.1", port))
+                try:
+                    c.settimeout(0.2)
+                    return c.recv(100) == b"echo last"
+                except OSError:
+                    return False
+            wait_for(answers, what="the restored UDP server to answer")
+            assert rp.wait(timeout=30) == 0, rp.stderr.read()
+        finally:
+            if rp.poll() is None:
+                rp.kill()

@@ -1,7 +1,7 @@
 /*
  * A TCP client/server pair in one tree that checks every byte across a checkpoint.
  *
- * rst_tcp READY_FILE [RECORDS]: the parent listens on 127.0.0.1 (an ephemeral port), forks
+ * rst_tcp READY_FILE [RECORDS [6]]: the parent listens on 127.0.0.1 (::1 with "6"; an ephemeral port), forks
  * the client, accepts it, and writes "ready PORT" to READY_FILE. Then both ends stream
  * RECORDS numbered 16-byte records to each other at once (writes as fast as the peer
  * takes them, reads throttled, so both directions have bytes queued in the kernel at any
@@ -119,8 +119,12 @@ static int small_buffers(int sk)
 
 int main(int argc, char **argv)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t alen = sizeof(a);
+	struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	bool v6 = argc > 3 && !strcmp(argv[3], "6");
+	struct sockaddr *a = v6 ? (struct sockaddr *)&a6 : (struct sockaddr *)&a4;
+	socklen_t alen = v6 ? sizeof(a6) : sizeof(a4);
+	int family = v6 ? AF_INET6 : AF_INET;
 	uint64_t records = argc > 2 ? strtoull(argv[2], NULL, 0) : 1 << 18;
 	int ls, sk, status, r;
 	pid_t child;
@@ -128,15 +132,14 @@ int main(int argc, char **argv)
 
 	if (argc < 2)
 		return 2;
-	ls = socket(AF_INET, SOCK_STREAM, 0);
-	if (ls < 0 || small_buffers(ls) || bind(ls, (struct sockaddr *)&a, sizeof(a)) || listen(ls, 4) ||
-	    getsockname(ls, (struct sockaddr *)&a, &alen))
+	ls = socket(family, SOCK_STREAM, 0);
+	if (ls < 0 || small_buffers(ls) || bind(ls, a, alen) || listen(ls, 4) || getsockname(ls, a, &alen))
 		return perror("listen"), 1;
 	child = fork();
 	if (child == 0) {
 		close(ls);
-		sk = socket(AF_INET, SOCK_STREAM, 0);
-		if (sk < 0 || small_buffers(sk) || connect(sk, (struct sockaddr *)&a, sizeof(a)))
+		sk = socket(family, SOCK_STREAM, 0);
+		if (sk < 0 || small_buffers(sk) || connect(sk, a, alen))
 			return perror("connect"), 1;
 		return stream(sk, 1, records);
 	}
@@ -146,7 +149,7 @@ int main(int argc, char **argv)
 	f = fopen(argv[1], "w");
 	if (!f)
 		return 1;
-	fprintf(f, "ready %d\n", ntohs(a.sin_port));
+	fprintf(f, "ready %d\n", ntohs(v6 ? a6.sin6_port : a4.sin_port));
 	fclose(f);
 	r = stream(sk, 0, records);
 	if (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status))
