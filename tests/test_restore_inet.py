@@ -25,7 +25,7 @@ import pytest
 
 PROGS = Path(__file__).resolve().parent / "progs"
 IMGTOOLS = [sys.executable, "-m", "imgtools"]
-SOCKET_QUEUE, SOCKET_BUFFER, BUFFER = 702, 703, 4
+SOCKET_QUEUE, SOCKET_BUFFER, BUFFER, EXT_TCP = 702, 703, 4, 8031
 
 pytestmark = pytest.mark.skipif(
     sys.platform != "linux" or platform.machine() != "x86_64" or os.geteuid() != 0
@@ -135,7 +135,7 @@ def test_http_server_answers_on_the_same_port_after_restore(tmp_path, bind):
 @pytest.mark.parametrize("family", ["4", "6"], ids=["ipv4", "ipv6"])
 def test_tcp_pair_streams_across_the_checkpoint_without_loss(rst_tcp, tmp_path, family):
     ready = tmp_path / "ready"
-    p = subprocess.Popen([str(rst_tcp), str(ready), str(1 << 18), family], stdin=subprocess.DEVNULL,
+    p = subprocess.Popen([str(rst_tcp), str(ready), str(1 << 19), family], stdin=subprocess.DEVNULL,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(lambda: ready.exists() and "ready" in ready.read_text(), what="rst_tcp")
     time.sleep(0.15)                         # mid-stream
@@ -148,33 +148,45 @@ def test_tcp_pair_streams_across_the_checkpoint_without_loss(rst_tcp, tmp_path, 
     assert r.returncode == 0, r.stderr
 
 
-def test_a_listening_port_taken_at_restore_is_refused(tmp_path):
+def _cmdline(pid: str) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def http_server_image(tmp_path: Path) -> tuple[int, Path]:
+    """An http.server on 127.0.0.1, dumped with --kill: its port and image."""
     port = free_port()
     p = start_http_server(tmp_path, port, ["--bind", "127.0.0.1"])
     img = tmp_path / "http.img"
     r = dump_kill(p.pid, img)
     assert r.returncode == 0, r.stderr
     p.wait(timeout=10)
-    other = subprocess.Popen([sys.executable, "-c", "import socket, time; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
-                              f"s.bind(('127.0.0.1', {port})); s.listen(); print('ready', flush=True); "
-                              "time.sleep(60)"], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    return port, img
+
+
+def http_server_runs(port: int) -> bool:
+    return any(d.isdigit() and f"http.server\0{port}".encode() in _cmdline(d)
+               for d in os.listdir("/proc"))
+
+
+def test_a_listening_port_taken_at_restore_is_refused(tmp_path):
+    port, img = http_server_image(tmp_path)
+    other = subprocess.Popen([sys.executable, "-c", "import socket, time; s = socket.socket(); "
+                              "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+                              f"s.bind(('127.0.0.1', {port})); s.listen(); "
+                              "print('ready', flush=True); time.sleep(60)"],
+                             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
     try:
         assert other.stdout.readline() == b"ready\n"
         r = restore(img)
         assert r.returncode == 3, r.stderr
         assert f"127.0.0.1:{port}: address already in use" in r.stderr
-        assert not [d for d in os.listdir("/proc") if d.isdigit() and
-                    f"http.server\0{port}".encode() in _cmdline(d)]
+        assert not http_server_runs(port)
     finally:
         other.kill()
         other.wait()
-
-
-def _cmdline(pid: str) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
 
 
 # A client in the tree, its server outside: the client answers "ping" with "pong"; a
@@ -263,19 +275,21 @@ def test_a_peer_sending_during_the_dump_fails_it_and_the_program_goes_on(tmp_pat
     ready = tmp_path / "ready"
     p = subprocess.Popen([sys.executable, "-c", "import socket, sys, time; "
                           "s = socket.create_connection(('127.0.0.1', int(sys.argv[1]))); "
+                          "big = b'x' * (96 << 20); "     # a dump that takes a while
                           "open(sys.argv[2], 'w').write('ready'); time.sleep(2); "
                           "n = 0\nwhile True:\n d = s.recv(65536)\n if not d: break\n n += len(d)\n"
                           "sys.exit(0 if n > 0 else 1)", str(server.getsockname()[1]), str(ready)],
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     conn, _ = server.accept()
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     wait_for(lambda: ready.exists(), what="the client")
     stop = threading.Event()
 
     def trickle():
         while not stop.is_set():
             conn.send(b"x")
-            time.sleep(0.002)
+            time.sleep(0.001)
     th = threading.Thread(target=trickle)
     th.start()
     try:
@@ -284,7 +298,8 @@ def test_a_peer_sending_during_the_dump_fails_it_and_the_program_goes_on(tmp_pat
         stop.set()
         th.join()
     assert r.returncode == 3, r.stderr
-    assert "received" in r.stderr and "while the tree was being dumped" in r.stderr
+    assert "received" in r.stderr and ("while the tree was being dumped" in r.stderr or
+                                        "the tree is not killed" in r.stderr)
     conn.close()
     server.close()
     assert p.wait(timeout=30) == 0           # not killed; it read every byte to the end
@@ -331,3 +346,20 @@ def test_a_udp_socket_keeps_its_port(tmp_path):
         finally:
             if rp.poll() is None:
                 rp.kill()
+
+
+def test_a_congestion_control_this_host_lacks_is_refused(tmp_path):
+    """The image names TCP_CONGESTION; an unknown name would make the kernel load a module."""
+    port, img = http_server_image(tmp_path)
+    data, off = bytearray(img.read_bytes()), 0
+    while off + 8 <= len(data):
+        rtype, rlen = struct.unpack_from("<II", data, off)
+        if rtype == EXT_TCP:
+            data[off + 32:off + 48] = b"nosuchcc".ljust(16, b"\0")
+        off += rlen
+    forged = tmp_path / "forged.img"
+    forged.write_bytes(bytes(data))
+    r = restore(forged)
+    assert r.returncode == 3, r.stderr
+    assert 'TCP congestion control "nosuchcc" is not available' in r.stderr
+    assert not http_server_runs(port)

@@ -203,7 +203,7 @@ int check_inet_socket(struct ctx *c, struct sock_dump *s);
 int dump_inet_socket(struct ctx *c, struct sock_dump *s);
 int dump_inet_queues(struct ctx *c, struct sock_dump *s);
 int inet_dump_end(struct ctx *c);
-void inet_thaw(struct ctx *c, bool kill);
+bool inet_thaw(struct ctx *c, bool kill);
 
 /* mm.c */
 int probe_mm(struct infect *inf, struct process *p);

@@ -31,6 +31,8 @@
 #include "engine.h"
 
 #define INET_CHUNK (64 * 1024)	/* queue bytes per SOCKET_BUFFER (our choice) */
+#define SETTLE_MS	50	/* longer than a delayed ACK (40 ms) */
+#define SETTLE_MAX_MS	500
 
 /* a connection in repair mode, held until the dump ends */
 struct held_conn {
@@ -323,6 +325,28 @@ struct inet_dump {
 	struct tcp_snap snap;		/* an established connection's queues */
 };
 
+/*
+ * Wait until the connection receives nothing for SETTLE_MS (at most SETTLE_MAX_MS): the
+ * peer's kernel may still send what it had queued when the tree froze (window updates,
+ * delayed ACKs releasing Nagle-held bytes). Bytes arriving after the snapshot would be
+ * acknowledged and missing from the image; inet_dump_end checks that none did.
+ */
+static void settle(int sk)
+{
+	uint64_t last = UINT64_MAX;
+	int quiet = 0, waited;
+
+	for (waited = 0; waited < SETTLE_MAX_MS && quiet < SETTLE_MS; waited += 5) {
+		struct tcp_info ti;
+
+		if (tcp_info_of(sk, &ti))
+			return;
+		quiet = ti.tcpi_bytes_received == last ? quiet + 5 : 0;
+		last = ti.tcpi_bytes_received;
+		usleep(5000);
+	}
+}
+
 /* an established connection, read in repair mode; it stays in repair mode until the thaw */
 static int snapshot_connection(struct sock_dump *s, struct inet_dump *d)
 {
@@ -333,6 +357,7 @@ static int snapshot_connection(struct sock_dump *s, struct inet_dump *d)
 	int none = TCP_NO_QUEUE, reuse, ret = -1;
 
 	inet_getopt(s->sk, SOL_SOCKET, SO_REUSEADDR, &reuse);
+	settle(s->sk);
 	if (setsockopt(s->sk, IPPROTO_TCP, TCP_REPAIR, &(int){ TCP_REPAIR_ON }, sizeof(int)))
 		return pr_perror("pid %d fd %d: TCP_REPAIR", s->tid, s->tfd);
 	if (tcp_snapshot(s->sk, &d->snap) || getsockopt(s->sk, IPPROTO_TCP, TCP_REPAIR_WINDOW, &w, &len) ||
@@ -482,37 +507,58 @@ int dump_inet_queues(struct ctx *c, struct sock_dump *s)
 	return ret;
 }
 
-/* before the TAIL: a connection that received data after its snapshot makes the dump fail */
-int inet_dump_end(struct ctx *c)
+/* the first held connection that received bytes after its snapshot, -1 if none */
+static int changed_conn(uint64_t *bytes)
 {
 	int i;
 
 	for (i = 0; i < nr_held; i++) {
 		struct tcp_info ti;
 
-		if (tcp_info_of(held[i].sk, &ti))
-			return pr_perror("pid %d fd %d: TCP_INFO", held[i].tid, held[i].fd);
-		if (ti.tcpi_bytes_received != held[i].bytes_received) {
-			c->refused = true;
-			return pr_err("pid %d fd %d: the TCP connection received %llu bytes while the tree "
-				      "was being dumped (a peer outside the tree is sending): dump again",
-				      held[i].tid, held[i].fd,
-				      (unsigned long long)(ti.tcpi_bytes_received - held[i].bytes_received));
+		if (tcp_info_of(held[i].sk, &ti) || ti.tcpi_bytes_received != held[i].bytes_received) {
+			*bytes = ti.tcpi_bytes_received - held[i].bytes_received;
+			return i;
 		}
 	}
-	return 0;
+	return -1;
 }
 
-/* before the thaw: leave repair mode unless the tasks are being killed (then the close is silent) */
-void inet_thaw(struct ctx *c, bool kill)
+/* before the TAIL: a connection that received data after its snapshot makes the dump fail */
+int inet_dump_end(struct ctx *c)
 {
-	int i;
+	uint64_t n;
+	int i = changed_conn(&n);
 
-	(void)c;
+	if (i < 0)
+		return 0;
+	c->refused = true;
+	return pr_err("pid %d fd %d: the TCP connection received %llu bytes while the tree was being "
+		      "dumped (a peer outside the tree is sending): dump again", held[i].tid, held[i].fd,
+		      (unsigned long long)n);
+}
+
+/*
+ * Before the thaw. Killing: a last check that nothing arrived since the snapshot (those
+ * bytes are acknowledged: they would be lost), else the tasks are not killed after all;
+ * the connections stay in repair mode, so the tasks' death sends neither FIN nor RST.
+ * Not killing: repair mode is left and the original goes on. Returns whether to kill.
+ */
+bool inet_thaw(struct ctx *c, bool kill)
+{
+	uint64_t n;
+	int i = kill ? changed_conn(&n) : -1;
+
+	if (i >= 0) {
+		pr_err("pid %d fd %d: the TCP connection received %llu bytes after it was saved: the tree "
+		       "is not killed (dump again)", held[i].tid, held[i].fd, (unsigned long long)n);
+		c->nr_unsupported++;
+		kill = false;
+	}
 	for (i = 0; i < nr_held; i++) {
 		if (!kill && repair_off(held[i].sk, held[i].reuse, TCP_REPAIR_OFF_NO_WP))
 			pr_perror("pid %d fd %d: leave TCP repair mode", held[i].tid, held[i].fd);
 		close(held[i].sk);
 	}
 	nr_held = 0;
+	return kill;
 }

@@ -195,6 +195,17 @@ static int set_int(int sk, int level, int name, int val)
 	return setsockopt(sk, level, name, &val, sizeof(val));
 }
 
+static bool congestion_available(const char *name)
+{
+	char *list = proc_read(0, "sys/net/ipv4/tcp_available_congestion_control", NULL), *tok, *save;
+	bool found = false;
+
+	for (tok = list ? strtok_r(list, " \n", &save) : NULL; tok && !found; tok = strtok_r(NULL, " \n", &save))
+		found = !strcmp(tok, name);
+	free(list);
+	return found;
+}
+
 /* the options of the image on a new socket (before bind) */
 static int apply_options(struct rctx *c, struct inet_rec *r, int sk, const char *where)
 {
@@ -239,6 +250,11 @@ static int apply_options(struct rctx *c, struct inet_rec *r, int sk, const char 
 		char cc[sizeof(r->xt.congestion) + 1] = { 0 };
 
 		memcpy(cc, r->xt.congestion, sizeof(r->xt.congestion));
+		/* only one this host has loaded: an unknown name would make the kernel load a module */
+		if (cc[0] && !congestion_available(cc))
+			return rst_refuse(c, "%s: TCP congestion control \"%s\" is not available on this host",
+					  where, strspn(cc, "abcdefghijklmnopqrstuvwxyz0123456789_-") == strlen(cc) ?
+					  cc : "(not a name)");
 		if (cc[0])
 			fail |= setsockopt(sk, IPPROTO_TCP, TCP_CONGESTION, cc, strlen(cc)) != 0;
 		fail |= set_int(sk, IPPROTO_TCP, TCP_USER_TIMEOUT, r->xt.user_timeout) != 0;
@@ -246,7 +262,7 @@ static int apply_options(struct rctx *c, struct inet_rec *r, int sk, const char 
 			fail |= set_int(sk, IPPROTO_TCP, TCP_NOTSENT_LOWAT, r->xt.notsent_lowat) != 0;
 	}
 	if (fail)
-		return pr_perror("%s: set the socket's options", where);
+		return rst_refuse(c, "%s: the socket's options cannot be set: %s", where, strerror(errno));
 	return 0;
 }
 
