@@ -659,6 +659,18 @@ struct ckpt_hdr_socket_buffer {
 	__u8 cb[48];
 } CKPT_ALIGNED;
 
+/*
+ * SOCKET_BUFFER.cb of a unix socket's message (imgtools' layout: the kernel wrote its raw
+ * skb->cb): the sender's credentials as the receiver saw them (SCM_CREDENTIALS), if any.
+ */
+#define CKPT_UNIX_CB_CREDS	1
+struct ckpt_unix_cb {
+	__u32 flags;
+	__s32 pid;
+	__u32 uid;
+	__u32 gid;
+};
+
 struct ckpt_hdr_socket_buffer_frag {
 	struct ckpt_hdr h;
 	__u32 size;
@@ -1112,6 +1124,7 @@ CKPT_ASSERT_OFF(ckpt_hdr_socket, sock_common, 32);
 CKPT_ASSERT_OFF(ckpt_hdr_socket, sock, 48);
 CKPT_ASSERT_SIZE(ckpt_hdr_socket_queue, 16);
 CKPT_ASSERT_SIZE(ckpt_hdr_socket_buffer, 104);
+CKPT_ASSERT_SIZE(ckpt_unix_cb, 16);
 CKPT_ASSERT_SIZE(ckpt_hdr_socket_buffer_frag, 16);
 CKPT_ASSERT_SIZE(ckpt_hdr_socket_unix, 256);
 CKPT_ASSERT_OFF(ckpt_hdr_socket_unix, laddr, 32);

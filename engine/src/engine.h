@@ -193,6 +193,17 @@ int check_sock(struct ctx *c, struct sock_dump *s);
 int write_sock(struct ctx *c, struct sock_dump *s);
 int sock_peek(struct sock_dump *s, void *buf, size_t len, size_t off, size_t *got,
 	      int *msg_flags, void *control, size_t *control_len);
+/* net_unix.c */
+struct unix_diag_info {		/* what unix_diag says of a socket */
+	ino_t ino;
+	uint8_t type, state, shutdown;
+	bool has_peer, has_vfs;
+	ino_t peer;			/* 0 with has_peer: the peer is gone */
+	uint64_t vfs_ino, vfs_dev;	/* the inode its name is bound to (kernel dev_t) */
+	uint32_t rqueue, wqueue, nr_icons;
+};
+int unix_diag_table(struct unix_diag_info **tab, int *n);
+const char *unix_name_text(const struct ckpt_sockaddr_un *a, uint32_t len, char *buf, size_t size);
 int check_unix_socket(struct ctx *c, struct sock_dump *s);
 int dump_unix_socket(struct ctx *c, struct sock_dump *s);
 int dump_unix_queues(struct ctx *c, struct sock_dump *s);

@@ -36,15 +36,6 @@
 #define STREAM_CHUNK	(64 << 10)
 #define QUEUE_MAX	(64U << 20)	/* sanity bound on one socket's queue */
 
-struct unix_diag_info {
-	ino_t ino;
-	uint8_t type, state, shutdown;
-	bool has_peer, has_vfs;
-	ino_t peer;
-	uint64_t vfs_ino, vfs_dev;
-	uint32_t rqueue, wqueue, nr_icons;
-};
-
 /* the family's state of one socket (sock_dump.fam) */
 struct unix_sock {
 	struct unix_diag_info d;
@@ -53,7 +44,7 @@ struct unix_sock {
 	char dir[4096];			/* for a relative name: the directory it is bound in */
 };
 
-static struct unix_diag_info *diag;
+static struct unix_diag_info *diag;	/* the dump's table, read once */
 static int nr_diag;
 static bool diag_read, diag_failed;
 
@@ -64,7 +55,7 @@ static int cmp_diag(const void *a, const void *b)
 	return x->ino < y->ino ? -1 : x->ino > y->ino;
 }
 
-static int parse_diag_msg(struct nlmsghdr *nh)
+static int parse_diag_msg(struct nlmsghdr *nh, struct unix_diag_info **tab, int *n)
 {
 	struct unix_diag_msg *m = NLMSG_DATA(nh);
 	struct unix_diag_info *d;
@@ -73,14 +64,14 @@ static int parse_diag_msg(struct nlmsghdr *nh)
 
 	if (nh->nlmsg_len < NLMSG_LENGTH(sizeof(*m)))
 		return pr_err("unix_diag: short message");
-	if (nr_diag % 256 == 0) {
-		struct unix_diag_info *nd = realloc(diag, (nr_diag + 256) * sizeof(*nd));
+	if (*n % 256 == 0) {
+		struct unix_diag_info *nd = realloc(*tab, (*n + 256) * sizeof(*nd));
 
 		if (!nd)
 			return pr_perror("unix_diag table");
-		diag = nd;
+		*tab = nd;
 	}
-	d = &diag[nr_diag++];
+	d = &(*tab)[(*n)++];
 	*d = (struct unix_diag_info){ .ino = m->udiag_ino, .type = m->udiag_type,
 				      .state = m->udiag_state };
 	len = nh->nlmsg_len - NLMSG_LENGTH(sizeof(*m));
@@ -120,8 +111,8 @@ static int parse_diag_msg(struct nlmsghdr *nh)
 	return 0;
 }
 
-/* every unix socket of the dumper's network namespace, sorted by inode */
-static int read_unix_diag(void)
+/* every unix socket of the caller's network namespace, sorted by inode (free() *tab) */
+int unix_diag_table(struct unix_diag_info **tab, int *n)
 {
 	struct {
 		struct nlmsghdr nh;
@@ -138,7 +129,8 @@ static int read_unix_diag(void)
 	int fd, ret = -1;
 	bool done = false;
 
-	diag_read = true;
+	*tab = NULL;
+	*n = 0;
 	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
 	if (fd < 0)
 		return pr_perror("NETLINK_SOCK_DIAG");
@@ -147,14 +139,14 @@ static int read_unix_diag(void)
 		goto out;
 	}
 	while (!done) {
-		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		ssize_t len = recv(fd, buf, sizeof(buf), 0);
 		struct nlmsghdr *nh;
 
-		if (n < 0) {
+		if (len < 0) {
 			pr_perror("unix_diag");
 			goto out;
 		}
-		for (nh = (struct nlmsghdr *)buf; NLMSG_OK(nh, n); nh = NLMSG_NEXT(nh, n)) {
+		for (nh = (struct nlmsghdr *)buf; NLMSG_OK(nh, len); nh = NLMSG_NEXT(nh, len)) {
 			if (nh->nlmsg_type == NLMSG_DONE) {
 				done = true;
 				break;
@@ -163,15 +155,14 @@ static int read_unix_diag(void)
 				pr_err("unix_diag: %s", strerror(-((struct nlmsgerr *)NLMSG_DATA(nh))->error));
 				goto out;
 			}
-			if (parse_diag_msg(nh))
+			if (parse_diag_msg(nh, tab, n))
 				goto out;
 		}
 	}
-	qsort(diag, nr_diag, sizeof(*diag), cmp_diag);
+	qsort(*tab, *n, sizeof(**tab), cmp_diag);
 	ret = 0;
 out:
 	close(fd);
-	diag_failed = ret != 0;
 	return ret;
 }
 
@@ -179,8 +170,10 @@ static const struct unix_diag_info *diag_of(ino_t ino)
 {
 	struct unix_diag_info key = { .ino = ino };
 
-	if (!diag_read && read_unix_diag())
-		return NULL;
+	if (!diag_read) {
+		diag_read = true;
+		diag_failed = unix_diag_table(&diag, &nr_diag) != 0;
+	}
 	return nr_diag ? bsearch(&key, diag, nr_diag, sizeof(*diag), cmp_diag) : NULL;
 }
 
@@ -190,27 +183,25 @@ static const char *type_name(int type)
 	       type == SOCK_SEQPACKET ? "seqpacket" : "unknown";
 }
 
-/* printable form of a unix address (abstract names start with '@') */
-static const char *addr_text(const struct ckpt_sockaddr_un *a, uint32_t len, char *buf, size_t size)
+/* a unix address for messages: abstract names start with '@', control bytes escaped */
+const char *unix_name_text(const struct ckpt_sockaddr_un *a, uint32_t len, char *buf, size_t size)
 {
 	size_t n = len > 2 ? len - 2 : 0, i, o = 0;
 
-	if (!n)
-		return "unnamed";
 	for (i = 0; i < n && o + 5 < size; i++) {
 		unsigned char ch = a->sun_path[i];
 
-		if (i == 0 && ch == 0)
+		if (i == 0 && !ch)
 			buf[o++] = '@';
-		else if (ch == 0 && i == n - 1)
-			break;
+		else if (!ch)
+			break;		/* a path's NUL */
 		else if (ch < 0x20 || ch >= 0x7f)
 			o += snprintf(buf + o, size - o, "\\x%02x", ch);
 		else
 			buf[o++] = ch;
 	}
 	buf[o] = 0;
-	return buf;
+	return o ? buf : "unnamed";
 }
 
 static int refuse(struct ctx *c, struct sock_dump *s, const char *why, const char *name)
@@ -269,7 +260,7 @@ int check_unix_socket(struct ctx *c, struct sock_dump *s)
 	if (getsockname(s->sk, (struct sockaddr *)&u->un.laddr, &len))
 		return pr_perror("pid %d fd %d: getsockname", s->tid, s->tfd);
 	u->un.laddr_len = len;
-	addr_text(&u->un.laddr, u->un.laddr_len, name, sizeof(name));
+	unix_name_text(&u->un.laddr, u->un.laddr_len, name, sizeof(name));
 	if (!d)
 		return refuse(c, s, "is not in the dumper's network namespace", name);
 	if (s->type != SOCK_STREAM && s->type != SOCK_DGRAM && s->type != SOCK_SEQPACKET)
@@ -294,7 +285,7 @@ int check_unix_socket(struct ctx *c, struct sock_dump *s)
 
 			snprintf(name + strlen(name), sizeof(name) - strlen(name), ", peer socket:[%lu] %s",
 				 (unsigned long)d->peer,
-				 addr_text(&u->un.raddr, u->un.raddr_len, peer, sizeof(peer)));
+				 unix_name_text(&u->un.raddr, u->un.raddr_len, peer, sizeof(peer)));
 			return refuse(c, s, "is connected to a peer outside the tree", name);
 		}
 		if (u->peer) {
@@ -336,7 +327,28 @@ int dump_unix_socket(struct ctx *c, struct sock_dump *s)
 struct msg {
 	char *data;
 	size_t len;
+	struct ckpt_unix_cb cb;
 };
+
+/* the sender's credentials a peek brought along (the task has SO_PASSCRED) */
+static void passed_creds(void *control, size_t len, struct ckpt_unix_cb *cb)
+{
+	struct msghdr m = { .msg_control = control, .msg_controllen = len };
+	struct cmsghdr *cm;
+
+	memset(cb, 0, sizeof(*cb));
+	for (cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm)) {
+		struct ucred uc;
+
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_CREDENTIALS ||
+		    cm->cmsg_len < CMSG_LEN(sizeof(uc)))
+			continue;
+		memcpy(&uc, CMSG_DATA(cm), sizeof(uc));
+		if (!uc.pid)
+			continue;	/* a message sent with no credentials */
+		*cb = (struct ckpt_unix_cb){ CKPT_UNIX_CB_CREDS, uc.pid, uc.uid, uc.gid };
+	}
+}
 
 /* descriptors a peek brought along (SCM_RIGHTS): closed, and counted */
 static int drop_passed_fds(void *control, size_t len)
@@ -408,6 +420,7 @@ static int read_queue(struct sock_dump *s, struct msg **msgs, int *nr, uint64_t 
 		if (!(*msgs)[nmsgs].data)
 			return pr_perror("socket queue");
 		memcpy((*msgs)[nmsgs].data, buf, got);
+		passed_creds(control, clen, &(*msgs)[nmsgs].cb);
 		(*msgs)[nmsgs++].len = got;
 		*nr = nmsgs;
 		*total += got;
@@ -430,7 +443,9 @@ int dump_unix_queues(struct ctx *c, struct sock_dump *s)
 	uint64_t total = 0;
 	int i, nr = 0, nr_fds = 0, ret = -1;
 
-	if (read_queue(s, &msgs, &nr, &total, &nr_fds))
+	/* a stream or seqpacket socket that never connected has no queue (recv says EINVAL) */
+	if ((s->type == SOCK_DGRAM || u->d.state == CKPT_TCP_ESTABLISHED) &&
+	    read_queue(s, &msgs, &nr, &total, &nr_fds))
 		goto out;
 	if (s->type != SOCK_DGRAM && total != u->d.rqueue) {
 		pr_err("pid %d fd %d: %llu bytes read from a queue of %u", s->tid, s->tfd,
@@ -453,6 +468,8 @@ int dump_unix_queues(struct ctx *c, struct sock_dump *s)
 			.pr_objref = s->ref,
 		};
 
+		_Static_assert(sizeof(msgs[i].cb) <= sizeof(b.cb), "cb");
+		memcpy(b.cb, &msgs[i].cb, sizeof(msgs[i].cb));
 		if (write_obj(&c->img, CKPT_HDR_SOCKET_BUFFER, &b, sizeof(b)) ||
 		    write_buffer(&c->img, CKPT_HDR_BUFFER, msgs[i].data, msgs[i].len))
 			goto out;

@@ -290,7 +290,7 @@ out:
 	return ret;
 }
 
-static int restore_objref(struct rctx *c, const struct ckpt_hdr *h)
+int restore_objref(struct rctx *c, const struct ckpt_hdr *h)
 {
 	struct ckpt_hdr_objref o;
 

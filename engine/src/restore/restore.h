@@ -157,6 +157,7 @@ struct rctx {
 int restore_main(int argc, char **argv);
 bool rst_stop_requested(void);
 int rst_refuse(struct rctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int restore_objref(struct rctx *c, const struct ckpt_hdr *h);
 struct robj *obj_get(struct rctx *c, int ref, int type);
 struct robj *obj_define(struct rctx *c, int type);
 struct robj *obj_implicit(struct rctx *c, int ref, int type, bool *first);
@@ -192,16 +193,22 @@ int restore_fs(struct rctx *c, const struct ckpt_hdr *h);
 int task_install_fd(struct rctx *c, struct rproc *p, int drv_fd, int fd, bool cloexec);
 int task_take_fd(struct rctx *c, struct rproc *p, int drv_fd);
 
-/* net.c: sockets, the common part and the family dispatch (TEMPORARY copy of the unix
- * branch's declarations, /work/notes/net-api.md) */
+/* net.c: sockets, the common part and the family dispatch (net_unix.c, net_inet.c) */
 struct rsock {			/* robj.data of a CKPT_OBJ_SOCK */
 	struct ckpt_hdr_socket h;	/* its SOCKET record */
+	bool made;			/* created (the other end of a pair is made with it) */
+	int pair_ref;			/* made by socketpair() with this socket, 0 if not */
 	void *fam;			/* the family's state */
 };
 int restore_socket(struct rctx *c, const struct ckpt_hdr *h);
 int restore_socket_queue(struct rctx *c, const struct ckpt_hdr *h);
 int restore_socket_file(struct rctx *c, struct robj *o, const struct ckpt_hdr_file_socket *f);
 int restore_sock_options(struct rctx *c, int fd, const struct ckpt_hdr_socket *h);
+int rs_family_record(struct rctx *c, uint32_t type, struct ckpt_hdr *h);
+int restore_unix_socket(struct rctx *c, struct robj *o, struct rsock *s);
+int restore_unix_queue(struct rctx *c, struct robj *o, struct rsock *s,
+		       const struct ckpt_hdr_socket_queue *q, bool recv);
+int restore_unix_finish(struct rctx *c, struct robj *o, struct rsock *s);
 
 /* net_inet.c: AF_INET / AF_INET6 sockets */
 int restore_inet_socket(struct rctx *c, struct robj *o, struct rsock *s);
