@@ -94,10 +94,11 @@ def dump(
 
 def restore_command(image: str, pidns: bool = True, detach: bool = False, stopped: bool = False,
                     shell_job: bool = False, progress: bool = False,
-                    allow_changed_files: bool = False) -> list[str]:
+                    allow_changed_files: bool = False, tcp_close: bool = False) -> list[str]:
     """The engine's command line restoring the v23 image ``image`` ('-' = stdin)."""
     cmd = [str(find_engine()), "restore", os.fspath(image), "--pidns" if pidns else "--no-pidns"]
     cmd += [flag for flag, on in (("--detach", detach), ("--stopped", stopped),
-                                  ("--shell-job", shell_job), ("--progress", progress),
+                                  ("--shell-job", shell_job), ("--tcp-close", tcp_close),
+                                  ("--progress", progress),
                                   ("--allow-changed-files", allow_changed_files)) if on]
     return cmd

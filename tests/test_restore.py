@@ -294,7 +294,7 @@ def test_a_deleted_file_is_refused_before_anything_runs(progs, tmp_path):
 
 def test_an_image_with_an_error_record_is_refused(tmp_path):
     img = tmp_path / "sock.img"
-    p = subprocess.Popen([sys.executable, "-c", "import socket, sys, time; s = socket.socket(); "
+    p = subprocess.Popen([sys.executable, "-c", "import socket, sys, time; s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW); "
                           "print('ready', flush=True); time.sleep(100)"],
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert p.stdout.readline() == b"ready\n"

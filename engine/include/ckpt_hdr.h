@@ -726,6 +726,16 @@ struct ckpt_hdr_socket_unix {
 	__u32 _padding;
 } CKPT_ALIGNED;
 
+/* sock.state of an inet socket (the kernel's tcp_states.h) */
+#define CKPT_TCP_ESTABLISHED	1
+#define CKPT_TCP_SYN_SENT	2
+#define CKPT_TCP_SYN_RECV	3
+#define CKPT_TCP_CLOSE		7
+#define CKPT_TCP_LISTEN		10
+/* socket.state (enum socket_state) */
+#define CKPT_SS_UNCONNECTED	1
+#define CKPT_SS_CONNECTED	3
+
 struct ckpt_sockaddr_in {
 	__u16 sin_family;
 	__u16 sin_port;		/* network order */

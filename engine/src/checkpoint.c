@@ -119,5 +119,7 @@ int checkpoint(struct ctx *c)
 	for (i = 0; i < c->nr_tasks; i++)
 		if (dump_task(c, &c->tasks[i]) || check_interrupted())
 			return -1;
+	if (inet_dump_end(c))
+		return -1;
 	return write_obj(&c->img, CKPT_HDR_TAIL, &tail, sizeof(tail));
 }

@@ -244,6 +244,14 @@ struct rseq_configuration_k {	/* <linux/ptrace.h>'s, which cannot be included be
 };
 int dump_rseq(struct ctx *c, struct task *t);
 
+/* net_inet.c: AF_INET / AF_INET6 sockets (TCP listeners, connections in TCP_REPAIR mode, UDP) */
+int inet_getopt(int sk, int level, int name, int *val);
+int check_inet_socket(struct ctx *c, struct sock_dump *s);
+int dump_inet_socket(struct ctx *c, struct sock_dump *s);
+int dump_inet_queues(struct ctx *c, struct sock_dump *s);
+int inet_dump_end(struct ctx *c);
+bool inet_thaw(struct ctx *c, bool kill);
+
 /* mm.c */
 int probe_mm(struct infect *inf, struct process *p);
 int dump_mm(struct ctx *c, struct task *t);

@@ -531,6 +531,7 @@ void thaw_all(struct ctx *c, bool kill_tasks)
 {
 	int i;
 
+	kill_tasks = inet_thaw(c, kill_tasks);	/* inet may call the kill off */
 	if (kill_tasks)
 		for (i = 0; i < c->nr_tasks; i++)
 			if (c->tasks[i].seized)

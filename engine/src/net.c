@@ -251,7 +251,9 @@ int check_sock(struct ctx *c, struct sock_dump *s)
 		r = check_unix_socket(c, s);
 		break;
 	case AF_INET:
-	case AF_INET6:		/* inet plugs in here: r = check_inet_socket(c, s); */
+	case AF_INET6:
+		r = check_inet_socket(c, s);
+		break;
 	default:
 		r = ckpt_unsupported(c, "pid %d fd %d: socket:[%lu] of family %d not saved", s->tid,
 				     s->tfd, (unsigned long)s->ino, s->family) ? -1 : SOCK_REFUSED;
@@ -324,7 +326,11 @@ int write_sock(struct ctx *c, struct sock_dump *s)
 	case AF_UNIX:
 		r = dump_unix_socket(c, s);
 		break;
-	default:		/* inet plugs in here: AF_INET, AF_INET6 -> dump_inet_socket(c, s) */
+	case AF_INET:
+	case AF_INET6:
+		r = dump_inet_socket(c, s);
+		break;
+	default:
 		r = pr_err("socket family %d", s->family);
 	}
 	if (r)
@@ -367,7 +373,11 @@ int dump_socket_queues(struct ctx *c)
 		case AF_UNIX:
 			r = dump_unix_queues(c, s);
 			break;
-		default:	/* inet plugs in here: AF_INET, AF_INET6 -> dump_inet_queues(c, s) */
+		case AF_INET:
+		case AF_INET6:
+			r = dump_inet_queues(c, s);
+			break;
+		default:
 			r = pr_err("socket family %d", s->family);
 		}
 		if (setsockopt(s->sk, SOL_SOCKET, SO_PEEK_OFF, &s->peek_off, sizeof(s->peek_off)) && !r)

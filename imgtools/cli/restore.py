@@ -103,6 +103,10 @@ def restore(image: RestoreImageArg = "-",
             allow_changed_files: Annotated[bool, typer.Option(
                 "--allow-changed-files", help="reopen files whose size or mtime changed "
                                               "since the dump (refused by default)")] = False,
+            tcp_close: Annotated[bool, typer.Option(
+                "--tcp-close", help="restore a TCP connection whose peer is gone closed (the "
+                                    "program's next read or write fails) instead of refusing "
+                                    "the image")] = False,
             fmt: FormatOpt = None) -> None:
     """Restart the process tree of IMG; wait for its root and exit with its status.
 
@@ -120,7 +124,8 @@ def restore(image: RestoreImageArg = "-",
     src = _Taken(fd)
     reader = ImageReader(src, "<stdin>" if image == "-" else image, version=fmt)
     flags = dict(pidns=pidns, detach=detach, stopped=stopped, shell_job=shell_job,
-                 progress=sys.stderr.isatty(), allow_changed_files=allow_changed_files)
+                 progress=sys.stderr.isatty(), allow_changed_files=allow_changed_files,
+                 tcp_close=tcp_close)
     if reader.version == TARGET and regular:
         cmd = engine.restore_command(image if image != "-" else f"/proc/self/fd/{fd}", **flags)
         if image == "-":

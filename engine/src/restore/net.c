@@ -192,7 +192,9 @@ int restore_socket(struct rctx *c, const struct ckpt_hdr *h)
 		r = restore_unix_socket(c, o, s);
 		break;
 	case AF_INET:
-	case AF_INET6:		/* inet plugs in here: r = restore_inet_socket(c, o, s); */
+	case AF_INET6:
+		r = restore_inet_socket(c, o, s);
+		break;
 	default:
 		r = rst_refuse(c, "sockets of family %u are not restored", s->h.sock_common.family);
 	}
@@ -213,7 +215,11 @@ static int finish_sockets(struct rctx *c)
 		case AF_UNIX:
 			r = restore_unix_finish(c, o, s);
 			break;
-		default:	/* inet plugs in here: AF_INET, AF_INET6 -> restore_inet_finish */
+		case AF_INET:
+		case AF_INET6:
+			r = restore_inet_finish(c, o, s);
+			break;
+		default:
 			r = -1;
 		}
 	}
@@ -242,7 +248,11 @@ int restore_socket_queue(struct rctx *c, const struct ckpt_hdr *h)
 	case AF_UNIX:
 		r = restore_unix_queue(c, o, s, &q, recv);
 		break;
-	default:		/* inet plugs in here: AF_INET, AF_INET6 -> restore_inet_queue */
+	case AF_INET:
+	case AF_INET6:
+		r = restore_inet_queue(c, o, s, &q, recv);
+		break;
+	default:
 		r = -1;
 	}
 	if (r)

@@ -30,7 +30,7 @@
 
 static const char usage[] =
 	"usage: imgtools-engine restore [IMG|-] [--pidns|--no-pidns] [--detach] [--stopped]\n"
-	"                               [--shell-job] [--progress] [--allow-changed-files]\n"
+	"                               [--shell-job] [--tcp-close] [--progress] [--allow-changed-files]\n"
 	"Restart the process tree of a linux-cr v23 x86_64 image (stdin by default). Exit: the\n"
 	"root's status, or with --detach 0 and the root's pid on the last line of stdout;\n"
 	"1 internal error, 2 usage, 3 the image is refused (the reason on stderr).\n";
@@ -345,7 +345,7 @@ static int restore_tail(struct rctx *c, const struct ckpt_hdr *h)
 		return rs_invalid(&c->in, "TAIL at offset %llu: bad magic", (unsigned long long)c->in.rec_off);
 	if (c->cur != c->nr_tasks - 1)
 		return rs_invalid(&c->in, "TAIL after %d of %d tasks", c->cur + 1, c->nr_tasks);
-	return 0;
+	return inet_restore_end(c);
 }
 
 /* Every record after the tree, up to and including the TAIL. */
@@ -533,6 +533,7 @@ static int parse_args(struct rctx *c, int argc, char **argv, const char **input)
 		{ "stopped", no_argument, NULL, 's' },
 		{ "shell-job", no_argument, NULL, 'j' },
 		{ "allow-changed-files", no_argument, NULL, 'C' },
+		{ "tcp-close", no_argument, NULL, 'T' },
 		{ "progress", no_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -551,6 +552,7 @@ static int parse_args(struct rctx *c, int argc, char **argv, const char **input)
 		case 's': c->stopped = true; break;
 		case 'j': c->shell_job = true; break;
 		case 'C': c->allow_changed_files = true; break;
+		case 'T': c->tcp_close = true; break;
 		case 'P': progress = true; break;
 		case 'h': fputs(usage, stdout); exit(EXIT_OK);
 		default:

@@ -131,6 +131,7 @@ struct rctx {
 	bool dry;			/* the metadata pass of a seekable image: check, create nothing */
 	bool pidns, detach, stopped, shell_job;
 	bool allow_changed_files;	/* reopen files whose size or mtime changed (EXT_FILE_STAT) */
+	bool tcp_close;			/* --tcp-close: a TCP connection whose peer is gone, closed */
 	bool refused;			/* failure is the image's (exit 3), not ours */
 	bool ext;			/* HEADER.uflags IMGTOOLS_UFLAG_EXT: extension records allowed */
 	bool have_clocks;		/* EXT_CLOCKS: the dump's clocks, for the time namespace */
@@ -243,6 +244,13 @@ int release_rseq(struct rctx *c, struct rtask *t);
 /* timens.c: EXT_CLOCKS; a time namespace in which the dump's clocks go on */
 int restore_clocks_rec(struct rctx *c, const struct ckpt_hdr *h);
 int enter_time_ns(struct rctx *c);
+
+/* net_inet.c: AF_INET / AF_INET6 sockets */
+int restore_inet_socket(struct rctx *c, struct robj *o, struct rsock *s);
+int restore_inet_queue(struct rctx *c, struct robj *o, struct rsock *s,
+		       const struct ckpt_hdr_socket_queue *q, bool recv);
+int restore_inet_finish(struct rctx *c, struct robj *o, struct rsock *s);
+int inet_restore_end(struct rctx *c);
 
 /* signal.c */
 int restore_sighand(struct rctx *c, const struct ckpt_hdr *h);
