@@ -150,12 +150,12 @@ needs_engine = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is mi
 
 @pytest.fixture
 def partial_target():
-    """A real process holding a socket, which the engine writes as an ERROR record."""
+    """A real process holding a netlink socket, which the engine writes as an ERROR record
+    (unix and inet sockets are saved)."""
     import socket
-    a, b = socket.socketpair()
+    a = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
     proc = subprocess.Popen(["sleep", "60"], pass_fds=[a.fileno()])
     a.close()
-    b.close()
     yield proc.pid
     proc.kill()
     proc.wait()
