@@ -876,6 +876,11 @@ _SECTION_END = {"task", "task_objs", "task_creds", "task_ns", "thread", "cpu",
                 "restart_block", "signal_task", "tail", "error", "file_table", "sighand", "fs"}
 
 
+def _unknown_ext(name: str) -> bool:
+    """A record of the extension range that formats/ext.py does not know ("type_8123")."""
+    return name.startswith("type_") and name[5:].isdigit() and ext.is_ext(int(name[5:]))
+
+
 class ObjectDrop:
     """A downgrade's first pass (over source records): drops the FILE objects the target
     cannot hold (``Step.dropped_object``) with their OBJREF and the records that belong to
@@ -907,6 +912,13 @@ class ObjectDrop:
             if n in self.parts:
                 return              # part of the dropped object (its loss is reported)
             self.parts = ()
+        if self.held and len(self.held) == 1 and _unknown_ext(n):
+            ref = self.step.parse(self.held[0])["objref"]
+            self.dropped.add(ref)
+            self.step.lose(rec, "record", n.upper(), f"an extension record this imgtools does "
+                           f"not know, taken for the object of file {ref}")
+            self.held = []
+            return
         if self.held and (n in self.step.src.record_kinds or n == "objref"):
             if n == "objref" and self.is_file_objref(rec):
                 yield from self.flush()

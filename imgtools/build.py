@@ -71,6 +71,7 @@ class Builder:
         self.socks: list[dict] = []         # sockets whose family record is still due
         self.tty: dict | None = None
         self.ext_inode: Pipe | None = None  # the memfd/ghost inode EXT_EXTENTs fill
+        self.ext_known = self.abi.has("ext_clocks")
 
     # -- driving ------------------------------------------------------------
     def run(self) -> Image:
@@ -86,6 +87,8 @@ class Builder:
                                            name in self.abi.structs and
                                            name not in self.abi.streamed)
             name, handler, kind, parsed = how
+            if handler is None and self.ext_known and ext.is_ext(rec.type):
+                handler = self.on_unknown_ext
             img.records += 1
             img.size = rec.offset + rec.len
             if self.expect:
@@ -519,6 +522,15 @@ class Builder:
             self.expect.insert(0, ("skip_bytes", 1))
 
     # -- extension records ------------------------------------------------------
+    def on_unknown_ext(self, rec, v, ref):
+        """A newer imgtools' extension record: skipped, but right after OBJREF(FILE) it
+        is that file's object record (a file of a kind this version cannot show)."""
+        self.img.opaque[f"type_{rec.type}"] = self.img.opaque.get(f"type_{rec.type}", 0) + 1
+        if self.last == "objref" and self.pending.get("file"):
+            ref = self.pending["file"].pop()
+            self.file = File(ref, f"ext_{rec.type}", 0, 0, 0, 0)
+            self._define(ref, "file", self.file, rec)
+
     def on_ext_clocks(self, rec, v, ref):
         self.img.clocks = plain(v)
 

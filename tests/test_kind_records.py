@@ -154,7 +154,7 @@ def test_extension_record_without_the_flag_is_an_error():
     assert codes(data).get("ext.flag", 0) >= 10
 
 
-def test_unknown_extension_type_is_a_warning_and_commands_do_not_crash(tmp_path):
+def test_unknown_extension_type_is_a_warning_and_commands_go_on(tmp_path):
     data = patch(image(), "ext_clocks", -8, "<I", 8999)     # the type of EXT_CLOCKS
     c = codes(data)
     assert c.get("ext.unknown") == 1 and "record.unknown" not in c
@@ -394,3 +394,16 @@ def test_diff_of_a_conversion_does_not_compare_objref_numbers(tmp_path):
     res = CliRunner().invoke(app, ["diff", "--json", str(pa), str(pb)])
     fds = [t.get("fds") for t in json.loads(res.stdout)["tasks"]]
     assert not any(fds), fds
+
+
+def test_unknown_extension_object_record_defines_its_file(tmp_path):
+    """A newer imgtools' extension file (an unknown type right after OBJREF(FILE)): check
+    warns, files shows the descriptor, a downgrade drops it with its descriptor."""
+    data = patch(image(), "ext_file_timerfd", -8, "<I", 8077)
+    c = codes(data)
+    assert c.get("ext.unknown") == 1 and not errors(data)
+    rows = {r["fd"]: r for r in views.files(read_model(data), 100)}
+    assert rows[15]["type"] == "ext_8077"
+    old, rep = conv(data, "v23-rc1")
+    assert errors(old) == []
+    assert 15 in [lo.value for lo in rep.losses if lo.field == "fd"]

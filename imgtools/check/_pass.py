@@ -136,6 +136,7 @@ class Pass:
         if unknown and self.ext_known and ext.is_ext(rec.type):
             self.add("ext.unknown", f"extension record type {rec.type} (len {rec.len}) is "
                      f"unknown to this imgtools; skipped")
+            self.unknown_ext(rec)
         elif unknown:
             self.add("record.unknown", f"type {rec.type} (len {rec.len}) is no record type of "
                      f"{self.abi.name}")

@@ -16,7 +16,8 @@ CODES: dict[str, tuple[str, str, str]] = {
                  "IMGTOOLS_UFLAG_EXT (bit 32); `dump --strict` writes neither."),
     "ext.unknown": (WARNING, "unknown extension record", "A record type in the extension "
                     "range 8000-8999 that this imgtools does not know (a newer one wrote "
-                    "it); it is skipped by its length."),
+                    "it); it is skipped by its length. Right after OBJREF(FILE) it is taken "
+                    "for the object record of a file of a kind this imgtools cannot show."),
     "ext.place": (ERROR, "extension record out of place", "EXT_CLOCKS follows HEADER_ARCH; "
                   "EXT_RSEQ belongs to a task section; EXT_FILE_STAT follows the FILE_NAME of "
                   "a generic FILE; EXT_INOTIFY_WATCH and EXT_EXTENT belong to the object "
@@ -56,6 +57,12 @@ class Extensions(Pass):
         if after is not None and self.last_name not in after:
             self.add("ext.place", f"{name.upper()} after {self.last_name.upper() or '-'}, "
                      f"not after {' or '.join(a.upper() for a in after)}")
+
+    def unknown_ext(self, rec) -> None:
+        """An extension record of a newer imgtools right after OBJREF(FILE) is an object
+        record (only those follow an OBJREF): it defines that file, whatever it holds."""
+        if self.last_name == "objref" and self.pending and self.pending[-1][0] == "file":
+            self.bind(self.name, "file")
 
     # -- annotations (where they go: ext.AFTER) ----------------------------------------
     def on_ext_clocks(self, rec, v, matched):

@@ -230,9 +230,10 @@ class Objrefs(Pass):
                 self.unbound(self.pending.pop(0), f" ({MAX_NEST} OBJREFs open)")
             self.pending.append([kind, ref, rec.offset, defines])
 
-    def bind(self, name: str):
-        """An object record: pair it with its OBJREF; returns its objref or None."""
-        kind = self.obj_kind_of_record.get(name)
+    def bind(self, name: str, kind: str | None = None):
+        """An object record (of ``kind``, else the one its name says): pair it with its
+        OBJREF; returns its objref or None."""
+        kind = kind or self.obj_kind_of_record.get(name)
         if kind is None:
             return None
         for i in range(len(self.pending) - 1, -1, -1):
