@@ -18,7 +18,9 @@ sys.path.insert(0, HERE)
 from _image import PAGE, big_image, timed  # noqa: E402
 
 PY = sys.executable
-CLI = f"cd {ROOT} && {PY} -m imgtools"
+# (not "cd ROOT && ...": after "cat IMG |" the cd would take the pipe and python would read
+# an empty stdin)
+CLI = f"PYTHONPATH={ROOT} {PY} -m imgtools"
 
 
 def _needle(img: str) -> bytes:
