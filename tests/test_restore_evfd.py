@@ -13,8 +13,6 @@ descriptor was closed, and an extension record in an image whose header does not
 from __future__ import annotations
 
 import os
-import platform
-import shutil
 import struct
 import subprocess
 import sys
@@ -23,25 +21,27 @@ from pathlib import Path
 
 import pytest
 
+import formats
+from formats import ext
+
+from test_restore import IMGTOOLS, PROGS, pytestmark, wait_for  # noqa: F401
+
 from imgtools import engine
 
 ROOT = Path(__file__).resolve().parent.parent
-PROGS = Path(__file__).resolve().parent / "progs"
-IMGTOOLS = [sys.executable, "-m", "imgtools"]
 DOWNTIME = 2.0          # between dump and restore; rst_evfd wants >= 1.5 s of it not counted
 
 # record types and the header flag (engine/include/ckpt_hdr.h)
-HEADER_ARCH, FILE, EPOLL_ITEMS, STRING, ERROR = 2, 304, 308, 5, 9999
-EXT_FIRST, EXT_LAST, EXT_CLOCKS, EXT_RSEQ = 8000, 8999, 8001, 8002
-EXT_FILE_SIGNALFD, EXT_FILE_TIMERFD, EXT_FILE_INOTIFY, EXT_INOTIFY_WATCH = 8010, 8011, 8012, 8013
-FILE_EVENTFD, FILE_EPOLL = 7, 6
-UFLAG_EXT = 1 << 32
+V23 = formats.abi("v23").types    # record type numbers (one home: formats/)
+HEADER_ARCH, FILE, EPOLL_ITEMS, STRING, ERROR = (V23[n] for n in (
+    "header_arch", "file", "epoll_items", "string", "error"))
+EXT_FIRST, EXT_LAST, UFLAG_EXT = ext.FIRST, ext.LAST, ext.UFLAG_EXT
+EXT_CLOCKS, EXT_RSEQ, EXT_FILE_SIGNALFD, EXT_FILE_TIMERFD, EXT_FILE_INOTIFY, \
+    EXT_INOTIFY_WATCH = (ext.TYPES[n] for n in (
+        "ext_clocks", "ext_rseq", "ext_file_signalfd", "ext_file_timerfd", "ext_file_inotify",
+        "ext_inotify_watch"))
+FILE_EVENTFD, FILE_EPOLL = (formats.abi("v23").file_types[n] for n in ("eventfd", "epoll"))
 UFLAGS_AT = 64          # HEADER: hdr 8, magic 8, arch..rev+pad 16, constants 24, time 8
-
-pytestmark = pytest.mark.skipif(
-    sys.platform != "linux" or platform.machine() != "x86_64" or os.geteuid() != 0
-    or not shutil.which("gcc"), reason="restore needs Linux x86_64, root and gcc")
-
 
 @pytest.fixture(scope="module")
 def prog(tmp_path_factory):
@@ -49,15 +49,6 @@ def prog(tmp_path_factory):
     subprocess.run(["gcc", "-O1", "-pthread", "-o", str(exe), str(PROGS / "rst_evfd.c")],
                    check=True)
     return exe
-
-
-def wait_for(cond, timeout=15.0, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def lines(path: Path) -> list[str]:

@@ -16,12 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from test_restore import IMGTOOLS, PROGS, dump_kill, lines, pytestmark, restore, running, start, wait_for  # noqa: F401
+import formats
+from formats import ext
+from test_restore import IMGTOOLS, PROGS, dump_kill, pytestmark, restore, running, start, wait_for  # noqa: F401
 
-EXT_FIRST, EXT_LAST = 8000, 8999
-EXT_FILE_STAT, EXT_FILE_MEMFD, EXT_FILE_GHOST, EXT_EXTENT = 8003, 8014, 8015, 8020
-ERROR, STRING, FILE_NAME = 9999, 5, 303
-UFLAG_EXT = 1 << 32
+EXT_FIRST, EXT_LAST, UFLAG_EXT = ext.FIRST, ext.LAST, ext.UFLAG_EXT
+EXT_FILE_STAT, EXT_FILE_MEMFD, EXT_FILE_GHOST, EXT_EXTENT = (ext.TYPES[n] for n in (
+    "ext_file_stat", "ext_file_memfd", "ext_file_ghost", "ext_extent"))
+ERROR, STRING, FILE_NAME = (formats.abi("v23").types[n] for n in ("error", "string", "file_name"))
 HEADER_UFLAGS = 64          # offset of HEADER.uflags in its record (engine/include/ckpt_hdr.h)
 
 

@@ -11,8 +11,6 @@
 from __future__ import annotations
 
 import os
-import platform
-import shutil
 import socket
 import struct
 import subprocess
@@ -23,29 +21,20 @@ from pathlib import Path
 
 import pytest
 
-PROGS = Path(__file__).resolve().parent / "progs"
-IMGTOOLS = [sys.executable, "-m", "imgtools"]
-SOCKET_QUEUE, SOCKET_BUFFER, BUFFER, EXT_TCP = 702, 703, 4, 8031
+import formats
+from formats import ext
 
-pytestmark = pytest.mark.skipif(
-    sys.platform != "linux" or platform.machine() != "x86_64" or os.geteuid() != 0
-    or not shutil.which("gcc"), reason="restore needs Linux x86_64, root and gcc")
+from test_restore import IMGTOOLS, PROGS, pytestmark, wait_for  # noqa: F401
 
+V23 = formats.abi("v23").types    # record type numbers (one home: formats/)
+SOCKET_QUEUE, SOCKET_BUFFER, BUFFER = (V23[n] for n in ("socket_queue", "socket_buffer", "buffer"))
+EXT_TCP = ext.TYPES["ext_tcp"]
 
 @pytest.fixture(scope="module")
 def rst_tcp(tmp_path_factory):
     out = tmp_path_factory.mktemp("inet-progs") / "rst_tcp"
     subprocess.run(["gcc", "-O1", "-o", str(out), str(PROGS / "rst_tcp.c")], check=True)
     return out
-
-
-def wait_for(cond, timeout=15.0, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def free_port(family=socket.AF_INET) -> int:

@@ -10,24 +10,20 @@ and the original's objects stay behind in the host namespace when it is killed).
 from __future__ import annotations
 
 import os
-import platform
 import shutil
 import struct
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-PROGS = Path(__file__).resolve().parent / "progs"
-IMGTOOLS = [sys.executable, "-m", "imgtools"]
-IPC_SECTION, IPC_SHM, IPC_MSG, IPC_SEM, PGARR, BUFFER = 501, 502, 503, 505, 403, 4
+import formats
 
-pytestmark = pytest.mark.skipif(
-    sys.platform != "linux" or platform.machine() != "x86_64" or os.geteuid() != 0
-    or not shutil.which("gcc"), reason="restore needs Linux x86_64, root and gcc")
+from test_restore import IMGTOOLS, PROGS, pytestmark, wait_for  # noqa: F401
 
+V23 = formats.abi("v23").types    # record type numbers (one home: formats/)
+IPC_SECTION, IPC_SHM, IPC_MSG, IPC_SEM, PGARR, BUFFER = (V23[n] for n in (
+    "ipc", "ipc_shm", "ipc_msg", "ipc_sem", "pgarr", "buffer"))
 
 @pytest.fixture(scope="module")
 def prog(tmp_path_factory):
@@ -35,15 +31,6 @@ def prog(tmp_path_factory):
     subprocess.run(["gcc", "-O1", "-pthread", "-o", str(exe), str(PROGS / "rst_ipc.c")],
                    check=True)
     return exe
-
-
-def wait_for(cond, timeout=15.0, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def running(exe: Path) -> list[int]:

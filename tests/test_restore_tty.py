@@ -19,14 +19,13 @@ import signal
 import subprocess
 import sys
 import termios
-import time
 from pathlib import Path
 
 import pytest
 
+from test_restore import IMGTOOLS, PROGS, wait_for
+
 ROOT = Path(__file__).resolve().parent.parent
-PROGS = Path(__file__).resolve().parent / "progs"
-IMGTOOLS = [sys.executable, "-m", "imgtools"]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
 
 pytestmark = pytest.mark.skipif(
@@ -48,15 +47,6 @@ def rst_pty(rst_pty_exe):
     yield rst_pty_exe
     for pid in running(rst_pty_exe):
         os.kill(pid, signal.SIGKILL)
-
-
-def wait_for(cond, timeout=15.0, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def run(*args, **kw):

@@ -24,7 +24,7 @@ from imgtools.reader import open_image
 
 import pytest
 
-from test_restore import IMGTOOLS, PROGS, dump_kill, lines, pytestmark, restore, running, start, wait_for  # noqa: F401
+from test_restore import IMGTOOLS, PROGS, dump_kill, pytestmark, restore, running, start  # noqa: F401
 
 REAL_SERVER = r"""
 import os, socketserver, sys
