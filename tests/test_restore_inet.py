@@ -352,3 +352,42 @@ def test_a_congestion_control_this_host_lacks_is_refused(tmp_path):
     assert r.returncode == 3, r.stderr
     assert 'TCP congestion control "nosuchcc" is not available' in r.stderr
     assert not http_server_runs(port)
+
+
+def test_sigkill_of_the_dumper_at_many_points_leaves_the_connections_working(rst_tcp, tmp_path):
+    """The dumper (the CLI, so the engine and its tracer under it) SIGKILLed at 12 points of
+    a dump of a live TCP pair: every socket it put in repair mode must be put back before
+    the tasks run on, so the pair streams on to the end with every byte once and in order
+    (its exit status), and the tree is left untraced."""
+    ready = tmp_path / "ready"
+    p = subprocess.Popen([str(rst_tcp), str(ready), "400000"], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: ready.exists() and "ready" in ready.read_text(), what="rst_tcp")
+        t0 = time.monotonic()
+        r = subprocess.run([*IMGTOOLS, "dump", str(p.pid), "-o", os.devnull],
+                           capture_output=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        span = time.monotonic() - t0
+        for i in range(12):
+            d = subprocess.Popen([*IMGTOOLS, "dump", str(p.pid), "-o", os.devnull],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(span * (i + 1) / 13)
+            d.kill()
+            d.wait()
+            for pid in [p.pid, *pids_of(str(rst_tcp))]:
+                wait_for(lambda pid=pid: _tracer(pid) == 0, timeout=10,
+                         what=f"pid {pid} to be released")
+        assert p.wait(timeout=120) == 0, p.stderr.read()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def _tracer(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return int(next(l for l in f if l.startswith("TracerPid:")).split()[1])
+    except (OSError, StopIteration):
+        return 0
