@@ -87,6 +87,15 @@ def alive(pid: int) -> bool:
         return False
 
 
+def tracer(pid: int) -> int:
+    """The TracerPid of a task; -1 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return int(next(l for l in f if l.startswith("TracerPid:")).split()[1])
+    except (OSError, StopIteration):
+        return -1
+
+
 def running(exe: Path) -> list[int]:
     """Live processes running exe (by /proc/PID/exe), zombies excluded."""
     found = []

@@ -24,7 +24,7 @@ import pytest
 import formats
 from formats import ext
 
-from test_restore import IMGTOOLS, PROGS, pytestmark, wait_for  # noqa: F401
+from test_restore import IMGTOOLS, PROGS, pytestmark, tracer, wait_for  # noqa: F401
 
 V23 = formats.abi("v23").types    # record type numbers (one home: formats/)
 SOCKET_QUEUE, SOCKET_BUFFER, BUFFER = (V23[n] for n in ("socket_queue", "socket_buffer", "buffer"))
@@ -376,18 +376,10 @@ def test_sigkill_of_the_dumper_at_many_points_leaves_the_connections_working(rst
             d.kill()
             d.wait()
             for pid in [p.pid, *pids_of(str(rst_tcp))]:
-                wait_for(lambda pid=pid: _tracer(pid) == 0, timeout=10,
+                wait_for(lambda pid=pid: tracer(pid) <= 0, timeout=10,
                          what=f"pid {pid} to be released")
         assert p.wait(timeout=120) == 0, p.stderr.read()
     finally:
         if p.poll() is None:
             p.kill()
             p.wait()
-
-
-def _tracer(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            return int(next(l for l in f if l.startswith("TracerPid:")).split()[1])
-    except (OSError, StopIteration):
-        return 0

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from test_restore import IMGTOOLS, PROGS, wait_for
+from test_restore import IMGTOOLS, PROGS, tracer, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -287,7 +287,11 @@ def test_a_job_is_restored_onto_the_callers_terminal_with_shell_job(tmp_path):
             except BlockingIOError:
                 pass
             kids = [k for k in descendants(restorer.pid) if comm(k) == "bash"]
-            return kids[0] if kids and len(children(kids[0])) == 2 else None
+            if not kids or len(children(kids[0])) != 2:
+                return None
+            # the tree exists before its release, and the foreground is set at the release
+            tree = [kids[0], *children(kids[0])]
+            return kids[0] if all(tracer(k) == 0 for k in tree) else None
 
         wait_for(restored, what="the restored job")
         new = restored()
@@ -303,7 +307,10 @@ def test_a_job_is_restored_onto_the_callers_terminal_with_shell_job(tmp_path):
     finally:
         if restorer and restorer.poll() is None:
             for k in descendants(restorer.pid):
-                os.kill(k, signal.SIGKILL)
+                try:
+                    os.kill(k, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass                                         # gone since the listing
             restorer.kill()
             restorer.wait()
         shell.kill()
