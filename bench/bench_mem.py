@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 
@@ -43,6 +44,7 @@ def _needle(img: str) -> bytes:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--gib", type=float, default=4.0)
+    ap.add_argument("--runs", type=int, default=5, help="interleaved runs (medians)")
     ap.add_argument("--dir", default=tempfile.gettempdir())
     ap.add_argument("--strings", action="store_true",
                     help="also time --strings (slow on the image's random bytes)")
@@ -51,24 +53,39 @@ def main() -> None:
     mb = os.path.getsize(img) / 1e6
     needle = _needle(img)
     hexed = "0x" + needle.hex()
-    print(f"image: {img} {mb:.0f} MB; pattern {hexed}")
+    print(f"image: {img} {mb:.0f} MB; pattern {hexed}; {os.cpu_count()} CPUs, "
+          f"load {os.getloadavg()[0]:.1f}; medians of {a.runs} interleaved runs")
     pattern_file = os.path.join(a.dir, "imgtools-bench-needle")
     with open(pattern_file, "wb") as f:
         f.write(needle)
     timed(f"cat {img} > /dev/null")                             # warm the page cache
-    # (into a pipe: with its output on /dev/null grep stops at the first match)
-    grep_dt, grep_rss = timed(f"LC_ALL=C grep -c -a -F -f {pattern_file} {img} | cat "
-                              f"> /dev/null")
-    print(f"grep -c:               {grep_dt:6.2f} s  {mb / grep_dt:7.0f} MB/s  "
-          f"peak RSS {grep_rss / 1024:.0f} MiB")
-    runs = [("mem --search (file)", f"{CLI} mem {img} --search {hexed} | wc -l"),
-            ("mem --search (pipe)", f"cat {img} | {CLI} mem - --search {hexed} | wc -l")]
+    # (grep into a pipe: with its output on /dev/null grep stops at the first match)
+    grep = f"LC_ALL=C grep -c -a -F -f {pattern_file}"
+    cases = [("grep -c (file)", f"{grep} {img} | cat", None),
+             ("cat | grep -c (pipe)", f"cat {img} | {grep} | cat", None),
+             ("mem --search (file)", f"{CLI} mem {img} --search {hexed} | wc -l",
+              "grep -c (file)"),
+             ("mem --search (pipe)", f"cat {img} | {CLI} mem - --search {hexed} | wc -l",
+              "cat | grep -c (pipe)")]
     if a.strings:
-        runs.append(("mem --strings (file)", f"{CLI} mem {img} --strings --min 8 | wc -l"))
-    for what, cmd in runs:
-        dt, rss = timed(cmd + " > /dev/null")
-        print(f"{what:<22} {dt:6.2f} s  {mb / dt:7.0f} MB/s  ({grep_dt / dt:.2f}x grep -c)  "
-              f"peak RSS {rss / 1024:.0f} MiB")
+        cases.append(("mem --strings (file)", f"{CLI} mem {img} --strings --min 8 | wc -l",
+                      "grep -c (file)"))
+    times: dict[str, list[float]] = {w: [] for w, _, _ in cases}
+    rss: dict[str, int] = {w: 0 for w, _, _ in cases}
+    for _ in range(a.runs):
+        for what, cmd, _ in cases:
+            dt, kib = timed(cmd + " > /dev/null")
+            times[what].append(dt)
+            rss[what] = max(rss[what], kib)
+    med = {w: statistics.median(t) for w, t in times.items()}
+    for what, _, base in cases:
+        dt = med[what]
+        vs = ""
+        if base:
+            vs = f"({med[base] / dt:.2f}x {base}, {med['grep -c (file)'] / dt:.2f}x grep file)"
+        print(f"{what:<22} {dt:6.2f} s  {mb / dt:7.0f} MB/s  peak RSS {rss[what] / 1024:4.0f} MiB"
+              f"  {vs}")
+    print("target: mem --search >= 0.5x grep -c, peak RSS <= 100 MB")
 
 
 if __name__ == "__main__":

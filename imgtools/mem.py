@@ -169,6 +169,9 @@ class Consumer:
     comes first, once the task tree is known (pids can be resolved)."""
 
     span: tuple[int, int] | None = None
+    # whether a pipe is read ahead in a thread while ``data`` runs: only worth it when
+    # ``data`` spends its time outside the interpreter lock
+    read_ahead = False
 
     def begin(self, img: Image) -> None:
         pass
@@ -409,6 +412,8 @@ def feed_from_stream(reader: ImageReader, consumer: Consumer, on_record=None) ->
     """Drive a consumer in one pass over an image that cannot seek (a pipe)."""
     d = _Driver(consumer)
     consumer.driver = d
+    if consumer.read_ahead:
+        reader.src.read_ahead()
     b = _StreamBuilder(reader, d, on_record)
     img = b.run()
     d.begin(img)
@@ -685,14 +690,67 @@ class Scanner(Consumer):
         self._settle(final=True)
 
 
+class _MemFind:
+    """``buf.find(pattern, start, end)`` over page buffers by the C library's memmem.
+
+    On page data here memmem ran 1.5-2x faster than ``bytes.find`` (6.4 against 4.2 GB/s
+    for an 18-byte string, 3.1 against 1.7 GB/s over zero pages), and a foreign call lets
+    go of the interpreter lock, so the read ahead of the next batch (a pread, or a read
+    of the pipe) runs beside the search instead of after it. Buffers that cannot lend
+    their address (bytes) are searched by ``find``."""
+
+    _memmem = None                  # the C function, bound on first use
+
+    def __init__(self, pattern: bytes):
+        import ctypes
+        self.ctypes = ctypes
+        if _MemFind._memmem is None:
+            f = ctypes.CDLL(None).memmem
+            f.restype = ctypes.c_void_p
+            f.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t)
+            _MemFind._memmem = f
+        self.memmem = _MemFind._memmem
+        self.pat, self.n = pattern, len(pattern)
+
+    def address(self, buf) -> int | None:
+        if not isinstance(buf, (mmap.mmap, bytearray)):
+            return None
+        ref = self.ctypes.c_char.from_buffer(buf)
+        a = self.ctypes.addressof(ref)
+        del ref                     # (an export would keep the mapping from closing)
+        return a
+
+    def all(self, buf, start: int, end: int) -> Iterator[int]:
+        """Where the pattern starts in buf[start:end], not overlapping, in order."""
+        base = self.address(buf)
+        pat, n = self.pat, self.n
+        if base is None:
+            i = buf.find(pat, start, end)
+            while i >= 0:
+                yield i
+                i = buf.find(pat, i + n, end)
+            return
+        memmem = self.memmem
+        while end - start >= n:
+            hit = memmem(base + start, end - start, pat, n)
+            if hit is None:
+                return
+            i = hit - base
+            yield i
+            start = i + n
+
+
 class LiteralScanner(Consumer):
     """The Scanner's results for a fixed byte string, found in the page buffers where
     they lie: only the seam between two pieces (the last ``len - 1`` bytes before it) is
-    copied, the rest is searched with ``bytes.find`` in place."""
+    copied, the rest is searched in place (_MemFind)."""
+
+    read_ahead = True       # its search runs outside the interpreter lock (_MemFind)
 
     def __init__(self, pattern: bytes, context: int, emit: Callable[[Hit], object],
                  filt: Filter):
         self.pat, self.ctx, self.emit, self.filt = pattern, context, emit, filt
+        self.finder = _MemFind(pattern)
         self.keep = len(pattern) - 1 + context
         self.tail = b""             # the last ``keep`` bytes of the run so far
         self.tail_segs: list[tuple[int, int]] = []      # (address, image offset) in it
@@ -742,15 +800,13 @@ class LiteralScanner(Consumer):
                 self._hit(t0 + i, self._tail_offset(t0 + i), tail[max(0, i - ctx):i],
                           bytes(chunk[e:min(end, e + ctx)]))
                 i = seam.find(pat, i + n)
-        i = chunk.find(pat, start + max(0, self.scan_from - addr), end)
-        while i >= 0:                               # matches inside this piece
-            lo = i - ctx
+        for i in self.finder.all(chunk, start + max(0, self.scan_from - addr), end):
+            lo = i - ctx                            # matches inside this piece
             before = bytes(chunk[max(start, lo):i])
             if lo < start and tail:
                 before = tail[-(start - lo):] + before
             self._hit(addr + i - start, offset + i - start, before,
                       bytes(chunk[i + n:min(end, i + n + ctx)]))
-            i = chunk.find(pat, i + n, end)
         size = end - start
         if size >= self.keep:
             self.tail = bytes(chunk[end - self.keep:end])

@@ -55,6 +55,13 @@ class Source:
                 self.size = f.seek(0, os.SEEK_END)
                 f.seek(self.pos)
 
+    def read_ahead(self) -> None:
+        """From here on, read a pipe in a thread ahead of the consumer (see ReadAhead);
+        for a consumer whose own work lets go of the interpreter lock. A file is read
+        when asked (by seek and pread where it matters)."""
+        if not self.seekable and not isinstance(self.f, ReadAhead):
+            self.f = ReadAhead(self.f)
+
     def read(self, n: int) -> bytes:
         """Up to ``n`` bytes (fewer only at end of stream)."""
         if n <= CHUNK:                  # a header or a small payload: one read, mostly
@@ -126,6 +133,86 @@ def page_buffer(size: int):
     for 1 GiB from a pipe, 1.5 s against 0.33 s from the page cache)."""
     import mmap
     return mmap.mmap(-1, size)
+
+
+class ReadAhead:
+    """A stream read by a thread into a ring of RING buffers of CHUNK bytes, while the
+    consumer works on what came before: `cat IMG | imgtools mem - --search` then reads the
+    pipe and searches at once (the search, a C call, lets go of the interpreter lock), as
+    `cat | grep` does in two processes. The ring bounds what is read ahead (RING MiB). The
+    thread is the only reader of ``f`` once this is made; read errors reach the consumer
+    at the point of the stream where they happened."""
+
+    RING = 8
+
+    def __init__(self, f: BinaryIO):
+        import queue
+        import threading
+        self.f = f
+        self.free: queue.SimpleQueue = queue.SimpleQueue()
+        self.full: queue.SimpleQueue = queue.SimpleQueue()
+        for _ in range(self.RING):
+            self.free.put(memoryview(page_buffer(CHUNK)))
+        self.cur: memoryview | None = None
+        self.pos = self.end = 0
+        self.eof = False
+        self.thread = threading.Thread(target=self._fill, name="imgtools-read-ahead",
+                                       daemon=True)
+        self.thread.start()
+
+    def _fill(self) -> None:
+        # one read each (readinto1): what has come is handed on, the consumer never
+        # waits for a buffer to fill while bytes wait in it
+        read = getattr(self.f, "readinto1", None) or self.f.readinto
+        try:
+            while True:
+                buf = self.free.get()
+                if buf is None:
+                    return
+                n = read(buf)
+                if not n:
+                    self.full.put(None)
+                    return
+                self.full.put((buf, n))
+        except BaseException as e:          # handed to the consumer, raised there
+            self.full.put(e)
+
+    def _block(self) -> bool:
+        if self.cur is not None:
+            if self.pos < self.end:
+                return True
+            self.free.put(self.cur)
+            self.cur = None
+        if self.eof:
+            return False
+        item = self.full.get()
+        if item is None or isinstance(item, BaseException):
+            self.eof = True
+            if item is not None:
+                raise item
+            return False
+        self.cur, self.end = item
+        self.pos = 0
+        return True
+
+    def readinto(self, view) -> int:
+        if not self._block():
+            return 0
+        n = min(len(view), self.end - self.pos)
+        view[:n] = self.cur[self.pos:self.pos + n]
+        self.pos += n
+        return n
+
+    def read(self, n: int) -> bytes:
+        if not self._block():
+            return b""
+        k = min(n, self.end - self.pos)
+        data = bytes(self.cur[self.pos:self.pos + k])
+        self.pos += k
+        return data
+
+    def close(self) -> None:
+        self.free.put(None)                 # a thread waiting for a buffer stops
 
 
 def grow_pipe(fd: int) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import mmap
 import os
 import random
 import re
@@ -224,9 +225,10 @@ def test_maps_summary(marks):
 
 
 # -- the scanner alone: results do not depend on how the bytes are cut ------------------
-def _scan(chunks, finder, longest, ctx=4, literal=None):
+def _scan(chunks, finder, longest, ctx=4, literal=None, wrap=bytes):
     """Hits over pieces of one run (each piece at its own image offset), or, with
-    ``literal``, the in-place literal scanner's."""
+    ``literal``, the in-place literal scanner's; ``wrap`` makes each piece's buffer
+    (the page buffers of mem are mmaps, searched by memmem; bytes by find)."""
     hits = []
     region = M.Region(1, 0, None, "anon", None, "rw-p")
     if literal is None:
@@ -236,7 +238,7 @@ def _scan(chunks, finder, longest, ctx=4, literal=None):
     s.region = region
     addr = BASE
     for k, c in enumerate(chunks):
-        padded = b"#" * k + c + b"#"                # a piece is a slice of a larger buffer
+        padded = wrap(b"#" * k + c + b"#")          # a piece is a slice of a larger buffer
         s.data(region, addr, padded, k, k + len(c), addr + 1000 * k)   # image offsets jump
         addr += len(c)
     s.finish()
@@ -276,6 +278,16 @@ def test_scanner_is_cut_invariant(seed):
             assert whole, lit
             assert _scan([data], None, 0, ctx, literal=lit) == whole, (lit, ctx)
             assert _scan(pieces, None, 0, ctx, literal=lit) == whole, (lit, ctx)
+        # the same through memmem (over mmaps and bytearrays, as mem's page buffers are)
+        whole = _scan([data], M.literal_finder(lit), len(lit), 16)
+        assert _scan(pieces, None, 0, 16, literal=lit, wrap=bytearray) == whole, lit
+        assert _scan([data], None, 0, 16, literal=lit, wrap=_mapped) == whole, lit
+
+
+def _mapped(b: bytes) -> mmap.mmap:
+    m = mmap.mmap(-1, len(b))
+    m[:] = b
+    return m
 
 
 def test_hex_patterns():
