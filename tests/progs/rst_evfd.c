@@ -43,6 +43,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check.h"
+
 #define NS 1000000000LL
 #define DOWNTIME_MIN_NS (NS * 3 / 2)
 #define D_PIPE 0x1122334455667788ULL
@@ -53,24 +55,7 @@
 extern const ptrdiff_t __rseq_offset;
 extern const unsigned int __rseq_size;
 
-static FILE *out;
-static int failures;
 
-static void check(const char *name, int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (ok) {
-		fprintf(out, "ok %s\n", name);
-		return;
-	}
-	failures++;
-	fprintf(out, "FAIL %s: ", name);
-	va_start(ap, fmt);
-	vfprintf(out, fmt, ap);
-	va_end(ap);
-	fputc('\n', out);
-}
 
 static int64_t now(clockid_t clk)
 {

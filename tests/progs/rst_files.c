@@ -28,30 +28,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check.h"
+
 #define PAGE 4096
 #ifndef MFD_NOEXEC_SEAL
 #define MFD_NOEXEC_SEAL	0x0008U		/* Linux 6.3 */
 #define F_SEAL_EXEC	0x0020
 #endif
 
-static FILE *out;
-static int failed;
 
-static void check(int ok, const char *name, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (ok) {
-		fprintf(out, "ok %s\n", name);
-		return;
-	}
-	failed = 1;
-	fprintf(out, "FAIL %s: ", name);
-	va_start(ap, fmt);
-	vfprintf(out, fmt, ap);
-	va_end(ap);
-	fprintf(out, "\n");
-}
 
 static int gone(const char *go)
 {
@@ -90,10 +75,10 @@ static int ghostlog(const char *go, const char *dir)
 		dprintf(fd, "line %ld\n", n++);
 	link_of(fd, link, sizeof(link));
 	snprintf(want, sizeof(want), "%s (deleted)", path);
-	check(!strcmp(link, want), "ghost-name", "fd 3 is %s", link);
-	check(!fstat(fd, &st) && st.st_nlink == 0 && (st.st_mode & 07777) == 0640, "ghost-stat",
+	check("ghost-name", !strcmp(link, want), "fd 3 is %s", link);
+	check("ghost-stat", !fstat(fd, &st) && st.st_nlink == 0 && (st.st_mode & 07777) == 0640,
 	      "nlink %lu mode %o", (unsigned long)st.st_nlink, st.st_mode & 07777);
-	check((fcntl(fd, F_GETFL) & O_APPEND) != 0, "ghost-append-flag", "flags %#x", fcntl(fd, F_GETFL));
+	check("ghost-append-flag", (fcntl(fd, F_GETFL) & O_APPEND) != 0, "flags %#x", fcntl(fd, F_GETFL));
 	/* every line once, in order */
 	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
 	rd = open(link, O_RDONLY);
@@ -107,12 +92,12 @@ static int ghostlog(const char *go, const char *dir)
 			break;
 		pos += len;
 	}
-	check(i == n && pos == st.st_size, "ghost-contents", "%ld of %ld lines in order, %ld of %lld bytes",
+	check("ghost-contents", i == n && pos == st.st_size, "%ld of %ld lines in order, %ld of %lld bytes",
 	      i, n, pos, (long long)st.st_size);
-	check(lseek(fd, 0, SEEK_CUR) == st.st_size, "ghost-offset", "offset %lld, size %lld",
+	check("ghost-offset", lseek(fd, 0, SEEK_CUR) == st.st_size, "offset %lld, size %lld",
 	      (long long)lseek(fd, 0, SEEK_CUR), (long long)st.st_size);
 	fprintf(out, "lines %ld\n", n);
-	return failed;
+	return failures != 0;
 }
 
 static int ghostmap(const char *go, const char *dir)
@@ -132,19 +117,19 @@ static int ghostmap(const char *go, const char *dir)
 	fprintf(out, "ready\n");
 	while (gone(go))
 		usleep(2000);
-	check(!strcmp(m, "page-zero") && !strcmp(m + 2 * PAGE, "page-two") && !m[PAGE], "map-contents",
+	check("map-contents", !strcmp(m, "page-zero") && !strcmp(m + 2 * PAGE, "page-two") && !m[PAGE],
 	      "%.10s / %.10s", m, m + 2 * PAGE);
-	check(lseek(fd, 0, SEEK_HOLE) == PAGE, "map-hole", "first hole at %lld",
+	check("map-hole", lseek(fd, 0, SEEK_HOLE) == PAGE, "first hole at %lld",
 	      (long long)lseek(fd, 0, SEEK_HOLE));
 	/* one file: a write through the descriptor shows in the mapping, and back */
 	pwrite(fd, "by-fd", 6, PAGE);
 	strcpy(m + 2 * PAGE, "by-map");
-	check(!strcmp(m + PAGE, "by-fd") && pread(fd, buf, 7, 2 * PAGE) == 7 && !strcmp(buf, "by-map"),
-	      "map-shared", "mapping sees '%.6s', descriptor '%.6s'", m + PAGE, buf);
+	check("map-shared",
+	      !strcmp(m + PAGE, "by-fd") && pread(fd, buf, 7, 2 * PAGE) == 7 && !strcmp(buf, "by-map"), "mapping sees '%.6s', descriptor '%.6s'", m + PAGE, buf);
 	link_of(fd, link, sizeof(link));
 	snprintf(want, sizeof(want), "%s (deleted)", path);
-	check(!strcmp(link, want), "map-name", "fd is %s", link);
-	return failed;
+	check("map-name", !strcmp(link, want), "fd is %s", link);
+	return failures != 0;
 }
 
 static int memfd(const char *go)
@@ -175,32 +160,32 @@ static int memfd(const char *go)
 	fprintf(out, "ready\n");
 	while (gone(go))
 		usleep(2000);
-	check(fcntl(fd, F_GET_SEALS) == (int)seals, "memfd-seals", "seals %#x", fcntl(fd, F_GET_SEALS));
+	check("memfd-seals", fcntl(fd, F_GET_SEALS) == (int)seals, "seals %#x", fcntl(fd, F_GET_SEALS));
 	link_of(fd, link, sizeof(link));
-	check(!strcmp(link, "/memfd:imgtools test: x (deleted)"), "memfd-name", "%s", link);
-	check(fcntl(fd, F_GETFD) == FD_CLOEXEC && fcntl(fd2, F_GETFD) == 0, "memfd-cloexec", "%d %d",
+	check("memfd-name", !strcmp(link, "/memfd:imgtools test: x (deleted)"), "%s", link);
+	check("memfd-cloexec", fcntl(fd, F_GETFD) == FD_CLOEXEC && fcntl(fd2, F_GETFD) == 0, "%d %d",
 	      fcntl(fd, F_GETFD), fcntl(fd2, F_GETFD));
 	/* first: a read fault of a hole through the mapping would allocate its page */
-	check(lseek(fd, 0, SEEK_END) == 1 << 20 && lseek(fd, PAGE, SEEK_DATA) == 512 * 1024, "memfd-hole",
+	check("memfd-hole", lseek(fd, 0, SEEK_END) == 1 << 20 && lseek(fd, PAGE, SEEK_DATA) == 512 * 1024,
 	      "size %lld, data after the first page at %lld", (long long)lseek(fd, 0, SEEK_END),
 	      (long long)lseek(fd, PAGE, SEEK_DATA));
-	check(!memcmp(m, "memfd-head", 10) && !memcmp(m + 512 * 1024, "memfd-far", 9) &&
-	      pread(fd, buf, 1, PAGE) == 1 && !buf[0], "memfd-contents", "%.10s", m);
-	check(lseek(fd2, 0, SEEK_CUR) == 123 && (fcntl(fd2, F_GETFL) & O_ACCMODE) == O_RDONLY &&
-	      read(fd2, buf, 3) == 3, "memfd-second-description", "offset %lld",
+	check("memfd-contents", !memcmp(m, "memfd-head", 10) && !memcmp(m + 512 * 1024, "memfd-far", 9) &&
+	      pread(fd, buf, 1, PAGE) == 1 && !buf[0], "%.10s", m);
+	check("memfd-second-description", lseek(fd2, 0, SEEK_CUR) == 123 && (fcntl(fd2, F_GETFL) & O_ACCMODE) == O_RDONLY &&
+	      read(fd2, buf, 3) == 3, "offset %lld",
 	      (long long)lseek(fd2, 0, SEEK_CUR));
 	/* the seals still hold */
-	check(pwrite(fd, "x", 1, 0) < 0 && errno == EPERM && ftruncate(fd, 0) < 0 && errno == EPERM,
-	      "memfd-sealed", "a write or shrink went through");
-	check(fcntl(plain, F_GET_SEALS) == F_SEAL_SEAL, "plain-seals", "seals %#x", fcntl(plain, F_GET_SEALS));
-	check(!memcmp(p, "copied", 6) && pread(plain, buf, 10, 0) == 10 && !memcmp(buf, "plain-file", 10),
-	      "plain-private-copy", "mapping %.6s, file %.10s", p, buf);
+	check("memfd-sealed",
+	      pwrite(fd, "x", 1, 0) < 0 && errno == EPERM && ftruncate(fd, 0) < 0 && errno == EPERM, "a write or shrink went through");
+	check("plain-seals", fcntl(plain, F_GET_SEALS) == F_SEAL_SEAL, "seals %#x", fcntl(plain, F_GET_SEALS));
+	check("plain-private-copy",
+	      !memcmp(p, "copied", 6) && pread(plain, buf, 10, 0) == 10 && !memcmp(buf, "plain-file", 10), "mapping %.6s, file %.10s", p, buf);
 	link_of(plain, link, sizeof(link));
-	check(!strcmp(link, "/memfd:plain (deleted)"), "plain-name", "%s", link);
-	check(fcntl(noexec, F_GET_SEALS) == F_SEAL_EXEC && !fstat(noexec, &st) &&
-	      (st.st_mode & 07777) == 0666 && fchmod(noexec, 0755) < 0, "noexec-seal",
+	check("plain-name", !strcmp(link, "/memfd:plain (deleted)"), "%s", link);
+	check("noexec-seal", fcntl(noexec, F_GET_SEALS) == F_SEAL_EXEC && !fstat(noexec, &st) &&
+	      (st.st_mode & 07777) == 0666 && fchmod(noexec, 0755) < 0,
 	      "seals %#x mode %o", fcntl(noexec, F_GET_SEALS), st.st_mode & 07777);
-	return failed;
+	return failures != 0;
 }
 
 static int devzero(const char *go)
@@ -231,11 +216,11 @@ static int devzero(const char *go)
 		usleep(2000);
 	while (m[2 * PAGE] != 'c')
 		usleep(1000);
-	check(m[0] == 'P' && m[PAGE] == 'C', "devzero-contents", "%c %c", m[0], m[PAGE]);
+	check("devzero-contents", m[0] == 'P' && m[PAGE] == 'C', "%c %c", m[0], m[PAGE]);
 	m[3 * PAGE] = 'p';
-	check(waitpid(child, &status, 0) == child && WIFEXITED(status) && !WEXITSTATUS(status),
-	      "devzero-shared", "child status %#x", status);
-	return failed;
+	check("devzero-shared",
+	      waitpid(child, &status, 0) == child && WIFEXITED(status) && !WEXITSTATUS(status), "child status %#x", status);
+	return failures != 0;
 }
 
 int main(int argc, char **argv)

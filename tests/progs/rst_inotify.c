@@ -22,24 +22,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static FILE *out;
-static int failures;
+#include "check.h"
 
-static void check(const char *name, int ok, const char *fmt, ...)
-{
-	va_list ap;
 
-	if (ok) {
-		fprintf(out, "ok %s\n", name);
-		return;
-	}
-	failures++;
-	fprintf(out, "FAIL %s: ", name);
-	va_start(ap, fmt);
-	vfprintf(out, fmt, ap);
-	va_end(ap);
-	fputc('\n', out);
-}
 
 static char path_a[PATH_MAX], path_b[PATH_MAX], path_sub[PATH_MAX], path_new[PATH_MAX];
 

@@ -37,29 +37,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check.h"
+
 #define SEG_SIZE (3 * 4096 + 100)
 #define LONG_MSG 5000
 
-static FILE *out;
-static int failures;
 
-static void check(const char *name, int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (ok) {
-		fprintf(out, "ok %s\n", name);
-		fflush(out);
-		return;
-	}
-	failures++;
-	fprintf(out, "FAIL %s: ", name);
-	va_start(ap, fmt);
-	vfprintf(out, fmt, ap);
-	va_end(ap);
-	fputc('\n', out);
-	fflush(out);
-}
 
 static void wait_go(const char *go)
 {

@@ -30,24 +30,9 @@
 #include <termios.h>
 #include <unistd.h>
 
-static FILE *out;
-static int failures;
+#include "check.h"
 
-static void check(const char *who, const char *name, int ok, const char *fmt, ...)
-{
-	va_list ap;
 
-	if (ok) {
-		fprintf(out, "ok %s %s\n", who, name);
-		return;
-	}
-	failures++;
-	fprintf(out, "FAIL %s %s: ", who, name);
-	va_start(ap, fmt);
-	vfprintf(out, fmt, ap);
-	va_end(ap);
-	fputc('\n', out);
-}
 
 static void wait_go(const char *go)
 {
@@ -100,9 +85,9 @@ static void check_ctty(const char *who, int fd)
 	struct stat st;
 
 	fstat(fd, &st);
-	check(who, "ctty", ctty_dev() == st.st_rdev, "tty_nr %u:%u, its slave %u:%u",
+	check_by(who, "ctty", ctty_dev() == st.st_rdev, "tty_nr %u:%u, its slave %u:%u",
 	      major(ctty_dev()), minor(ctty_dev()), major(st.st_rdev), minor(st.st_rdev));
-	check(who, "dev-tty", access("/dev/tty", R_OK) == 0 && open("/dev/tty", O_RDWR) >= 0,
+	check_by(who, "dev-tty", access("/dev/tty", R_OK) == 0 && open("/dev/tty", O_RDWR) >= 0,
 	      "open /dev/tty: %s", strerror(errno));
 }
 
@@ -114,14 +99,14 @@ static int grandchild(int s, const char *go)
 
 	wait_go(go);
 	check_ctty(who, s);
-	check(who, "foreground", tcgetpgrp(s) == getpgrp(), "foreground %d, its group %d",
+	check_by(who, "foreground", tcgetpgrp(s) == getpgrp(), "foreground %d, its group %d",
 	      tcgetpgrp(s), getpgrp());
 	read_some(s, buf, 12);
-	check(who, "typed-ahead", !strcmp(buf, "typed-ahead\n"), "read '%s'", buf);
+	check_by(who, "typed-ahead", !strcmp(buf, "typed-ahead\n"), "read '%s'", buf);
 	read_some(s, buf, 4);
-	check(who, "ping", !strcmp(buf, "ping"), "read '%s'", buf);
+	check_by(who, "ping", !strcmp(buf, "ping"), "read '%s'", buf);
 	if (write(s, "pong", 4) != 4)
-		check(who, "pong", 0, "write: %s", strerror(errno));
+		check_by(who, "pong", 0, "write: %s", strerror(errno));
 	return failures ? 1 : 0;
 }
 
@@ -155,18 +140,18 @@ static int child(const char *name, int sync, const char *go)
 	wait_go(go);
 	memset(&t, 0, sizeof(t));
 	tcgetattr(s, &t);
-	check(who, "raw", !(t.c_lflag & (ICANON | ECHO | ISIG)) && !(t.c_oflag & OPOST),
+	check_by(who, "raw", !(t.c_lflag & (ICANON | ECHO | ISIG)) && !(t.c_oflag & OPOST),
 	      "lflag %#o oflag %#o", t.c_lflag, t.c_oflag);
 	memset(&ws, 0, sizeof(ws));
 	ioctl(s, TIOCGWINSZ, &ws);
-	check(who, "winsize", ws.ws_row == 33 && ws.ws_col == 99 && ws.ws_xpixel == 7,
+	check_by(who, "winsize", ws.ws_row == 33 && ws.ws_col == 99 && ws.ws_xpixel == 7,
 	      "%ux%u (%u)", ws.ws_row, ws.ws_col, ws.ws_xpixel);
 	check_ctty(who, s);
-	check(who, "session", getsid(0) == getpid() && tcgetsid(s) == getpid(), "sid %d, tty's %d",
+	check_by(who, "session", getsid(0) == getpid() && tcgetsid(s) == getpid(), "sid %d, tty's %d",
 	      getsid(0), tcgetsid(s));
-	check(who, "foreground", tcgetpgrp(s) == g, "foreground %d, expected %d", tcgetpgrp(s), g);
+	check_by(who, "foreground", tcgetpgrp(s) == g, "foreground %d, expected %d", tcgetpgrp(s), g);
 	waitpid(g, &status, 0);
-	check(who, "grandchild", WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+	check_by(who, "grandchild", WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
 	return failures ? 1 : 0;
 }
 
@@ -200,14 +185,14 @@ int main(int argc, char **argv)
 	fprintf(out, "ready\n");
 	wait_go(argv[2]);
 	read_some(m, buf, 15);
-	check(who, "pending-output", buf[0] == TIOCPKT_DATA && !strcmp(buf + 1, "pending-output"),
+	check_by(who, "pending-output", buf[0] == TIOCPKT_DATA && !strcmp(buf + 1, "pending-output"),
 	      "read %d '%s'", buf[0], buf + 1);
 	if (write(m, "ping", 4) != 4)
-		check(who, "ping", 0, "write: %s", strerror(errno));
+		check_by(who, "ping", 0, "write: %s", strerror(errno));
 	read_some(m, buf, 5);
-	check(who, "pong", buf[0] == TIOCPKT_DATA && !strcmp(buf + 1, "pong"), "read '%s'", buf + 1);
+	check_by(who, "pong", buf[0] == TIOCPKT_DATA && !strcmp(buf + 1, "pong"), "read '%s'", buf + 1);
 	waitpid(kid, &status, 0);
-	check(who, "child", WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+	check_by(who, "child", WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
 	fprintf(out, "done %d\n", failures);
 	return failures ? 1 : 0;
 }

@@ -30,8 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static FILE *out;
-static int failures;
+#include "check.h"
+
 static volatile int go_flag;
 static __thread long tls_value;
 static volatile sig_atomic_t alarms, usr1_value = -1, usr1_code, rt_value = -1;
@@ -39,21 +39,6 @@ static volatile sig_atomic_t pwr_pid = -1, pwr_code = -1;
 static int read_pipe[2];
 static volatile long reader_result = -100;
 
-static void check(const char *name, int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (ok) {
-		fprintf(out, "ok %s\n", name);
-		return;
-	}
-	failures++;
-	fprintf(out, "FAIL %s: ", name);
-	va_start(ap, fmt);
-	vfprintf(out, fmt, ap);
-	va_end(ap);
-	fputc('\n', out);
-}
 
 static void on_alarm(int sig) { (void)sig; alarms++; }
 static void on_usr1(int sig, siginfo_t *si, void *uc)

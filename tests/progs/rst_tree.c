@@ -23,24 +23,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static FILE *out;
-static int failures;
+#include "check.h"
 
-static void check(const char *who, const char *name, int ok, const char *fmt, ...)
-{
-	va_list ap;
 
-	if (ok) {
-		fprintf(out, "ok %s %s\n", who, name);
-		return;
-	}
-	failures++;
-	fprintf(out, "FAIL %s %s: ", who, name);
-	va_start(ap, fmt);
-	vfprintf(out, fmt, ap);
-	va_end(ap);
-	fputc('\n', out);
-}
 
 struct ids { pid_t pid, ppid, pgid, sid; };
 
@@ -53,7 +38,7 @@ static void check_ids(const char *who, struct ids was)
 {
 	struct ids now = ids_now();
 
-	check(who, "ids", !memcmp(&now, &was, sizeof(now)),
+	check_by(who, "ids", !memcmp(&now, &was, sizeof(now)),
 	      "pid %d/%d ppid %d/%d pgid %d/%d sid %d/%d", now.pid, was.pid, now.ppid, was.ppid,
 	      now.pgid, was.pgid, now.sid, was.sid);
 }
@@ -111,16 +96,16 @@ int main(int argc, char **argv)
 		write(sync_pipe[1], "c", 1);
 		wait_go(argv[2]);
 		check_ids("child", child_ids);
-		check("child", "pipe-data", read(p[0], buf, 16) == 16 && !strcmp(buf, "through the pipe"),
+		check_by("child", "pipe-data", read(p[0], buf, 16) == 16 && !strcmp(buf, "through the pipe"),
 		      "read '%s'", buf);
-		check("child", "shm-seen", shm[0] == 1, "shm %d", shm[0]);
+		check_by("child", "shm-seen", shm[0] == 1, "shm %d", shm[0]);
 		memset(buf, 0, sizeof(buf));
-		check("child", "fifo-data", read(fifo_fd, buf, 9) == 9 && !strcmp(buf, "fifo data"),
+		check_by("child", "fifo-data", read(fifo_fd, buf, 9) == 9 && !strcmp(buf, "fifo data"),
 		      "read '%s'", buf);
 		shm[1] = 99;				/* the parent must see it */
 		write(shared_fd, "C1", 2);		/* the parent's offset moves too */
 		waitpid(grand, &status, 0);
-		check("child", "grandchild", WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		check_by("child", "grandchild", WIFEXITED(status) && WEXITSTATUS(status) == 0,
 		      "status %#x", status);
 		_exit(failures ? 1 : 0);
 	}
@@ -144,17 +129,17 @@ int main(int argc, char **argv)
 	wait_go(argv[2]);
 
 	check_ids("parent", me);
-	check("parent", "zombie", waitpid(zombie, &status, 0) == zombie && WIFEXITED(status) &&
+	check_by("parent", "zombie", waitpid(zombie, &status, 0) == zombie && WIFEXITED(status) &&
 	      WEXITSTATUS(status) == 7, "status %#x", status);
-	check("parent", "child", waitpid(child, &status, 0) == child && WIFEXITED(status) &&
+	check_by("parent", "child", waitpid(child, &status, 0) == child && WIFEXITED(status) &&
 	      WEXITSTATUS(status) == 0, "status %#x", status);
-	check("parent", "shm-shared", shm[1] == 99, "shm %d", shm[1]);
+	check_by("parent", "shm-shared", shm[1] == 99, "shm %d", shm[1]);
 	write(shared_fd, "P2", 2);
 	{
 		char buf[16] = { 0 };
 
 		pread(shared_fd, buf, 6, 0);
-		check("parent", "shared-offset", !strcmp(buf, "P0C1P2"), "file '%s'", buf);
+		check_by("parent", "shared-offset", !strcmp(buf, "P0C1P2"), "file '%s'", buf);
 	}
 	fprintf(out, "done %d\n", failures);
 	return failures ? 1 : 0;

@@ -33,27 +33,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check.h"
+
 #define P2C_LEN 100000
 #define C2P_LEN 50000
 
-static FILE *out;
-static int failures;
 
-static void check(const char *who, const char *name, int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (ok) {
-		fprintf(out, "ok %s %s\n", who, name);
-		return;
-	}
-	failures++;
-	fprintf(out, "FAIL %s %s: ", who, name);
-	va_start(ap, fmt);
-	vfprintf(out, fmt, ap);
-	va_end(ap);
-	fputc('\n', out);
-}
 
 static unsigned char pattern(size_t i, int seed)
 {
@@ -95,7 +80,7 @@ static void expect_pattern(const char *who, const char *name, int fd, size_t len
 		done += n;
 	}
 	n = recv(fd, buf, 1, MSG_DONTWAIT);
-	check(who, name, done == len && bad == (size_t)-1 && n < 0 && errno == EAGAIN,
+	check_by(who, name, done == len && bad == (size_t)-1 && n < 0 && errno == EAGAIN,
 	      "%zu of %zu bytes, first wrong at %zd, then %zd more", done, len, (ssize_t)bad, n);
 }
 
@@ -104,7 +89,7 @@ static void expect_msg(const char *who, const char *name, int fd, const char *wa
 	char buf[256];
 	ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
 
-	check(who, name, n == (ssize_t)strlen(want) && !memcmp(buf, want, n),
+	check_by(who, name, n == (ssize_t)strlen(want) && !memcmp(buf, want, n),
 	      "got %zd bytes '%.*s', expected '%s'", n, (int)(n > 0 ? n : 0), buf, want);
 }
 
@@ -122,7 +107,7 @@ static void expect_creds(const char *who, const char *name, int fd, pid_t pid)
 		for (cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm))
 			if (cm->cmsg_type == SCM_CREDENTIALS)
 				memcpy(&uc, CMSG_DATA(cm), sizeof(uc));
-	check(who, name, uc.pid == pid && uc.uid == getuid() && uc.gid == getgid(),
+	check_by(who, name, uc.pid == pid && uc.uid == getuid() && uc.gid == getgid(),
 	      "credentials pid %d uid %u gid %u, expected %d %u %u", uc.pid, uc.uid, uc.gid, pid,
 	      getuid(), getgid());
 }
@@ -132,7 +117,7 @@ static void expect_empty(const char *who, const char *name, int fd)
 	char c;
 	ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);
 
-	check(who, name, n < 0 && errno == EAGAIN, "more in the queue: %zd", n);
+	check_by(who, name, n < 0 && errno == EAGAIN, "more in the queue: %zd", n);
 }
 
 static void wait_go(const char *go)
@@ -211,20 +196,20 @@ int main(int argc, char **argv)
 		if (write(sync_pipe[1], "r", 1) != 1)
 			return 4;
 		wait_go(argv[2]);
-		check("child", "nonblock", fcntl(st[1], F_GETFL) & O_NONBLOCK, "O_NONBLOCK lost");
+		check_by("child", "nonblock", fcntl(st[1], F_GETFL) & O_NONBLOCK, "O_NONBLOCK lost");
 		fcntl(st[1], F_SETFL, 0);
 		expect_pattern("child", "stream-queued", st[1], P2C_LEN, 1);
 		expect_msg("child", "dgram-queued", dg[1], "to the child");
 		expect_empty("child", "dgram-nothing-more", dg[1]);
 		/* the pairs still work, both ways (once the parent has checked its queues) */
-		check("child", "parent-done", read(go_pipe[0], &c, 1) == 1, "no word from the parent");
+		check_by("child", "parent-done", read(go_pipe[0], &c, 1) == 1, "no word from the parent");
 		send(st[1], "after", 5, 0);
 		send(dg[1], "after-dgram", 11, 0);
 		glen = sizeof(got);
-		check("child", "client-peer-name", !getpeername(acc, (struct sockaddr *)&got, &glen) &&
+		check_by("child", "client-peer-name", !getpeername(acc, (struct sockaddr *)&got, &glen) &&
 		      strstr(got.sun_path, "/listen.sock"), "getpeername '%s'", got.sun_path);
 		expect_msg("child", "client-queued", acc, "from the server");
-		check("child", "one-way-after", send(cli, "one way again", 13, 0) == 13,
+		check_by("child", "one-way-after", send(cli, "one way again", 13, 0) == 13,
 		      "send on the connected datagram socket: %s", strerror(errno));
 		return failures ? 1 : 0;
 	}
@@ -293,54 +278,54 @@ int main(int argc, char **argv)
 	expect_msg("parent", "seqpacket-2", sq[0], "record two!");
 	expect_empty("parent", "seqpacket-nothing-more", sq[0]);
 	expect_msg("parent", "dead-peer-data", dead[0], "last words");
-	check("parent", "dead-peer-eof", recv(dead[0], &c, 1, MSG_DONTWAIT) == 0, "no end of file");
+	check_by("parent", "dead-peer-eof", recv(dead[0], &c, 1, MSG_DONTWAIT) == 0, "no end of file");
 	expect_msg("parent", "half-data", half[1], "half");
-	check("parent", "half-eof", recv(half[1], &c, 1, MSG_DONTWAIT) == 0, "no end of file");
-	check("parent", "half-shut", send(half[0], "x", 1, MSG_DONTWAIT) < 0 && errno == EPIPE,
+	check_by("parent", "half-eof", recv(half[1], &c, 1, MSG_DONTWAIT) == 0, "no end of file");
+	check_by("parent", "half-shut", send(half[0], "x", 1, MSG_DONTWAIT) < 0 && errno == EPIPE,
 	      "send after SHUT_WR: %s", strerror(errno));
-	check("parent", "half-other-way", send(half[1], "y", 1, 0) == 1, "the other way is shut too");
+	check_by("parent", "half-other-way", send(half[1], "y", 1, 0) == 1, "the other way is shut too");
 	expect_msg("parent", "half-other-way-data", half[0], "y");
 	expect_msg("parent", "abstract-1", abs_fd, "first");
 	expect_msg("parent", "abstract-2", abs_fd, "second!");
 	expect_empty("parent", "abstract-nothing-more", abs_fd);
-	check("parent", "abstract-name", !getsockname(abs_fd, (struct sockaddr *)&got, &glen) &&
+	check_by("parent", "abstract-name", !getsockname(abs_fd, (struct sockaddr *)&got, &glen) &&
 	      glen == alen && !memcmp(&got, &aa, alen), "getsockname of %u bytes", glen);
 	glen = sizeof(got);
-	check("parent", "relative-name", !getsockname(rel, (struct sockaddr *)&got, &glen) &&
+	check_by("parent", "relative-name", !getsockname(rel, (struct sockaddr *)&got, &glen) &&
 	      !strcmp(got.sun_path, "rel.sock"), "getsockname '%s'", got.sun_path);
 	tmp = socket(AF_UNIX, SOCK_DGRAM, 0);
 	sendto(tmp, "to rel", 6, 0, (struct sockaddr *)&ra, sizeof(ra));
 	expect_msg("parent", "relative-bound", rel, "to rel");
 	glen = sizeof(got);
-	check("parent", "unlinked-name", !getsockname(gone, (struct sockaddr *)&got, &glen) &&
+	check_by("parent", "unlinked-name", !getsockname(gone, (struct sockaddr *)&got, &glen) &&
 	      !strcmp(got.sun_path, ga.sun_path) && access(ga.sun_path, F_OK) && errno == ENOENT,
 	      "getsockname '%s', file %s", got.sun_path, access(ga.sun_path, F_OK) ? "absent" : "there");
 	expect_msg("parent", "one-way-queued", srv, "one way");
 	glen = sizeof(got);
-	check("parent", "accepted-name", !getsockname(acc, (struct sockaddr *)&got, &glen) &&
+	check_by("parent", "accepted-name", !getsockname(acc, (struct sockaddr *)&got, &glen) &&
 	      !strcmp(got.sun_path, la.sun_path), "getsockname '%s'", got.sun_path);
 	expect_msg("parent", "accepted-queued", acc, "from the client");
 	sendto(tmp, "new", 3, 0, (struct sockaddr *)&aa, alen);
 	close(tmp);
 	expect_msg("parent", "abstract-bound", abs_fd, "new");
-	check("parent", "rcvbuf", get_int(dg[0], SO_RCVBUF) == rcvbuf, "SO_RCVBUF %d, was %d",
+	check_by("parent", "rcvbuf", get_int(dg[0], SO_RCVBUF) == rcvbuf, "SO_RCVBUF %d, was %d",
 	      get_int(dg[0], SO_RCVBUF), rcvbuf);
-	check("parent", "passcred", get_int(sq[0], SO_PASSCRED) == 1, "SO_PASSCRED lost");
+	check_by("parent", "passcred", get_int(sq[0], SO_PASSCRED) == 1, "SO_PASSCRED lost");
 	{
 		struct timeval now = { 0 };
 		socklen_t l = sizeof(now);
 
 		getsockopt(st[0], SOL_SOCKET, SO_RCVTIMEO, &now, &l);
-		check("parent", "rcvtimeo", now.tv_sec == tv_was.tv_sec && now.tv_usec == tv_was.tv_usec,
+		check_by("parent", "rcvtimeo", now.tv_sec == tv_was.tv_sec && now.tv_usec == tv_was.tv_usec,
 		      "SO_RCVTIMEO %ld.%06ld, was %ld.%06ld", (long)now.tv_sec, (long)now.tv_usec,
 		      (long)tv_was.tv_sec, (long)tv_was.tv_usec);
 	}
 	if (write(go_pipe[1], "k", 1) != 1)
 		return 13;
 	if (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status)) {
-		check("parent", "child", 0, "child status %#x", status);
+		check_by("parent", "child", 0, "child status %#x", status);
 	} else {
-		check("parent", "child", 1, "");
+		check_by("parent", "child", 1, "");
 		expect_msg("parent", "stream-after", st[0], "after");
 		expect_msg("parent", "dgram-after", dg[0], "after-dgram");
 		expect_msg("parent", "one-way-after", srv, "one way again");
@@ -353,12 +338,12 @@ int main(int argc, char **argv)
 
 		if (poll(&p, 1, 20000) == 1)
 			conn = accept(lst, NULL, NULL);
-		check("parent", "listener-accepts", conn >= 0, "no connection: %s", strerror(errno));
+		check_by("parent", "listener-accepts", conn >= 0, "no connection: %s", strerror(errno));
 		if (conn >= 0) {
 			struct timeval t5 = { 5, 0 };
 
 			setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &t5, sizeof(t5));
-			check("parent", "listener-ping", recv(conn, buf, 4, MSG_WAITALL) == 4 &&
+			check_by("parent", "listener-ping", recv(conn, buf, 4, MSG_WAITALL) == 4 &&
 			      !memcmp(buf, "ping", 4), "got '%s'", buf);
 			send(conn, "pong", 4, 0);
 			close(conn);
