@@ -87,6 +87,17 @@ def alive(pid: int) -> bool:
         return False
 
 
+def frames(data: bytes):
+    """(offset, type, payload) of every record of an image: the {type, len} framing
+    alone, nothing decoded (for tests that look at or forge one record)."""
+    off = 0
+    while off + 8 <= len(data):
+        rtype, rlen = struct.unpack_from("<II", data, off)
+        assert rlen >= 8, f"record at {off} has length {rlen}"
+        yield off, rtype, data[off + 8:off + rlen]
+        off += rlen
+
+
 def tracer(pid: int) -> int:
     """The TracerPid of a task; -1 once it is gone."""
     try:

@@ -24,7 +24,7 @@ import pytest
 import formats
 from formats import ext
 
-from test_restore import IMGTOOLS, PROGS, pytestmark, wait_for  # noqa: F401
+from test_restore import IMGTOOLS, PROGS, frames, pytestmark, wait_for  # noqa: F401
 
 from imgtools import engine
 
@@ -62,18 +62,8 @@ def start_ready(argv, out: Path):
     return p
 
 
-def records(data: bytes):
-    """(offset, type, payload) of every record of an image."""
-    off = 0
-    while off < len(data):
-        rtype, rlen = struct.unpack_from("<II", data, off)
-        assert rlen >= 8, f"bad record at {off}"
-        yield off, rtype, data[off + 8:off + rlen]
-        off += rlen
-
-
 def error_messages(data: bytes) -> list[str]:
-    recs = list(records(data))
+    recs = list(frames(data))
     return [recs[i + 1][2].strip(b"\0").decode() for i, (_, t, _) in enumerate(recs)
             if t == ERROR and i + 1 < len(recs) and recs[i + 1][1] == STRING]
 
@@ -102,15 +92,15 @@ def test_epoll_wakes_after_restore_with_event_files_timers_rseq_and_clocks(prog,
     out, go, img, r = dump_evfd(prog, tmp_path, "timens")
     assert r.returncode == 0, r.stderr
     data = img.read_bytes()
-    types = [t for _, t, _ in records(data)]
+    types = [t for _, t, _ in frames(data)]
     assert struct.unpack_from("<Q", data, UFLAGS_AT)[0] & UFLAG_EXT
     assert types[types.index(HEADER_ARCH) + 1] == EXT_CLOCKS
     assert types.count(EXT_RSEQ) == 2                   # the main thread and the writer
     assert types.count(EXT_FILE_SIGNALFD) == 1 and types.count(EXT_FILE_TIMERFD) == 3
     assert types.count(EXT_FILE_INOTIFY) == 1 and types.count(EXT_INOTIFY_WATCH) == 2
-    items = [(o, p) for o, t, p in records(data) if t == EPOLL_ITEMS]
+    items = [(o, p) for o, t, p in frames(data) if t == EPOLL_ITEMS]
     assert len(items) == 1 and struct.unpack_from("<iI", items[0][1])[1] == 4
-    eventfds = [p for _, t, p in records(data)
+    eventfds = [p for _, t, p in frames(data)
                 if t == FILE and struct.unpack_from("<I", p)[0] == FILE_EVENTFD]
     # (count, flags): the semaphore one non-blocking with 2, the other with 3
     assert sorted(struct.unpack_from("<QI", p, 40) for p in eventfds) == [
@@ -140,14 +130,14 @@ def test_strict_dump_writes_error_records_instead_of_extension_records(prog, tmp
     assert r.returncode == 3, r.stderr              # partial: what only an extension holds
     data = img.read_bytes()
     assert not struct.unpack_from("<Q", data, UFLAGS_AT)[0] & UFLAG_EXT
-    assert not [t for _, t, _ in records(data) if EXT_FIRST <= t <= EXT_LAST]
+    assert not [t for _, t, _ in frames(data) if EXT_FIRST <= t <= EXT_LAST]
     errors = error_messages(data)
     assert sum("no extension record (--strict) for anon_inode:[timerfd]" in e for e in errors) == 3
     assert sum("anon_inode:[signalfd]" in e for e in errors) == 1
     assert sum("no extension record (--strict) for anon_inode:inotify" in e for e in errors) == 1
     assert sum("rseq area" in e and "--strict" in e for e in errors) == 2
     # the v23 kinds are still there; the items of the files that were not saved are reported
-    types = [t for _, t, _ in records(data)]
+    types = [t for _, t, _ in frames(data)]
     assert EPOLL_ITEMS in types
     assert sum("epoll fd" in e and "not saved" in e for e in errors) == 2
     r = subprocess.run([*IMGTOOLS, "restore", str(img)], capture_output=True, text=True, timeout=60)
@@ -250,7 +240,7 @@ def test_epoll_item_naming_another_descriptor_is_refused(prog, tmp_path):
     out, go, img, r = dump_evfd(prog, tmp_path, "timens")
     assert r.returncode == 0, r.stderr
     data = bytearray(img.read_bytes())
-    recs = list(records(bytes(data)))
+    recs = list(frames(bytes(data)))
     [i] = [k for k, (_, t, _) in enumerate(recs) if t == EPOLL_ITEMS]
     buf_off = recs[i + 1][0] + 8
     first_fd, second_fd = (struct.unpack_from("<I", data, buf_off + 8 + 24 * k)[0] for k in (0, 1))
@@ -302,7 +292,7 @@ def test_epoll_shared_by_a_forked_child_and_nested_in_an_epoll(tmp_path):
                        capture_output=True, text=True)
     p.wait(timeout=10)
     assert r.returncode == 0, r.stderr
-    assert [t for _, t, _ in records(img.read_bytes())].count(EPOLL_ITEMS) == 2   # once each
+    assert [t for _, t, _ in frames(img.read_bytes())].count(EPOLL_ITEMS) == 2   # once each
     go.touch()
     r = subprocess.run([*IMGTOOLS, "restore", str(img)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr

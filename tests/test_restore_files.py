@@ -18,7 +18,8 @@ import pytest
 
 import formats
 from formats import ext
-from test_restore import IMGTOOLS, PROGS, dump_kill, pytestmark, restore, running, start, wait_for  # noqa: F401
+from test_restore import (  # noqa: F401
+    IMGTOOLS, PROGS, dump_kill, frames, pytestmark, restore, running, start, wait_for)
 
 EXT_FIRST, EXT_LAST, UFLAG_EXT = ext.FIRST, ext.LAST, ext.UFLAG_EXT
 EXT_FILE_STAT, EXT_FILE_MEMFD, EXT_FILE_GHOST, EXT_EXTENT = (ext.TYPES[n] for n in (
@@ -35,13 +36,8 @@ def rst_files(tmp_path_factory):
 
 
 def records(img: Path):
-    """(type, payload) of every record, read by their {type, len} headers alone."""
-    data, pos = img.read_bytes(), 0
-    while pos + 8 <= len(data):
-        rtype, rlen = struct.unpack_from("<II", data, pos)
-        assert rlen >= 8, f"record at {pos} has length {rlen}"
-        yield rtype, data[pos + 8:pos + rlen]
-        pos += rlen
+    """(type, payload) of every record."""
+    return ((t, p) for _, t, p in frames(img.read_bytes()))
 
 
 def strings_after(img: Path, first: int, second: int) -> list[str]:

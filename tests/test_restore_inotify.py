@@ -14,7 +14,12 @@ import time
 
 import pytest
 
-from test_restore import IMGTOOLS, PROGS, dump_kill, pytestmark, restore, start, wait_for  # noqa: F401
+from formats import ext
+
+from test_restore import (  # noqa: F401
+    IMGTOOLS, PROGS, dump_kill, frames, pytestmark, restore, start, wait_for)
+
+INOTIFY, INOTIFY_WATCH = ext.TYPES["ext_file_inotify"], ext.TYPES["ext_inotify_watch"]
 
 
 @pytest.fixture(scope="module")
@@ -24,23 +29,12 @@ def prog(tmp_path_factory):
     return exe
 
 
-def records_of_type(img, first, last):
-    """(type, payload) of every record whose type lies in first..last."""
-    out, data, pos = [], img.read_bytes(), 0
-    while pos + 8 <= len(data):
-        rtype, rlen = int.from_bytes(data[pos:pos + 4], "little"), int.from_bytes(data[pos + 4:pos + 8], "little")
-        if first <= rtype <= last:
-            out.append((rtype, data[pos + 8:pos + rlen]))
-        pos += max(rlen, 8)
-    return out
-
-
 def test_watches_keep_their_numbers_and_deliver_events(prog, tmp_path):
     out, go = tmp_path / "out", tmp_path / "go"
     p = start([prog, out, go, tmp_path], ready_file=out)
     img = tmp_path / "ino.img"
     dump_kill(p, img)
-    watches = records_of_type(img, 8013, 8013)
+    watches = [(t, p) for _, t, p in frames(img.read_bytes()) if t == INOTIFY_WATCH]
     assert sorted(int.from_bytes(w[:4], "little") for _, w in watches) == [1, 3]
     go.touch()
     r = restore(img)
@@ -89,7 +83,7 @@ def test_tail_f_follows_its_file_after_restore(tmp_path):
     assert any("inotify" in os.readlink(f"/proc/{p.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{p.pid}/fd"))
     img = tmp_path / "tail.img"
     dump_kill(p, img)
-    assert records_of_type(img, 8012, 8012), "no inotify instance in the image"
+    assert [t for _, t, _ in frames(img.read_bytes()) if t == INOTIFY], "no inotify instance in the image"
     r = subprocess.run([*IMGTOOLS, "restore", str(img), "--detach"], capture_output=True, text=True,
                        timeout=30)
     assert r.returncode == 0, r.stderr

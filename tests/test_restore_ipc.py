@@ -19,7 +19,7 @@ import pytest
 
 import formats
 
-from test_restore import IMGTOOLS, PROGS, pytestmark, wait_for  # noqa: F401
+from test_restore import IMGTOOLS, PROGS, frames, pytestmark, wait_for  # noqa: F401
 
 V23 = formats.abi("v23").types    # record type numbers (one home: formats/)
 IPC_SECTION, IPC_SHM, IPC_MSG, IPC_SEM, PGARR, BUFFER = (V23[n] for n in (
@@ -75,19 +75,10 @@ def verdict(out: Path) -> tuple[list[str], list[str]]:
     return [l for l in text if l.startswith("ok ")], [l for l in text if l.startswith("FAIL")]
 
 
-def records(img: Path):
-    """(offset, type, length) of every record: the 8-byte headers, nothing decoded."""
-    data, pos = img.read_bytes(), 0
-    while pos < len(data):
-        t, n = struct.unpack_from("<II", data, pos)
-        yield pos, t, n
-        pos += n
-
-
 def sections(img: Path) -> dict[int, int]:
     """IPC section type -> ipc_count, of the image's (first) ipc namespace."""
     data, found = img.read_bytes(), {}
-    for pos, t, _ in records(img):
+    for pos, t, _ in frames(img.read_bytes()):
         if t == IPC_SECTION:
             kind, count = struct.unpack_from("<II", data, pos + 8)
             found.setdefault(kind, count)
@@ -203,7 +194,7 @@ def test_host_namespace_dump_takes_only_what_the_tree_uses(prog, tmp_path):
 def test_semaphore_undo_list_survives_and_is_applied_at_exit(prog, tmp_path):
     """A child's SEM_UNDO adjustments (+2, -1) come back: the kernel applies them when it exits."""
     out, go, img, _ = dumped(prog, tmp_path, "semundo", "private")
-    kinds = [t for _, t, _ in records(img)]
+    kinds = [t for _, t, _ in frames(img.read_bytes())]
     assert kinds.count(506) == 1 and kinds.count(507) == 1     # one list, one set
     go.touch()
     r = restore(img)
@@ -215,7 +206,7 @@ def test_semaphore_undo_list_survives_and_is_applied_at_exit(prog, tmp_path):
 def test_undo_list_of_a_thread_is_its_process_s(prog, tmp_path):
     """Threads share one list: one object, restored once, named by both TASK_OBJS."""
     out, go, img, _ = dumped(prog, tmp_path, "semthread", "private")
-    assert [t for _, t, _ in records(img)].count(506) == 1
+    assert [t for _, t, _ in frames(img.read_bytes())].count(506) == 1
     go.touch()
     r = restore(img)
     ok, fail = verdict(out)
@@ -272,7 +263,7 @@ def test_segment_page_outside_the_segment_is_refused(prog, tmp_path):
     """A page offset past the segment's end: invalid image (exit 3), nothing left running."""
     out, go, img, _ = dumped(prog, tmp_path, "shm", "private")
     data = bytearray(img.read_bytes())
-    recs = list(records(img))
+    recs = list(frames(img.read_bytes()))
     shm = next(i for i, (_, t, _) in enumerate(recs) if t == IPC_SHM)
     assert recs[shm + 1][1] == PGARR and recs[shm + 2][1] == BUFFER
     struct.pack_into("<Q", data, recs[shm + 2][0] + 8, 1 << 30)

@@ -24,7 +24,7 @@ from imgtools.reader import open_image
 
 import pytest
 
-from test_restore import IMGTOOLS, PROGS, dump_kill, pytestmark, restore, running, start  # noqa: F401
+from test_restore import IMGTOOLS, PROGS, dump_kill, frames, pytestmark, restore, running, start  # noqa: F401
 
 REAL_SERVER = r"""
 import os, socketserver, sys
@@ -415,15 +415,6 @@ def test_descriptors_in_flight_are_an_error_record(tmp_path):
         p.wait()
 
 
-def _records(data: bytes):
-    """(type, offset, length) of every record: the plain framing, header len included."""
-    off = 0
-    while off + 8 <= len(data):
-        rtype, rlen = struct.unpack_from("<II", data, off)
-        yield rtype, off, rlen
-        off += rlen
-
-
 @pytest.mark.parametrize("what,field_off,fmt,value,message", [
     ("SOCKET_UNIX", 12, "<i", 9999, "SOCKET_UNIX at offset"),       # peer: no such socket
     ("SOCKET_UNIX", 24, "<I", 200, "SOCKET_UNIX at offset"),        # laddr_len beyond sun_path
@@ -440,7 +431,7 @@ def test_a_forged_socket_record_is_refused_in_one_line(tmp_path, what, field_off
     dump_kill(p, img)
     data = bytearray(img.read_bytes())
     rtype = {"SOCKET": 701, "SOCKET_BUFFER": 703, "SOCKET_UNIX": 705}[what]
-    off = next(o for t, o, _ in _records(data) if t == rtype)
+    off = next(o for o, t, _ in frames(data) if t == rtype)
     struct.pack_into(fmt, data, off + field_off, value)
     img.write_bytes(bytes(data))
     r = restore(img)
