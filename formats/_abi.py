@@ -58,8 +58,8 @@ class Abi:
     @functools.cached_property
     def structs(self) -> dict[str, Construct]:
         """The payload structs, built on first use: telling versions apart (rev, types)
-        needs none of them."""
-        return self._get("records")(self.arch)
+        needs none of them. A copy: the version modules' records() are cached."""
+        return dict(self._get("records")(self.arch))
 
     def _get(self, attr: str):
         m = self.module

@@ -9,6 +9,8 @@ listed in docs/format-choices.md.
 """
 from __future__ import annotations
 
+import functools
+
 from construct import (Array, Bytes, Int16ul, Int32sl, Int32ul, Int64ul, Pass, Struct,
                        Switch, this)
 
@@ -191,6 +193,7 @@ def file_record(common, subtypes: dict):
     return Struct(*common.subcons, "sub" / Switch(this.f_type, subtypes, default=Pass))
 
 
+@functools.cache                # one build per arch: later versions start from it
 def records(arch: str) -> dict:
     """Record name -> payload struct.  Records absent here are opaque bytes."""
     perms = ipc_perms()

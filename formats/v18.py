@@ -4,6 +4,8 @@ v18 20/80 (rev 2), 46/80 (PIPE_BUF), 47/80 (FIFO), 65/80 (signals), 72/80 (tty).
 """
 from __future__ import annotations
 
+import functools
+
 from construct import (Array, Bytes, Int8ul, Int16sl, Int16ul, Int32sl, Int32ul, Int64sl,
                        Int64ul, Struct, this)
 
@@ -107,6 +109,7 @@ def file_subtypes() -> dict:
         FILE_TYPES["tty"]: ref("tty_objref")}
 
 
+@functools.cache                # one build per arch: later versions start from it
 def records(arch: str) -> dict:
     r = dict(v17.records(arch))
     del r["file_pipe"]

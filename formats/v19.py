@@ -7,6 +7,8 @@ TASK_OBJS moves after the CPU state (docs/format-choices.md).
 """
 from __future__ import annotations
 
+import functools
+
 from construct import Int16ul, Int32sl, Int32ul, Int64sl, Int64ul, Struct
 
 from . import v17, v18, v19_rc1, v19_rc2
@@ -39,6 +41,7 @@ def task(arch: str):
     )
 
 
+@functools.cache                # one build per arch: later versions start from it
 def records(arch: str) -> dict:
     r = dict(v19_rc2.records(arch))
     r["header"] = v17.header(const())

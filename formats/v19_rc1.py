@@ -5,6 +5,8 @@ CONTAINER=3 is inserted, so BUFFER, STRING and OBJREF move up by one
 """
 from __future__ import annotations
 
+import functools
+
 from construct import Bytes, Int16ul, Int32ul, Struct
 
 from . import v18
@@ -31,6 +33,7 @@ def inet_addrs():
             "raddr" / sockaddr_in())
 
 
+@functools.cache                # one build per arch: later versions start from it
 def records(arch: str) -> dict:
     r = dict(v18.records(arch))
     r["socket_inet"] = Struct(*inet_addrs())        # 48 bytes

@@ -5,6 +5,8 @@ inserted before SOCKET_UNIX.
 """
 from __future__ import annotations
 
+import functools
+
 from construct import Bytes, Int16sl, Int16ul, Int32sl, Int32ul, Int64ul, Int8ul, Struct
 
 from . import v17, v18, v19_rc1
@@ -70,6 +72,7 @@ def socket_inet():
         *v19_rc1.inet_addrs())
 
 
+@functools.cache                # one build per arch: later versions start from it
 def records(arch: str) -> dict:
     r = dict(v18.records(arch))
     perms = ipc_perms()

@@ -5,6 +5,8 @@ second BUFFER of s32 vpids (Σdepth entries) follows the pids array.
 """
 from __future__ import annotations
 
+import functools
+
 from construct import Int32sl
 
 from . import v17, v19
@@ -22,6 +24,7 @@ OBJS = v19.OBJS | {"net_ns": 20, "netdev": 21}
 OBJ_RECORDS = v19.OBJ_RECORDS | {"net_ns": "net_ns", "netdev": "netdev"}
 
 
+@functools.cache                # one build per arch: later versions start from it
 def records(arch: str) -> dict:
     r = dict(v19.records(arch))
     r["ns"] = append(r["ns"], "net_objref" / Int32sl, pad(4))

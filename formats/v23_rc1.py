@@ -6,6 +6,8 @@ ttys store NCCS control characters.
 """
 from __future__ import annotations
 
+import functools
+
 from construct import Bytes, Int8ul, Int16ul, Int32sl, Int32ul, Int64ul, Struct, this
 
 from . import v17, v18, v19, v21
@@ -35,6 +37,7 @@ def siginfo():
                   "csi_sys_private" / Int32sl, pad(4))
 
 
+@functools.cache                # one build per arch: later versions start from it
 def records(arch: str) -> dict:
     r = dict(v21.records(arch))
     r["header"] = v17.header(const())
