@@ -10,9 +10,12 @@ import io
 import struct
 from itertools import islice
 from types import ModuleType
+from typing import TYPE_CHECKING
 
-import construct as cs
-from construct import Construct, ConstructError, Container
+if TYPE_CHECKING:
+    from construct import Construct, ConstructError, Container
+# construct is imported where a struct is built or parsed by it: what tells versions apart
+# (revisions, record types) loads without it (start-up: dump, versions, --help).
 
 
 class PayloadError(ValueError):
@@ -95,6 +98,7 @@ class Abi:
                 if len(payload) > used:
                     value["_tail"] = payload[used:]
                 return value
+        from construct import ConstructError
         st = self.structs[name]
         stream = io.BytesIO(payload)
         try:
@@ -107,6 +111,7 @@ class Abi:
         return value
 
     def build(self, name: str, value: dict) -> bytes:
+        from construct import ConstructError
         st = self.structs[name]
         try:
             data = st.build(value)
@@ -115,6 +120,7 @@ class Abi:
         return data + bytes(value.get("_tail", b""))
 
     def sizeof(self, name: str) -> int | None:
+        from construct import ConstructError
         try:
             return self.structs[name].sizeof()
         except (ConstructError, KeyError):
@@ -133,6 +139,8 @@ class _Layout:
     the caller lets construct parse (and report) it."""
 
     def __init__(self, st: Construct):
+        from construct import Container
+        self.container = Container
         self.segments = _segments(st)
         self.size = sum(seg.size for seg in self.segments) \
             if all(isinstance(seg, _Fixed) for seg in self.segments) else None
@@ -145,7 +153,7 @@ class _Layout:
             return None
 
     def parse(self, payload: bytes) -> tuple[Container, int]:
-        obj = Container()
+        obj = self.container()
         obj["_io"] = None           # (construct keeps its stream here; no reader uses it)
         off = 0
         for seg in self.segments:
@@ -158,6 +166,7 @@ class _Variable(Exception):
 
 
 def _bare(sc):
+    import construct as cs
     while isinstance(sc, (cs.Renamed, cs.Default)):
         sc = sc.subcon
     return sc
@@ -212,7 +221,9 @@ class _Dependent:
     """Array(this.n, fixed), Bytes(this.n), Switch(this.k, {k: struct}, Pass)."""
 
     def __init__(self, name, sc):
+        import construct as cs
         self.name = name
+        self.list = cs.ListContainer
         if isinstance(sc, cs.Array) and callable(sc.count):
             fmt, self.make = _fixed(sc.subcon)
             self.item = struct.calcsize("<" + fmt)
@@ -240,10 +251,10 @@ class _Dependent:
         values = struct.unpack_from("<" + (f"{n}{self.fmt}" if len(self.fmt) == 1
                                            else self.fmt * n), payload, off)
         if self.make is None:
-            obj[self.name] = cs.ListContainer(values)
+            obj[self.name] = self.list(values)
         else:
             it = iter(values)
-            obj[self.name] = cs.ListContainer(self.make(it) for _ in range(n))
+            obj[self.name] = self.list(self.make(it) for _ in range(n))
         return off + n * self.item
 
     def _bytes(self, payload, off, obj):
@@ -266,6 +277,8 @@ class _Dependent:
 def _fixed(sc):
     """(format string without byte order, make(values) or None for a scalar) of a
     field of fixed layout, or _Variable."""
+    import construct as cs
+    from construct import Container
     sc = _bare(sc)
     if isinstance(sc, cs.FormatField):
         if sc.fmtstr[0] != "<" or len(sc.fmtstr) != 2:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import functools
 
-from construct import Int32sl
-
 from . import v17, v19
 from ._delta import append, pad, replace
 
@@ -26,6 +24,7 @@ OBJ_RECORDS = v19.OBJ_RECORDS | {"net_ns": "net_ns", "netdev": "netdev"}
 
 @functools.cache                # one build per arch: later versions start from it
 def records(arch: str) -> dict:
+    from construct import Int32sl
     r = dict(v19.records(arch))
     r["ns"] = append(r["ns"], "net_objref" / Int32sl, pad(4))
     r["ckpt_pids"] = replace(v17.records(arch)["ckpt_pids"], "_pad", "depth" / Int32sl)
