@@ -80,7 +80,7 @@ class Abi:
         path = os.path.join(_cache_folder(), f"abi-tables.{self.name}.{self.arch}.marshal")
         try:
             with open(path, "rb") as f:
-                cached = marshal.load(f)
+                cached = marshal.loads(f.read())
             if isinstance(cached, dict) and cached.get("key") == key:
                 return cached
         except (OSError, EOFError, ValueError, TypeError):
