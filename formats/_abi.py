@@ -200,14 +200,16 @@ def _sizeof(st) -> int | None:
 
 
 def _tables_key() -> str:
-    """What the tables are made from: the formats modules (as byte code is keyed, by
-    modification time and size) and the Python running them."""
-    folder = os.path.dirname(__file__)
+    """What the tables are made from: the formats modules and construct's (as byte code
+    is keyed, by modification time and size) and the Python running them."""
+    import importlib.util
+    spec = importlib.util.find_spec("construct")
     parts = [sys.version]
-    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        if entry.name.endswith(".py"):
-            st = entry.stat()
-            parts.append(f"{entry.name}:{st.st_mtime_ns}:{st.st_size}")
+    for folder in (os.path.dirname(__file__), *(spec and spec.submodule_search_locations or ())):
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            if entry.name.endswith(".py"):
+                st = entry.stat()
+                parts.append(f"{folder}/{entry.name}:{st.st_mtime_ns}:{st.st_size}")
     return "|".join(parts)
 
 
