@@ -7,12 +7,19 @@ from __future__ import annotations
 
 import functools
 import io
+import marshal
+import os
 import struct
+import sys
 from itertools import islice
+from collections.abc import Mapping
 from types import ModuleType
+from typing import TYPE_CHECKING
 
-import construct as cs
-from construct import Construct, ConstructError, Container
+if TYPE_CHECKING:
+    from construct import Construct, ConstructError, Container
+# construct is imported where a struct is built or parsed by it: what tells versions apart
+# (revisions, record types) loads without it (start-up: dump, versions, --help).
 
 
 class PayloadError(ValueError):
@@ -56,10 +63,42 @@ class Abi:
         return {}
 
     @functools.cached_property
-    def structs(self) -> dict[str, Construct]:
-        """The payload structs, built on first use: telling versions apart (rev, types)
-        needs none of them."""
-        return self._get("records")(self.arch)
+    def structs(self) -> "_Structs":
+        """The payload structs (name -> construct struct), built on first use: telling
+        versions apart (rev, types), knowing which records have a struct and parsing
+        them by the fast path need none of them (the tables)."""
+        return _Structs(self)
+
+    @functools.cached_property
+    def tables(self) -> dict:
+        """What the structs are, as plain data: ``names`` (every record with a struct),
+        ``sizes`` (name -> sizeof, None if variable), ``layouts`` (name -> _Layout
+        description, None if construct parses it). Kept in the user's cache folder
+        (made again when a formats module changes), so a start-up that only parses
+        loads no construct."""
+        key = _tables_key()
+        path = os.path.join(_cache_folder(), f"abi-tables.{self.name}.{self.arch}.marshal")
+        try:
+            with open(path, "rb") as f:
+                cached = marshal.loads(f.read())
+            if isinstance(cached, dict) and cached.get("key") == key:
+                return cached
+        except (OSError, EOFError, ValueError, TypeError):
+            pass
+        tables = self._make_tables(key)
+        _write_atomically(path, marshal.dumps(tables))
+        return tables
+
+    def _make_tables(self, key: str) -> dict:
+        built = self.structs.built()
+        layouts = {}
+        for name, st in built.items():
+            try:
+                layouts[name] = describe(st)
+            except _Variable:
+                layouts[name] = None
+        return {"key": key, "names": list(built), "layouts": layouts,
+                "sizes": {name: _sizeof(st) for name, st in built.items()}}
 
     def _get(self, attr: str):
         m = self.module
@@ -85,7 +124,8 @@ class Abi:
         """Parse a payload; bytes past the struct are kept as ``_tail``."""
         fast = self._fast.get(name, _UNSET)
         if fast is _UNSET:
-            fast = self._fast[name] = _Layout.of(self.structs[name])
+            desc = self.tables["layouts"].get(name)
+            fast = self._fast[name] = None if desc is None else _Layout.described(desc)
         if fast is not None:
             try:
                 value, used = fast.parse(payload)
@@ -95,6 +135,7 @@ class Abi:
                 if len(payload) > used:
                     value["_tail"] = payload[used:]
                 return value
+        from construct import ConstructError
         st = self.structs[name]
         stream = io.BytesIO(payload)
         try:
@@ -107,6 +148,7 @@ class Abi:
         return value
 
     def build(self, name: str, value: dict) -> bytes:
+        from construct import ConstructError
         st = self.structs[name]
         try:
             data = st.build(value)
@@ -115,13 +157,86 @@ class Abi:
         return data + bytes(value.get("_tail", b""))
 
     def sizeof(self, name: str) -> int | None:
-        try:
-            return self.structs[name].sizeof()
-        except (ConstructError, KeyError):
-            return None
+        return self.tables["sizes"].get(name)
 
 
 _UNSET = object()
+
+
+class _Structs(Mapping):
+    """An ABI's structs: which records have one is known from its tables; the construct
+    structs themselves are built when one is asked for."""
+
+    def __init__(self, abi: Abi):
+        self._abi = abi
+        self._built: dict | None = None
+
+    def built(self) -> dict:
+        if self._built is None:     # a copy: the version modules' records() are cached
+            self._built = dict(self._abi._get("records")(self._abi.arch))
+        return self._built
+
+    def __contains__(self, name) -> bool:
+        if self._built is None:
+            return name in self._abi.tables["names"]
+        return name in self._built
+
+    def __getitem__(self, name: str) -> Construct:
+        return self.built()[name]
+
+    def __iter__(self):
+        return iter(self.built())
+
+    def __len__(self) -> int:
+        return len(self.built())
+
+
+def _sizeof(st) -> int | None:
+    from construct import ConstructError
+    try:
+        return st.sizeof()
+    except ConstructError:
+        return None
+
+
+def _tables_key() -> str:
+    """What the tables are made from: the formats modules and construct's (as byte code
+    is keyed, by modification time and size) and the Python running them."""
+    import importlib.util
+    spec = importlib.util.find_spec("construct")
+    parts = [sys.version]
+    for folder in (os.path.dirname(__file__), *(spec and spec.submodule_search_locations or ())):
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            if entry.name.endswith(".py"):
+                st = entry.stat()
+                parts.append(f"{folder}/{entry.name}:{st.st_mtime_ns}:{st.st_size}")
+    return "|".join(parts)
+
+
+def _cache_folder() -> str:
+    """$XDG_CACHE_HOME/imgtools (~/.cache/imgtools), one subfolder per formats package
+    (checkouts side by side keep their own tables)."""
+    import zlib
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    here = os.path.dirname(os.path.abspath(__file__))
+    return os.path.join(base, "imgtools", f"formats-{zlib.crc32(here.encode()):08x}")
+
+
+def _write_atomically(path: str, data: bytes) -> None:
+    """Written whole or not at all (private to the user), never an error: the tables are
+    made again next time."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with open(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
 
 
 class _Layout:
@@ -130,12 +245,13 @@ class _Layout:
     reader: VMAs, page arrays, objrefs, tasks, files). Runs of fixed fields are one
     unpack; a count, length or switch that depends on an earlier field (``this.x``) is
     read from the fields parsed so far. ``parse`` raises on anything unexpected and
-    the caller lets construct parse (and report) it."""
+    the caller lets construct parse (and report) it.
+
+    Made from the struct's description (``describe``: plain data, which the ABI's
+    tables cache keeps), so a warm start parses without importing construct."""
 
     def __init__(self, st: Construct):
-        self.segments = _segments(st)
-        self.size = sum(seg.size for seg in self.segments) \
-            if all(isinstance(seg, _Fixed) for seg in self.segments) else None
+        self._load(describe(st))
 
     @classmethod
     def of(cls, st: Construct) -> "_Layout | None":
@@ -144,8 +260,21 @@ class _Layout:
         except _Variable:
             return None
 
+    @classmethod
+    def described(cls, desc: list) -> "_Layout":
+        layout = cls.__new__(cls)
+        layout._load(desc)
+        return layout
+
+    def _load(self, desc: list) -> None:
+        self.container, listing = _containers()
+        self.segments = [_Fixed(d[1], self.container, listing) if d[0] == "fixed"
+                         else _Dependent(d, self.container, listing) for d in desc]
+        self.size = sum(seg.size for seg in self.segments) \
+            if all(isinstance(seg, _Fixed) for seg in self.segments) else None
+
     def parse(self, payload: bytes) -> tuple[Container, int]:
-        obj = Container()
+        obj = self.container()
         obj["_io"] = None           # (construct keeps its stream here; no reader uses it)
         off = 0
         for seg in self.segments:
@@ -158,43 +287,118 @@ class _Variable(Exception):
 
 
 def _bare(sc):
+    import construct as cs
     while isinstance(sc, (cs.Renamed, cs.Default)):
         sc = sc.subcon
     return sc
 
 
-def _segments(st) -> list:
-    """The struct's fields as runs of fixed fields and single data-dependent ones."""
+def describe(st) -> list:
+    """The struct's fields as runs of fixed fields and single data-dependent ones, as
+    plain data (marshal-able): ``("fixed", [(name, format, shape), ...])``,
+    ``("array", name, count field, format, shape)``, ``("bytes", name, length field)``,
+    ``("switch", name, key field, {key: description})``; a shape is None (a scalar),
+    ``("s", names, shapes)`` (a struct) or ``("a", count, shape)``. _Variable if a field
+    is none of these."""
+    import construct as cs
     segs: list = []
     for sub in st.subcons:
         if not sub.name:
             raise _Variable
         sc = _bare(sub)
         try:
-            fmt, make = _fixed(sc)
+            fmt, shape = _fixed(sc)
         except _Variable:
-            segs.append(_Dependent(sub.name, sc))
+            pass
+        else:
+            if not segs or segs[-1][0] != "fixed":
+                segs.append(("fixed", []))
+            segs[-1][1].append((sub.name, fmt, shape))
             continue
-        if not segs or not isinstance(segs[-1], _Fixed):
-            segs.append(_Fixed())
-        segs[-1].add(sub.name, fmt, make)
-    for seg in segs:
-        if isinstance(seg, _Fixed):
-            seg.compile()
+        if isinstance(sc, cs.Array) and callable(sc.count):
+            segs.append(("array", sub.name, _field(sc.count), *_fixed(sc.subcon)))
+        elif isinstance(sc, cs.Bytes) and callable(sc.length):
+            segs.append(("bytes", sub.name, _field(sc.length)))
+        elif isinstance(sc, cs.Switch) and callable(sc.keyfunc) \
+                and isinstance(sc.default, cs.Pass.__class__) \
+                and all(isinstance(_bare(c), cs.Struct) for c in sc.cases.values()):
+            segs.append(("switch", sub.name, _field(sc.keyfunc),
+                         {k: describe(_bare(c)) for k, c in sc.cases.items()}))
+        else:
+            raise _Variable
     return segs
 
 
+class _Probe(dict):
+    """Records the one field an expression reads (``this.x`` reads x)."""
+
+    def __missing__(self, key):
+        self.setdefault("read", []).append(key)
+        return _Probe
+
+
+def _field(expr) -> str:
+    """The field ``expr`` is (``this.n`` -> "n"), or _Variable for any other expression."""
+    probe = _Probe()
+    try:
+        value = expr(probe)
+    except Exception:   # noqa: BLE001 - an expression of more than one field
+        raise _Variable from None
+    read = dict.get(probe, "read", [])
+    if value is not _Probe or len(read) != 1 or not isinstance(read[0], str):
+        raise _Variable
+    return read[0]
+
+
+def _fixed(sc) -> tuple[str, object]:
+    """(format string without byte order, shape) of a field of fixed layout, or
+    _Variable."""
+    import construct as cs
+    sc = _bare(sc)
+    if isinstance(sc, cs.FormatField):
+        if sc.fmtstr[0] != "<" or len(sc.fmtstr) != 2:
+            raise _Variable
+        return sc.fmtstr[1], None
+    if isinstance(sc, cs.Bytes) and isinstance(sc.length, int):
+        return f"{sc.length}s", None
+    if isinstance(sc, cs.Struct):
+        names, fmt, shapes = [], [], []
+        for sub in sc.subcons:
+            if not sub.name:
+                raise _Variable
+            f, shape = _fixed(sub)
+            names.append(sub.name)
+            fmt.append(f)
+            shapes.append(shape)
+        return "".join(fmt), ("s", tuple(names), tuple(shapes))
+    if isinstance(sc, cs.Array) and isinstance(sc.count, int):
+        f, shape = _fixed(sc.subcon)
+        return f * sc.count, ("a", sc.count, shape)
+    raise _Variable
+
+
+def _maker(shape, container, listing):
+    """make(values iterator) -> the value of a field of this shape (``next``: a scalar)."""
+    if shape is None:
+        return next
+    if shape[0] == "s":
+        names = ("_io", *shape[1])
+        makes = [_maker(s, container, listing) for s in shape[2]]
+        n = len(makes)
+        if all(m is next for m in makes):
+            return lambda it: container(zip(names, (None, *islice(it, n))))
+        return lambda it: container(zip(names, (None, *(m(it) for m in makes))))
+    count, make = shape[1], _maker(shape[2], container, listing)
+    if make is next:
+        return lambda it: listing(islice(it, count))
+    return lambda it: listing(make(it) for _ in range(count))
+
+
 class _Fixed:
-    def __init__(self):
-        self.names, self.fmt, self.makes = [], [], []
-
-    def add(self, name, fmt, make):
-        self.names.append(name)
-        self.fmt.append(fmt)
-        self.makes.append(make or next)
-
-    def compile(self):
-        st = struct.Struct("<" + "".join(self.fmt))
+    def __init__(self, fields: list, container, listing):
+        self.names = [name for name, _, _ in fields]
+        self.makes = [_maker(shape, container, listing) for _, _, shape in fields]
+        st = struct.Struct("<" + "".join(fmt for _, fmt, _ in fields))
         self.size, self.unpack = st.size, st.unpack_from
         self.flat = all(m is next for m in self.makes)
 
@@ -211,50 +415,42 @@ class _Fixed:
 class _Dependent:
     """Array(this.n, fixed), Bytes(this.n), Switch(this.k, {k: struct}, Pass)."""
 
-    def __init__(self, name, sc):
-        self.name = name
-        if isinstance(sc, cs.Array) and callable(sc.count):
-            fmt, self.make = _fixed(sc.subcon)
-            self.item = struct.calcsize("<" + fmt)
-            self.fmt = fmt
-            self.count = sc.count
+    def __init__(self, desc, container, listing):
+        kind, self.name, self.field = desc[:3]
+        self.list = listing
+        if kind == "array":
+            self.fmt, shape = desc[3:]
+            self.make = None if shape is None else _maker(shape, container, listing)
+            self.item = struct.calcsize("<" + self.fmt)
             self.parse = self._array
-        elif isinstance(sc, cs.Bytes) and callable(sc.length):
-            self.length = sc.length
+        elif kind == "bytes":
             self.parse = self._bytes
-        elif isinstance(sc, cs.Switch) and callable(sc.keyfunc) \
-                and isinstance(sc.default, cs.Pass.__class__):
-            self.key = sc.keyfunc
-            self.cases = {k: _Layout(_bare(c)) for k, c in sc.cases.items()
-                          if isinstance(_bare(c), cs.Struct)}
-            if len(self.cases) != len(sc.cases):
-                raise _Variable
-            self.parse = self._switch
         else:
-            raise _Variable
+            self.cases = {k: _Layout.described(d) for k, d in desc[3].items()}
+            self.parse = self._switch
 
     def _array(self, payload, off, obj):
-        n = self.count(obj)
+        n = obj[self.field]
         if not isinstance(n, int) or n < 0:
             raise ValueError("count")
         values = struct.unpack_from("<" + (f"{n}{self.fmt}" if len(self.fmt) == 1
                                            else self.fmt * n), payload, off)
         if self.make is None:
-            obj[self.name] = cs.ListContainer(values)
+            obj[self.name] = self.list(values)
         else:
             it = iter(values)
-            obj[self.name] = cs.ListContainer(self.make(it) for _ in range(n))
+            obj[self.name] = self.list(self.make(it) for _ in range(n))
         return off + n * self.item
 
     def _bytes(self, payload, off, obj):
-        n = self.length(obj)
+        n = obj[self.field]
         if not isinstance(n, int) or n < 0 or off + n > len(payload):
             raise ValueError("length")
         obj[self.name] = payload[off:off + n]
         return off + n
 
     def _switch(self, payload, off, obj):
-        case = self.cases.get(self.key(obj))
+        case = self.cases.get(obj[self.field])
         if case is None:
             obj[self.name] = None
             return off
@@ -263,36 +459,45 @@ class _Dependent:
         return off + used
 
 
-def _fixed(sc):
-    """(format string without byte order, make(values) or None for a scalar) of a
-    field of fixed layout, or _Variable."""
-    sc = _bare(sc)
-    if isinstance(sc, cs.FormatField):
-        if sc.fmtstr[0] != "<" or len(sc.fmtstr) != 2:
-            raise _Variable
-        return sc.fmtstr[1], None
-    if isinstance(sc, cs.Bytes) and isinstance(sc.length, int):
-        return f"{sc.length}s", None
-    if isinstance(sc, cs.Struct):
-        names, fmt, makes = ["_io"], [], []
-        for sub in sc.subcons:
-            if not sub.name:
-                raise _Variable
-            f, make = _fixed(sub)
-            names.append(sub.name)
-            fmt.append(f)
-            makes.append(make or next)
-        n = len(makes)
-        if all(m is next for m in makes):
-            return "".join(fmt), lambda it: Container(zip(names, (None, *islice(it, n))))
-        return "".join(fmt), lambda it: Container(zip(names, (None, *(m(it) for m in makes))))
-    if isinstance(sc, cs.Array) and isinstance(sc.count, int):
-        f, make = _fixed(sc.subcon)
-        count = sc.count
-        if make is None:
-            return f * count, lambda it: cs.ListContainer(islice(it, count))
-        return f * count, lambda it: cs.ListContainer(make(it) for _ in range(count))
-    raise _Variable
+def _containers():
+    """construct's Container and ListContainer (what construct's own parse returns).
+
+    With construct not loaded yet, its containers module is loaded alone (under its own
+    name, so a later ``import construct`` takes this very module: one Container class):
+    construct's __init__ imports its whole parser and pdb, inspect, pickle and hashlib,
+    most of a small command's start-up, and the fast path needs none of it."""
+    mod = sys.modules.get("construct.lib.containers")
+    if mod is None and "construct" not in sys.modules:
+        mod = _alone("construct.lib.containers")
+    if mod is None:
+        from construct.lib import containers as mod
+    return mod.Container, mod.ListContainer
+
+
+def _alone(name: str) -> ModuleType | None:
+    """The submodule ``name`` of construct (a pure module) imported without running the
+    __init__ of its packages (None if construct is not where it is expected)."""
+    import importlib
+    import importlib.util
+    spec = importlib.util.find_spec("construct")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    stubs = []
+    try:
+        for package, path in (("construct", list(spec.submodule_search_locations)),
+                              ("construct.lib", [os.path.join(p, "lib") for p in
+                                                 spec.submodule_search_locations])):
+            stub = ModuleType(package)
+            stub.__path__ = path
+            sys.modules[package] = stub
+            stubs.append(stub)
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+    finally:
+        for stub in stubs:
+            if sys.modules.get(stub.__name__) is stub:
+                del sys.modules[stub.__name__]
 
 
 def _short(e: ConstructError, name: str, size: int) -> str:

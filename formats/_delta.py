@@ -7,11 +7,17 @@ structs and never touch the old one, so ``v18`` can derive from ``v17`` while
 """
 from __future__ import annotations
 
-from construct import Bytes, Default, Struct
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from construct import Struct
+# construct is imported where a struct is made: the ABI tables (types, revisions) load
+# without it (start-up; formats/__init__.py).
 
 
 def pad(n: int, name: str = "_pad"):
     """Explicit padding that is kept when parsed (lossless) and zero when built."""
+    from construct import Bytes, Default
     return name / Default(Bytes(n), bytes(n))
 
 
@@ -24,22 +30,26 @@ def _index(st: Struct, name: str) -> int:
 
 def insert_after(st: Struct, name: str | None, *fields) -> Struct:
     """Fields inserted after ``name`` (``None``: at the front)."""
+    from construct import Struct
     subs = list(st.subcons)
     i = 0 if name is None else _index(st, name) + 1
     return Struct(*subs[:i], *fields, *subs[i:])
 
 
 def replace(st: Struct, name: str, *fields) -> Struct:
+    from construct import Struct
     subs = list(st.subcons)
     i = _index(st, name)
     return Struct(*subs[:i], *fields, *subs[i + 1:])
 
 
 def remove(st: Struct, *names: str) -> Struct:
+    from construct import Struct
     return Struct(*(sc for sc in st.subcons if sc.name not in names))
 
 
 def append(st: Struct, *fields) -> Struct:
+    from construct import Struct
     return Struct(*st.subcons, *fields)
 
 

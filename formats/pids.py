@@ -45,12 +45,11 @@ def row_struct(abi: Abi) -> str:
 
 
 def parse_rows(abi: Abi, data: bytes, count: int) -> list:
-    st = abi.struct(row_struct(abi))
-    size = st.sizeof()
+    name = row_struct(abi)
+    size = abi.sizeof(name)
     if count < 0 or len(data) < count * size:
         raise PayloadError(f"pids array of {len(data)} bytes is too short for {count} tasks "
                            f"of {size} bytes")
-    name = row_struct(abi)
     return [abi.parse(name, data[i * size:(i + 1) * size]) for i in range(count)]
 
 

@@ -9,8 +9,7 @@ listed in docs/format-choices.md.
 """
 from __future__ import annotations
 
-from construct import (Array, Bytes, Int16ul, Int32sl, Int32ul, Int64ul, Pass, Struct,
-                       Switch, this)
+import functools
 
 from ._delta import pad
 
@@ -87,6 +86,7 @@ ARCH_NSIG = 64
 
 def const():
     """ckpt_const (24 bytes): v17 has the first nine fields."""
+    from construct import Int16ul, Struct
     return Struct(
         "task_comm_len" / Int16ul,
         "mm_saved_auxv_len" / Int16ul,
@@ -102,6 +102,7 @@ def const():
 
 
 def header(const_struct):
+    from construct import Int16ul, Int64ul, Struct
     return Struct(
         "magic" / Int64ul,
         "arch_id" / Int16ul,
@@ -118,6 +119,7 @@ def header(const_struct):
 
 def task(arch: str):
     """ckpt_hdr_task before 67cfee9: the packing differs between i386 and x86_64."""
+    from construct import Int32ul, Int64ul, Struct
     if arch == "i386":
         return Struct(
             "state" / Int32ul, "exit_state" / Int32ul, "exit_code" / Int32ul,
@@ -146,6 +148,7 @@ SEGMENTS = ("fsindex", "gsindex", "cs", "ss", "ds", "es")
 
 def cpu_x86_64():
     """ckpt_hdr_cpu, x86_64, with the debug registers dropped in v19."""
+    from construct import Int16ul, Int32ul, Int64ul, Struct
     return Struct(
         *(r / Int64ul for r in CPU_REGS),
         "flags" / Int64ul, "fs" / Int64ul, "gs" / Int64ul,
@@ -157,6 +160,7 @@ def cpu_x86_64():
 
 def ipc_perms():
     """ckpt_hdr_ipc_perms, embedded with its own (zeroed) ckpt_hdr."""
+    from construct import Bytes, Int32sl, Int32ul, Int64ul, Struct
     return Struct(
         "h" / Bytes(8), "id" / Int32sl, "key" / Int32sl, "uid" / Int32ul, "gid" / Int32ul,
         "cuid" / Int32ul, "cgid" / Int32ul, "mode" / Int32ul, pad(4), "seq" / Int64ul,
@@ -164,17 +168,20 @@ def ipc_perms():
 
 
 def capabilities():
+    from construct import Int32ul, Struct
     return Struct(*(f / Int32ul for f in (
         "cap_i_0", "cap_i_1", "cap_p_0", "cap_p_1", "cap_e_0", "cap_e_1",
         "cap_b_0", "cap_b_1", "securebits")), pad(4))
 
 
 def sigaction():
+    from construct import Int64ul, Struct
     return Struct("_sa_handler" / Int64ul, "sa_flags" / Int64ul,
                   "sa_restorer" / Int64ul, "sa_mask" / Int64ul)
 
 
 def file_common():
+    from construct import Int32sl, Int32ul, Int64ul, Struct
     return Struct(
         "f_type" / Int32ul, "f_mode" / Int32ul, "f_flags" / Int32ul,
         "f_credref" / Int32sl, "f_pos" / Int64ul, "f_version" / Int64ul,
@@ -183,16 +190,20 @@ def file_common():
 
 def file_subtypes() -> dict:
     """Per-f_type fields that follow the common FILE head."""
+    from construct import Int32sl, Struct
     ref = lambda name: Struct(name / Int32sl, pad(4))  # noqa: E731
     return {FILE_TYPES["pipe"]: ref("pipe_objref")}
 
 
 def file_record(common, subtypes: dict):
+    from construct import Pass, Struct, Switch, this
     return Struct(*common.subcons, "sub" / Switch(this.f_type, subtypes, default=Pass))
 
 
+@functools.cache                # one build per arch: later versions start from it
 def records(arch: str) -> dict:
     """Record name -> payload struct.  Records absent here are opaque bytes."""
+    from construct import Array, Bytes, Int16ul, Int32sl, Int32ul, Int64ul, Struct, this
     perms = ipc_perms()
     r = {
         "header": header(const()),

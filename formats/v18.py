@@ -4,8 +4,7 @@ v18 20/80 (rev 2), 46/80 (PIPE_BUF), 47/80 (FIFO), 65/80 (signals), 72/80 (tty).
 """
 from __future__ import annotations
 
-from construct import (Array, Bytes, Int8ul, Int16sl, Int16ul, Int32sl, Int32ul, Int64sl,
-                       Int64ul, Struct, this)
+import functools
 
 from . import v17
 from ._delta import pad, replace
@@ -34,6 +33,7 @@ N_TTY_BUF_SIZE = 4096
 
 def const():
     """rlimit and tty sizes fill v17's padding (the size stays 24)."""
+    from construct import Int16ul
     return replace(v17.const(), "_pad",
                    "rlimit_nlimits" / Int16ul, "n_tty_buf_size" / Int16ul,
                    "tty_termios_ncc" / Int16ul)
@@ -41,18 +41,21 @@ def const():
 
 def siginfo():
     """ckpt_siginfo, 48 bytes, union-like packing per si_code class."""
+    from construct import Int32sl, Int32ul, Int64ul, Struct
     return Struct("csi_signo" / Int32ul, "csi_errno" / Int32ul, "csi_code" / Int32ul,
                   "csi_pid" / Int32ul, "csi_uid" / Int32sl, "csi_sigval_int" / Int32ul,
                   "csi_sigval_ptr" / Int64ul, "csi_utime" / Int64ul, "csi_stime" / Int64ul)
 
 
 def sigpending(siginfo_struct):
+    from construct import Array, Int32ul, Int64ul, Struct, this
     return Struct("nr_pending" / Int32ul, pad(4), "signal" / Int64ul,
                   "siginfo" / Array(this.nr_pending, siginfo_struct))
 
 
 def tty(ncc: int):
     """ckpt_hdr_tty; the termios area is padded to 8 bytes."""
+    from construct import Bytes, Int16ul, Int32sl, Int32ul, Int64ul, Int8ul, Struct
     termios_size = 8 + 1 + ncc
     return Struct(
         "driver_type" / Int16ul, "driver_subtype" / Int16ul,
@@ -68,11 +71,13 @@ def tty(ncc: int):
 
 def sockaddr_un():
     """struct sockaddr_un as the kernel stores it: family and a 108-byte path."""
+    from construct import Bytes, Int16ul, Struct
     return Struct("sun_family" / Int16ul, "sun_path" / Bytes(108))
 
 
 def socket():
     """ckpt_hdr_socket (112 bytes up to v21): struct socket, sock_common and sock."""
+    from construct import Int16sl, Int16ul, Int32sl, Int32ul, Int64sl, Int64ul, Int8ul, Struct
     return Struct(
         "socket" / Struct("flags" / Int64ul, "state" / Int8ul, pad(7)),
         "sock_common" / Struct("bound_dev_if" / Int32ul, "reuse" / Int32ul,
@@ -89,6 +94,7 @@ def socket():
 
 def tty_ldisc():
     """ckpt_hdr_ldisc_n_tty (560 bytes, all versions); a BUFFER of datalen bytes follows."""
+    from construct import Bytes, Int16ul, Int32ul, Int8ul, Struct
     return Struct(
         *(f / Int32ul for f in ("column", "datalen", "canon_column", "canon_datalen",
                                 "canon_data")),
@@ -100,6 +106,7 @@ def tty_ldisc():
 
 
 def file_subtypes() -> dict:
+    from construct import Int32sl, Struct
     ref = lambda name: Struct(name / Int32sl, pad(4))  # noqa: E731
     pipe = ref("pipe_objref")
     return v17.file_subtypes() | {
@@ -107,7 +114,9 @@ def file_subtypes() -> dict:
         FILE_TYPES["tty"]: ref("tty_objref")}
 
 
+@functools.cache                # one build per arch: later versions start from it
 def records(arch: str) -> dict:
+    from construct import Array, Int32sl, Int32ul, Int64ul, Struct
     r = dict(v17.records(arch))
     del r["file_pipe"]
     r["header"] = v17.header(const())

@@ -7,7 +7,7 @@ TASK_OBJS moves after the CPU state (docs/format-choices.md).
 """
 from __future__ import annotations
 
-from construct import Int16ul, Int32sl, Int32ul, Int64sl, Int64ul, Struct
+import functools
 
 from . import v17, v18, v19_rc1, v19_rc2
 from ._delta import insert_after, pad, remove, renumber, replace
@@ -25,11 +25,13 @@ OBJ_RECORDS = v19_rc2.OBJ_RECORDS | {"fs": "fs", "mnt_ns": "mnt_ns"}
 
 
 def const():
+    from construct import Int16ul
     return replace(v18.const(), "mm_saved_auxv_len", "at_vector_size" / Int16ul)
 
 
 def task(arch: str):
     """67cfee9: one packing for both ABIs, 64 bytes."""
+    from construct import Int32ul, Int64ul, Struct
     return Struct(
         "state" / Int32ul, "exit_state" / Int32ul, "exit_code" / Int32ul,
         "exit_signal" / Int32ul, "pdeath_signal" / Int32ul,
@@ -39,7 +41,9 @@ def task(arch: str):
     )
 
 
+@functools.cache                # one build per arch: later versions start from it
 def records(arch: str) -> dict:
+    from construct import Int32sl, Int32ul, Int64sl, Struct
     r = dict(v19_rc2.records(arch))
     r["header"] = v17.header(const())
     r["task"] = task(arch)

@@ -5,7 +5,7 @@ inserted before SOCKET_UNIX.
 """
 from __future__ import annotations
 
-from construct import Bytes, Int16sl, Int16ul, Int32sl, Int32ul, Int64ul, Int8ul, Struct
+import functools
 
 from . import v17, v18, v19_rc1
 from ._delta import insert_after, pad, renumber, replace
@@ -27,10 +27,12 @@ def file_common():
 
 
 def append_secref(st, after, name):
+    from construct import Int32sl
     return insert_after(st, after, name / Int32sl, pad(4, "_pad_sec"))
 
 
 def file_subtypes() -> dict:
+    from construct import Int32ul, Int64ul, Struct
     return v18.file_subtypes() | {FILE_TYPES["eventfd"]: Struct(
         "count" / Int64ul, "flags" / Int32ul, pad(4))}
 
@@ -54,6 +56,7 @@ TCP_SIGNED = ("lost_cnt_hint", "undo_retrans")
 def socket_inet():
     """ckpt_hdr_socket_inet, 328 bytes: addresses, the ack and TCP state, IPv6 addresses,
     and C's two sockaddr_in at the end."""
+    from construct import Bytes, Int16sl, Int16ul, Int32sl, Int32ul, Int64ul, Int8ul, Struct
     return Struct(
         "daddr" / Int32ul, "rcv_saddr" / Int32ul, "saddr" / Int32ul, "dport" / Int16ul,
         "num" / Int16ul, "sport" / Int16ul, "uc_ttl" / Int16sl, "cmsg_flags" / Int16ul,
@@ -70,7 +73,9 @@ def socket_inet():
         *v19_rc1.inet_addrs())
 
 
+@functools.cache                # one build per arch: later versions start from it
 def records(arch: str) -> dict:
+    from construct import Bytes, Int16ul, Int32sl, Int32ul, Int64ul, Int8ul, Struct
     r = dict(v18.records(arch))
     perms = ipc_perms()
     r["cred"] = insert_after(r["cred"], "groupinfo_ref", "sec_ref" / Int32sl, pad(4))

@@ -5,7 +5,7 @@ second BUFFER of s32 vpids (Σdepth entries) follows the pids array.
 """
 from __future__ import annotations
 
-from construct import Int32sl
+import functools
 
 from . import v17, v19
 from ._delta import append, pad, replace
@@ -22,7 +22,9 @@ OBJS = v19.OBJS | {"net_ns": 20, "netdev": 21}
 OBJ_RECORDS = v19.OBJ_RECORDS | {"net_ns": "net_ns", "netdev": "netdev"}
 
 
+@functools.cache                # one build per arch: later versions start from it
 def records(arch: str) -> dict:
+    from construct import Int32sl
     r = dict(v19.records(arch))
     r["ns"] = append(r["ns"], "net_objref" / Int32sl, pad(4))
     r["ckpt_pids"] = replace(v17.records(arch)["ckpt_pids"], "_pad", "depth" / Int32sl)

@@ -9,7 +9,7 @@ only version with imgtools' extension records (``ext``).
 """
 from __future__ import annotations
 
-from construct import Int16ul, Int32sl, Int32ul, Int64ul, Struct
+import functools
 
 from . import ext, v17, v19_rc2, v21, v23_rc1
 from ._delta import append, pad, renumber, replace
@@ -31,6 +31,7 @@ VMA_TYPES = v17.VMA_TYPES | {"hugetlb": 9, "hugetlb_skip": 10}
 
 
 def task(arch: str):
+    from construct import Int32ul, Int64ul, Struct
     return Struct(
         "flags" / Int32ul, "state" / Int32ul, "exit_state" / Int32ul, "exit_code" / Int32ul,
         "exit_signal" / Int32ul, "pdeath_signal" / Int32ul,
@@ -41,7 +42,9 @@ def task(arch: str):
     )
 
 
+@functools.cache                # one build per arch: later versions start from it
 def records(arch: str) -> dict:
+    from construct import Int16ul, Int32sl, Int32ul, Struct
     r = dict(v23_rc1.records(arch))
     r["task"] = task(arch)
     r["tree"] = Struct("nr_tasks" / Int32ul, pad(4))

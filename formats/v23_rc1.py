@@ -6,7 +6,7 @@ ttys store NCCS control characters.
 """
 from __future__ import annotations
 
-from construct import Bytes, Int8ul, Int16ul, Int32sl, Int32ul, Int64ul, Struct, this
+import functools
 
 from . import v17, v18, v19, v21
 from ._delta import append, insert_after, pad, remove, replace
@@ -26,16 +26,20 @@ SIGINFO_INTS = ("csi_signo", "csi_errno", "csi_code", "csi_pid", "csi_uid", "csi
 
 
 def const():
+    from construct import Int16ul
     return replace(v19.const(), "tty_termios_ncc", "tty_termios_nccs" / Int16ul)
 
 
 def siginfo():
+    from construct import Int32sl, Int64ul, Struct
     return Struct(*(f / Int32sl for f in SIGINFO_INTS),
                   *(f / Int64ul for f in ("csi_ptr", "csi_utime", "csi_stime", "csi_addr")),
                   "csi_sys_private" / Int32sl, pad(4))
 
 
+@functools.cache                # one build per arch: later versions start from it
 def records(arch: str) -> dict:
+    from construct import Bytes, Int16ul, Int32sl, Int32ul, Int64ul, Int8ul, Struct, this
     r = dict(v21.records(arch))
     r["header"] = v17.header(const())
     r["task"] = append(r["task"], "sas_ss_sp" / Int64ul, "sas_ss_size" / Int32ul, pad(4))

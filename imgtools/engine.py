@@ -7,8 +7,6 @@ first use. The engine checkpoints a live process tree into a linux-cr v23 x86_64
 from __future__ import annotations
 
 import os
-import platform
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +23,8 @@ class EngineError(Exception):
 
 def build_engine(source: Path = SOURCE_TREE) -> Path:
     """Run ``make -C source`` and return the built binary."""
+    import platform             # here: running a built engine needs neither (start-up)
+    import shutil
     if platform.machine() != "x86_64":
         raise EngineError(f"the checkpoint engine supports x86_64 only, this machine is {platform.machine()}")
     missing = [tool for tool in ("make", "gcc") if shutil.which(tool) is None]

@@ -10,7 +10,7 @@ the stream.
 from __future__ import annotations
 
 from array import array
-from dataclasses import dataclass, field
+from ._record import dataclass, field     # dataclasses', lighter to import
 from typing import Any
 
 

@@ -12,6 +12,10 @@ def main() -> None:
         sys.stdout.write(f"imgtools {__version__}\n")
         return
     try:
+        from . import _direct
+        code = _direct.run(sys.argv)        # a plain command line: no typer (start-up)
+        if code is not None:
+            sys.exit(code)
         from ._app import run
     except KeyboardInterrupt:               # Ctrl-C while the modules load: as in a command
         sys.stderr.write("imgtools: interrupted\n")

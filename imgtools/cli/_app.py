@@ -9,15 +9,8 @@ import typer
 import typer.core
 
 from .. import __version__
-
-# The module that registers each command (register(app)); a command line that names a
-# command imports only its module (tests/test_cli_outputs.py checks this table).
-MODULE_OF = {"info": "inspect", "show": "inspect", "ps": "inspect", "maps": "inspect",
-             "files": "inspect", "versions": "inspect", "decode": "codec", "encode": "codec",
-             "dump": "dump", "restore": "restore", "check": "check", "to-core": "core",
-             "debug": "core", "convert": "convert", "upgrade": "convert",
-             "downgrade": "convert", "mem": "mem", "diff": "diff"}
-MODULES = tuple(dict.fromkeys(MODULE_OF.values()))
+from ._direct import MODULE_OF, MODULES
+from ._params import as_int
 
 
 class Command(typer.core.TyperCommand):
@@ -128,11 +121,9 @@ def _plain_conversions() -> None:
 
 
 def _as_int(value, param, ctx):
-    text = value.strip() if isinstance(value, str) else value
-    if isinstance(text, int) and not isinstance(text, bool):
-        return text
-    if isinstance(text, str) and text.lstrip("+-").isdigit() and text.isascii():
-        return int(text)
+    n = as_int(value)
+    if n is not None:
+        return n
     raise typer.BadParameter("Input should be a valid integer, unable to parse string as an "
                              "integer", ctx=ctx, param=param)
 

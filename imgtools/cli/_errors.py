@@ -6,8 +6,6 @@ import functools
 import os
 import sys
 
-import typer
-
 from ..errors import ImageError, UsageError
 from ._output import printable
 
@@ -17,9 +15,19 @@ EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INVALID = 0, 1, 2, 3
 ENVIRONMENT = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS}
 
 
-def fail(message: str, code: int) -> typer.Exit:
+class Exit(Exception):
+    """End the command with this exit code (what it had to say is said). Ours, not
+    typer's, so a command runs without typer; a registered command's becomes
+    typer.Exit (_params.command)."""
+
+    def __init__(self, code: int = 0):
+        super().__init__(code)
+        self.exit_code = code
+
+
+def fail(message: str, code: int) -> Exit:
     sys.stderr.write(f"imgtools: {printable(message)}\n")
-    return typer.Exit(code)
+    return Exit(code)
 
 
 def handled(fn):
@@ -28,7 +36,7 @@ def handled(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except typer.Exit:
+        except Exit:
             raise
         except ImageError as e:
             raise fail(f"invalid image: {e}", EXIT_INVALID) from None
@@ -38,7 +46,7 @@ def handled(fn):
             # the reader of our stdout went away (| head): not an error of ours
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
-            raise typer.Exit(EXIT_OK) from None
+            raise Exit(EXIT_OK) from None
         except OSError as e:
             if e.errno not in ENVIRONMENT:
                 raise _internal(e) from None
@@ -52,7 +60,7 @@ def handled(fn):
     return wrapper
 
 
-def _internal(e: Exception) -> typer.Exit:
+def _internal(e: Exception) -> Exit:
     if os.environ.get("IMGTOOLS_DEBUG"):
         raise e
     return fail(f"internal error: {type(e).__name__}: {e} (set IMGTOOLS_DEBUG=1 for a "

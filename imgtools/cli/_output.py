@@ -5,7 +5,6 @@ aligned as rich would align it, so a command that prints no terminal output neve
 imports rich (start-up) and a table of 20,000 rows costs no layout engine (issue 11)."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 from contextlib import contextmanager
@@ -89,6 +88,7 @@ def shown(text) -> str:
 
 
 def emit_json(obj) -> None:
+    import json                 # here: a command printing text loads no json (start-up)
     sys.stdout.write(json.dumps(obj, default=_jsonable) + "\n")
     sys.stdout.flush()
 

@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import functools
-import inspect
 import sys
 from typing import Annotated
 
-import typer
-
+from ._errors import Exit
 from ._output import say
+from ._params import Argument
 
-ImagesArg = Annotated[list[str], typer.Argument(
+ImagesArg = Annotated[list[str], Argument(
     help="image files, '-' = stdin (compressed ok)", metavar="IMG")]
 
 
@@ -18,27 +17,23 @@ def several(fn):
     """``fn(image, ...)`` -> a command taking one or more images.  With more than one,
     text output gets a ``==> IMG <==`` line before each image (as head(1) does) and JSON
     one document per line; the exit code is the worst of the runs."""
-    sig = inspect.signature(fn, eval_str=True)
-    params = [p.replace(annotation=ImagesArg) if p.name == "image" else p
-              for p in sig.parameters.values()]
-
     @functools.wraps(fn)
     def wrapper(image: list[str], **kwargs):
         if image.count("-") > 1:
-            raise typer.Exit(_usage("stdin ('-') can be read only once"))
+            raise Exit(_usage("stdin ('-') can be read only once"))
         worst = 0
         for path in image:
             if len(image) > 1 and not kwargs.get("json"):
                 say(f"==> {path} <==")
             try:
                 fn(path, **kwargs)
-            except typer.Exit as e:
+            except Exit as e:
                 worst = max(worst, e.exit_code)
             sys.stdout.flush()
         if worst:
-            raise typer.Exit(worst)
+            raise Exit(worst)
 
-    wrapper.__signature__ = sig.replace(parameters=params)
+    # fn's parameters (_params.params_of reads them through __wrapped__), image a list
     wrapper.__annotations__ = {**fn.__annotations__, "image": ImagesArg}
     return wrapper
 

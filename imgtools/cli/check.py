@@ -4,19 +4,18 @@ from __future__ import annotations
 import difflib
 from typing import Annotated, Optional
 
-import typer
 
 from ..errors import UsageError
-from ._errors import EXIT_INVALID, EXIT_OK, handled
+from ._errors import EXIT_INVALID, EXIT_OK, Exit, handled
 from ._output import emit_json, say
-from ._params import ArchOpt, FormatOpt, JsonOpt
+from ._params import Argument, ArchOpt, FormatOpt, JsonOpt, Option, command
 
-OptImageArg = Annotated[Optional[str], typer.Argument(
+OptImageArg = Annotated[Optional[str], Argument(
     help="image file, '-' = stdin", metavar="IMG", show_default=False)]
-ExplainOpt = Annotated[Optional[str], typer.Option(
+ExplainOpt = Annotated[Optional[str], Option(
     "--explain", help="describe a finding code (e.g. objref.forward) and exit",
     metavar="CODE")]
-CodesOpt = Annotated[bool, typer.Option("--codes", help="list every finding code and exit")]
+CodesOpt = Annotated[bool, Option("--codes", help="list every finding code and exit")]
 
 _STYLE = {"error": "bold red", "warning": "yellow", "note": "cyan"}
 
@@ -44,7 +43,7 @@ def check(image: OptImageArg = None, json: JsonOpt = False, format: FormatOpt = 
         emit_json([f.to_dict() for f in findings])
     else:
         _print(image, findings)
-    raise typer.Exit(EXIT_INVALID if bad else EXIT_OK)
+    raise Exit(EXIT_INVALID if bad else EXIT_OK)
 
 
 def _print(image: str, findings: list) -> None:
@@ -85,5 +84,5 @@ def _codes(json: bool) -> None:
         say(f"{c:<26} ", (f"{s:<7}", _STYLE[s]), f" {t}")
 
 
-def register(app: typer.Typer) -> None:
-    app.command("check")(handled(check))
+def register(app) -> None:
+    command(app, handled(check), "check")

@@ -4,17 +4,16 @@ from __future__ import annotations
 import sys
 from typing import Annotated, Optional
 
-import typer
 
 from ..errors import UsageError
 from ._atomic import binary_output, text_output
 from ._errors import handled
 from ._output import record_progress
-from ._params import ArchOpt, FormatOpt, ImageArg, OutputOpt
+from ._params import Argument, ArchOpt, FormatOpt, ImageArg, Option, OutputOpt, command
 
 
 def decode(image: ImageArg, output: OutputOpt = None,
-           no_pages: Annotated[bool, typer.Option(
+           no_pages: Annotated[bool, Option(
                "--no-pages", help="leave page data out (the JSON then cannot be encoded)")]
            = False,
            format: FormatOpt = None, arch: ArchOpt = None) -> None:
@@ -26,10 +25,10 @@ def decode(image: ImageArg, output: OutputOpt = None,
             codec.decode(reader, out.write, pages=not no_pages, on_record=on_record)
 
 
-def encode(document: Annotated[str, typer.Argument(
+def encode(document: Annotated[str, Argument(
                help="JSON written by 'imgtools decode', '-' = stdin", metavar="JSON")],
            output: OutputOpt = None,
-           format: Annotated[Optional[str], typer.Option(
+           format: Annotated[Optional[str], Option(
                "--format", help="ABI to encode with instead of the document's")] = None) -> None:
     """JSON (from decode) -> image, byte-identical to the decoded one."""
     from .. import codec
@@ -48,6 +47,6 @@ def encode(document: Annotated[str, typer.Argument(
             src.close()
 
 
-def register(app: typer.Typer) -> None:
-    app.command()(handled(decode))
-    app.command()(handled(encode))
+def register(app) -> None:
+    command(app, handled(decode))
+    command(app, handled(encode))

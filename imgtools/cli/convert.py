@@ -13,24 +13,23 @@ import sys
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
 
-import typer
 
 import formats
 
 from ..errors import UsageError
 from ._atomic import Target, opened
-from ._errors import EXIT_INVALID, handled
+from ._errors import EXIT_INVALID, Exit, handled
 from ._output import progress
-from ._params import ArchOpt, FormatOpt, ImageArg, JsonOpt, OutputOpt
+from ._params import ArchOpt, FormatOpt, ImageArg, JsonOpt, Option, OutputOpt, command
 
 if TYPE_CHECKING:
     from converters import Report
 
-ToOpt = Annotated[str, typer.Option("--to", help="target ABI version (see 'imgtools versions')",
+ToOpt = Annotated[str, Option("--to", help="target ABI version (see 'imgtools versions')",
                                     metavar="VERSION")]
-UpToOpt = Annotated[str, typer.Option("--to", help="target ABI version (default: the newest)",
+UpToOpt = Annotated[str, Option("--to", help="target ABI version (default: the newest)",
                                       metavar="VERSION")]
-AllowLossOpt = Annotated[bool, typer.Option(
+AllowLossOpt = Annotated[bool, Option(
     "--allow-loss", help="convert even if information is dropped, and list what was. "
                          "Without it a lossy conversion writes nothing, except from a pipe "
                          "to stdout, a device or a FIFO, where the output stops at the "
@@ -38,11 +37,11 @@ AllowLossOpt = Annotated[bool, typer.Option(
 SHOWN = 50
 
 
-def register(app: typer.Typer) -> None:
-    app.command("convert", help="Rewrite an image in another ABI version (either way).")(
-        convert_cmd)
-    app.command("upgrade", help="Rewrite an image in a newer ABI version.")(upgrade_cmd)
-    app.command("downgrade", help="Rewrite an image in an older ABI version.")(downgrade_cmd)
+def register(app) -> None:
+    command(app, convert_cmd, "convert",
+            help="Rewrite an image in another ABI version (either way).")
+    command(app, upgrade_cmd, "upgrade", help="Rewrite an image in a newer ABI version.")
+    command(app, downgrade_cmd, "downgrade", help="Rewrite an image in an older ABI version.")
 
 
 @handled
@@ -148,7 +147,7 @@ def _refuse(e, image: str, src: str, target: str, output: str | None, as_json: b
     _say_err(f"imgtools: refusing to convert {image} from {src} to {target}: {n} "
              f"loss{'es' if n != 1 else ''} (listed above); {what}. Use --allow-loss to "
              f"convert anyway.")
-    raise typer.Exit(EXIT_INVALID) from None
+    raise Exit(EXIT_INVALID) from None
 
 
 def _show(report: Report, output: str | None, as_json: bool) -> None:

@@ -10,23 +10,22 @@ import tempfile
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Optional
 
-import typer
 
 from ..errors import UsageError
 from ._private import private_binary_output
-from ._errors import EXIT_INVALID, fail, handled
+from ._errors import EXIT_INVALID, Exit, fail, handled
 from ._image import load
 from ._gdbpipe import gdb_reader, pipe_readers, remove_when_read
 from ._output import printable, progress
-from ._params import OUTPUT_HELP, ArchOpt, FormatOpt, ImageArg
+from ._params import OUTPUT_HELP, Argument, ArchOpt, FormatOpt, ImageArg, Option, command
 
 if TYPE_CHECKING:
     from ..core import CorePlan
 
-CorePidOpt = Annotated[Optional[int], typer.Option(
+CorePidOpt = Annotated[Optional[int], Option(
     "--pid", help="the process to dump (a thread id names its process); default: the "
                   "image's root process")]
-XstateOpt = Annotated[str, typer.Option(
+XstateOpt = Annotated[str, Option(
     "--xstate-layout", help="NT_X86_XSTATE layout: 'gdb' = Intel standard offsets, which "
                             "gdb 13 reads; 'native' = the area exactly as the image holds it "
                             "(plus NT_X86_XSAVE_LAYOUT), as the kernel writes it, which gdb 13 "
@@ -136,16 +135,16 @@ def _write(plan: CorePlan, src: int, out) -> int:
 
 
 def to_core(image: ImageArg,
-            output: Annotated[Optional[str], typer.Option(
+            output: Annotated[Optional[str], Option(
                 "-o", "--output", help="core file (a directory: DIR/core.PID); absent or '-' = "
                                        "stdout, which must not be a terminal. "
                                        f"{OUTPUT_HELP}",
                 metavar="FILE")] = None,
             pid: CorePidOpt = None,
-            all_: Annotated[bool, typer.Option(
+            all_: Annotated[bool, Option(
                 "--all", help="one core per process, written as core.PID into the directory "
                               "given with -o")] = False,
-            gdb_script: Annotated[bool, typer.Option(
+            gdb_script: Annotated[bool, Option(
                 "--gdb-script", help="write gdb commands that open the core on stdout "
                                      "instead of the core (what a pipe to gdb gets); the core "
                                      "goes to -o FILE, or to a temporary file removed when "
@@ -335,21 +334,21 @@ def gdb_command(gdb: str, core: str, exe: str | None, plan: CorePlan, sysroot: s
 
 
 def debug(image: ImageArg, pid: CorePidOpt = None,
-          exe: Annotated[Optional[str], typer.Option(
+          exe: Annotated[Optional[str], Option(
               "--exe", help="the executable (default: the one the image's memory map names)",
               metavar="PATH")]
           = None,
-          batch: Annotated[bool, typer.Option(
+          batch: Annotated[bool, Option(
               "--batch", help="run gdb with -batch: execute the -ex commands, then exit")] = False,
-          ex: Annotated[Optional[list[str]], typer.Option(
+          ex: Annotated[Optional[list[str]], Option(
               "--ex", "-ex", help="a gdb command to run after loading the core (repeatable)",
               metavar="CMD")] = None,
-          sysroot: Annotated[str, typer.Option(
+          sysroot: Annotated[str, Option(
               "--sysroot", help="where the shared libraries the process used are found",
               metavar="DIR")] = "/",
-          gdb: Annotated[str, typer.Option("--gdb", help="the gdb to run", metavar="PATH")]
+          gdb: Annotated[str, Option("--gdb", help="the gdb to run", metavar="PATH")]
           = "gdb",
-          gdb_args: Annotated[Optional[list[str]], typer.Argument(
+          gdb_args: Annotated[Optional[list[str]], Argument(
               help="more gdb arguments, given after '--'", metavar="GDB_ARGS",
               show_default=False)] = None,
           xstate_layout: XstateOpt = "gdb",
@@ -384,7 +383,7 @@ def debug(image: ImageArg, pid: CorePidOpt = None,
                 os.unlink(core)
             except FileNotFoundError:
                 pass
-    raise typer.Exit(rc)
+    raise Exit(rc)
 
 
 def _run_gdb(argv: list[str], stdin_was_image: bool) -> int:
@@ -410,6 +409,6 @@ def _run_gdb(argv: list[str], stdin_was_image: bool) -> int:
             stdin.close()
 
 
-def register(app: typer.Typer) -> None:
-    app.command("to-core")(handled(to_core))
-    app.command("debug")(handled(debug))
+def register(app) -> None:
+    command(app, handled(to_core), "to-core")
+    command(app, handled(debug), "debug")

@@ -3,22 +3,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import typer
 
 from .. import diff as D
 from ..errors import UsageError
 from ..mem import esc_text, read_pages
 from ..reader import open_image
-from ._errors import handled
+from ._errors import Exit, handled
 from ._output import emit_json, out, record_progress
-from ._params import ArchOpt, FormatOpt, JsonOpt
+from ._params import Argument, ArchOpt, FormatOpt, JsonOpt, Option, command
 
 EXIT_DIFFERENT = 1
 
 
-def diff(a: Annotated[str, typer.Argument(help="first image ('-' = stdin)", metavar="A")],
-         b: Annotated[str, typer.Argument(help="second image ('-' = stdin)", metavar="B")],
-         pages: Annotated[bool, typer.Option(
+def diff(a: Annotated[str, Argument(help="first image ('-' = stdin)", metavar="A")],
+         b: Annotated[str, Argument(help="second image ('-' = stdin)", metavar="B")],
+         pages: Annotated[bool, Option(
              "--pages", help="list the address ranges of changed pages")] = False,
          json: JsonOpt = False, format: FormatOpt = None, arch: ArchOpt = None) -> None:
     """Tasks that appeared or exited; per task changed registers, creds, signal state,
@@ -43,7 +42,7 @@ def diff(a: Annotated[str, typer.Argument(help="first image ('-' = stdin)", meta
         for line in text_lines(result, pages):      # paths and names are the image's
             out.print(esc_text(line), markup=False, highlight=False)
     if not result["equal"]:
-        raise typer.Exit(EXIT_DIFFERENT)
+        raise Exit(EXIT_DIFFERENT)
 
 
 def _v(x) -> str:
@@ -114,5 +113,5 @@ def text_lines(r: dict, with_ranges: bool):
                         yield f"    {kind} {s:#x}-{e:#x} ({(e - s) // 4096} pages)"
 
 
-def register(app: typer.Typer) -> None:
-    app.command()(handled(diff))
+def register(app) -> None:
+    command(app, handled(diff))

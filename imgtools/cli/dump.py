@@ -6,14 +6,13 @@ import stat
 import sys
 from typing import Annotated
 
-import typer
 
 from formats import NATIVE, abi
 
 from ..stream import HDR, HDR_SIZE
 from ._private import private_binary_output
-from ._errors import EXIT_INVALID, fail, handled
-from ._params import OutputOpt
+from ._errors import EXIT_INVALID, Exit, fail, handled
+from ._params import Argument, Option, OutputOpt, command
 from ..errors import UsageError
 
 
@@ -27,23 +26,23 @@ def parse_pid(text: str) -> int:
     return pid
 
 
-def dump(pid: Annotated[str, typer.Argument(help="root of the process tree to checkpoint",
+def dump(pid: Annotated[str, Argument(help="root of the process tree to checkpoint",
                                             metavar="PID", show_default=False)],
          output: OutputOpt = None,
-         single: Annotated[bool, typer.Option(
+         single: Annotated[bool, Option(
              "--single", help="only this process (with its threads), not its descendants")]
          = False,
-         kill: Annotated[bool, typer.Option(
+         kill: Annotated[bool, Option(
              "--kill", help="kill the checkpointed tasks afterwards instead of resuming them")]
          = False,
-         allow_partial: Annotated[bool, typer.Option(
+         allow_partial: Annotated[bool, Option(
              "--allow-partial", help="exit 0 even if some state was written as ERROR records")]
          = False,
-         strict: Annotated[bool, typer.Option(
+         strict: Annotated[bool, Option(
              "--strict", help="a pure v23 image: no imgtools extension records (what only "
                               "they hold, e.g. a memfd or a deleted file, becomes an ERROR "
                               "record)")] = False,
-         ghost_limit: Annotated[str, typer.Option(
+         ghost_limit: Annotated[str, Option(
              "--ghost-limit", metavar="SIZE",
              help="contents of deleted files saved per image, at most (bytes, or K/M/G); "
                   "a larger one is an ERROR record")] = "64M") -> None:
@@ -71,7 +70,7 @@ def dump(pid: Annotated[str, typer.Argument(help="root of the process tree to ch
                                on_progress=on_progress if sys.stderr.isatty() else None)
             complete = _ends_with_tail(out) if code == EXIT_INVALID else None
             if code and not (code == EXIT_INVALID and complete is not False):
-                raise typer.Exit(code)          # a file output is discarded
+                raise Exit(code)          # a file output is discarded
     except engine.EngineError as e:
         raise fail(str(e), 1) from None
     if output not in (None, "-") and os.path.isfile(output):
@@ -171,5 +170,5 @@ def _ends_with_tail(out) -> bool | None:
     return rtype == tail.types["tail"] and rlen == size
 
 
-def register(app: typer.Typer) -> None:
-    app.command()(handled(dump))
+def register(app) -> None:
+    command(app, handled(dump))

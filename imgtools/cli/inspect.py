@@ -1,14 +1,13 @@
 """info, show, ps, maps, files, versions: small commands over one image model."""
 from __future__ import annotations
 
-import typer
 
 from .. import views
 from ..errors import UsageError
 from ._errors import handled
 from ._image import load
 from ._output import emit_json, hexa, plural, say, table
-from ._params import ArchOpt, FormatOpt, ImageArg, JsonOpt, PidOpt
+from ._params import ArchOpt, FormatOpt, ImageArg, JsonOpt, Option, PidOpt, command
 
 
 def info(image: ImageArg, json: JsonOpt = False, format: FormatOpt = None,
@@ -64,7 +63,7 @@ def _listing(image, format, arch, json, rows_of, columns, pid=None) -> None:
 
 
 def ps(image: ImageArg, json: JsonOpt = False, format: FormatOpt = None,
-       arch: ArchOpt = None, tree: bool = typer.Option(
+       arch: ArchOpt = None, tree: bool = Option(
            False, "--tree", help="draw the tree (threads under their leader)")) -> None:
     """The task tree: one row per task (threads and zombies included)."""
     if tree and not json:
@@ -78,7 +77,7 @@ def ps(image: ImageArg, json: JsonOpt = False, format: FormatOpt = None,
 
 
 def maps(image: ImageArg, pid: PidOpt = None, json: JsonOpt = False,
-         format: FormatOpt = None, arch: ArchOpt = None, summary: bool = typer.Option(
+         format: FormatOpt = None, arch: ArchOpt = None, summary: bool = Option(
              False, "--summary", help="per type of VMA: count, size, pages, share")) -> None:
     """Memory maps of every process (or --pid), with the pages the image holds."""
     if summary:
@@ -93,7 +92,7 @@ def files(image: ImageArg, pid: PidOpt = None, json: JsonOpt = False,
     _listing(image, format, arch, json, lambda img: views.files(img, pid), FILES_COLUMNS, pid)
 
 
-def show(image: ImageArg, records: bool = typer.Option(
+def show(image: ImageArg, records: bool = Option(
              False, "--records", help="list every record with offset, type and length"),
          pid: PidOpt = None,
          json: JsonOpt = False, format: FormatOpt = None, arch: ArchOpt = None) -> None:
@@ -205,8 +204,8 @@ def versions(json: JsonOpt = False) -> None:
                "native": lambda n: "native" if n else ""})
 
 
-def register(app: typer.Typer) -> None:
+def register(app) -> None:
     from ._several import several
     for fn in (info, show, ps, maps, files):
-        app.command()(several(handled(fn)))
-    app.command()(handled(versions))
+        command(app, several(handled(fn)))
+    command(app, handled(versions))

@@ -5,7 +5,6 @@ import re
 import sys
 from typing import Annotated, Optional
 
-import typer
 
 from .. import mem as M
 from ..errors import UsageError
@@ -13,7 +12,7 @@ from ..reader import open_image
 from ._errors import handled
 from ._image import load
 from ._output import emit_json, err, record_progress, table
-from ._params import ArchOpt, FormatOpt, ImageArg, JsonOpt, PidOpt
+from ._params import Argument, ArchOpt, FormatOpt, ImageArg, JsonOpt, Option, PidOpt, command
 
 # How many bytes `mem IMG ADDR` shows without LEN.
 DEFAULT_LEN = 256
@@ -44,31 +43,31 @@ def _range(text: str) -> tuple[int, int]:
 
 
 def mem(image: ImageArg,
-        addr: Annotated[Optional[str], typer.Argument(
+        addr: Annotated[Optional[str], Argument(
             help="address to show (0x hex); LEN bytes from it", metavar="[ADDR]")] = None,
-        length: Annotated[Optional[str], typer.Argument(
+        length: Annotated[Optional[str], Argument(
             help=f"bytes to show (default {DEFAULT_LEN}; k/M suffixes)", metavar="[LEN]")] = None,
         pid: PidOpt = None,
-        vma: Annotated[Optional[str], typer.Option(
+        vma: Annotated[Optional[str], Option(
             "--vma", help="show whole VMAs: index as `maps` lists it, path, basename or "
                           "[heap]/[stack]")] = None,
-        range_: Annotated[Optional[str], typer.Option(
+        range_: Annotated[Optional[str], Option(
             "--range", help="show START-END", metavar="A-B")] = None,
-        raw: Annotated[bool, typer.Option(
+        raw: Annotated[bool, Option(
             "--raw", help="the bytes themselves (holes as zeros, named on stderr)")] = False,
-        search: Annotated[Optional[str], typer.Option(
+        search: Annotated[Optional[str], Option(
             "--search", help="find bytes: hex (0xdeadbeef, 'de ad be ef'), a string, or a "
                              "regular expression with --regex", metavar="PATTERN")] = None,
-        regex: Annotated[bool, typer.Option("--regex", help="PATTERN is a regex")] = False,
-        strings: Annotated[bool, typer.Option(
+        regex: Annotated[bool, Option("--regex", help="PATTERN is a regex")] = False,
+        strings: Annotated[bool, Option(
             "--strings", help="printable strings, like strings(1)")] = False,
-        min_len: Annotated[int, typer.Option("--min", help="shortest string")] = 4,
-        perms: Annotated[Optional[str], typer.Option(
+        min_len: Annotated[int, Option("--min", help="shortest string")] = 4,
+        perms: Annotated[Optional[str], Option(
             "--perms", help="only VMAs with these permissions (rw-: readable, writable, "
                             "not executable)")] = None,
-        kind: Annotated[Optional[str], typer.Option(
+        kind: Annotated[Optional[str], Option(
             "--type", help="only VMAs of these kinds: anon,file,stack,heap,shm,vdso")] = None,
-        path: Annotated[Optional[str], typer.Option(
+        path: Annotated[Optional[str], Option(
             "--path", help="only VMAs whose path matches this glob")] = None,
         json: JsonOpt = False, format: FormatOpt = None, arch: ArchOpt = None) -> None:
     """Process memory from the image: hexdump of ADDR [LEN], --vma or --range; --search;
@@ -160,5 +159,5 @@ def _size(n: int) -> str:
     return str(n)
 
 
-def register(app: typer.Typer) -> None:
-    app.command()(handled(mem))
+def register(app) -> None:
+    command(app, handled(mem))

@@ -15,15 +15,14 @@ import subprocess
 import sys
 from typing import Annotated
 
-import typer
 
 from .. import engine
 from ..errors import UsageError
 from ..reader import ImageReader
-from ._errors import EXIT_INVALID, fail, handled
-from ._params import FormatOpt
+from ._errors import EXIT_INVALID, Exit, fail, handled
+from ._params import Argument, FormatOpt, Option, command
 
-RestoreImageArg = Annotated[str, typer.Argument(
+RestoreImageArg = Annotated[str, Argument(
     help="image file, '-' = stdin (a pipe from 'imgtools dump PID -o -' migrates live)",
     metavar="IMG")]
 TARGET = "v23"
@@ -85,25 +84,25 @@ def _run_fed(cmd: list[str], feed) -> int:
 
 @handled
 def restore(image: RestoreImageArg = "-",
-            pidns: Annotated[bool, typer.Option(
+            pidns: Annotated[bool, Option(
                 "--pidns/--no-pidns",
                 help="restore into a new pid namespace where every task has its original pid "
                      "(default); --no-pidns: original pids in this namespace, refused if taken")]
             = True,
-            detach: Annotated[bool, typer.Option(
+            detach: Annotated[bool, Option(
                 "--detach", help="return once the tree runs; print the root's pid (as seen "
                                  "here) alone on the last line of stdout")] = False,
-            stopped: Annotated[bool, typer.Option(
+            stopped: Annotated[bool, Option(
                 "--stopped", help="leave every task stopped (SIGSTOP), for a debugger")] = False,
-            shell_job: Annotated[bool, typer.Option(
+            shell_job: Annotated[bool, Option(
                 "--shell-job", help="a job of a shell: the tree joins the caller's session, "
                                     "its descriptors on an outside terminal become the "
                                     "caller's terminal, its foreground job the caller's "
                                     "foreground")] = False,
-            allow_changed_files: Annotated[bool, typer.Option(
+            allow_changed_files: Annotated[bool, Option(
                 "--allow-changed-files", help="reopen files whose size or mtime changed "
                                               "since the dump (refused by default)")] = False,
-            tcp_close: Annotated[bool, typer.Option(
+            tcp_close: Annotated[bool, Option(
                 "--tcp-close", help="restore a TCP connection whose peer is gone closed (the "
                                     "program's next read or write fails) instead of refusing "
                                     "the image")] = False,
@@ -150,8 +149,8 @@ def restore(image: RestoreImageArg = "-",
                                f"lose {e.report.loss_count} item(s); see 'imgtools convert "
                                f"--to {TARGET}'", EXIT_INVALID) from None
     code = _run_fed(cmd, feed)
-    raise typer.Exit(code)
+    raise Exit(code)
 
 
-def register(app: typer.Typer) -> None:
-    app.command()(restore)
+def register(app) -> None:
+    command(app, restore)
