@@ -163,6 +163,13 @@ class Record:
         return self.offset + self.header_size
 
     @property
+    def read_offset(self) -> int:
+        """The stream offset of the next payload byte a read returns."""
+        if self.payload is not None:
+            return self.payload_offset + self._cur
+        return self.offset + self.len - self._left
+
+    @property
     def streamed(self) -> bool:
         return self.payload is None
 
