@@ -89,6 +89,10 @@ class Layout:
         if self.spool_fd is None:
             self.spool_fd, name = tempfile.mkstemp(prefix="imgtools-spool-")
             os.unlink(name)
+        off, left = rec.read_offset, rec.offset + rec.len - rec.read_offset
+        if rec.splice_to(self.spool_fd, left, off):
+            self._keep(off, left, self.spool_fd, off)
+            return
         for off, view in self._chunks(rec):
             _pwrite_all(self.spool_fd, view, off)
             self._keep(off, len(view), self.spool_fd, off)
@@ -103,6 +107,12 @@ class Layout:
             return
         start = rec.read_offset
         r = 0
+        while r < len(runs) and rec.splice_to(self.out, runs[r][1],
+                                              self.base + runs[r][2]):
+            at, n, dest = runs[r]               # moved by the kernel, pipe to file
+            self._keep(start + at, n, self.out_rd, self.base + dest)
+            self.placed += n
+            r += 1
         for off, view in self._chunks(rec):
             lo, hi = off - start, off - start + len(view)
             while lo < hi:
