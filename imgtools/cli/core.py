@@ -232,9 +232,9 @@ def to_core(image: ImageArg,
     follow it (gdb and readelf read such cores); only what must be seen twice goes
     to a temporary file in $TMPDIR: the FPU state, memfd contents and the pages of
     the image's other processes (a shared mapping may borrow them). Into a pipe, or
-    with --all or --gdb-script, the image is first copied to a temporary file in
-    $TMPDIR (splice from a pipe): there the notes come first, and they and the
-    program headers depend on records that follow the page data.
+    with --all, --gdb-script or -o DIR, the image is first copied to a temporary
+    file in $TMPDIR (splice from a pipe): there the notes come first, and they and
+    the program headers depend on records that follow the page data.
     """
     _check_layout(xstate_layout)
     if all_ and pid is not None:
