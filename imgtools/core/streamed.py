@@ -70,7 +70,7 @@ class Layout:
         if k and k[-1][0] + k[-1][1] == img_off and k[-1][2] == fd and \
                 k[-1][3] + k[-1][1] == off:
             last = k[-1]
-            k[-1] = (last[0], last[1] + n, fd, off - last[1])
+            k[-1] = (last[0], last[1] + n, fd, last[3])
             return
         k.append((img_off, n, fd, off))
         self._starts.append(img_off)
