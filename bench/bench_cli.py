@@ -15,7 +15,11 @@ median CPU time, the median ratio to its baseline and the largest peak RSS):
 - tables: maps on 20,000 VMAs, ps/show on 10,000 tasks, files/show on 40,000 fds
   (target: under 2 s each).
 - convert / core: to a file against ``cat IMG > FILE``, to stdout (``| cat``) against
-  ``cat IMG | cat``, from a pipe to a pipe against ``cat IMG | cat | cat``.
+  ``cat IMG | cat``, from a pipe to a pipe against ``cat IMG | cat | cat``, from a pipe
+  to a file against ``cat IMG | cat > FILE``. Every run starts without the last run's
+  output and after a sync (both untimed): otherwise a run pays for the writeback of the
+  gigabytes the run before it left dirty (cat's O_TRUNC drops them at once; ``-o``
+  keeps the old file until the new one replaces it).
 
 Targets: start-up <= 0.14 s; convert/to-core to a file <= 1.15x, through pipes <= 1.2x;
 check/info/show <= 1.1x cat (or independent of the page data); tables <= 2 s; peak RSS
@@ -47,8 +51,9 @@ TARGET = "v21"
 
 
 def run_group(title: str, cases: list[tuple[str, str, str | None]], runs: int,
-              target: str = "") -> None:
-    """cases: (label, command, baseline command or None); runs interleaved."""
+              target: str = "", before: str | None = None) -> None:
+    """cases: (label, command, baseline command or None); runs interleaved. ``before``:
+    a shell command run (untimed) before every run."""
     print(f"\n## {title}" + (f"  (target: {target})" if target else ""))
     times: dict[str, list[float]] = {}
     cpu: dict[str, list[float]] = {}
@@ -60,6 +65,8 @@ def run_group(title: str, cases: list[tuple[str, str, str | None]], runs: int,
             cmds.append((base, base))
     for _ in range(runs):
         for key, cmd in cmds:
+            if before:
+                subprocess.run(["bash", "-c", before], check=True)
             dt, c, kib = timed_cpu(cmd)
             times.setdefault(key, []).append(dt)
             cpu.setdefault(key, []).append(c)
@@ -146,7 +153,8 @@ def main() -> None:
                  f"cat {img} | cat | cat > /dev/null"),
                 (f"cat | {group} - -o FILE", f"cat {img} | {IMGTOOLS} {p} -o {out}",
                  f"cat {img} | cat > {out}"),
-            ], a.runs, "<= 1.15x to a file, <= 1.2x through pipes")
+            ], a.runs, "<= 1.15x to a file, <= 1.2x through pipes",
+                before=f"rm -f {out}; sync")
     subprocess.run(["rm", "-rf", str(work)])
 
 

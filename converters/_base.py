@@ -69,6 +69,14 @@ class SourceBody(Body):
             raise RuntimeError(f"payload of record at {self.rec.offset} was skipped before it "
                                f"was copied ({n} of {self.size} bytes)")
 
+    def splice_to(self, fd: int) -> bool:
+        """Move the whole payload into ``fd`` by splice(2) when it is read from a pipe
+        (it then counts as read); False, with nothing read, otherwise."""
+        if self.used or self.fd is not None or not self.rec.splice_to(fd, self.size):
+            return False
+        self.used = True
+        return True
+
     def reference(self) -> FileBody | None:
         """The payload as a region of the input file (None on a pipe)."""
         if self.fd is None or self.used:

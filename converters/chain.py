@@ -152,6 +152,7 @@ class Sink:
         self.records = 0
         self.discard = False
         self._copier = None         # kernel copies of payloads lying in the input file
+        self._grown = False         # the output pipe asked to hold 1 MiB
 
     def put(self, rec: Rec) -> None:
         if self.discard:
@@ -185,7 +186,7 @@ class Sink:
             return False
         region = body.region()
         if region is None:
-            return False
+            return self._splice(body)
         fd, offset = region
         self.w.out.flush()
         if self._copier is None or self._copier.src != fd:
@@ -201,6 +202,27 @@ class Sink:
                     del c
                 return True
         self._copier.copy(offset, body.size, None)
+        self.w.skip(body.size)
+        return True
+
+
+    def _splice(self, body) -> bool:
+        """A payload read from a pipe, moved into the output by splice(2) (no copy
+        through user space); False if it cannot be."""
+        if self._copier is False or not hasattr(body, "splice_to"):
+            return False
+        try:
+            fd = self.w.out.fileno()
+        except (AttributeError, OSError, ValueError):
+            self._copier = False
+            return False
+        self.w.out.flush()
+        if not self._grown:
+            from imgtools.stream import grow_pipe
+            grow_pipe(fd)               # (into a pipe: 1 MiB per splice, not 64 KiB)
+            self._grown = True
+        if not body.splice_to(fd):
+            return False
         self.w.skip(body.size)
         return True
 

@@ -595,8 +595,9 @@ _FILE_COMMON = frozenset(("f_type", "f_mode", "f_flags", "f_credref", "f_pos", "
                           "f_secref"))
 
 
-def build_model(reader: ImageReader, on_record=None) -> Image:
+def build_model(reader: ImageReader, on_record=None, builder=Builder) -> Image:
+    """``builder``: Builder or a subclass that also acts on the records as they pass."""
     try:
-        return Builder(reader, on_record).run()
+        return builder(reader, on_record).run()
     except PayloadError as e:   # parse errors are wrapped in reader.parse; belt and braces
         raise SchemaError(str(e)) from None

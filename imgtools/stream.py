@@ -10,6 +10,7 @@ chunks on pipes) before the next header is read.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import io
 import os
@@ -39,6 +40,7 @@ class Source:
         self.name = name
         self.pos = 0
         self._scratch = None
+        self._pipe: int | None = None       # the pipe's descriptor, for splice(2)
         try:
             st = os.fstat(f.fileno())
             self.seekable = stat.S_ISREG(st.st_mode)
@@ -47,6 +49,8 @@ class Source:
                 self.pos = f.tell()
             elif stat.S_ISFIFO(st.st_mode):
                 grow_pipe(f.fileno())
+                if hasattr(os, "splice") and isinstance(f, io.BufferedReader):
+                    self._pipe = f.fileno()
         except (AttributeError, OSError, io.UnsupportedOperation):
             self.seekable = bool(getattr(f, "seekable", lambda: False)())
             self.size = None
@@ -122,6 +126,50 @@ class Source:
                                    f"after {done}", offset=start)
             done += got
             self.pos += got
+
+    def splice_to(self, out_fd: int, n: int, offset: int | None = None) -> bool:
+        """Move the next ``n`` bytes into ``out_fd`` (at ``offset``, else at its file
+        position) with splice(2): no copy through user space. False, with nothing read,
+        when the source is not a pipe. What the buffered reader already holds goes
+        first; an output splice cannot write (EINVAL) gets the rest by read and write."""
+        if self._pipe is None or n <= 0:
+            return n <= 0
+        start = self.pos
+        held = self.f.peek(1)[:n]           # (one read into the buffer if it was empty)
+        if held:
+            self.f.read(len(held))
+            self._put(out_fd, held, offset)
+            self.pos += len(held)
+            if offset is not None:
+                offset += len(held)
+        left = n - len(held)
+        while left:
+            try:
+                got = os.splice(self._pipe, out_fd, min(left, 1 << 30), None, offset)
+            except OSError as e:
+                if e.errno not in (errno.EINVAL, errno.ENOSYS):
+                    raise
+                self._pipe = None           # (this output cannot be spliced into)
+                data = self.read_exact(left, f"{n} bytes at {start}")
+                self._put(out_fd, data, offset)
+                return True
+            if not got:
+                raise FramingError(f"truncated: {n} bytes needed, stream ends after "
+                                   f"{n - left}", offset=start)
+            self.pos += got
+            left -= got
+            if offset is not None:
+                offset += got
+        return True
+
+    @staticmethod
+    def _put(fd: int, data: bytes, offset: int | None) -> None:
+        view = memoryview(data)
+        while view:
+            k = os.write(fd, view) if offset is None else os.pwrite(fd, view, offset)
+            view = view[k:]
+            if offset is not None:
+                offset += k
 
     def remaining(self) -> int | None:
         return None if self.size is None else self.size - self.pos
@@ -250,6 +298,13 @@ class Record:
         return self.offset + self.header_size
 
     @property
+    def read_offset(self) -> int:
+        """The stream offset of the next payload byte a read returns."""
+        if self.payload is not None:
+            return self.payload_offset + self._cur
+        return self.offset + self.len - self._left
+
+    @property
     def streamed(self) -> bool:
         return self.payload is None
 
@@ -298,6 +353,16 @@ class Record:
             self._src.readinto_exact(view[:n], f"record at {self.offset}")
             self._left -= n
             yield buf, 0, n
+
+    def splice_to(self, out_fd: int, n: int, offset: int | None = None) -> bool:
+        """The next ``n`` payload bytes into ``out_fd`` by splice(2) (Source.splice_to);
+        False, with nothing read, when the payload is not read from a pipe."""
+        if self.payload is not None or n > self._left:
+            return False
+        if not self._src.splice_to(out_fd, n, offset):
+            return False
+        self._left -= n
+        return True
 
     def copy_to(self, write: Callable[[bytes], object]) -> None:
         for c in self.chunks():

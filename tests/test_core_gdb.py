@@ -268,6 +268,24 @@ def test_no_xstate_warning(answers):
     assert "Failed to read a valid object file" not in text     # no zero-filled vDSO
 
 
+def test_core_streamed_from_a_pipe_answers_the_same(answers, cores):
+    """to-core - -o FILE with the image on a pipe writes the page data as it arrives and
+    the program headers and notes after it: gdb loads it and answers every question as
+    for the core made from the file, with no other load messages."""
+    name, p, a, _, a_text, img = answers
+    _, _, ours, _, _ = cores
+    streamed = ours.with_suffix(".streamed.core")
+    r = subprocess.run([sys.executable, "-m", "imgtools", "to-core", "-", "-o", str(streamed)],
+                       input=img.read_bytes(), capture_output=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    with open(streamed, "rb") as f:
+        head = f.read(64)
+    assert int.from_bytes(head[32:40], "little") > 4096      # e_phoff: after the data
+    s, s_text = _gdb(p.exe, streamed, COMMON + VARS[name])
+    assert s == a
+    assert s_text.replace(str(streamed), str(ours)) == a_text
+
+
 def test_debug_command_runs_gdb(cores):
     """imgtools debug: temporary core, executable from the image, gdb in batch mode."""
     name, p, _, _, img = cores

@@ -32,6 +32,8 @@ XstateOpt = Annotated[str, Option(
                             "misreads where the CPU's layout is not Intel's (AMD)",
     metavar="gdb|native")]
 SPOOL_CHUNK = 1 << 20
+NO_TAIL = ("the image ends without its TAIL record (truncated?): the core holds what the "
+           "image holds")
 
 
 @contextmanager
@@ -106,24 +108,82 @@ def _check_layout(xstate_layout: str) -> None:
 @contextmanager
 def _plans(image: str, format: str | None, arch: str | None):
     """Yields (model, make_plan(pid, layout), page source fd)."""
-    from ..core import UnsupportedImage, plan_core    # here: start-up reads no format
     with _image_file(image) as path, load(path, format, arch) as (_, img):
         if not img.tail:
-            _warn("the image ends without its TAIL record (truncated?): the core holds what "
-                  "the image holds")
+            _warn(NO_TAIL)
         try:
             src = os.open(path, os.O_RDONLY)
         except OSError as e:
             raise UsageError(f"cannot open {path}: {e.strerror}") from None
         try:
-            def make(pid, layout):
-                try:
-                    return plan_core(img, lambda off, n: os.pread(src, n, off), pid, layout)
-                except UnsupportedImage as e:
-                    raise fail(f"cannot make a core: {e}", EXIT_INVALID) from None
-            yield img, make, src
+            yield img, lambda pid, layout: _plan(img, lambda off, n: os.pread(src, n, off),
+                                                 pid, layout), src
         finally:
             os.close(src)
+
+
+def _plan(img, read_at, pid: int | None, layout: str) -> CorePlan:
+    from ..core import UnsupportedImage, plan_core
+    try:
+        return plan_core(img, read_at, pid, layout)
+    except UnsupportedImage as e:
+        raise fail(f"cannot make a core: {e}", EXIT_INVALID) from None
+
+
+def _streams(image: str, output: str | None) -> bool:
+    """Whether the core is written as the image is read (``core.streamed``): the input
+    cannot be read twice (stdin, a compressed image) and the output is a regular file,
+    which can be written out of order."""
+    if image != "-":
+        from ..stream import open_input
+        src, _ = open_input(image)
+        seekable = src.seekable()
+        src.close()
+        if seekable:
+            return False
+    if output in (None, "-"):
+        try:
+            st = os.fstat(sys.stdout.fileno())
+            return stat.S_ISREG(st.st_mode) and \
+                not fcntl.fcntl(sys.stdout.fileno(), fcntl.F_GETFL) & os.O_APPEND
+        except (OSError, ValueError, AttributeError):
+            return False
+    try:
+        return stat.S_ISREG(os.stat(output).st_mode)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+
+
+def _streamed(image: str, output: str | None, pid: int | None, xstate_layout: str,
+              format: str | None, arch: str | None) -> CorePlan:
+    """The core of a stream, written as it is read (see ``core.streamed``)."""
+    from functools import partial
+
+    from ..build import build_model
+    from ..core.streamed import Layout, StreamingBuilder
+    from ..reader import open_image
+    from ._output import record_progress
+    with open_image(image, format, arch) as reader, \
+            private_binary_output(output, inputs=(image,)) as out:
+        out.flush()
+        fd = out.fileno()
+        layout = Layout(fd, os.lseek(fd, 0, os.SEEK_CUR))
+        try:
+            with record_progress(reader) as on_record:
+                img = build_model(reader, on_record,
+                                  partial(StreamingBuilder, layout=layout, pid=pid))
+            if not img.tail:
+                _warn(NO_TAIL)
+            plan = _plan(img, layout.read_at, pid, xstate_layout)
+            for w in plan.warnings:
+                _warn(w)
+            with progress(f"core of {plan.pid}", None) as advance:
+                layout.finish(plan, advance)
+        finally:
+            layout.close()
+    return plan
 
 
 def _write(plan: CorePlan, src: int, out) -> int:
@@ -165,9 +225,15 @@ def to_core(image: ImageArg,
     other reader of the pipe gets the core itself. For gdb at a prompt: 'imgtools
     debug IMG'.
 
-    IMG '-' (stdin) is copied to a temporary file in $TMPDIR first (splice from a
-    pipe): the core's notes come before its page data, but in the image the
-    registers follow the pages, so the page data has to be seen twice.
+    IMG '-' (stdin) and compressed images are read once. Into a regular file (-o
+    FILE, or stdout redirected to one) the core is written as the image streams in:
+    the page data goes to its place as it arrives, the program headers and notes
+    follow it (gdb and readelf read such cores); only what must be seen twice goes
+    to a temporary file in $TMPDIR: the FPU state, memfd contents and the pages of
+    the image's other processes (a shared mapping may borrow them). Into a pipe, or
+    with --all, --gdb-script or -o DIR, the image is first copied to a temporary
+    file in $TMPDIR (splice from a pipe): there the notes come first, and they and
+    the program headers depend on records that follow the page data.
     """
     _check_layout(xstate_layout)
     if all_ and pid is not None:
@@ -183,6 +249,12 @@ def to_core(image: ImageArg,
     if not all_ and to_stdout and not gdb_script and _stdout_is_terminal():
         raise UsageError("refusing to write a core to a terminal: use -o FILE or a pipe "
                          "(to open it in gdb: imgtools debug IMG)")
+    if not all_ and not gdb_script and not (output and os.path.isdir(output)) \
+            and _streams(image, output):
+        plan = _streamed(image, output, pid, xstate_layout, format, arch)
+        if not to_stdout:
+            _summary(output, plan)
+        return
     with _plans(image, format, arch) as (img, make, src):
         if all_:
             try:

@@ -113,19 +113,25 @@ class CorePlan:
 
     def head(self) -> bytes:
         """ELF header, program headers and notes (everything before the first page)."""
+        head = self.elf_header(EHDR.size) + self.program_headers() + self.notes
+        return head + bytes(self.data_offset - len(head))
+
+    def elf_header(self, phoff: int) -> bytes:
+        """The ELF header, its program headers at file offset ``phoff``."""
         n = self.phnum
         extnum = n >= PN_XNUM
         shoff = self.size - SHDR.size if extnum else 0
         ident = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
-        parts = [EHDR.pack(ident, ET_CORE, EM_X86_64, 1, 0, EHDR.size, shoff, 0, EHDR.size,
-                           PHDR.size, PN_XNUM if extnum else n, SHDR.size if extnum else 0,
-                           1 if extnum else 0, 0),
-                 PHDR.pack(PT_NOTE, 0, self.note_offset, 0, 0, len(self.notes), 0, 4)]
+        return EHDR.pack(ident, ET_CORE, EM_X86_64, 1, 0, phoff, shoff, 0, EHDR.size,
+                         PHDR.size, PN_XNUM if extnum else n, SHDR.size if extnum else 0,
+                         1 if extnum else 0, 0)
+
+    def program_headers(self) -> bytes:
+        """PT_NOTE, then one PT_LOAD per segment in address order."""
+        parts = [PHDR.pack(PT_NOTE, 0, self.note_offset, 0, 0, len(self.notes), 0, 4)]
         parts += [PHDR.pack(PT_LOAD, s.flags, s.offset, s.vaddr, 0, s.filesz, s.memsz, PAGE)
                   for s in self.segments]
-        parts.append(self.notes)
-        head = b"".join(parts)
-        return head + bytes(self.data_offset - len(head))
+        return b"".join(parts)
 
     def tail(self) -> bytes:
         """The section header that holds the real segment count when there are 0xffff
@@ -279,6 +285,12 @@ def _shared_pages(img: Image) -> dict[int, list[Vma]]:
     return out
 
 
+def is_file_like(v: Vma) -> bool:
+    """Whether a VMA's core segments hold only the pages the image holds (the rest is
+    the file's, read from NT_FILE), rather than the whole VMA with zeros between."""
+    return v.vma_type in FILE_TYPES or bool(v.vma_type not in ANON_TYPES and v.file_ref)
+
+
 def _vma_segments(img: Image, v: Vma, shared: dict[int, list[Vma]],
                   warnings: list[str]) -> list[Segment]:
     flags = _pflags(v.vm_flags)
@@ -293,7 +305,7 @@ def _vma_segments(img: Image, v: Vma, shared: dict[int, list[Vma]],
     holders = shared.get(v.ino_ref, []) if v.vma_type == "shm_anon" else []
     if holders and holders != [v]:
         runs = _borrowed(v, [v, *holders] if runs else holders)
-    file_like = v.vma_type in FILE_TYPES or (v.vma_type not in ANON_TYPES and v.file_ref)
+    file_like = is_file_like(v)
     if not runs:
         if v.vma_type == "vdso":
             return []       # never saved: a segment would make gdb parse zeros as the vDSO
