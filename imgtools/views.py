@@ -56,7 +56,7 @@ def state(t: Task) -> str:
         return "?"          # announced in the tree, no TASK record
     if t.zombie:
         return "Z"
-    return task_state(t.fields.get("state", 0))[1]
+    return task_state(t.state)[1]
 
 
 def ps(img: Image) -> list[dict]:
@@ -277,21 +277,34 @@ def _cap(c: dict, which: str) -> int:
 
 def signals(img: Image, t: Task) -> dict:
     sh = img.get(t.obj("sighand"), "sighand") or {}
+    sig = img.get(t.obj("signal"), "signal")
+    return {"handlers": dict(_handlers(sh)), "blocked": sigset(t.blocked),
+            "pending": sigset(t.pending_mask),
+            "shared_pending": sigset(sig.shared_mask) if sig else []}
+
+
+def _handlers(sh: dict) -> dict:
+    """Signal name -> handler of a SIGHAND record; the last one's kept, as the tasks of
+    a process (and often its children) share one SIGHAND: 64 actions read once."""
+    global _last_handlers
+    if _last_handlers[0] is sh:
+        return _last_handlers[1]
     handlers = {}
     for i, a in enumerate(sh.get("action", [])):
         h = a["_sa_handler"]
         if h:
             handlers[SIGNALS.get(i + 1, str(i + 1))] = "ignore" if h == 1 else f"{h:#x}"
-    sig = img.get(t.obj("signal"), "signal")
-    return {"handlers": handlers, "blocked": sigset(t.blocked),
-            "pending": sigset(t.pending_mask),
-            "shared_pending": sigset(sig.shared_mask) if sig else []}
+    _last_handlers = (sh, handlers)     # holding the record: its id cannot be reused
+    return handlers
+
+
+_last_handlers: tuple = (None, {})
 
 
 def task_detail(img: Image, t: Task) -> dict:
-    regs = None
-    if t.regs and "ip" in t.regs:
-        regs = {k: t.regs[k] for k in ("ip", "sp", "ax", "bp", "flags", "fs", "gs")}
+    all_regs = t.regs                   # parsed on each read: read once
+    regs = {k: all_regs[k] for k in ("ip", "sp", "ax", "bp", "flags", "fs", "gs")} \
+        if all_regs and "ip" in all_regs else None
     return {"pid": t.pid, "comm": t.comm, "state": state(t), "offset": t.offset,
             "fields": t.fields, "creds": creds(img, t), "regs": regs,
             "fpu_bytes": t.fpu_size, "signals": signals(img, t) if not t.zombie else None}
