@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+from typing import Iterator
 
 from .model import Image, Task, Vma, task_state
 
@@ -60,11 +61,17 @@ def state(t: Task) -> str:
 
 
 def ps(img: Image) -> list[dict]:
+    return list(iter_ps(img))
+
+
+def iter_ps(img: Image) -> Iterator[dict]:
+    """The rows of ``ps``, made as they are asked for (a listing holds none of them)."""
     counts = img.thread_counts()
-    return [{"pid": t.pid, "ppid": t.ppid, "tgid": t.tgid, "pgid": t.pgid, "sid": t.sid,
-             "comm": t.comm, "state": state(t), "thread": t.is_thread,
-             "threads": None if t.is_thread else counts.get(t.pid, 0)}
-            for t in img.tasks]
+    for t in img.tasks:
+        thread = t.is_thread
+        yield {"pid": t.pid, "ppid": t.ppid, "tgid": t.tgid, "pgid": t.pgid, "sid": t.sid,
+               "comm": t.comm, "state": state(t), "thread": thread,
+               "threads": None if thread else counts.get(t.pid, 0)}
 
 
 def perms(v: Vma) -> str:
@@ -126,39 +133,61 @@ def _selected(img: Image, pid: int | None) -> list[Task]:
 
 
 def maps(img: Image, pid: int | None = None) -> list[dict]:
-    rows = []
+    return list(iter_maps(img, pid))
+
+
+def iter_maps(img: Image, pid: int | None = None) -> Iterator[dict]:
     for t in _selected(img, pid):
-        mm = mm_of(img, t)
-        if mm is None:
-            continue
-        for v in mm.vmas:
-            rows.append({"pid": t.pid, "start": v.start, "end": v.end, "perms": perms(v),
-                         "pgoff": v.pgoff * 4096, "path": vma_path(img, mm, v),
-                         "pages": v.pages, "type": v.vma_type, "vm_flags": v.vm_flags})
-    return rows
+        yield from task_maps(img, t)
+
+
+def selected_by_pid(img: Image, pid: int | None = None) -> dict[int, list[Task]]:
+    """pid -> the tasks ``maps`` and ``files`` list under it (one pass)."""
+    by: dict[int, list[Task]] = {}
+    for t in _selected(img, pid):
+        by.setdefault(t.pid, []).append(t)
+    return by
+
+
+def task_maps(img: Image, t: Task) -> Iterator[dict]:
+    """The ``maps`` rows of one task, made as they are asked for."""
+    mm = mm_of(img, t)
+    if mm is None:
+        return
+    for v in mm.vmas:
+        yield {"pid": t.pid, "start": v.start, "end": v.end, "perms": perms(v),
+               "pgoff": v.pgoff * 4096, "path": vma_path(img, mm, v),
+               "pages": v.pages, "type": v.vma_type, "vm_flags": v.vm_flags}
 
 
 def files(img: Image, pid: int | None = None) -> list[dict]:
-    rows = []
+    return list(iter_files(img, pid))
+
+
+def iter_files(img: Image, pid: int | None = None) -> Iterator[dict]:
     for t in _selected(img, pid):
-        table = img.get(t.obj("files"), "file_table")
-        if table is None:
-            continue
-        for fd in table.fds:
-            f = img.get(fd.file_ref, "file")
-            row = {"pid": t.pid, "fd": fd.fd, "objref": fd.file_ref,
-                   "cloexec": fd.close_on_exec}
-            if f is None:
-                row.update(type="?", path=None, flags=None, pos=None, pipe=None,
-                           pipe_bytes=None)
-            else:
-                pipe = img.get(f.pipe_ref, "inode") if f.pipe_ref else None
-                row.update(type=f.f_type, path=describe_file(img, f), flags=f.f_flags,
-                           pos=f.f_pos,
-                           pipe=f.pipe_ref or None,
-                           pipe_bytes=pipe.data_len if pipe is not None else None)
-            rows.append(row)
-    return rows
+        yield from task_files(img, t)
+
+
+def task_files(img: Image, t: Task) -> Iterator[dict]:
+    """The ``files`` rows of one task, made as they are asked for."""
+    table = img.get(t.obj("files"), "file_table")
+    if table is None:
+        return
+    for fd in table.fds:
+        f = img.get(fd.file_ref, "file")
+        row = {"pid": t.pid, "fd": fd.fd, "objref": fd.file_ref,
+               "cloexec": fd.close_on_exec}
+        if f is None:
+            row.update(type="?", path=None, flags=None, pos=None, pipe=None,
+                       pipe_bytes=None)
+        else:
+            pipe = img.get(f.pipe_ref, "inode") if f.pipe_ref else None
+            row.update(type=f.f_type, path=describe_file(img, f), flags=f.f_flags,
+                       pos=f.f_pos,
+                       pipe=f.pipe_ref or None,
+                       pipe_bytes=pipe.data_len if pipe is not None else None)
+        yield row
 
 
 SOCK_TYPES = {1: "stream", 2: "dgram", 3: "raw", 5: "seqpacket"}

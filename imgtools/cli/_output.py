@@ -58,6 +58,8 @@ def __getattr__(name: str):
 
 def _safe(text: str) -> str:
     """printable() line by line: a text of several lines stays several lines."""
+    if text.isprintable():
+        return text
     return "\n".join(printable(line) for line in text.split("\n"))
 
 
@@ -121,32 +123,38 @@ def table(rows: Iterable[dict], columns: list[tuple[str, str]], title: str | Non
     fmt = fmt or {}
     show_header = any(h for _, h in columns)
     formats = [(k, fmt.get(k, _cell)) for k, _ in columns]
-    cells = [[printable(f(row.get(k))) for k, f in formats] for row in rows]
-    if _drawn(sys.stdout) or not _plain_table(cells, columns, title, show_header):
+    cells = [[f(row.get(k)) for k, f in formats] for row in rows]
+    plain = all(_plain_text(row) for row in cells)     # (most tables: nothing to escape)
+    if not plain:
+        cells = [[printable(c) for c in row] for row in cells]
+    if _drawn(sys.stdout) or not plain or not _plain_table(cells, columns, title,
+                                                           show_header):
         _rich_table(cells, columns, title, show_header)
+
+
+def _plain_text(row: list[str]) -> bool:
+    """Whether the cells are printable ASCII: written as they are, padded, rich draws
+    them so too."""
+    text = "".join(row)
+    return text.isascii() and text.isprintable()
 
 
 def _plain_table(cells: list[list[str]], columns, title, show_header) -> bool:
     """The table rich draws with box=None, pad_edge=False at PLAIN_WIDTH columns, written
-    directly; False where rich would do more than pad (a wide character, a control
-    character, a line too long to fit), so that rich draws it as before."""
+    directly (cells of printable ASCII); False for a line too long to fit, so that rich
+    draws it as before."""
     heads = [h for _, h in columns]
     widths = [len(h) if show_header else 0 for h in heads]
-    for row in cells:
-        for i, c in enumerate(row):
-            if not (c.isascii() and c.isprintable()):
-                return False
-            if len(c) > widths[i]:
-                widths[i] = len(c)
+    if cells:
+        widths = [max(w, max(map(len, col))) for w, col in zip(widths, zip(*cells))]
     if sum(widths) + len(_GAP) * (len(widths) - 1) > PLAIN_WIDTH:
         return False
-    write = sys.stdout.write
-    if title:
-        write(title + "\n")
+    lines = [title] if title else []
     if show_header:
-        write(_GAP.join(h.ljust(w) for h, w in zip(heads, widths)) + "\n")
-    for row in cells:
-        write(_GAP.join(c.ljust(w) for c, w in zip(row, widths)) + "\n")
+        lines.append(_GAP.join(h.ljust(w) for h, w in zip(heads, widths)))
+    lines.extend(_GAP.join(c.ljust(w) for c, w in zip(row, widths)) for row in cells)
+    lines.append("")
+    sys.stdout.write("\n".join(lines))
     return True
 
 
