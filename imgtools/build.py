@@ -120,6 +120,7 @@ class Builder:
     def _run(self) -> Image:
         img = self.img
         reader, on_record = self.r, self.on_record
+        expect, pending = self.expect, self.pending     # (changed in place only)
         by_type: dict[int, tuple] = {}      # record type -> (name, handler, kind, value of)
         records = 0
         rec = None
@@ -129,13 +130,17 @@ class Builder:
                 how = by_type[rec.type] = self._how(rec)
             name, handler, kind, value_of = how
             records += 1
-            if self.expect:
+            if expect:
                 self._announced(rec, name)
             if handler is None:
                 img.opaque[name] = img.opaque.get(name, 0) + 1
             else:
                 value = value_of(rec) if value_of is not None else None
-                ref = self._bind(kind, rec) if kind else None
+                ref = None
+                if kind:                # the innermost pending OBJREF of its kind
+                    refs = pending.get(kind)
+                    if refs:
+                        ref = refs.pop()
                 handler(rec, value, ref)
             if on_record is not None:
                 on_record(rec)
@@ -199,11 +204,6 @@ class Builder:
                         raise RefError(f"fd {fd.fd}: fd_objref {fd.file_ref} names no file",
                                        offset=o.offset, record="FILE_TABLE")
 
-    def _bind(self, kind: str, rec: Record) -> int | None:
-        """The objref a just-read object record defines (innermost pending OBJREF)."""
-        refs = self.pending.get(kind)
-        return refs.pop() if refs else None
-
     def _define(self, ref: int | None, kind: str, value, rec: Record) -> None:
         if ref is None or ref in self.img.objects:
             return
@@ -215,7 +215,7 @@ class Builder:
 
     # -- head ---------------------------------------------------------------
     def on_header(self, rec, v, ref):
-        self.expect = [("uts", None)] * 3
+        self.expect[:] = [("uts", None)] * 3
 
     def on_header_arch(self, rec, v, ref):
         self.img.header_arch = plain(v)

@@ -143,6 +143,13 @@ def _plain_table(cells: list[list[str]], columns, title, show_header) -> bool:
     """The table rich draws with box=None, pad_edge=False at PLAIN_WIDTH columns, written
     directly (cells of printable ASCII); False for a line too long to fit, so that rich
     draws it as before."""
+    small = len(cells) <= _SAME_ROWS
+    if small:
+        key = (title, show_header, tuple(map(tuple, cells)))
+        same = _last_text.get(tuple(columns))
+        if same is not None and same[0] == key:
+            sys.stdout.write(same[1])
+            return True
     heads = [h for _, h in columns]
     widths = [len(h) if show_header else 0 for h in heads]
     if cells:
@@ -154,8 +161,17 @@ def _plain_table(cells: list[list[str]], columns, title, show_header) -> bool:
         lines.append(_GAP.join(h.ljust(w) for h, w in zip(heads, widths)))
     lines.extend(_GAP.join(c.ljust(w) for c, w in zip(row, widths)) for row in cells)
     lines.append("")
-    sys.stdout.write("\n".join(lines))
+    text = "\n".join(lines)
+    sys.stdout.write(text)
+    if small:
+        _last_text[tuple(columns)] = (key, text)
     return True
+
+
+# The last small plain table of each set of columns, as written: show prints a table of
+# maps and one of files per task, the same text again for tasks that share them.
+_SAME_ROWS = 16
+_last_text: dict[tuple, tuple] = {}
 
 
 def _rich_table(cells, columns, title, show_header) -> None:
