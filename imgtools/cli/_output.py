@@ -5,6 +5,7 @@ aligned as rich would align it, so a command that prints no terminal output neve
 imports rich (start-up) and a table of 20,000 rows costs no layout engine (issue 11)."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
@@ -159,18 +160,26 @@ def _plain_table(cells: list[list[str]], columns, title, show_header) -> bool:
     lines = [title] if title else []
     if show_header:
         lines.append(_GAP.join(h.ljust(w) for h, w in zip(heads, widths)))
-    lines.extend(_GAP.join(c.ljust(w) for c, w in zip(row, widths)) for row in cells)
-    lines.append("")
-    text = "\n".join(lines)
-    sys.stdout.write(text)
+    rows = (_GAP.join(c.ljust(w) for c, w in zip(row, widths)) for row in cells)
     if small:
+        text = "\n".join([*lines, *rows, ""])
+        sys.stdout.write(text)
         _last_text[tuple(columns)] = (key, text)
-    return True
+        return True
+    write = sys.stdout.write
+    while True:         # a large table in pieces: its text is never held whole
+        lines.extend(itertools.islice(rows, _PIECE_ROWS))
+        if not lines:
+            return True
+        lines.append("")
+        write("\n".join(lines))
+        lines = []
 
 
 # The last small plain table of each set of columns, as written: show prints a table of
 # maps and one of files per task, the same text again for tasks that share them.
 _SAME_ROWS = 16
+_PIECE_ROWS = 1024
 _last_text: dict[tuple, tuple] = {}
 
 
