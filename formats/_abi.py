@@ -14,7 +14,7 @@ import sys
 from itertools import islice
 from collections.abc import Mapping
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
     from construct import Construct, ConstructError, Container
@@ -122,10 +122,7 @@ class Abi:
 
     def parse(self, name: str, payload: bytes) -> Container:
         """Parse a payload; bytes past the struct are kept as ``_tail``."""
-        fast = self._fast.get(name, _UNSET)
-        if fast is _UNSET:
-            desc = self.tables["layouts"].get(name)
-            fast = self._fast[name] = None if desc is None else _Layout.described(desc)
+        fast = self._layout(name)
         if fast is not None:
             try:
                 value, used = fast.parse(payload)
@@ -146,6 +143,85 @@ class Abi:
         if tail:
             value["_tail"] = tail
         return value
+
+    def plain(self, name: str, payload: bytes) -> dict:
+        """The payload's public fields as a plain dict (no ``_`` fields, no tail): what
+        ``parse`` gives without its private keys, made by one unpack where the struct is
+        of fixed size (the hot path of the model builder: a record per task or fd)."""
+        fast = self._plain_of(name)
+        if fast is not None:
+            try:
+                return fast.parse(payload)
+            except Exception:   # noqa: BLE001 - construct parses it and says what is wrong
+                pass
+        return {k: v for k, v in self.parse(name, payload).items() if not k.startswith("_")}
+
+    def checker(self, name: str) -> Callable[[bytes], bytes]:
+        """``payload -> payload``, raising the PayloadError ``parse`` would raise (a
+        payload a fixed-size struct fits is checked by its length alone): for payloads
+        held unparsed."""
+        fast = self._plain_of(name)
+        plain = self.plain
+        size = fast.size if isinstance(fast, _Plain) else None
+
+        def checked(payload):
+            if size is None or len(payload) < size:
+                plain(name, payload)
+            return payload
+        return checked
+
+    def _plain_of(self, name: str):
+        fast = self._plain.get(name, _UNSET)
+        if fast is _UNSET:
+            layout = self._layout(name)
+            fast = self._plain[name] = _Plain.of(layout) if layout is not None else None
+        return fast
+
+    def getter(self, name: str, fields: tuple[str, ...],
+               missing: dict | None = None) -> Callable[[bytes], tuple]:
+        """``payload -> (values of fields)``: one unpack of just those scalar fields where
+        the struct is of fixed size, else through ``plain``; errors as ``parse`` raises
+        them. A field this version's struct lacks takes its value from ``missing``."""
+        missing = missing or {}
+        present = tuple(f for f in fields if f not in missing or self._has_field(name, f))
+        layout = self._layout(name)
+        fast = _Picker.of(layout, present) if layout is not None else None
+        if fast is None:
+            plain = self.plain
+
+            def get(payload):
+                d = plain(name, payload)
+                return tuple(d[f] for f in present)
+        else:
+            get = fast.get(functools.partial(self.plain, name))
+        if len(present) == len(fields):
+            return get
+        order = [present.index(f) if f in present else None for f in fields]
+        consts = [None if i is not None else missing[f] for f, i in zip(fields, order)]
+
+        def with_missing(payload):
+            values = get(payload)
+            return tuple(values[i] if i is not None else c for i, c in zip(order, consts))
+        return with_missing
+
+    @functools.cached_property
+    def _plain(self) -> dict:
+        return {}
+
+    def _layout(self, name: str) -> "_Layout | None":
+        fast = self._fast.get(name, _UNSET)
+        if fast is _UNSET:
+            desc = self.tables["layouts"].get(name)
+            fast = self._fast[name] = None if desc is None else _Layout.described(desc)
+        return fast
+
+    def _has_field(self, name: str, field: str) -> bool:
+        """Whether this version's struct of ``name`` has ``field`` (from its layout when
+        it has one: no construct needed)."""
+        layout = self._layout(name)
+        if layout is not None:
+            return field in layout.fields()
+        return any(sub.name == field for sub in self.structs[name].subcons)
 
     def build(self, name: str, value: dict) -> bytes:
         from construct import ConstructError
@@ -273,6 +349,10 @@ class _Layout:
         self.size = sum(seg.size for seg in self.segments) \
             if all(isinstance(seg, _Fixed) for seg in self.segments) else None
 
+    def fields(self) -> list[str]:
+        return [n for seg in self.segments
+                for n in (seg.names if isinstance(seg, _Fixed) else (seg.name,))]
+
     def parse(self, payload: bytes) -> tuple[Container, int]:
         obj = self.container()
         obj["_io"] = None           # (construct keeps its stream here; no reader uses it)
@@ -280,6 +360,111 @@ class _Layout:
         for seg in self.segments:
             off = seg.parse(payload, off, obj)
         return obj, off
+
+
+class _Plain:
+    """The public fields of a fixed-size struct as a dict: private fields (padding) are
+    skipped by the unpack itself ("x" codes), so nothing is filtered afterwards."""
+
+    def __init__(self, seg: "_Fixed"):
+        names, fmt, makes = [], [], []
+        for n, f, m in zip(seg.names, seg.fmt, seg.makes):
+            if n.startswith("_"):
+                fmt.append(f"{struct.calcsize('<' + f)}x")
+            else:
+                names.append(n)
+                fmt.append(f)
+                makes.append(m)
+        st = struct.Struct("<" + "".join(fmt))
+        self.size, self.unpack, self.names, self.makes = st.size, st.unpack_from, names, makes
+        if all(m is next for m in makes):
+            self.parse = self._flat
+
+    @classmethod
+    def of(cls, layout: "_Layout") -> "_Plain | _Segments":
+        if len(layout.segments) != 1 or not isinstance(layout.segments[0], _Fixed):
+            return _Segments(layout)
+        return cls(layout.segments[0])
+
+    def _flat(self, payload) -> dict:
+        if len(payload) < self.size:
+            raise ValueError("short")
+        return dict(zip(self.names, self.unpack(payload)))
+
+    def parse(self, payload) -> dict:
+        if len(payload) < self.size:
+            raise ValueError("short")
+        it = iter(self.unpack(payload))
+        return dict(zip(self.names, [m(it) for m in self.makes]))
+
+
+class _Segments:
+    """The public fields of a struct with data-dependent parts (counts, switches), parsed
+    into a dict segment by segment, the private fields dropped at the end."""
+
+    def __init__(self, layout: "_Layout"):
+        self.segments = layout.segments
+        self.private = [n for seg in layout.segments
+                        for n in (seg.names if isinstance(seg, _Fixed) else (seg.name,))
+                        if n.startswith("_")]
+
+    def parse(self, payload) -> dict:
+        obj: dict = {}
+        off = 0
+        for seg in self.segments:
+            off = seg.parse(payload, off, obj)
+        for n in self.private:
+            del obj[n]
+        return obj
+
+
+class _Picker:
+    """Some scalar fields of a fixed-size struct, unpacked at their offsets alone."""
+
+    def __init__(self, seg: "_Fixed", fields: tuple[str, ...]):
+        offsets, off = {}, 0
+        for n, f, m in zip(seg.names, seg.fmt, seg.makes):
+            offsets[n] = (off, f if m is next else None)
+            off += struct.calcsize("<" + f)
+        self.size = off
+        at = sorted(fields, key=lambda f: offsets[f][0])
+        fmt, pos = [], 0
+        for f in at:
+            o, code = offsets[f]
+            if code is None:
+                raise _Variable         # a nested struct or array: not a scalar
+            fmt.append(f"{o - pos}x{code}" if o > pos else code)
+            pos = o + struct.calcsize("<" + code)
+        self.unpack = struct.Struct("<" + "".join(fmt)).unpack_from
+        self.order = [at.index(f) for f in fields]
+        self.fields = fields
+
+    @classmethod
+    def of(cls, layout: "_Layout", fields: tuple[str, ...]) -> "_Picker | None":
+        if len(layout.segments) != 1 or not isinstance(layout.segments[0], _Fixed):
+            return None
+        try:
+            return cls(layout.segments[0], fields)
+        except (_Variable, KeyError):
+            return None
+
+    def get(self, plain: Callable[[bytes], dict]) -> Callable[[bytes], tuple]:
+        """The getter: a short payload goes to ``plain`` (which says what is wrong)."""
+        unpack, size, order, names = self.unpack, self.size, self.order, self.fields
+        reorder = None if order == sorted(order) else order
+
+        def get(payload):
+            if len(payload) < size:
+                d = plain(payload)
+                return tuple(d[f] for f in names)
+            values = unpack(payload)
+            return values if reorder is None else tuple(values[i] for i in reorder)
+        return get
+
+
+# Container.update is a Python loop over the pairs; dict's own is C (Container is a dict
+# that keeps dict's __setitem__, so the result is the same Container).
+_update = dict.update
 
 
 class _Variable(Exception):
@@ -397,6 +582,7 @@ def _maker(shape, container, listing):
 class _Fixed:
     def __init__(self, fields: list, container, listing):
         self.names = [name for name, _, _ in fields]
+        self.fmt = [fmt for _, fmt, _ in fields]
         self.makes = [_maker(shape, container, listing) for _, _, shape in fields]
         st = struct.Struct("<" + "".join(fmt for _, fmt, _ in fields))
         self.size, self.unpack = st.size, st.unpack_from
@@ -405,10 +591,10 @@ class _Fixed:
     def parse(self, payload, off, obj):
         values = self.unpack(payload, off)
         if self.flat:
-            obj.update(zip(self.names, values))
+            _update(obj, zip(self.names, values))
         else:
             it = iter(values)
-            obj.update(zip(self.names, [m(it) for m in self.makes]))
+            _update(obj, zip(self.names, [m(it) for m in self.makes]))
         return off + self.size
 
 
@@ -433,6 +619,9 @@ class _Dependent:
         n = obj[self.field]
         if not isinstance(n, int) or n < 0:
             raise ValueError("count")
+        if n == 0:                  # (SIGPENDING without pending signals: most of them)
+            obj[self.name] = self.list()
+            return off
         values = struct.unpack_from("<" + (f"{n}{self.fmt}" if len(self.fmt) == 1
                                            else self.fmt * n), payload, off)
         if self.make is None:

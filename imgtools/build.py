@@ -7,6 +7,8 @@ and a BUFFER or STRING means what the record before it announced.
 """
 from __future__ import annotations
 
+import functools
+import gc
 import struct
 import sys
 from array import array
@@ -15,8 +17,8 @@ from typing import Callable
 from formats import PayloadError, ext, pids
 
 from .errors import RefError, SchemaError
-from .model import (ErrorRecord, Extent, Fd, File, FileTable, Fs, Image, Mm, Obj, PageBatch,
-                    Pipe, Signal, Task, Vma)
+from .model import (ErrorRecord, Extent, Fd, File, FileTable, Fs, Held, Image, Mm, Obj,
+                    PageBatch, Pipe, Signal, Task, Vma)
 from .reader import ImageReader
 from .stream import Record
 
@@ -26,6 +28,28 @@ MAX_TASKS = 1 << 18
 # The record that must come next after one that announces it (default: a BUFFER).
 _ANNOUNCED = {"comm": "string", "error": "string", "file_name": "file_name",
               "fs_name": "file_name", "memfd_name": "string", "watch_name": "file_name"}
+
+
+# Records the builder reads as a few named fields, one unpack each through formats'
+# getters (no Container): the records every task, descriptor and VMA brings. A handler
+# of one of them gets the tuple of these fields as its value.
+FIELDS = {
+    "objref": ("objtype", "objref"),
+    "task_creds": ("cred_ref", "ecred_ref"),
+    "task_ns": ("ns_objref",),
+    "signal_task": ("blocked",),
+    "file_table": ("fdt_nfds",),
+    "file_desc": ("fd_descriptor", "fd_objref", "fd_close_on_exec"),
+    "vma": ("vm_start", "vm_end", "vm_flags", "vm_page_prot", "vm_pgoff", "vma_type",
+            "vma_objref", "ino_objref", "hugetlb_shift"),
+    "pgarr": ("nr_pages",),
+    "tree": ("nr_tasks",),
+}
+FIELDS_MISSING = {"vma": {"hugetlb_shift": 0}}     # fields older versions lack: the value
+# Records a handler gets as a plain dict of their public fields (formats' plain).
+PLAIN = frozenset(("task_objs", "fs", "file", "sigpending", "mm", "ext_rseq"))
+# Records a handler gets as their bytes (it holds them: model.Held, parsed when read).
+RAW = frozenset(("task", "thread", "restart_block", "cpu", "signal"))
 
 
 def cstr(b: bytes) -> str:
@@ -72,38 +96,82 @@ class Builder:
         self.tty: dict | None = None
         self.ext_inode: Pipe | None = None  # the memfd/ghost inode EXT_EXTENTs fill
         self.ext_known = self.abi.has("ext_clocks")
+        abi = self.abi
+        self.task_state = abi.getter("task", ("state", "exit_state")) \
+            if "task" in abi.structs else None
+        self.held = {name: functools.partial(abi.plain, name) for name in RAW
+                     if name in abi.structs}
+        if "signal" in self.held:
+            self.held["signal"] = functools.partial(_signal_fields, abi)
 
     # -- driving ------------------------------------------------------------
     def run(self) -> Image:
+        """The model; the cyclic collector paused meanwhile (the model holds no cycles;
+        its passes over the growing model were 5-9 % of the build of 10,000 tasks or
+        40,000 fds, measured with gc.callbacks)."""
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return self._run()
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _run(self) -> Image:
         img = self.img
         reader, on_record = self.r, self.on_record
-        by_type: dict[int, tuple] = {}      # record type -> (name, handler, kind, parsed?)
+        expect, pending = self.expect, self.pending     # (changed in place only)
+        by_type: dict[int, tuple] = {}      # record type -> (name, handler, kind, value of)
+        records = 0
+        rec = None
         for rec in reader.records():
             how = by_type.get(rec.type)
             if how is None:
-                name = reader.name_of(rec)
-                how = by_type[rec.type] = (name, getattr(self, "on_" + name, None),
-                                           self.obj_kind_of_record.get(name),
-                                           name in self.abi.structs and
-                                           name not in self.abi.streamed)
-            name, handler, kind, parsed = how
-            if handler is None and self.ext_known and ext.is_ext(rec.type):
-                handler = self.on_unknown_ext
-            img.records += 1
-            img.size = rec.offset + rec.len
-            if self.expect:
+                how = by_type[rec.type] = self._how(rec)
+            name, handler, kind, value_of = how
+            records += 1
+            if expect:
                 self._announced(rec, name)
             if handler is None:
                 img.opaque[name] = img.opaque.get(name, 0) + 1
             else:
-                value = reader.parse(rec, name) if parsed else None
-                ref = self._bind(kind, rec) if kind else None
+                value = value_of(rec) if value_of is not None else None
+                ref = None
+                if kind:                # the innermost pending OBJREF of its kind
+                    refs = pending.get(kind)
+                    if refs:
+                        ref = refs.pop()
                 handler(rec, value, ref)
             if on_record is not None:
                 on_record(rec)
             self.last = name
+        img.records = records
+        if rec is not None:
+            img.size = rec.offset + rec.len
         self._resolve_refs()
         return img
+
+    def _how(self, rec: Record) -> tuple:
+        """How the records of one type are handled: (name, handler, kind of the object it
+        defines, the function that makes the value its handler gets)."""
+        reader, abi = self.r, self.abi
+        name = reader.name_of(rec)
+        handler = getattr(self, "on_" + name, None)
+        if handler is None and self.ext_known and ext.is_ext(rec.type):
+            handler = self.on_unknown_ext
+        value_of = None
+        if name in abi.structs and name not in abi.streamed:
+            if name in FIELDS:
+                value_of = _checked(name, abi.getter(name, FIELDS[name],
+                                                     FIELDS_MISSING.get(name)))
+            elif name in PLAIN:
+                value_of = _checked(name, functools.partial(abi.plain, name))
+            elif name in RAW:
+                value_of = _checked(name, abi.checker(name))
+            else:
+                def value_of(rec, name=name):
+                    return reader.parse(rec, name)
+        return name, handler, self.obj_kind_of_record.get(name), value_of
 
     def _announced(self, rec: Record, name: str) -> None:
         """A BUFFER, STRING or FILE_NAME announced by the record before must come now."""
@@ -136,11 +204,6 @@ class Builder:
                         raise RefError(f"fd {fd.fd}: fd_objref {fd.file_ref} names no file",
                                        offset=o.offset, record="FILE_TABLE")
 
-    def _bind(self, kind: str, rec: Record) -> int | None:
-        """The objref a just-read object record defines (innermost pending OBJREF)."""
-        refs = self.pending.get(kind)
-        return refs.pop() if refs else None
-
     def _define(self, ref: int | None, kind: str, value, rec: Record) -> None:
         if ref is None or ref in self.img.objects:
             return
@@ -152,7 +215,7 @@ class Builder:
 
     # -- head ---------------------------------------------------------------
     def on_header(self, rec, v, ref):
-        self.expect = [("uts", None)] * 3
+        self.expect[:] = [("uts", None)] * 3
 
     def on_header_arch(self, rec, v, ref):
         self.img.header_arch = plain(v)
@@ -178,7 +241,8 @@ class Builder:
             raise SchemaError(str(e), offset=rec.offset, record="BUFFER") from None
 
     def on_tree(self, rec, v, ref):
-        self.expect.append(("task_pids", v.nr_tasks))
+        (nr_tasks,) = v
+        self.expect.append(("task_pids", nr_tasks))
 
     def buffer_task_pids(self, rec, count):
         model = self.abi.traits["pids_model"]
@@ -217,9 +281,10 @@ class Builder:
 
     # -- objects ------------------------------------------------------------
     def on_objref(self, rec, v, ref):
-        kind = self.abi.obj_names.get(v.objtype)
+        objtype, objref = v
+        kind = self.abi.obj_names.get(objtype)
         if kind in self.abi.obj_records:    # kinds without a record of their own bind nothing
-            self.pending.setdefault(kind, []).append(v.objref)
+            self.pending.setdefault(kind, []).append(objref)
 
     def on_task(self, rec, v, ref):
         n = self.tasks_seen
@@ -230,7 +295,7 @@ class Builder:
             t = Task(n, 0, 0, 0, 0, 0)
             self.img.tasks.append(t)
         t.offset = rec.offset
-        t.fields = plain(v)
+        t.hold_fields(Held(v, self.held["task"]), *self.task_state(v))
         self.task = t
         self.expect.append(("comm", t))
 
@@ -272,15 +337,15 @@ class Builder:
 
     def on_task_creds(self, rec, v, ref):
         if self.task:
-            self.task.cred_ref, self.task.ecred_ref = v.cred_ref, v.ecred_ref
+            self.task.cred_ref, self.task.ecred_ref = v
 
     def on_task_ns(self, rec, v, ref):
         if self.task:
-            self.task.ns_ref = v.ns_objref
+            (self.task.ns_ref,) = v
 
     def on_task_objs(self, rec, v, ref):
         if self.task:
-            self.task.objs = plain(v)
+            self.task.objs = v
             sig = self.task.objs.get("signal_objref", 0)
             if sig and sig not in self.img.objects:
                 self.signal = Signal(sig, {})
@@ -289,15 +354,16 @@ class Builder:
     # -- task state ---------------------------------------------------------
     def on_thread(self, rec, v, ref):
         if self.task:
-            self.task.thread = plain(v)
+            self.task.thread = Held(v, self.held["thread"])
 
     def on_restart_block(self, rec, v, ref):
         if self.task:
-            self.task.restart_block = plain(v)
+            self.task.restart_block = Held(v, self.held["restart_block"])
 
     def on_cpu(self, rec, v, ref):
         if self.task:
-            self.task.regs = plain(v) if v is not None else {"raw": rec.data()}
+            self.task.regs = Held(v, self.held["cpu"]) if v is not None \
+                else {"raw": rec.data()}
 
     def on_cpu_fpu(self, rec, v, ref):
         if self.task:
@@ -306,39 +372,37 @@ class Builder:
     # -- signals ------------------------------------------------------------
     def on_signal(self, rec, v, ref):
         sig = getattr(self, "expect_signal", 0)
-        fields = plain(v)
-        if "rlim" in fields:        # 16 (cur, max) pairs per process, held compactly
-            fields["rlim"] = tuple((r["rlim_cur"], r["rlim_max"]) for r in fields["rlim"])
-        s = Signal(sig, fields)
+        s = Signal(sig, Held(v, self.held["signal"]))
         self.signal = s
         self.expect_signal = 0
         if sig:
             self._define(sig, "signal", s, rec)
 
     def on_sigpending(self, rec, v, ref):
-        pending = [plain(x) for x in v.siginfo]
+        pending = [plain(x) for x in v["siginfo"]]
         if self.last == "signal" and self.signal is not None:
-            self.signal.shared_pending, self.signal.shared_mask = pending, v.signal
+            self.signal.shared_pending, self.signal.shared_mask = pending, v["signal"]
         elif self.task:
-            self.task.pending, self.task.pending_mask = pending, v.signal
+            self.task.pending, self.task.pending_mask = pending, v["signal"]
 
     def on_signal_task(self, rec, v, ref):
         if self.task:
-            self.task.blocked = v.blocked
+            (self.task.blocked,) = v
 
     # -- files --------------------------------------------------------------
     def on_file_table(self, rec, v, ref):
-        self.table = FileTable(ref or 0, v.fdt_nfds)
+        self.table = FileTable(ref or 0, v[0])
         self._define(ref, "file_table", self.table, rec)
 
     def on_file_desc(self, rec, v, ref):
         if self.table is not None:
-            self.table.fds.append(Fd(v.fd_descriptor, v.fd_objref, bool(v.fd_close_on_exec)))
+            fd, objref, cloexec = v
+            self.table.fds.append(Fd(fd, objref, bool(cloexec)))
 
     def on_file(self, rec, v, ref):
-        ftype = self.abi.file_type_names.get(v.f_type, f"type_{v.f_type}")
-        sub = plain(v.sub) if v.sub is not None else {}
-        f = File(ref or 0, ftype, v.f_flags, v.f_mode, v.f_pos, v.f_credref,
+        ftype = self.abi.file_type_names.get(v["f_type"], f"type_{v['f_type']}")
+        sub = plain(v["sub"]) if v["sub"] is not None else {}
+        f = File(ref or 0, ftype, v["f_flags"], v["f_mode"], v["f_pos"], v["f_credref"],
                  pipe_ref=sub.get("pipe_objref", 0), sub=sub)
         self.file = f
         self._define(ref, "file", f, rec)
@@ -383,8 +447,7 @@ class Builder:
 
     # -- memory -------------------------------------------------------------
     def on_mm(self, rec, v, ref):
-        fields = plain(v)
-        mm = Mm(ref or 0, fields, v.exe_objref)
+        mm = Mm(ref or 0, v, v["exe_objref"])
         self.mm = mm
         self.vma = None
         self._define(ref, "mm", mm, rec)
@@ -403,16 +466,18 @@ class Builder:
         mm.auxv = pairs
 
     def on_vma(self, rec, v, ref):
-        vtype = self.abi.vma_type_names.get(v.vma_type, f"type_{v.vma_type}")
-        vma = Vma(v.vm_start, v.vm_end, v.vm_flags, v.vm_page_prot, v.vm_pgoff, vtype,
-                  v.vma_objref, v.ino_objref, rec.offset, v.get("hugetlb_shift", 0))
+        start, end, flags, prot, pgoff, vtype, file_ref, ino_ref, hugetlb_shift = v
+        vtype = self.abi.vma_type_names.get(vtype, f"type_{vtype}")
+        vma = Vma(start, end, flags, prot, pgoff, vtype, file_ref, ino_ref, rec.offset,
+                  hugetlb_shift)
         self.vma = vma
         if self.mm is not None:
             self.mm.vmas.append(vma)
 
     def on_pgarr(self, rec, v, ref):
-        if v.nr_pages:
-            self.expect.insert(0, ("pages", (self.vma, v.nr_pages)))
+        (nr_pages,) = v
+        if nr_pages:
+            self.expect.insert(0, ("pages", (self.vma, nr_pages)))
 
     def buffer_pages(self, rec, arg):
         vma, n = arg
@@ -536,7 +601,7 @@ class Builder:
 
     def on_ext_rseq(self, rec, v, ref):
         if self.task:
-            self.task.rseq = plain(v)
+            self.task.rseq = v
 
     def on_ext_file_stat(self, rec, v, ref):
         if self.file is not None:
@@ -588,6 +653,27 @@ class Builder:
         if self.ext_inode is not None and rec.size > 8:
             (off,) = struct.unpack("<Q", head)
             self.ext_inode.extents.append(Extent(off, rec.size - 8, rec.payload_offset + 8))
+
+
+def _checked(name: str, value_of):
+    """``value_of(payload)`` as a function of the record, its errors said as
+    ``reader.parse`` says them (which record, at which offset)."""
+    record = name.upper()
+
+    def of(rec: Record):
+        try:
+            return value_of(rec.payload if rec.payload is not None else rec.data())
+        except PayloadError as e:
+            raise SchemaError(str(e), offset=rec.offset, record=record) from None
+    return of
+
+
+def _signal_fields(abi, payload: bytes) -> dict:
+    """SIGNAL's fields, its 16 rlimits as (cur, max) pairs."""
+    fields = abi.plain("signal", payload)
+    if "rlim" in fields:
+        fields["rlim"] = tuple((r["rlim_cur"], r["rlim_max"]) for r in fields["rlim"])
+    return fields
 
 
 # FILE common fields (what an extension object record shares with FILE)

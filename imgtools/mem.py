@@ -169,9 +169,9 @@ class Consumer:
     comes first, once the task tree is known (pids can be resolved)."""
 
     span: tuple[int, int] | None = None
-    # whether a pipe is read ahead in a thread while ``data`` runs: only worth it when
+    # whether a pipe is read by a thread while ``data`` runs: only worth it when
     # ``data`` spends its time outside the interpreter lock
-    read_ahead = False
+    read_in_thread = False
     # from a file: None, whole batches, the next read ahead in a thread while ``data``
     # runs (it holds the lock); or a size: pieces of that size read in turn, each looked
     # at while it is still in the CPU's cache
@@ -447,8 +447,8 @@ def feed_from_stream(reader: ImageReader, consumer: Consumer, on_record=None) ->
     """Drive a consumer in one pass over an image that cannot seek (a pipe)."""
     d = _Driver(consumer)
     consumer.driver = d
-    if consumer.read_ahead:
-        reader.src.read_ahead()
+    if consumer.read_in_thread:
+        reader.src.read_in_thread()
     b = _StreamBuilder(reader, d, on_record)
     img = b.run()
     d.begin(img)
@@ -785,7 +785,7 @@ class LiteralScanner(Consumer):
     they lie: only the seam between two pieces (the last ``len - 1`` bytes before it) is
     copied, the rest is searched in place (_MemFind)."""
 
-    read_ahead = True       # its search runs outside the interpreter lock (_MemFind)
+    read_in_thread = True   # its search runs outside the interpreter lock (_MemFind)
     piece = 256 << 10
 
     def __init__(self, pattern: bytes, context: int, emit: Callable[[Hit], object],

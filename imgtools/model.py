@@ -21,7 +21,7 @@ def task_state(state: int) -> tuple[int, str]:
     return i, ("RSDTZW"[i] if i <= 5 else ".")
 
 
-@dataclass
+@dataclass(slots=True)
 class Obj:
     """An entry of the objref table."""
     ref: int
@@ -31,13 +31,13 @@ class Obj:
     task: int | None = None   # index of the task whose section defined it
 
 
-@dataclass
+@dataclass(slots=True)
 class PageBatch:
     addrs: array              # page addresses ('Q')
     data_offset: int          # stream offset of the first page image
 
 
-@dataclass
+@dataclass(slots=True)
 class Vma:
     start: int
     end: int
@@ -73,7 +73,7 @@ class Mm:
     nldt: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class File:
     ref: int
     f_type: str
@@ -86,7 +86,7 @@ class File:
     sub: dict = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class Extent:
     """A run of file contents an extension record holds (memfd, deleted file)."""
     offset: int               # in the file
@@ -94,7 +94,7 @@ class Extent:
     data_offset: int          # stream offset of the bytes
 
 
-@dataclass
+@dataclass(slots=True)
 class Pipe:
     """An inode object: a pipe's buffered data, or the contents of a memfd or deleted file."""
     ref: int
@@ -103,7 +103,7 @@ class Pipe:
     extents: list[Extent] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class Fd:
     fd: int
     file_ref: int
@@ -117,7 +117,7 @@ class FileTable:
     fds: list[Fd] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class Fs:
     ref: int
     umask: int | None = None
@@ -125,43 +125,90 @@ class Fs:
     root: str | None = None
 
 
-@dataclass
+class Held:
+    """A record payload kept as its bytes and parsed on each read: a task's CPU record
+    held so is 184 bytes, over 2 KB as a dict, and most commands never read it (issue
+    11: the model of 10,000 tasks in bounded memory). ``parse(payload)`` is the value."""
+    __slots__ = ("payload", "parse")
+
+    def __init__(self, payload: bytes, parse):
+        self.payload, self.parse = payload, parse
+
+
+class _Parsed:
+    """An attribute whose value may be :class:`Held`: read, it is the parsed value (not
+    cached, so reading the details of every task holds none of them)."""
+
+    def __set_name__(self, owner, name):
+        self.slot = "_" + name
+
+    def __get__(self, obj, cls=None):
+        if obj is None:
+            return self
+        v = getattr(obj, self.slot)
+        return v.parse(v.payload) if type(v) is Held else v
+
+    def __set__(self, obj, value):
+        setattr(obj, self.slot, value)
+
+
 class Signal:
-    ref: int
-    fields: dict
-    shared_pending: list = field(default_factory=list)
-    shared_mask: int = 0
+    __slots__ = ("ref", "_fields", "shared_pending", "shared_mask")
+    fields = _Parsed()
+
+    def __init__(self, ref: int, fields, shared_pending: list | None = None,
+                 shared_mask: int = 0):
+        self.ref, self.fields = ref, fields
+        self.shared_pending = [] if shared_pending is None else shared_pending
+        self.shared_mask = shared_mask
 
 
-@dataclass
 class Task:
-    index: int
-    pid: int
-    ppid: int
-    tgid: int
-    pgid: int
-    sid: int
-    depth: int = 0
-    comm: str | None = None
-    offset: int | None = None
-    fields: dict = field(default_factory=dict)      # the TASK record, normalised
-    cred_ref: int = 0
-    ecred_ref: int = 0
-    ns_ref: int = 0
-    objs: dict = field(default_factory=dict)        # files_objref, mm_objref, ...
-    regs: dict | None = None
-    fpu_size: int = 0
-    fpu_offset: int | None = None                   # stream offset of the raw XSAVE area
-    thread: dict | None = None
-    restart_block: dict | None = None
-    pending: list = field(default_factory=list)
-    pending_mask: int = 0
-    blocked: int | None = None
-    rseq: dict | None = None                        # EXT_RSEQ
+    """One task: its tree entry, and its records (the big ones :class:`Held`)."""
+    __slots__ = ("index", "pid", "ppid", "tgid", "pgid", "sid", "depth", "comm", "offset",
+                 "_fields", "state", "exit_state", "cred_ref", "ecred_ref", "ns_ref", "objs",
+                 "_regs", "fpu_size", "fpu_offset", "_thread", "_restart_block", "pending",
+                 "pending_mask", "blocked", "rseq")
+    regs = _Parsed()            # dict | None: the CPU record
+    thread = _Parsed()          # dict | None
+    restart_block = _Parsed()   # dict | None
+
+    def __init__(self, index: int, pid: int, ppid: int, tgid: int, pgid: int, sid: int,
+                 depth: int = 0, comm: str | None = None, offset: int | None = None,
+                 fields: dict | None = None, cred_ref: int = 0, ecred_ref: int = 0,
+                 ns_ref: int = 0, objs: dict | None = None, regs: dict | None = None,
+                 fpu_size: int = 0, fpu_offset: int | None = None,
+                 thread: dict | None = None, restart_block: dict | None = None,
+                 pending: list | None = None, pending_mask: int = 0,
+                 blocked: int | None = None, rseq: dict | None = None):
+        self.index, self.pid, self.ppid, self.tgid = index, pid, ppid, tgid
+        self.pgid, self.sid, self.depth, self.comm, self.offset = pgid, sid, depth, comm, offset
+        self.fields = {} if fields is None else fields
+        self.cred_ref, self.ecred_ref, self.ns_ref = cred_ref, ecred_ref, ns_ref
+        self.objs = {} if objs is None else objs
+        self.regs, self.fpu_size, self.fpu_offset = regs, fpu_size, fpu_offset   # XSAVE area
+        self.thread, self.restart_block = thread, restart_block
+        self.pending = [] if pending is None else pending
+        self.pending_mask, self.blocked, self.rseq = pending_mask, blocked, rseq   # EXT_RSEQ
+
+    @property
+    def fields(self) -> dict:
+        """The TASK record, normalised."""
+        v = self._fields
+        return v.parse(v.payload) if type(v) is Held else v
+
+    @fields.setter
+    def fields(self, value: dict) -> None:
+        self._fields = value
+        self.state, self.exit_state = value.get("state", 0), value.get("exit_state", 0)
+
+    def hold_fields(self, held: Held, state: int, exit_state: int) -> None:
+        """The TASK record held as bytes, with the two fields every listing reads."""
+        self._fields, self.state, self.exit_state = held, state, exit_state
 
     @property
     def zombie(self) -> bool:
-        return bool(self.fields.get("exit_state")) and self.regs is None
+        return bool(self.exit_state) and self._regs is None
 
     @property
     def is_thread(self) -> bool:
@@ -170,8 +217,11 @@ class Task:
     def obj(self, name: str) -> int:
         return self.objs.get(f"{name}_objref", 0)
 
+    def __repr__(self) -> str:
+        return f"<Task {self.index} pid {self.pid} {self.comm!r}>"
 
-@dataclass
+
+@dataclass(slots=True)
 class ErrorRecord:
     offset: int
     message: str | None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+from typing import Iterator
 
 from .model import Image, Task, Vma, task_state
 
@@ -56,15 +57,21 @@ def state(t: Task) -> str:
         return "?"          # announced in the tree, no TASK record
     if t.zombie:
         return "Z"
-    return task_state(t.fields.get("state", 0))[1]
+    return task_state(t.state)[1]
 
 
 def ps(img: Image) -> list[dict]:
+    return list(iter_ps(img))
+
+
+def iter_ps(img: Image) -> Iterator[dict]:
+    """The rows of ``ps``, made as they are asked for (a listing holds none of them)."""
     counts = img.thread_counts()
-    return [{"pid": t.pid, "ppid": t.ppid, "tgid": t.tgid, "pgid": t.pgid, "sid": t.sid,
-             "comm": t.comm, "state": state(t), "thread": t.is_thread,
-             "threads": None if t.is_thread else counts.get(t.pid, 0)}
-            for t in img.tasks]
+    for t in img.tasks:
+        thread = t.is_thread
+        yield {"pid": t.pid, "ppid": t.ppid, "tgid": t.tgid, "pgid": t.pgid, "sid": t.sid,
+               "comm": t.comm, "state": state(t), "thread": thread,
+               "threads": None if thread else counts.get(t.pid, 0)}
 
 
 def perms(v: Vma) -> str:
@@ -126,39 +133,61 @@ def _selected(img: Image, pid: int | None) -> list[Task]:
 
 
 def maps(img: Image, pid: int | None = None) -> list[dict]:
-    rows = []
+    return list(iter_maps(img, pid))
+
+
+def iter_maps(img: Image, pid: int | None = None) -> Iterator[dict]:
     for t in _selected(img, pid):
-        mm = mm_of(img, t)
-        if mm is None:
-            continue
-        for v in mm.vmas:
-            rows.append({"pid": t.pid, "start": v.start, "end": v.end, "perms": perms(v),
-                         "pgoff": v.pgoff * 4096, "path": vma_path(img, mm, v),
-                         "pages": v.pages, "type": v.vma_type, "vm_flags": v.vm_flags})
-    return rows
+        yield from task_maps(img, t)
+
+
+def selected_by_pid(img: Image, pid: int | None = None) -> dict[int, list[Task]]:
+    """pid -> the tasks ``maps`` and ``files`` list under it (one pass)."""
+    by: dict[int, list[Task]] = {}
+    for t in _selected(img, pid):
+        by.setdefault(t.pid, []).append(t)
+    return by
+
+
+def task_maps(img: Image, t: Task) -> Iterator[dict]:
+    """The ``maps`` rows of one task, made as they are asked for."""
+    mm = mm_of(img, t)
+    if mm is None:
+        return
+    for v in mm.vmas:
+        yield {"pid": t.pid, "start": v.start, "end": v.end, "perms": perms(v),
+               "pgoff": v.pgoff * 4096, "path": vma_path(img, mm, v),
+               "pages": v.pages, "type": v.vma_type, "vm_flags": v.vm_flags}
 
 
 def files(img: Image, pid: int | None = None) -> list[dict]:
-    rows = []
+    return list(iter_files(img, pid))
+
+
+def iter_files(img: Image, pid: int | None = None) -> Iterator[dict]:
     for t in _selected(img, pid):
-        table = img.get(t.obj("files"), "file_table")
-        if table is None:
-            continue
-        for fd in table.fds:
-            f = img.get(fd.file_ref, "file")
-            row = {"pid": t.pid, "fd": fd.fd, "objref": fd.file_ref,
-                   "cloexec": fd.close_on_exec}
-            if f is None:
-                row.update(type="?", path=None, flags=None, pos=None, pipe=None,
-                           pipe_bytes=None)
-            else:
-                pipe = img.get(f.pipe_ref, "inode") if f.pipe_ref else None
-                row.update(type=f.f_type, path=describe_file(img, f), flags=f.f_flags,
-                           pos=f.f_pos,
-                           pipe=f.pipe_ref or None,
-                           pipe_bytes=pipe.data_len if pipe is not None else None)
-            rows.append(row)
-    return rows
+        yield from task_files(img, t)
+
+
+def task_files(img: Image, t: Task) -> Iterator[dict]:
+    """The ``files`` rows of one task, made as they are asked for."""
+    table = img.get(t.obj("files"), "file_table")
+    if table is None:
+        return
+    for fd in table.fds:
+        f = img.get(fd.file_ref, "file")
+        row = {"pid": t.pid, "fd": fd.fd, "objref": fd.file_ref,
+               "cloexec": fd.close_on_exec}
+        if f is None:
+            row.update(type="?", path=None, flags=None, pos=None, pipe=None,
+                       pipe_bytes=None)
+        else:
+            pipe = img.get(f.pipe_ref, "inode") if f.pipe_ref else None
+            row.update(type=f.f_type, path=describe_file(img, f), flags=f.f_flags,
+                       pos=f.f_pos,
+                       pipe=f.pipe_ref or None,
+                       pipe_bytes=pipe.data_len if pipe is not None else None)
+        yield row
 
 
 SOCK_TYPES = {1: "stream", 2: "dgram", 3: "raw", 5: "seqpacket"}
@@ -277,21 +306,34 @@ def _cap(c: dict, which: str) -> int:
 
 def signals(img: Image, t: Task) -> dict:
     sh = img.get(t.obj("sighand"), "sighand") or {}
+    sig = img.get(t.obj("signal"), "signal")
+    return {"handlers": dict(_handlers(sh)), "blocked": sigset(t.blocked),
+            "pending": sigset(t.pending_mask),
+            "shared_pending": sigset(sig.shared_mask) if sig else []}
+
+
+def _handlers(sh: dict) -> dict:
+    """Signal name -> handler of a SIGHAND record; the last one's kept, as the tasks of
+    a process (and often its children) share one SIGHAND: 64 actions read once."""
+    global _last_handlers
+    if _last_handlers[0] is sh:
+        return _last_handlers[1]
     handlers = {}
     for i, a in enumerate(sh.get("action", [])):
         h = a["_sa_handler"]
         if h:
             handlers[SIGNALS.get(i + 1, str(i + 1))] = "ignore" if h == 1 else f"{h:#x}"
-    sig = img.get(t.obj("signal"), "signal")
-    return {"handlers": handlers, "blocked": sigset(t.blocked),
-            "pending": sigset(t.pending_mask),
-            "shared_pending": sigset(sig.shared_mask) if sig else []}
+    _last_handlers = (sh, handlers)     # holding the record: its id cannot be reused
+    return handlers
+
+
+_last_handlers: tuple = (None, {})
 
 
 def task_detail(img: Image, t: Task) -> dict:
-    regs = None
-    if t.regs and "ip" in t.regs:
-        regs = {k: t.regs[k] for k in ("ip", "sp", "ax", "bp", "flags", "fs", "gs")}
+    all_regs = t.regs                   # parsed on each read: read once
+    regs = {k: all_regs[k] for k in ("ip", "sp", "ax", "bp", "flags", "fs", "gs")} \
+        if all_regs and "ip" in all_regs else None
     return {"pid": t.pid, "comm": t.comm, "state": state(t), "offset": t.offset,
             "fields": t.fields, "creds": creds(img, t), "regs": regs,
             "fpu_bytes": t.fpu_size, "signals": signals(img, t) if not t.zombie else None}

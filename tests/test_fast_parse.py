@@ -67,3 +67,67 @@ def test_short_payload_is_still_a_payload_error():
     abi = formats.abi("v23")
     with pytest.raises(formats.PayloadError, match="VMA payload"):
         abi.parse("vma", b"\0" * 10)
+
+
+def _public(value) -> dict:
+    return {k: v for k, v in value.items() if not k.startswith("_")}
+
+
+@pytest.mark.parametrize("version,arch", ALL)
+def test_plain_and_getters_give_the_public_fields_parse_gives(version, arch):
+    """Abi.plain (the model builder's dicts) and Abi.getter (its tuples of named fields)
+    against parse on random payloads of every struct: same keys in the same order, same
+    values; a payload too short for the struct is the PayloadError parse raises."""
+    abi = formats.abi(version, arch)
+    rnd = random.Random(f"plain-{version}-{arch}")
+    for name, st in abi.structs.items():
+        layout = _Layout.of(st)
+        size = layout.size if layout is not None and layout.size is not None else None
+        if size is None:
+            continue
+        scalars = [sub.name for sub in st.subcons
+                   if sub.name and not sub.name.startswith("_")
+                   and isinstance(abi.parse(name, bytes(size))[sub.name], (int, bytes))]
+        picked = tuple(rnd.sample(scalars, min(3, len(scalars))))
+        get = abi.getter(name, picked + ("no_such_field",), {"no_such_field": 7})
+        for extra in (0, 3):
+            data = rnd.randbytes(size + extra)
+            want = _public(abi.parse(name, data))
+            got = abi.plain(name, data)
+            assert list(got.items()) == list(want.items()), name
+            assert get(data) == (*(want[f] for f in picked), 7), name
+            assert abi.checker(name)(data) is data
+        if size:
+            short = rnd.randbytes(size - 1)
+            for call in (lambda: abi.parse(name, short), lambda: abi.plain(name, short),
+                         lambda: get(short), lambda: abi.checker(name)(short)):
+                with pytest.raises(formats.PayloadError):
+                    call()
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: "/".join(Path(p).parts[-2:]))
+def test_plain_of_every_record_of_the_samples_is_parse_without_private_fields(sample):
+    with open_image(sample) as r:
+        for rec in r.records():
+            name = r.name_of(rec)
+            if r.abi.struct(name) is None or rec.streamed:
+                continue
+            data = rec.data()
+            want = _public(r.abi.parse(name, data))
+            assert list(r.abi.plain(name, data).items()) == list(want.items()), \
+                (name, rec.offset)
+            assert r.abi.checker(name)(data) is data
+
+
+def test_check_refuses_a_variable_payload_that_does_not_parse():
+    """THREAD's tls_array is as long as its sizeof_tls_array says: a payload without
+    those bytes is refused, as parse refuses it."""
+    abi = formats.abi("v17")
+    head = abi.getter("thread", ("sizeof_tls_array",))
+    ok = (b"\0" * 6 + (16).to_bytes(2, "little")) + bytes(16)
+    abi.checker("thread")(ok)
+    with pytest.raises(formats.PayloadError):
+        abi.checker("thread")(ok[:-1])
+    with pytest.raises(formats.PayloadError):
+        abi.parse("thread", ok[:-1])
+    assert head(ok) == (16,)

@@ -64,3 +64,59 @@ def test_format_override_and_detection():
     assert read_model(compose_bytes(tree_spec("v23-rc1"), "v23-rc1")).version == "v23-rc1"
     img = read_model(data, version="v20")
     assert img.version == "v21"
+
+
+def _shortened(data: bytes, name: str, abi) -> tuple[bytes, int]:
+    """The image with the first ``name`` record's payload one byte short (re-framed),
+    and that record's offset."""
+    import struct
+    out, off, at = bytearray(), 0, None
+    while off < len(data):
+        rtype, length = struct.unpack_from("<II", data, off)
+        rec = data[off:off + length]
+        if at is None and rtype == abi.types[name]:
+            at = len(out)
+            rec = struct.pack("<II", rtype, length - 1) + rec[8:-1]
+        out += rec
+        off += length
+    return bytes(out), at
+
+
+@pytest.mark.parametrize("name", ["task", "cpu", "signal", "thread", "restart_block"])
+def test_records_held_unparsed_are_refused_when_they_do_not_parse(name):
+    """TASK, CPU, SIGNAL, THREAD and RESTART_BLOCK are held as bytes (parsed when read):
+    one too short for its struct is refused while the model is built, naming the record
+    and its offset, as a parsed record is."""
+    import formats
+    from imgtools.errors import SchemaError
+    abi = formats.abi("v23")
+    data, at = _shortened(compose_bytes(tree_spec("v23"), "v23"), name, abi)
+    with pytest.raises(SchemaError) as e:
+        read_model(data)
+    assert e.value.offset == at and e.value.record == name.upper()
+
+
+def test_held_records_read_back_as_parsed():
+    """What a task holds as bytes reads back as the plain fields of its records."""
+    import formats
+    from imgtools.reader import ImageReader
+    import io
+    data = compose_bytes(tree_spec("v23"), "v23")
+    img = read_model(data)
+    r = ImageReader(io.BytesIO(data))
+    want: dict = {}
+    task = -1
+    for rec in r.records():
+        name = r.name_of(rec)
+        task += name == "task"
+        if name in ("task", "cpu", "thread", "restart_block") and task >= 0:
+            want.setdefault(task, {})[name] = {k: v for k, v in r.parse(rec).items()
+                                               if not k.startswith("_")}
+    abi = formats.abi("v23")
+    assert abi.has("cpu")
+    for i, t in enumerate(img.tasks):
+        w = want.get(i, {})
+        assert t.fields == w.get("task", {}) and t.regs == w.get("cpu")
+        assert t.thread == w.get("thread") and t.restart_block == w.get("restart_block")
+        assert (t.state, t.exit_state) == (t.fields.get("state", 0),
+                                           t.fields.get("exit_state", 0))

@@ -5,6 +5,7 @@ aligned as rich would align it, so a command that prints no terminal output neve
 imports rich (start-up) and a table of 20,000 rows costs no layout engine (issue 11)."""
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from contextlib import contextmanager
@@ -20,7 +21,20 @@ _GAP = "  "                 # between columns: rich's padding (0, 1) without the
 
 def _drawn(stream) -> bool:
     """Whether rich would treat ``stream`` as a terminal (the variables it honours
-    make it decide, so the output is rich's own)."""
+    make it decide, so the output is rich's own). Asked once per stream: ``say`` asks
+    for every line (50,000 lines of ``show`` spent 0.2 s in the environment lookups)."""
+    global _last_drawn
+    if _last_drawn[0] is stream:
+        return _last_drawn[1]
+    drawn = _drawn_now(stream)
+    _last_drawn = (stream, drawn)       # holding the stream: its id cannot be reused
+    return drawn
+
+
+_last_drawn: tuple = (None, False)
+
+
+def _drawn_now(stream) -> bool:
     if "TTY_COMPATIBLE" in os.environ or "FORCE_COLOR" in os.environ:
         return True
     try:
@@ -44,6 +58,8 @@ def __getattr__(name: str):
 
 def _safe(text: str) -> str:
     """printable() line by line: a text of several lines stays several lines."""
+    if text.isprintable():
+        return text
     return "\n".join(printable(line) for line in text.split("\n"))
 
 
@@ -108,33 +124,63 @@ def table(rows: Iterable[dict], columns: list[tuple[str, str]], title: str | Non
     fmt = fmt or {}
     show_header = any(h for _, h in columns)
     formats = [(k, fmt.get(k, _cell)) for k, _ in columns]
-    cells = [[printable(f(row.get(k))) for k, f in formats] for row in rows]
-    if _drawn(sys.stdout) or not _plain_table(cells, columns, title, show_header):
+    cells = [[f(row.get(k)) for k, f in formats] for row in rows]
+    plain = all(_plain_text(row) for row in cells)     # (most tables: nothing to escape)
+    if not plain:
+        cells = [[printable(c) for c in row] for row in cells]
+    if _drawn(sys.stdout) or not plain or not _plain_table(cells, columns, title,
+                                                           show_header):
         _rich_table(cells, columns, title, show_header)
+
+
+def _plain_text(row: list[str]) -> bool:
+    """Whether the cells are printable ASCII: written as they are, padded, rich draws
+    them so too."""
+    text = "".join(row)
+    return text.isascii() and text.isprintable()
 
 
 def _plain_table(cells: list[list[str]], columns, title, show_header) -> bool:
     """The table rich draws with box=None, pad_edge=False at PLAIN_WIDTH columns, written
-    directly; False where rich would do more than pad (a wide character, a control
-    character, a line too long to fit), so that rich draws it as before."""
+    directly (cells of printable ASCII); False for a line too long to fit, so that rich
+    draws it as before."""
+    small = len(cells) <= _SAME_ROWS
+    if small:
+        key = (title, show_header, tuple(map(tuple, cells)))
+        same = _last_text.get(tuple(columns))
+        if same is not None and same[0] == key:
+            sys.stdout.write(same[1])
+            return True
     heads = [h for _, h in columns]
     widths = [len(h) if show_header else 0 for h in heads]
-    for row in cells:
-        for i, c in enumerate(row):
-            if not (c.isascii() and c.isprintable()):
-                return False
-            if len(c) > widths[i]:
-                widths[i] = len(c)
+    if cells:
+        widths = [max(w, max(map(len, col))) for w, col in zip(widths, zip(*cells))]
     if sum(widths) + len(_GAP) * (len(widths) - 1) > PLAIN_WIDTH:
         return False
-    write = sys.stdout.write
-    if title:
-        write(title + "\n")
+    lines = [title] if title else []
     if show_header:
-        write(_GAP.join(h.ljust(w) for h, w in zip(heads, widths)) + "\n")
-    for row in cells:
-        write(_GAP.join(c.ljust(w) for c, w in zip(row, widths)) + "\n")
-    return True
+        lines.append(_GAP.join(h.ljust(w) for h, w in zip(heads, widths)))
+    rows = (_GAP.join(c.ljust(w) for c, w in zip(row, widths)) for row in cells)
+    if small:
+        text = "\n".join([*lines, *rows, ""])
+        sys.stdout.write(text)
+        _last_text[tuple(columns)] = (key, text)
+        return True
+    write = sys.stdout.write
+    while True:         # a large table in pieces: its text is never held whole
+        lines.extend(itertools.islice(rows, _PIECE_ROWS))
+        if not lines:
+            return True
+        lines.append("")
+        write("\n".join(lines))
+        lines = []
+
+
+# The last small plain table of each set of columns, as written: show prints a table of
+# maps and one of files per task, the same text again for tasks that share them.
+_SAME_ROWS = 16
+_PIECE_ROWS = 1024
+_last_text: dict[tuple, tuple] = {}
 
 
 def _rich_table(cells, columns, title, show_header) -> None:

@@ -51,15 +51,16 @@ CELLS = {"start": hexa, "end": hexa, "pgoff": hexa, "path": lambda p: p or "",
 
 
 def _listing(image, format, arch, json, rows_of, columns, pid=None) -> None:
-    """One table (or JSON list) of rows a view makes from the image's model."""
+    """One table (or JSON list) of the rows a view makes from the image's model, as they
+    are made: the table holds only the text of its cells."""
     with load(image, format, arch) as (_, img):
         if pid is not None and img.task_by_pid(pid) is None:
             raise UsageError(f"no task with pid {pid} in the image")
-        rows = rows_of(img)
-    if json:
-        emit_json(rows)
-    else:
-        table(rows, columns, fmt=CELLS)
+        if not json:
+            table(rows_of(img), columns, fmt=CELLS)
+            return
+        rows = list(rows_of(img))
+    emit_json(rows)
 
 
 def ps(image: ImageArg, json: JsonOpt = False, format: FormatOpt = None,
@@ -73,7 +74,7 @@ def ps(image: ImageArg, json: JsonOpt = False, format: FormatOpt = None,
         for line in lines:
             say(line)
         return
-    _listing(image, format, arch, json, views.ps, PS_COLUMNS)
+    _listing(image, format, arch, json, views.iter_ps, PS_COLUMNS)
 
 
 def maps(image: ImageArg, pid: PidOpt = None, json: JsonOpt = False,
@@ -83,13 +84,15 @@ def maps(image: ImageArg, pid: PidOpt = None, json: JsonOpt = False,
     if summary:
         from .mem import maps_summary
         return maps_summary(image, pid, json, format, arch)
-    _listing(image, format, arch, json, lambda img: views.maps(img, pid), MAPS_COLUMNS, pid)
+    _listing(image, format, arch, json, lambda img: views.iter_maps(img, pid), MAPS_COLUMNS,
+             pid)
 
 
 def files(image: ImageArg, pid: PidOpt = None, json: JsonOpt = False,
           format: FormatOpt = None, arch: ArchOpt = None) -> None:
     """Open file descriptors of every process (or --pid)."""
-    _listing(image, format, arch, json, lambda img: views.files(img, pid), FILES_COLUMNS, pid)
+    _listing(image, format, arch, json, lambda img: views.iter_files(img, pid), FILES_COLUMNS,
+             pid)
 
 
 def show(image: ImageArg, records: bool = Option(
@@ -121,8 +124,10 @@ def _show_text(image: str, img, chosen, pid) -> None:
     say((image, "bold"), f": {info_rows['version']} {info_rows['arch']} kernel "
         f"{info_rows['kernel']}, {plural(info_rows['tasks'], 'task')}, "
         f"{plural(info_rows['pages'], 'page')}, {plural(info_rows['records'], 'record')}")
-    table([r for r in views.ps(img) if pid in (None, r["pid"])], PS_COLUMNS, title="tasks")
-    maps_of, files_of = _by_pid(views.maps(img, pid)), _by_pid(views.files(img, pid))
+    table((r for r in views.iter_ps(img) if pid in (None, r["pid"])), PS_COLUMNS,
+          title="tasks")
+    listed = views.selected_by_pid(img, pid)    # a task's rows are made when it is shown
+    fd_columns = [c for c in FILES_COLUMNS if c[0] in ("fd", "type", "pos", "pipe", "path")]
     for t in chosen:
         d = views.task_detail(img, t)
         say()
@@ -139,22 +144,14 @@ def _show_text(image: str, img, chosen, pid) -> None:
             handlers = " ".join(f"{sig}={h}" for sig, h in s["handlers"].items())
             say(f"  signals: blocked {_names(s['blocked'])} pending {_names(s['pending'])} "
                 f"shared {_names(s['shared_pending'])} handlers {handlers or '-'}")
-        mine = maps_of.get(d["pid"])
+        under = listed.get(d["pid"], ())
+        mine = [r for u in under for r in views.task_maps(img, u)]
         if mine:
             table(mine, MAPS_COLUMNS[1:], fmt=CELLS)
-        fds = files_of.get(d["pid"])
+        fds = [r for u in under for r in views.task_files(img, u)]
         if fds:
-            table(fds, [c for c in FILES_COLUMNS
-                        if c[0] in ("fd", "type", "pos", "pipe", "path")], fmt=CELLS)
+            table(fds, fd_columns, fmt=CELLS)
     _errors(info_rows["errors"])
-
-
-def _by_pid(rows: list[dict]) -> dict[int, list[dict]]:
-    """pid -> its rows, in order (one pass, not one scan per task)."""
-    by: dict[int, list[dict]] = {}
-    for r in rows:
-        by.setdefault(r["pid"], []).append(r)
-    return by
 
 
 def _names(signals: list[str]) -> str:
