@@ -39,7 +39,8 @@ def dataclass(cls=None, /, **options):
     if cls is None:
         return lambda c: dataclass(c, **options)
     names = list(cls.__dict__.get("__annotations__", {}))
-    made = None if options or _unusual(cls, names) else _make(cls, names)
+    made = None if set(options) - {"slots"} or _unusual(cls, names) else \
+        _make(cls, names, bool(options.get("slots")))
     return made if made is not None else _stdlib(cls, names, options)
 
 
@@ -67,9 +68,11 @@ _NO_DEFAULT = object()
 _FROM_FACTORY = object()        # the parameter's default when a factory makes the value
 
 
-def _make(cls, names: list[str]):
-    """cls with its methods, or None if the fields are out of order (dataclasses says
-    why)."""
+def _make(cls, names: list[str], slots: bool):
+    """cls with its methods (with ``slots``, a class made anew with the fields as its
+    __slots__, as dataclasses makes it: a slot and a class attribute of one name cannot
+    both be, so defaults live in __init__ alone), or None if the fields are out of order
+    (dataclasses says why)."""
     scope = {"_FROM_FACTORY": _FROM_FACTORY}
     params, body = [], []
     seen_default = False
@@ -105,12 +108,18 @@ def _make(cls, names: list[str]):
               f"        return ({fields}) == ({others})\n"
               "    return NotImplemented\n")
     exec(source, scope)     # noqa: S102 - our own source text, made from field names
+    if slots:
+        body = {k: v for k, v in cls.__dict__.items()
+                if k not in names and k not in ("__dict__", "__weakref__")}
+        body["__slots__"] = tuple(names)
+        body["__qualname__"] = cls.__qualname__
+        cls = type(cls)(cls.__name__, cls.__bases__, body)
     for name in ("__init__", "__repr__", "__eq__"):
         method = scope[name]
         method.__qualname__ = f"{cls.__qualname__}.{name}"
         setattr(cls, name, reprlib.recursive_repr()(method) if name == "__repr__" else method)
     for name in names:
-        if isinstance(cls.__dict__.get(name), _Factory):
+        if not slots and isinstance(cls.__dict__.get(name), _Factory):
             delattr(cls, name)
     cls.__hash__ = None
     cls.__match_args__ = tuple(names)
