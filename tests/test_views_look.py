@@ -36,6 +36,26 @@ def test_ps_tree(tmp_path):
     ]
 
 
+def test_ps_tree_of_a_chain_deeper_than_pythons_recursion_limit(tmp_path):
+    """3,000 processes, each the parent of the next, and a second child of the root."""
+    from imgtools.compose import FdSpec, ImageSpec, MmSpec, TaskSpec, VmaSpec
+    n = 3000
+    tasks = [TaskSpec(1000, 1, comm="root")] + [
+        TaskSpec(1000 + i, 999 + i, comm=f"t{i}") for i in range(1, n)] + [
+        TaskSpec(9000, 1000, comm="second")]
+    spec = ImageSpec(tasks=tasks, mms={"mm": MmSpec([VmaSpec(0x400000, 0x401000)])},
+                     files={"files": [FdSpec(0, path="/dev/null")]})
+    img = tmp_path / "chain.img"
+    img.write_bytes(compose_bytes(spec, "v23", "x86_64"))
+    r = cli("ps", "--tree", img)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.decode().splitlines()
+    assert len(lines) == n + 1
+    assert lines[:3] == ["1000 root (S)", "├─ 1001 t1 (S)", "│  └─ 1002 t2 (S)"]
+    assert lines[-2] == "│  " + "   " * (n - 3) + f"└─ {999 + n} t{n - 1} (S)"
+    assert lines[-1] == "└─ 9000 second (S)"
+
+
 def test_show_one_task():
     r = cli("show", "--json", "--pid", 14778, SAMPLE)
     d = json.loads(r.stdout)

@@ -1,11 +1,14 @@
 """`ps --tree`: the task tree drawn with box characters, threads under their leader."""
 from __future__ import annotations
 
+from typing import Iterator
+
 from ..mem import esc_text
 
 
-def tree_lines(rows: list[dict]) -> list[str]:
-    """Rows of views.ps -> lines; a task whose parent is not in the image is a root."""
+def tree_lines(rows: list[dict]) -> Iterator[str]:
+    """Rows of views.ps -> lines, as they are drawn; a task whose parent is not in the
+    image is a root."""
     pids = {r["pid"] for r in rows}
     kids: dict[int | None, list[dict]] = {}
     for r in rows:
@@ -14,27 +17,28 @@ def tree_lines(rows: list[dict]) -> list[str]:
         else:
             parent = r["ppid"] if r["ppid"] in pids and r["ppid"] != r["pid"] else None
         kids.setdefault(parent, []).append(r)
-    lines: list[str] = []
     seen: set[int] = set()
 
-    def walk(r: dict, lead: str, branch: str, last: bool) -> None:
-        if r["pid"] in seen:                # a loop in a broken tree: drawn once
-            return
-        seen.add(r["pid"])
-        what = " [thread]" if r["thread"] else ""
-        lines.append(f"{lead}{branch}{r['pid']} {esc_text(r['comm'] or '?')}{what} "
-                     f"({r['state']})")
-        below = kids.get(r["pid"], [])
-        # threads first, then child processes, each by pid
-        below = sorted(below, key=lambda k: (not k["thread"], k["pid"]))
-        inner = lead + ("" if not branch else "   " if last else "│  ")
-        for i, k in enumerate(below):
-            end = i == len(below) - 1
-            walk(k, inner, "└─ " if end else "├─ ", end)
+    def walk(root: dict) -> Iterator[str]:
+        # depth first with a stack of its own: a chain of 10,000 processes is no deeper
+        # for this than one process (Python's recursion limit is 1,000)
+        todo = [(root, "", "", True)]
+        while todo:
+            r, lead, branch, last = todo.pop()
+            if r["pid"] in seen:            # a loop in a broken tree: drawn once
+                continue
+            seen.add(r["pid"])
+            what = " [thread]" if r["thread"] else ""
+            yield f"{lead}{branch}{r['pid']} {esc_text(r['comm'] or '?')}{what} ({r['state']})"
+            # threads first, then child processes, each by pid
+            below = sorted(kids.get(r["pid"], []), key=lambda k: (not k["thread"], k["pid"]))
+            inner = lead + ("" if not branch else "   " if last else "│  ")
+            for i in range(len(below) - 1, -1, -1):     # (popped in order)
+                end = i == len(below) - 1
+                todo.append((below[i], inner, "└─ " if end else "├─ ", end))
 
     for r in sorted(kids.get(None, []), key=lambda k: k["pid"]):
-        walk(r, "", "", True)
+        yield from walk(r)
     for r in rows:                          # whatever a cycle kept from the roots
         if r["pid"] not in seen:
-            walk(r, "", "", True)
-    return lines
+            yield from walk(r)
