@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from test_restore import (  # noqa: F401
-    IMGTOOLS, PROGS, pytestmark, running, tracer, wait_for)
+    IMGTOOLS, PROGS, killed_restores, pytestmark, running, tracer, wait_for)
 
 # (program, its arguments after OUT GO, extra gcc flags); OUT/GO/DIR are filled in
 KINDS = {
@@ -120,20 +120,9 @@ def test_a_restorer_killed_at_any_point_leaves_nothing(exes, kind, tmp_path):
         stop(p, exe)
     wait_for(lambda: not running(exe), what="the dumped tree gone")
     files, objects = sorted(os.listdir(tmp_path)), ipc_ids()
-    data = img.read_bytes()
     # (the whole image restores: the tree then runs on as it should, so 0.999 is the last)
-    for frac in (0.001, 0.01, 0.05, 0.2, 0.4, 0.6, 0.8, 0.95, 0.999):
-        proc = subprocess.Popen([*IMGTOOLS, "restore", "-"], stdin=subprocess.PIPE,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            proc.stdin.write(data[:int(len(data) * frac)])
-            proc.stdin.flush()
-        except BrokenPipeError:
-            pass
-        time.sleep(0.05)
-        proc.kill()
-        proc.wait()
-        proc.stdin.close()
+    for frac in killed_restores([*IMGTOOLS, "restore", "-"], img.read_bytes(),
+                                (0.001, 0.01, 0.05, 0.2, 0.4, 0.6, 0.8, 0.95, 0.999)):
         wait_for(lambda: not running(exe), timeout=10,
                  what=f"no restored task after a kill at {frac:.1%}")
         assert sorted(os.listdir(tmp_path)) == files, f"after a kill at {frac:.1%}"

@@ -345,11 +345,10 @@ def test_an_unprivileged_caller_cannot_restore_a_root_image(progs, tmp_path):
     assert not running(progs["rst_count"])
 
 
-def test_sigkill_of_the_restorer_at_many_points_leaves_nothing_alive(progs, tmp_path):
-    p, out, img = counter_image(progs, tmp_path, "24")
-    data = img.read_bytes()
-    cmd = engine.restore_command("-")
-    for frac in (0.0005, 0.002, 0.01, 0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.95, 0.999):
+def killed_restores(cmd, data: bytes, fractions):
+    """For each fraction: a restore (cmd reading stdin) fed that much of the image, then
+    SIGKILLed; yields the fraction once the restorer is reaped, for the caller's checks."""
+    for frac in fractions:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         try:
@@ -361,6 +360,14 @@ def test_sigkill_of_the_restorer_at_many_points_leaves_nothing_alive(progs, tmp_
         proc.kill()
         proc.wait()
         proc.stdin.close()
+        yield frac
+
+
+def test_sigkill_of_the_restorer_at_many_points_leaves_nothing_alive(progs, tmp_path):
+    p, out, img = counter_image(progs, tmp_path, "24")
+    for frac in killed_restores(engine.restore_command("-"), img.read_bytes(),
+                                (0.0005, 0.002, 0.01, 0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8,
+                                 0.95, 0.999)):
         wait_for(lambda: not running(progs["rst_count"]), timeout=5,
                  what=f"no restored task after a SIGKILL at {frac:.1%}")
 

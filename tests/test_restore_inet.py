@@ -24,7 +24,7 @@ import pytest
 import formats
 from formats import ext
 
-from test_restore import IMGTOOLS, PROGS, pytestmark, tracer, wait_for  # noqa: F401
+from test_restore import IMGTOOLS, PROGS, pytestmark, running, tracer, wait_for  # noqa: F401
 
 V23 = formats.abi("v23").types    # record type numbers (one home: formats/)
 SOCKET_QUEUE, SOCKET_BUFFER, BUFFER = (V23[n] for n in ("socket_queue", "socket_buffer", "buffer"))
@@ -62,19 +62,6 @@ def queued_bytes(img: Path) -> int:
             total += rlen - 8
         prev, off = rtype, off + rlen
     return total
-
-
-def pids_of(exe: str) -> list[int]:
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                if os.readlink(f"/proc/{d}/exe") == exe and \
-                        Path(f"/proc/{d}/stat").read_text().split(") ")[1][0] != "Z":
-                    out.append(int(d))
-            except OSError:
-                pass
-    return out
 
 
 def http_get(port: int, host="127.0.0.1") -> bytes:
@@ -375,7 +362,7 @@ def test_sigkill_of_the_dumper_at_many_points_leaves_the_connections_working(rst
             time.sleep(span * (i + 1) / 13)
             d.kill()
             d.wait()
-            for pid in [p.pid, *pids_of(str(rst_tcp))]:
+            for pid in [p.pid, *running(rst_tcp)]:
                 wait_for(lambda pid=pid: tracer(pid) <= 0, timeout=10,
                          what=f"pid {pid} to be released")
         assert p.wait(timeout=120) == 0, p.stderr.read()

@@ -9,7 +9,6 @@ and the original's objects stay behind in the host namespace when it is killed).
 """
 from __future__ import annotations
 
-import os
 import shutil
 import struct
 import subprocess
@@ -19,7 +18,7 @@ import pytest
 
 import formats
 
-from test_restore import IMGTOOLS, PROGS, frames, pytestmark, wait_for  # noqa: F401
+from test_restore import IMGTOOLS, PROGS, frames, pytestmark, running, wait_for  # noqa: F401
 
 V23 = formats.abi("v23").types    # record type numbers (one home: formats/)
 IPC_SECTION, IPC_SHM, IPC_MSG, IPC_SEM, PGARR, BUFFER = (V23[n] for n in (
@@ -31,20 +30,6 @@ def prog(tmp_path_factory):
     subprocess.run(["gcc", "-O1", "-pthread", "-o", str(exe), str(PROGS / "rst_ipc.c")],
                    check=True)
     return exe
-
-
-def running(exe: Path) -> list[int]:
-    found = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                if os.readlink(f"/proc/{d}/exe") == str(exe):
-                    with open(f"/proc/{d}/stat") as f:
-                        if f.read().rsplit(")", 1)[1].split()[0] != "Z":
-                            found.append(int(d))
-            except OSError:
-                pass
-    return found
 
 
 def ipcrm(kind: str, ident: int) -> None:
