@@ -244,7 +244,8 @@ class ReadThread:
     pipe and searches at once (the search, a C call, lets go of the interpreter lock), as
     `cat | grep` does in two processes. The ring bounds what is read ahead (RING MiB). The
     thread is the only reader of ``f`` once this is made; read errors reach the consumer
-    at the point of the stream where they happened."""
+    at the point of the stream where they happened. It ends at the end of the stream, or
+    with the process (a daemon: a consumer that stops early leaves it waiting, harmless)."""
 
     RING = 8
 
@@ -270,8 +271,6 @@ class ReadThread:
         try:
             while True:
                 buf = self.free.get()
-                if buf is None:
-                    return
                 n = read(buf)
                 if not n:
                     self.full.put(None)
@@ -313,9 +312,6 @@ class ReadThread:
         data = bytes(self.cur[self.pos:self.pos + k])
         self.pos += k
         return data
-
-    def close(self) -> None:
-        self.free.put(None)                 # a thread waiting for a buffer stops
 
 
 def grow_pipe(fd: int) -> None:
