@@ -20,8 +20,6 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
-import construct as cs
-
 import formats
 from formats import Abi, PayloadError, ext, pids
 from imgtools.errors import SchemaError
@@ -518,31 +516,12 @@ def strip(v, pads: bool):
     return v
 
 
-def signature(con) -> tuple:
-    """A structural fingerprint of a construct: equal layouts give equal tuples."""
-    if isinstance(con, cs.Renamed):
-        return ("R", con.name, signature(con.subcon))
-    if isinstance(con, cs.Struct):
-        return ("S",) + tuple(signature(s) for s in con.subcons)
-    if isinstance(con, cs.FormatField):
-        return ("F", con.fmtstr)
-    if isinstance(con, cs.Default):
-        return ("D", signature(con.subcon))
-    if isinstance(con, cs.Bytes):
-        return ("B", str(con.length))
-    if isinstance(con, cs.Array):
-        return ("A", str(con.count), signature(con.subcon))
-    if isinstance(con, cs.Switch):
-        return ("W", str(con.keyfunc), tuple(sorted((k, signature(c)) for k, c in
-                                                    con.cases.items())), signature(con.default))
-    return (type(con).__name__,)
-
-
 @functools.cache
 def changed_structs(src: Abi, dst: Abi) -> frozenset[str]:
     """Records both ABIs have a struct for, laid out differently."""
-    return frozenset(n for n in src.structs if n in dst.structs
-                     and signature(src.structs[n]) != signature(dst.structs[n]))
+    theirs = dst.tables["signatures"]
+    return frozenset(n for n, sig in src.tables["signatures"].items()
+                     if n in theirs and sig != theirs[n])
 
 
 def s32(v: int) -> int:

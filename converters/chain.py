@@ -190,7 +190,7 @@ class Sink:
         fd, offset = region
         self.w.out.flush()
         if self._copier is None or self._copier.src != fd:
-            from imgtools.core.elf import _Out as SequentialOut     # one copy path
+            from imgtools.writer import SequentialOut
             try:
                 self._copier = SequentialOut(self.w.out, fd)
             except (AttributeError, OSError, ValueError):

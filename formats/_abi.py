@@ -73,7 +73,9 @@ class Abi:
     def tables(self) -> dict:
         """What the structs are, as plain data: ``names`` (every record with a struct),
         ``sizes`` (name -> sizeof, None if variable), ``layouts`` (name -> _Layout
-        description, None if construct parses it). Kept in the user's cache folder
+        description, None if construct parses it), ``signatures`` (name -> the struct's
+        ``signature``: a converter compares them to know which records change),
+        ``packs`` (name -> ``_pack_fields``, None if construct builds it). Kept in the user's cache folder
         (made again when a formats module changes), so a start-up that only parses
         loads no construct."""
         key = _tables_key()
@@ -98,7 +100,9 @@ class Abi:
             except _Variable:
                 layouts[name] = None
         return {"key": key, "names": list(built), "layouts": layouts,
-                "sizes": {name: _sizeof(st) for name, st in built.items()}}
+                "sizes": {name: _sizeof(st) for name, st in built.items()},
+                "signatures": {name: signature(st) for name, st in built.items()},
+                "packs": {name: _pack_fields(st) for name, st in built.items()}}
 
     def _get(self, attr: str):
         m = self.module
@@ -223,7 +227,19 @@ class Abi:
             return field in layout.fields()
         return any(sub.name == field for sub in self.structs[name].subcons)
 
+    @functools.cached_property
+    def _packers(self) -> dict:
+        return {}
+
     def build(self, name: str, value: dict) -> bytes:
+        packer = self._packers.get(name, _UNSET)
+        if packer is _UNSET:
+            fields = self.tables["packs"].get(name)
+            packer = self._packers[name] = None if fields is None else _Packer(fields)
+        if packer is not None:
+            data = packer.pack(value)
+            if data is not None:
+                return data + bytes(value.get("_tail", b""))
         from construct import ConstructError
         st = self.structs[name]
         try:
@@ -476,6 +492,115 @@ def _bare(sc):
     while isinstance(sc, (cs.Renamed, cs.Default)):
         sc = sc.subcon
     return sc
+
+
+def _pack_fields(st) -> list | None:
+    """A struct of fixed layout as plain data for _Packer, or None (construct builds
+    it): [(name, default bytes or None, node), ...], a node being a format ("I", "8s"),
+    ("s", fields) for a struct or ("a", count, node) for an array."""
+    import construct as cs
+    fields = []
+    for sub in st.subcons:
+        if not sub.name:
+            return None
+        sc, default = sub, None
+        while isinstance(sc, (cs.Renamed, cs.Default)):
+            if isinstance(sc, cs.Default):
+                if not isinstance(sc.value, bytes):
+                    return None
+                default = sc.value
+            sc = sc.subcon
+        node = _pack_node(sc)
+        if node is None:
+            return None
+        fields.append((sub.name, default, node))
+    return fields
+
+
+def _pack_node(sc):
+    import construct as cs
+    if isinstance(sc, cs.FormatField) and sc.fmtstr[0] == "<" and len(sc.fmtstr) == 2:
+        return sc.fmtstr[1]
+    if isinstance(sc, cs.Bytes) and isinstance(sc.length, int):
+        return f"{sc.length}s"
+    if isinstance(sc, cs.Struct):
+        fields = _pack_fields(sc)
+        return None if fields is None else ("s", fields)
+    if isinstance(sc, cs.Array) and isinstance(sc.count, int):
+        node = _pack_node(sc.subcon)
+        return None if node is None else ("a", sc.count, node)
+    return None
+
+
+class _NoPack(Exception):
+    """A value one pack does not take as construct would."""
+
+
+class _Packer:
+    """Builds a struct of fixed layout with one struct.pack, as construct builds it;
+    None where a value is not what construct takes for it without converting (construct
+    then builds it, or says what is wrong)."""
+
+    def __init__(self, fields: list):
+        self.fields = fields
+        self.pack_values = struct.Struct("<" + _pack_format(("s", fields))).pack
+
+    def pack(self, value: dict) -> bytes | None:
+        out: list = []
+        try:
+            _flatten(("s", self.fields), value, out)
+            return self.pack_values(*out)
+        except (_NoPack, struct.error, TypeError, KeyError, AttributeError):
+            return None
+
+
+def _pack_format(node) -> str:
+    if isinstance(node, str):
+        return node
+    if node[0] == "s":
+        return "".join(_pack_format(n) for _, _, n in node[1])
+    return _pack_format(node[2]) * node[1]
+
+
+def _flatten(node, v, out: list) -> None:
+    if isinstance(node, str):
+        if node[-1] == "s" and not (type(v) is bytes and len(v) == int(node[:-1])):
+            raise _NoPack
+        if v is None:
+            raise _NoPack
+        out.append(v)
+    elif node[0] == "s":
+        if not isinstance(v, dict):
+            raise _NoPack
+        for name, default, sub in node[1]:
+            _flatten(sub, v[name] if name in v else default, out)
+    else:
+        if not isinstance(v, list) or len(v) != node[1]:
+            raise _NoPack
+        for item in v:
+            _flatten(node[2], item, out)
+
+
+def signature(con) -> tuple:
+    """A structural fingerprint of a construct: equal layouts give equal tuples (plain
+    data, as the tables keep it)."""
+    import construct as cs
+    if isinstance(con, cs.Renamed):
+        return ("R", con.name, signature(con.subcon))
+    if isinstance(con, cs.Struct):
+        return ("S",) + tuple(signature(s) for s in con.subcons)
+    if isinstance(con, cs.FormatField):
+        return ("F", con.fmtstr)
+    if isinstance(con, cs.Default):
+        return ("D", signature(con.subcon))
+    if isinstance(con, cs.Bytes):
+        return ("B", str(con.length))
+    if isinstance(con, cs.Array):
+        return ("A", str(con.count), signature(con.subcon))
+    if isinstance(con, cs.Switch):
+        return ("W", str(con.keyfunc), tuple(sorted((k, signature(c)) for k, c in
+                                                    con.cases.items())), signature(con.default))
+    return (type(con).__name__,)
 
 
 def describe(st) -> list:

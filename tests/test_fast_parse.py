@@ -131,3 +131,49 @@ def test_check_refuses_a_variable_payload_that_does_not_parse():
     with pytest.raises(formats.PayloadError):
         abi.parse("thread", ok[:-1])
     assert head(ok) == (16,)
+
+
+def _by_construct_build(abi, name, value) -> bytes | str:
+    import construct
+    try:
+        return abi.structs[name].build(value) + bytes(value.get("_tail", b""))
+    except (construct.ConstructError, KeyError, TypeError, ValueError) as e:
+        return f"error: {type(e).__name__}"
+
+
+@pytest.mark.parametrize("version,arch", ALL)
+def test_build_packs_what_construct_builds(version, arch):
+    """Abi.build packs structs of fixed layout with one struct.pack (formats._abi._Packer):
+    on random values of every struct, with a pad left out (its default), a field missing,
+    a value out of range, a byte string of the wrong length and an array one short, it
+    builds what construct builds and fails where construct fails."""
+    abi = formats.abi(version, arch)
+    rnd = random.Random(f"build-{version}-{arch}")
+    packed = nested = 0
+    for name in abi.structs:
+        fields = abi.tables["packs"][name]
+        if fields is None:
+            continue
+        packed += 1
+        nested += any(not isinstance(node, str) for _, _, node in fields)
+        value = {k: v for k, v in abi.parse(name, rnd.randbytes(abi.sizeof(name))).items()
+                 if k != "_io"}
+        variants = [value, dict(value, _tail=b"xyz")]
+        for n, default, node in fields:
+            without = {k: v for k, v in value.items() if k != n}
+            if default is not None:
+                variants.append(without)
+            elif node == "I" or node == "Q":
+                variants += [without, dict(value, **{n: -1}), dict(value, **{n: 1 << 64})]
+            elif isinstance(node, str):
+                variants.append(dict(value, **{n: b"\1"}))
+            elif node[0] == "a":
+                variants.append(dict(value, **{n: list(value[n])[1:]}))
+        for v in variants:
+            want = _by_construct_build(abi, name, v)
+            if isinstance(want, str):
+                with pytest.raises(formats.PayloadError):
+                    abi.build(name, v)
+            else:
+                assert abi.build(name, v) == want, (name, v)
+    assert packed > len(abi.structs) * 0.5 and nested

@@ -180,8 +180,8 @@ def _show(report: Report, output: str | None, as_json: bool) -> None:
 
 
 def _say_err(text: str) -> None:
-    from ._output import err, printable
-    err.print(printable(text), markup=False, highlight=False, soft_wrap=True)
+    from ._output import printable
+    sys.stderr.write(printable(text) + "\n")
 
 
 __all__ = ["register", "run"]
