@@ -17,11 +17,11 @@ import functools
 import os
 import struct
 import tempfile
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 import formats
 from formats import Abi, PayloadError, ext, pids
+from imgtools._record import dataclass
 from imgtools.errors import SchemaError
 from imgtools.stream import CHUNK, DATA_MAX, INLINE_MAX, Record
 

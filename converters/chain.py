@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterator
 
 import formats
+from imgtools._record import dataclass, field
 from imgtools.reader import ImageReader
 from imgtools.stream import INLINE_MAX
 from imgtools.writer import ImageWriter

@@ -1,6 +1,6 @@
-"""imgtools._record.dataclass gives the model's classes what @dataclasses.dataclass gives
-them: the model module is loaded a second time with the stdlib's decorator and every class
-of both is compared (init, defaults, factories, repr, ==, hash, match args); what it does
+"""imgtools._record.dataclass gives the classes of the model, the core planner and the
+converters what @dataclasses.dataclass gives them: each module is loaded a second time with
+the stdlib's decorator and every class of both is compared (init, defaults, factories, repr, ==, hash, match args); what it does
 not make itself is the stdlib's."""
 from __future__ import annotations
 
@@ -11,31 +11,42 @@ from pathlib import Path
 
 import pytest
 
+import converters._base
+import converters.chain
+import imgtools.core.elf
+import imgtools.core.notes
 from imgtools import _record, model
 
-SOURCE = Path(model.__file__).read_text()
-LINE = "from ._record import dataclass, field"
+# the modules whose classes _record makes, and the line that imports it in each
+MODULES = {model: "from ._record import dataclass, field",
+           imgtools.core.elf: "from .._record import dataclass, field",
+           imgtools.core.notes: "from .._record import dataclass",
+           converters._base: "from imgtools._record import dataclass",
+           converters.chain: "from imgtools._record import dataclass, field"}
 
 
-def _stdlib_twin():
-    assert LINE in SOURCE
-    spec = importlib.util.spec_from_loader("imgtools._model_stdlib", loader=None)
+def _stdlib_twin(module, line):
+    """The module loaded again, its @dataclass the stdlib's."""
+    source = Path(module.__file__).read_text()
+    assert line in source
+    spec = importlib.util.spec_from_loader(f"{module.__name__}_stdlib", loader=None)
     twin = importlib.util.module_from_spec(spec)
-    twin.__package__ = "imgtools"
+    twin.__package__ = module.__package__
     sys.modules[spec.name] = twin           # (dataclasses looks the module up)
     try:
-        exec(compile(SOURCE.replace(LINE, "from dataclasses import dataclass, field"),
-                     model.__file__, "exec"), twin.__dict__)
+        stdlib = "from dataclasses import " + line.split(" import ", 1)[1]
+        exec(compile(source.replace(line, stdlib), module.__file__, "exec"), twin.__dict__)
     finally:
         del sys.modules[spec.name]
     return twin
 
 
-TWIN = _stdlib_twin()
-# the classes the model makes with @dataclass (others are written out by hand)
-CLASSES = [name for name, v in vars(model).items()
-           if isinstance(v, type) and v.__module__ == model.__name__
-           and dataclasses.is_dataclass(getattr(TWIN, name))]
+TWINS = {module: _stdlib_twin(module, line) for module, line in MODULES.items()}
+TWIN = TWINS[model]
+# the classes these modules make with @dataclass (others are written out by hand)
+CLASSES = [(module, name) for module in MODULES for name, v in vars(module).items()
+           if isinstance(v, type) and v.__module__ == module.__name__
+           and dataclasses.is_dataclass(getattr(TWINS[module], name))]
 
 
 def _required(cls) -> list[str]:
@@ -43,9 +54,9 @@ def _required(cls) -> list[str]:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
 
 
-@pytest.mark.parametrize("name", CLASSES)
-def test_the_model_classes_are_the_stdlibs(name):
-    ours, theirs = getattr(model, name), getattr(TWIN, name)
+@pytest.mark.parametrize("module,name", CLASSES, ids=[f"{m.__name__}.{n}" for m, n in CLASSES])
+def test_the_classes_are_the_stdlibs(module, name):
+    ours, theirs = getattr(module, name), getattr(TWINS[module], name)
     assert dataclasses.is_dataclass(theirs) and not dataclasses.is_dataclass(ours)
     required = _required(theirs)
     args = list(range(1, len(required) + 1))

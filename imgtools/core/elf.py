@@ -33,11 +33,11 @@ from __future__ import annotations
 
 import struct
 from array import array
-from dataclasses import dataclass, field
 from typing import BinaryIO, Callable
 
 import formats.v23
 
+from .._record import dataclass, field
 from ..errors import FramingError, ImageError, UsageError
 from ..model import Image, Mm, Task, Vma
 from ..writer import SequentialOut

@@ -14,8 +14,8 @@ recent kernels do (NT_X86_XSAVE_LAYOUT), so newer gdbs agree.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
+from .._record import dataclass
 from ..errors import ImageError
 from ..model import task_state
 
