@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from test_restore import (  # noqa: F401
-    IMGTOOLS, PROGS, killed_restores, pytestmark, running, tracer, wait_for)
+    IMGTOOLS, build_prog, killed_restores, pytestmark, running, tracer, wait_for)
 
 # (program, its arguments after OUT GO, extra gcc flags); OUT/GO/DIR are filled in
 KINDS = {
@@ -32,14 +32,8 @@ POINTS = 8
 
 @pytest.fixture(scope="module")
 def exes(tmp_path_factory):
-    d = tmp_path_factory.mktemp("sweep-progs")
-    built = {}
-    for name, _, flags in KINDS.values():
-        if name not in built:
-            subprocess.run(["gcc", "-O1", *flags, "-o", str(d / name), str(PROGS / f"{name}.c")],
-                           check=True)
-            built[name] = d / name
-    return built
+    return {name: build_prog(tmp_path_factory, name, *flags)
+            for name, flags in {name: flags for name, _, flags in KINDS.values()}.items()}
 
 
 def argv(exes, kind, out: Path, go: Path, tmp: Path) -> list[str]:

@@ -36,16 +36,18 @@ pytestmark = pytest.mark.skipif(
     or not shutil.which("gcc"), reason="restore needs Linux x86_64, root and gcc")
 
 
+def build_prog(tmp_path_factory, name: str, *flags: str) -> Path:
+    """tests/progs/NAME.c built with gcc -O1 and ``flags`` into a fresh folder."""
+    exe = tmp_path_factory.mktemp(name) / name
+    subprocess.run(["gcc", "-O1", *flags, "-o", str(exe), str(PROGS / f"{name}.c")], check=True)
+    return exe
+
+
 @pytest.fixture(scope="module")
 def progs(tmp_path_factory):
-    out = tmp_path_factory.mktemp("rst-progs")
-    built = {}
-    for name, extra in (("rst_solo", ["-mavx2", "-pthread"]), ("rst_tree", []), ("rst_count", []),
-                        ("rst_pkru", ["-mavx2"])):
-        subprocess.run(["gcc", "-O1", *extra, "-o", str(out / name), str(PROGS / f"{name}.c")],
-                       check=True)
-        built[name] = out / name
-    return built
+    return {name: build_prog(tmp_path_factory, name, *flags)
+            for name, flags in (("rst_solo", ["-mavx2", "-pthread"]), ("rst_tree", []),
+                                ("rst_count", []), ("rst_pkru", ["-mavx2"]))}
 
 
 def wait_for(cond, timeout=15.0, what="condition"):

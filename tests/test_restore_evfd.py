@@ -24,7 +24,7 @@ import pytest
 import formats
 from formats import ext
 
-from test_restore import IMGTOOLS, PROGS, frames, pytestmark, wait_for  # noqa: F401
+from test_restore import IMGTOOLS, build_prog, frames, pytestmark, wait_for  # noqa: F401
 
 from imgtools import engine
 
@@ -45,10 +45,7 @@ UFLAGS_AT = 64          # HEADER: hdr 8, magic 8, arch..rev+pad 16, constants 24
 
 @pytest.fixture(scope="module")
 def prog(tmp_path_factory):
-    exe = tmp_path_factory.mktemp("evfd-prog") / "rst_evfd"
-    subprocess.run(["gcc", "-O1", "-pthread", "-o", str(exe), str(PROGS / "rst_evfd.c")],
-                   check=True)
-    return exe
+    return build_prog(tmp_path_factory, "rst_evfd", "-pthread")
 
 
 def lines(path: Path) -> list[str]:

@@ -19,7 +19,7 @@ import pytest
 import formats
 from formats import ext
 from test_restore import (  # noqa: F401
-    IMGTOOLS, PROGS, dump_kill, frames, pytestmark, restore, running, start, wait_for)
+    IMGTOOLS, build_prog, dump_kill, frames, pytestmark, restore, running, start, wait_for)
 
 EXT_FIRST, EXT_LAST, UFLAG_EXT = ext.FIRST, ext.LAST, ext.UFLAG_EXT
 EXT_FILE_STAT, EXT_FILE_MEMFD, EXT_FILE_GHOST, EXT_EXTENT = (ext.TYPES[n] for n in (
@@ -30,9 +30,7 @@ HEADER_UFLAGS = 64          # offset of HEADER.uflags in its record (engine/incl
 
 @pytest.fixture(scope="module")
 def rst_files(tmp_path_factory):
-    exe = tmp_path_factory.mktemp("rst-files") / "rst_files"
-    subprocess.run(["gcc", "-O1", "-o", str(exe), str(PROGS / "rst_files.c")], check=True)
-    return exe
+    return build_prog(tmp_path_factory, "rst_files")
 
 
 def records(img: Path):

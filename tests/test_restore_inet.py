@@ -24,7 +24,7 @@ import pytest
 import formats
 from formats import ext
 
-from test_restore import IMGTOOLS, PROGS, pytestmark, running, tracer, wait_for  # noqa: F401
+from test_restore import IMGTOOLS, build_prog, pytestmark, running, tracer, wait_for  # noqa: F401
 
 V23 = formats.abi("v23").types    # record type numbers (one home: formats/)
 SOCKET_QUEUE, SOCKET_BUFFER, BUFFER = (V23[n] for n in ("socket_queue", "socket_buffer", "buffer"))
@@ -32,9 +32,7 @@ EXT_TCP = ext.TYPES["ext_tcp"]
 
 @pytest.fixture(scope="module")
 def rst_tcp(tmp_path_factory):
-    out = tmp_path_factory.mktemp("inet-progs") / "rst_tcp"
-    subprocess.run(["gcc", "-O1", "-o", str(out), str(PROGS / "rst_tcp.c")], check=True)
-    return out
+    return build_prog(tmp_path_factory, "rst_tcp")
 
 
 def free_port(family=socket.AF_INET) -> int:

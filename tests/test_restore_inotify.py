@@ -17,16 +17,14 @@ import pytest
 from formats import ext
 
 from test_restore import (  # noqa: F401
-    IMGTOOLS, PROGS, dump_kill, frames, pytestmark, restore, start, wait_for)
+    IMGTOOLS, build_prog, dump_kill, frames, pytestmark, restore, start, wait_for)
 
 INOTIFY, INOTIFY_WATCH = ext.TYPES["ext_file_inotify"], ext.TYPES["ext_inotify_watch"]
 
 
 @pytest.fixture(scope="module")
 def prog(tmp_path_factory):
-    exe = tmp_path_factory.mktemp("ino-prog") / "rst_inotify"
-    subprocess.run(["gcc", "-O1", "-o", str(exe), str(PROGS / "rst_inotify.c")], check=True)
-    return exe
+    return build_prog(tmp_path_factory, "rst_inotify")
 
 
 def test_watches_keep_their_numbers_and_deliver_events(prog, tmp_path):

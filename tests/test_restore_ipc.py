@@ -18,7 +18,7 @@ import pytest
 
 import formats
 
-from test_restore import IMGTOOLS, PROGS, frames, pytestmark, running, wait_for  # noqa: F401
+from test_restore import IMGTOOLS, build_prog, frames, pytestmark, running, wait_for  # noqa: F401
 
 V23 = formats.abi("v23").types    # record type numbers (one home: formats/)
 IPC_SECTION, IPC_SHM, IPC_MSG, IPC_SEM, PGARR, BUFFER = (V23[n] for n in (
@@ -26,10 +26,7 @@ IPC_SECTION, IPC_SHM, IPC_MSG, IPC_SEM, PGARR, BUFFER = (V23[n] for n in (
 
 @pytest.fixture(scope="module")
 def prog(tmp_path_factory):
-    exe = tmp_path_factory.mktemp("ipc-progs") / "rst_ipc"
-    subprocess.run(["gcc", "-O1", "-pthread", "-o", str(exe), str(PROGS / "rst_ipc.c")],
-                   check=True)
-    return exe
+    return build_prog(tmp_path_factory, "rst_ipc", "-pthread")
 
 
 def ipcrm(kind: str, ident: int) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from test_restore import IMGTOOLS, PROGS, tracer, wait_for
+from test_restore import IMGTOOLS, PROGS, build_prog, tracer, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -36,9 +36,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def rst_pty_exe(tmp_path_factory):
-    exe = tmp_path_factory.mktemp("tty-progs") / "rst_pty"
-    subprocess.run(["gcc", "-O1", "-o", str(exe), str(PROGS / "rst_pty.c")], check=True)
-    return exe
+    return build_prog(tmp_path_factory, "rst_pty")
 
 
 @pytest.fixture

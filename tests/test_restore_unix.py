@@ -24,7 +24,7 @@ from imgtools.reader import open_image
 
 import pytest
 
-from test_restore import IMGTOOLS, PROGS, dump_kill, frames, pytestmark, restore, running, start  # noqa: F401
+from test_restore import IMGTOOLS, build_prog, dump_kill, frames, pytestmark, restore, running, start  # noqa: F401
 
 REAL_SERVER = r"""
 import os, socketserver, sys
@@ -69,9 +69,7 @@ if __name__ == "__main__":
 
 @pytest.fixture(scope="module")
 def rst_unix(tmp_path_factory):
-    exe = tmp_path_factory.mktemp("unix-progs") / "rst_unix"
-    subprocess.run(["gcc", "-O1", "-o", str(exe), str(PROGS / "rst_unix.c")], check=True)
-    return exe
+    return build_prog(tmp_path_factory, "rst_unix")
 
 
 def connect_retry(path: Path, timeout=15.0) -> socket.socket:
