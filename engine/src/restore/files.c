@@ -116,17 +116,6 @@ int restore_file_table(struct rctx *c, const struct ckpt_hdr *h)
 	return rs_record(&c->in, h, &ft, sizeof(ft));
 }
 
-/* the caller's terminal, for a tty of the image (--shell-job) */
-int caller_tty(void)
-{
-	int fd;
-
-	for (fd = 0; fd < 3; fd++)
-		if (isatty(fd))
-			return fcntl(fd, F_DUPFD_CLOEXEC, 3);
-	return open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
-}
-
 static int open_generic(struct rctx *c, struct robj *o, const struct ckpt_hdr_file *f, const char *path)
 {
 	int flags = (f->f_flags & ~(O_CREAT | O_EXCL | O_TRUNC | FMODE_EXEC_K)) | O_NOCTTY | O_CLOEXEC;
@@ -134,15 +123,8 @@ static int open_generic(struct rctx *c, struct robj *o, const struct ckpt_hdr_fi
 
 	if (stat(path, &st))
 		return rst_refuse(c, "file %s: %s", path, strerror(errno));
-	if (is_tty(&st)) {
-		if (!c->shell_job)
-			return rst_refuse(c, "%s is a terminal: restore with --shell-job to give the tree "
-					  "the caller's terminal", path);
-		if (c->dry)
-			return 0;
-		o->fd = caller_tty();
-		return o->fd < 0 ? rst_refuse(c, "--shell-job: the caller has no terminal") : 0;
-	}
+	if (is_tty(&st))
+		return open_outside_tty(c, o, path);
 	if (c->dry)
 		return 0;
 	o->fd = open(path, flags);

@@ -222,9 +222,10 @@ int restore_unix_socket(struct rctx *c, struct robj *o, struct rsock *s);
 int restore_unix_queue(struct rctx *c, struct robj *o, struct rsock *s,
 		       const struct ckpt_hdr_socket_queue *q, bool recv);
 int restore_unix_finish(struct rctx *c, struct robj *o, struct rsock *s);
-int caller_tty(void);
 
 /* tty.c */
+int caller_tty(void);
+int open_outside_tty(struct rctx *c, struct robj *o, const char *path);
 int restore_tty_rec(struct rctx *c, const struct ckpt_hdr *h);
 int restore_tty_file(struct rctx *c, struct robj *o, const struct ckpt_hdr_file_tty *f);
 int restore_ctty(struct rctx *c, struct rproc *p);

@@ -274,6 +274,32 @@ out:
 	return ret;
 }
 
+/* the caller's terminal */
+int caller_tty(void)
+{
+	int fd;
+
+	for (fd = 0; fd < 3; fd++)
+		if (isatty(fd))
+			return fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	return open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+}
+
+/*
+ * A terminal the image does not hold (a pty whose master was outside the tree, or a
+ * tty opened by its path): only with --shell-job, and then it is the caller's.
+ */
+int open_outside_tty(struct rctx *c, struct robj *o, const char *path)
+{
+	if (!c->shell_job)
+		return rst_refuse(c, "%s is a terminal outside the image: restore with --shell-job "
+				  "to give the tree the caller's terminal", path);
+	if (c->dry)
+		return 0;
+	o->fd = caller_tty();
+	return o->fd < 0 ? rst_refuse(c, "--shell-job: the caller has no terminal") : 0;
+}
+
 /* FILE(f_type TTY): the master's description, or a new open of the slave */
 int restore_tty_file(struct rctx *c, struct robj *o, const struct ckpt_hdr_file_tty *f)
 {
@@ -287,13 +313,8 @@ int restore_tty_file(struct rctx *c, struct robj *o, const struct ckpt_hdr_file_
 				       (unsigned long long)c->in.rec_off, f->tty_objref) : -1;
 	m = master_of(t);
 	if (!m->file_ref) {
-		if (!c->shell_job)
-			return rst_refuse(c, "/dev/pts/%u is a terminal outside the image: restore with "
-					  "--shell-job to give the tree the caller's terminal", t->index);
-		if (c->dry)
-			return 0;
-		o->fd = caller_tty();
-		return o->fd < 0 ? rst_refuse(c, "--shell-job: the caller has no terminal") : 0;
+		snprintf(path, sizeof(path), "/dev/pts/%u", t->index);
+		return open_outside_tty(c, o, path);
 	}
 	if (c->dry)
 		return 0;
