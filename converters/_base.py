@@ -505,14 +505,13 @@ def pop_path(v: dict, path: str, default=None):
 def strip(v, pads: bool):
     """A parsed container -> plain dicts/lists, without ``_io`` (and pads if asked)."""
     if isinstance(v, dict):
-        out = {}
-        for k, x in v.items():
-            if k == "_io" or (pads and k.startswith("_") and k != "_tail"):
-                continue
-            out[k] = strip(x, pads)
-        return out
+        if pads:
+            return {k: strip(x, pads) if isinstance(x, (dict, list)) else x
+                    for k, x in v.items() if k[0] != "_" or k == "_tail"}
+        return {k: strip(x, pads) if isinstance(x, (dict, list)) else x
+                for k, x in v.items() if k != "_io"}
     if isinstance(v, list):
-        return [strip(x, pads) for x in v]
+        return [strip(x, pads) if isinstance(x, (dict, list)) else x for x in v]
     return v
 
 

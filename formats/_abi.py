@@ -544,11 +544,26 @@ class _Packer:
     def __init__(self, fields: list):
         self.fields = fields
         self.pack_values = struct.Struct("<" + _pack_format(("s", fields))).pack
+        # the usual struct: scalars only, checked without a walk
+        self.flat = all(isinstance(node, str) for _, _, node in fields)
+        self.scalars = [(name, default) for name, default, _ in fields]
+        self.lengths = [(name, int(node[:-1])) for name, _, node in fields
+                        if isinstance(node, str) and node[-1] == "s"]
 
     def pack(self, value: dict) -> bytes | None:
-        out: list = []
         try:
-            _flatten(("s", self.fields), value, out)
+            if self.flat:
+                out = [value[name] if name in value else default
+                       for name, default in self.scalars]
+                if None in out:
+                    return None
+                for name, n in self.lengths:
+                    b = value.get(name)
+                    if b is not None and not (type(b) is bytes and len(b) == n):
+                        return None
+            else:
+                out = []
+                _flatten(("s", self.fields), value, out)
             return self.pack_values(*out)
         except (_NoPack, struct.error, TypeError, KeyError, AttributeError):
             return None
