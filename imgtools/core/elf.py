@@ -66,7 +66,7 @@ class UnsupportedImage(ImageError):
     """The image is valid but cannot be turned into a core (e.g. i386)."""
 
 
-@dataclass
+@dataclass(slots=True)          # (one per held run of pages, one segment per VMA)
 class Run:
     """Bytes of a segment that come from the image: ``length`` bytes at image offset
     ``src`` go to segment offset ``seg_off``; everything else in ``filesz`` is zero."""
@@ -75,7 +75,7 @@ class Run:
     length: int
 
 
-@dataclass
+@dataclass(slots=True)
 class Segment:
     vaddr: int
     memsz: int
