@@ -95,19 +95,72 @@ int probe_mm(struct infect *inf, struct process *p)
 	return 0;
 }
 
+/* VmFlags' mnemonics by their two letters: 20,000 VMAs have some 200,000 of them */
+static uint64_t vm_flag_of(char a, char b)
+{
+	static uint64_t table[26][26];
+	static bool filled;
+	size_t i;
+
+	if (!filled) {
+		for (i = 0; i < sizeof(vm_flag_names) / sizeof(vm_flag_names[0]); i++)
+			table[vm_flag_names[i].name[0] - 'a'][vm_flag_names[i].name[1] - 'a'] =
+				vm_flag_names[i].flag;
+		filled = true;
+	}
+	return a >= 'a' && a <= 'z' && b >= 'a' && b <= 'z' ? table[a - 'a'][b - 'a'] : 0;
+}
+
 static uint64_t parse_vm_flags(const char *v)
 {
 	uint64_t flags = 0;
-	size_t i;
 
 	while (*v && *v != '\n') {
-		for (i = 0; i < sizeof(vm_flag_names) / sizeof(vm_flag_names[0]); i++)
-			if (!strncmp(v, vm_flag_names[i].name, 2) && (v[2] == ' ' || v[2] == '\n' || !v[2]))
-				flags |= vm_flag_names[i].flag;
+		if (v[1] && (v[2] == ' ' || v[2] == '\n' || !v[2]))
+			flags |= vm_flag_of(v[0], v[1]);
 		v += strcspn(v, " \n");
 		v += strspn(v, " ");
 	}
 	return flags;
+}
+
+/* a hexadecimal field of a maps line and the one character that must end it */
+static bool hex_field(const char **p, char end, unsigned long long *v)
+{
+	char *e;
+
+	*v = strtoull(*p, &e, 16);
+	if (e == *p || *e != end)
+		return false;
+	*p = e + 1;
+	return true;
+}
+
+/*
+ * "start-end perms offset major:minor inode [path]" (show_map_vma); *path: the text
+ * after the inode and its padding. The line is parsed in place: sscanf would measure
+ * the whole line for every field.
+ */
+static bool parse_map_line(const char *line, unsigned long long *start, unsigned long long *end,
+			   const char **perms, unsigned long long *pgoff, const char **path)
+{
+	unsigned long long major, minor;
+	const char *p = line;
+	char *e;
+
+	if (!hex_field(&p, '-', start) || !hex_field(&p, ' ', end))
+		return false;
+	*perms = p;
+	if (strnlen(p, 5) < 5 || p[4] != ' ')
+		return false;
+	p += 5;
+	if (!hex_field(&p, ' ', pgoff) || !hex_field(&p, ':', &major) || !hex_field(&p, ' ', &minor))
+		return false;
+	strtoull(p, &e, 10);
+	if (e == p || (*e && *e != ' '))
+		return false;
+	*path = e + strspn(e, " ");
+	return true;
 }
 
 /*
@@ -199,6 +252,7 @@ static int read_vmas(struct ctx *c, pid_t pid, struct vma **out, int *n)
 {
 	char path[64], *line = NULL;
 	size_t line_cap = 0;
+	ssize_t len;
 	struct vma *vmas = NULL, *v = NULL;
 	int cap = 0, ret = 0, i, j;
 	FILE *f;
@@ -209,20 +263,19 @@ static int read_vmas(struct ctx *c, pid_t pid, struct vma **out, int *n)
 	f = fopen(path, "re");
 	if (!f)
 		return pr_perror("read %s", path);
-	while (getline(&line, &line_cap, f) > 0 && !ret) {
-		unsigned long long start, end, pgoff, ino;
-		unsigned int maj, min;
-		int off = 0;
+	while ((len = getline(&line, &line_cap, f)) > 0 && !ret) {
+		unsigned long long start, end, pgoff;
+		const char *perms, *name;
 
-		line[strcspn(line, "\n")] = 0;
-		if (!strncmp(line, "VmFlags:", 8) && v) {
+		if (line[len - 1] == '\n')
+			line[len - 1] = 0;
+		if (line[0] == 'V' && !strncmp(line, "VmFlags:", 8) && v) {
 			v->vm_flags = parse_vm_flags(line + 8 + strspn(line + 8, " "));
 			continue;
 		}
 		/* "Key: value" lines start with a capital, a mapping with its lowercase hex start */
 		if (!((line[0] >= '0' && line[0] <= '9') || (line[0] >= 'a' && line[0] <= 'f')) ||
-		    sscanf(line, "%llx-%llx %*4s %llx %x:%x %llu %n", &start, &end, &pgoff, &maj, &min,
-			   &ino, &off) != 6 || !off)
+		    !parse_map_line(line, &start, &end, &perms, &pgoff, &name))
 			continue;
 		if (*n == cap) {
 			struct vma *nv = realloc(vmas, (cap = cap ? 2 * cap : 64) * sizeof(*vmas));
@@ -238,8 +291,8 @@ static int read_vmas(struct ctx *c, pid_t pid, struct vma **out, int *n)
 		v->start = start;
 		v->end = end;
 		v->pgoff = pgoff / PAGE_SIZE;
-		memcpy(v->perms, line + strcspn(line, " ") + 1, 4);
-		v->path = strdup(line + off);
+		memcpy(v->perms, perms, 4);
+		v->path = strdup(name);
 		if (!v->path)
 			ret = pr_perror("vma list");
 		else
