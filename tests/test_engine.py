@@ -403,7 +403,7 @@ def built(tmp_path_factory):
         r = subprocess.run(["make", "-s", "-C", str(d)], capture_output=True, text=True)
         assert r.returncode == 0, f"make -C {d}:\n{r.stdout}{r.stderr}"
     out = tmp_path_factory.mktemp("progs")
-    for name in ("hog", "tree", "vforker", "shmanon"):
+    for name in ("hog", "tree", "vforker", "shmanon", "novdso"):
         r = subprocess.run(["gcc", "-O2", "-Wall", "-o", str(out / name), str(PROGS / f"{name}.c"),
                             "-pthread"], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
@@ -917,6 +917,22 @@ def test_signals(built, targets, tmp_path):
     wait_for("the SIGUSR1 handler", lambda: peek_mem(p.pid, got, 4) ==
              struct.pack("i", signal.SIGUSR1))
     assert sigmask(status_of(p.pid), "ShdPnd") == sigmask(status_of(p.pid), "SigPnd") == usr2_bit
+
+
+def test_vdso_address_taken_by_a_writable_page(built, targets, tmp_path):
+    """The auxv's [vdso] address is a hint: a process that unmapped its vdso and mapped a
+    writable page holding a syscall instruction's bytes there is probed through another
+    executable mapping (a syscall run from that page would fault the process), dumped
+    whole and unchanged, and runs on."""
+    p = targets.start([built.progs / "novdso"])
+    handler = int(targets.read_line(p, 5))
+    snap, img = dump_stopped(p.pid, tmp_path / "novdso.img")
+    t = img.tasks[0]
+    assert img.get(t.obj("sighand"), "sighand")["action"][signal.SIGUSR1 - 1]["_sa_handler"] \
+        == handler                                  # read by an injected rt_sigaction
+    resume_tree(p.pid)
+    os.kill(p.pid, signal.SIGUSR1)
+    assert targets.read_line(p, 5) == b"usr1"
 
 
 def test_dump_adds_no_pages(built, targets, tmp_path):
