@@ -413,7 +413,8 @@ static int flush_batch(struct ctx *c, struct page_batch *b)
 	_Static_assert(sizeof(h) == 24, "PGARR and BUFFER headers are contiguous");
 	if (!b->n)
 		return 0;
-	if (read_pages(b) || image_writev(&c->img, iov, 3))
+	/* interrupted: no more pages, the tasks are released first */
+	if (check_interrupted() || read_pages(b) || image_writev(&c->img, iov, 3))
 		return -1;
 	b->n = 0;
 	return check_interrupted();
