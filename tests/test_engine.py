@@ -1072,6 +1072,49 @@ def test_dumper_killed_mid_dump(built, targets, sig):
         assert peek_mem(p.pid, big[0] + i * PAGE, 8) == struct.pack("<Q", i)
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_cli_dump_interrupted_mid_dump(built, targets, sig):
+    """`imgtools dump` (the Python wrapper, not the engine) signalled while the engine is
+    blocked mid-pages: a SIGINT is passed on and the wrapper exits 130 only once the
+    engine has let go; SIGTERM ends the wrapper and the engine follows it (PDEATHSIG).
+    Either way the target is released and runs on with its memory intact."""
+    p = targets.start([built.progs / "hog", 512])
+    dumper = subprocess.Popen([sys.executable, "-m", "imgtools", "dump", str(p.pid), "-o", "-"],
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        got = 0
+        while got < 2 << 20:
+            chunk = os.read(dumper.stdout.fileno(), 1 << 16)
+            assert chunk, dumper.stderr.read()
+            got += len(chunk)
+        wait_for("the target frozen", lambda: tracer_of(p.pid) != 0 and state_of(p.pid) == "t")
+        t0 = time.monotonic()
+        dumper.send_signal(sig)
+        if sig == signal.SIGINT:
+            # the pipe stays full: the engine gives up on its last writes after 1 s in all
+            # (a write blocked past that would keep it until the wrapper's SIGKILL at 5 s)
+            assert dumper.wait(timeout=10) == 130
+            assert time.monotonic() - t0 < 3
+            assert tracer_of(p.pid) == 0, "the wrapper returned before the engine let go"
+            err = dumper.stderr.read().decode()
+            assert err.splitlines()[-1] == "imgtools: interrupted", err
+        else:
+            assert dumper.wait(timeout=10) == -sig
+            wait_for("the target to be released", lambda: tracer_of(p.pid) == 0, timeout=5)
+    finally:
+        if dumper.poll() is None:
+            dumper.kill()
+            dumper.wait()
+        dumper.stdout.close()
+        dumper.stderr.close()
+    wait_for("the target to run", lambda: state_of(p.pid) in "SR", timeout=5)
+    os.kill(p.pid, signal.SIGUSR1)
+    assert targets.read_line(p, 5) == b"pong"
+    big = next(m for m in read_maps(p.pid) if m[1] - m[0] == 512 << 20)
+    for i in (0, 1, 65535, 131071):
+        assert peek_mem(p.pid, big[0] + i * PAGE, 8) == struct.pack("<Q", i)
+
+
 # ----------------------------------------------------------------------------------------
 # refusals
 
