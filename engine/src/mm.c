@@ -42,6 +42,7 @@
 #define PM_SWAP		(1ULL << 62)
 #define PM_FILE		(1ULL << 61)
 
+#define SMAPS_READ	(64 << 10)	/* bytes of smaps text per read */
 #define PAGEMAP_CHUNK	65536	/* pagemap entries read at once, at most */
 #define PAGEMAP_AHEAD	4096	/* and at least (32 KiB of entries, 16 MiB of memory) */
 #define O_LARGEFILE_K	0100000	/* x86_64 O_LARGEFILE, which glibc defines as 0 */
@@ -263,6 +264,8 @@ static int read_vmas(struct ctx *c, pid_t pid, struct vma **out, int *n)
 	f = fopen(path, "re");
 	if (!f)
 		return pr_perror("read %s", path);
+	/* stdio would read in st_blksize pieces, 1 KiB on /proc: 20,000 reads of 20 MB */
+	setvbuf(f, NULL, _IOFBF, SMAPS_READ);
 	while ((len = getline(&line, &line_cap, f)) > 0 && !ret) {
 		unsigned long long start, end, pgoff;
 		const char *perms, *name;
@@ -358,28 +361,35 @@ static int read_object_pages(struct page_batch *b)
 	return 0;
 }
 
-/* read the batch's pages: one process_vm_readv, /proc/pid/mem for what it could not */
+/*
+ * read the batch's pages: process_vm_readv, and /proc/pid/mem for a page it cannot read
+ * (it stops there: special mappings such as the vDSO), then process_vm_readv again
+ */
 static int read_pages(struct page_batch *b)
 {
-	struct iovec local = { b->pages, (size_t)b->n * PAGE_SIZE };
 	struct iovec remote[CKPT_PGARR_BATCH];
-	int nr = 0, i;
-	ssize_t got;
+	int first = 0;
 
 	if (b->objfd >= 0)
 		return read_object_pages(b);
 
-	for (i = 0; i < b->n; i++) {
-		if (nr && (uint64_t)remote[nr - 1].iov_base + remote[nr - 1].iov_len == b->addr[i])
-			remote[nr - 1].iov_len += PAGE_SIZE;
-		else
-			remote[nr++] = (struct iovec){ (void *)b->addr[i], PAGE_SIZE };
-	}
-	got = process_vm_readv(b->pid, &local, 1, remote, nr, 0);
-	if (got < 0)
-		got = 0;
-	/* got is a whole number of pages: the remote vector is page-granular */
-	for (i = got / PAGE_SIZE; i < b->n; i++) {
+	while (first < b->n) {
+		struct iovec local = { b->pages + (size_t)first * PAGE_SIZE,
+				       (size_t)(b->n - first) * PAGE_SIZE };
+		int nr = 0, i;
+		ssize_t got;
+
+		for (i = first; i < b->n; i++) {
+			if (nr && (uint64_t)remote[nr - 1].iov_base + remote[nr - 1].iov_len == b->addr[i])
+				remote[nr - 1].iov_len += PAGE_SIZE;
+			else
+				remote[nr++] = (struct iovec){ (void *)b->addr[i], PAGE_SIZE };
+		}
+		got = process_vm_readv(b->pid, &local, 1, remote, nr, 0);
+		/* got is a whole number of pages: the remote vector is page-granular */
+		first += got > 0 ? got / PAGE_SIZE : 0;
+		if (first == b->n)
+			break;
 		if (b->memfd < 0) {
 			char path[64];
 
@@ -388,36 +398,47 @@ static int read_pages(struct page_batch *b)
 			if (b->memfd < 0)
 				return pr_perror("open %s", path);
 		}
-		if (pread(b->memfd, b->pages + i * PAGE_SIZE, PAGE_SIZE, b->addr[i]) != PAGE_SIZE)
-			return pr_perror("pid %d: read page %#llx", b->pid, (unsigned long long)b->addr[i]);
+		if (pread(b->memfd, b->pages + (size_t)first * PAGE_SIZE, PAGE_SIZE, b->addr[first]) !=
+		    PAGE_SIZE)
+			return pr_perror("pid %d: read page %#llx", b->pid,
+					 (unsigned long long)b->addr[first]);
+		first++;
 	}
 	return 0;
 }
 
-/* PGARR {n} | BUFFER (n addresses, n pages), in one writev */
-static int flush_batch(struct ctx *c, struct page_batch *b)
+/* PGARR {n} | BUFFER (n addresses, n pages), in one writev; the pages already read */
+static int write_batch(struct ctx *c, int n, const uint64_t *addr, const char *pages)
 {
 	struct {
 		struct ckpt_hdr_pgarr pgarr;
 		struct ckpt_hdr buf;
 	} h = {
-		.pgarr = { .h = { CKPT_HDR_PGARR, sizeof(struct ckpt_hdr_pgarr) }, .nr_pages = b->n },
-		.buf = { CKPT_HDR_BUFFER, sizeof(struct ckpt_hdr) + b->n * (8 + PAGE_SIZE) },
+		.pgarr = { .h = { CKPT_HDR_PGARR, sizeof(struct ckpt_hdr_pgarr) }, .nr_pages = n },
+		.buf = { CKPT_HDR_BUFFER, sizeof(struct ckpt_hdr) + n * (8 + PAGE_SIZE) },
 	};
 	struct iovec iov[3] = {
 		{ &h, sizeof(h) },
-		{ b->addr, b->n * sizeof(uint64_t) },
-		{ b->pages, b->n * PAGE_SIZE },
+		{ (void *)addr, n * sizeof(uint64_t) },
+		{ (void *)pages, n * PAGE_SIZE },
 	};
 
 	_Static_assert(sizeof(h) == 24, "PGARR and BUFFER headers are contiguous");
+	if (image_writev(&c->img, iov, 3))
+		return -1;
+	return check_interrupted();
+}
+
+/* the batch's pages read and written (nothing if it is empty) */
+static int flush_batch(struct ctx *c, struct page_batch *b)
+{
 	if (!b->n)
 		return 0;
 	/* interrupted: no more pages, the tasks are released first */
-	if (check_interrupted() || read_pages(b) || image_writev(&c->img, iov, 3))
+	if (check_interrupted() || read_pages(b) || write_batch(c, b->n, b->addr, b->pages))
 		return -1;
 	b->n = 0;
-	return check_interrupted();
+	return 0;
 }
 
 static bool page_wanted(uint32_t type, uint64_t pm)
@@ -471,30 +492,52 @@ static const uint64_t *pagemap_entries(int pagemap, pid_t pid, uint64_t page, si
 	return pm;
 }
 
-/* the pages of one mapping, then the PGARR terminator */
-static int dump_vma_pages(struct ctx *c, struct page_batch *b, int pagemap, const struct vma *v)
+/*
+ * The wanted pages of v in [addr, v->end) appended to b until it is full; the address to
+ * go on from (v->end once all are in), 0 on error.
+ */
+static uint64_t gather_pages(struct page_batch *b, int pagemap, const struct vma *v, uint64_t addr)
 {
-	struct ckpt_hdr_pgarr end = { .nr_pages = 0 };
-	uint64_t addr = v->no_contents ? v->end : v->start;
-
-	while (addr < v->end) {
+	while (addr < v->end && b->n < CKPT_PGARR_BATCH) {
 		size_t n = (v->end - addr) / PAGE_SIZE, i;
 		const uint64_t *pm = pagemap_entries(pagemap, b->pid, addr / PAGE_SIZE, &n);
 
 		if (!pm)
+			return 0;
+		for (i = 0; i < n && b->n < CKPT_PGARR_BATCH; i++, addr += PAGE_SIZE)
+			if (page_wanted(v->type, pm[i]))
+				b->addr[b->n++] = addr;
+	}
+	return addr;
+}
+
+static uint64_t first_page(const struct vma *v)
+{
+	return v->no_contents ? v->end : v->start;
+}
+
+/* the pages of one mapping, then the PGARR terminator */
+static int dump_vma_pages(struct ctx *c, struct page_batch *b, int pagemap, const struct vma *v)
+{
+	struct ckpt_hdr_pgarr end = { .nr_pages = 0 };
+	uint64_t addr = first_page(v);
+
+	while (addr < v->end) {
+		addr = gather_pages(b, pagemap, v, addr);
+		if (!addr || (b->n == CKPT_PGARR_BATCH && flush_batch(c, b)))
 			return -1;
-		for (i = 0; i < n; i++, addr += PAGE_SIZE) {
-			if (!page_wanted(v->type, pm[i]))
-				continue;
-			b->addr[b->n++] = addr;
-			if (b->n == CKPT_PGARR_BATCH && flush_batch(c, b))
-				return -1;
-		}
 	}
 	if (flush_batch(c, b))
 		return -1;
 	return write_obj(&c->img, CKPT_HDR_PGARR, &end, sizeof(end));
 }
+
+/* pages of one mapping read ahead with those of its neighbours (dump_mm) */
+struct read_ahead {
+	int n;
+	const uint64_t *addr;
+	const char *pages;
+};
 
 /*
  * Shared anonymous memory is one shmem object however many mappings and processes see
@@ -632,8 +675,9 @@ out:
 	return ret;
 }
 
-/* [vm_file object] VMA [contents] */
-static int dump_vma(struct ctx *c, struct task *t, struct page_batch *b, int pagemap, const struct vma *v)
+/* [vm_file object] VMA [contents]; pre: its pages, already read (or NULL) */
+static int dump_vma(struct ctx *c, struct task *t, struct page_batch *b, int pagemap, const struct vma *v,
+		    const struct read_ahead *pre)
 {
 	struct ckpt_hdr_vma h = {
 		.vma_type = v->type,
@@ -674,7 +718,61 @@ static int dump_vma(struct ctx *c, struct task *t, struct page_batch *b, int pag
 	}
 	if (write_obj(&c->img, CKPT_HDR_VMA, &h, sizeof(h)))
 		return -1;
+	if (contents && pre) {
+		struct ckpt_hdr_pgarr end = { .nr_pages = 0 };
+
+		if (pre->n && write_batch(c, pre->n, pre->addr, pre->pages))
+			return -1;
+		return write_obj(&c->img, CKPT_HDR_PGARR, &end, sizeof(end));
+	}
 	return contents ? dump_vma_pages(c, b, pagemap, v) : 0;
+}
+
+/* the mappings whose pages are read from the process's memory (dump_vma_pages) */
+static bool pages_from_memory(const struct vma *v)
+{
+	return v->type == CKPT_VMA_ANON || v->type == CKPT_VMA_FILE || v->type == CKPT_VMA_VDSO;
+}
+
+/*
+ * vmas[i], or vmas[i..*next) whose pages fit in one batch together: thousands of small
+ * mappings then cost one process_vm_readv per batch, not one each.
+ */
+static int dump_vma_group(struct ctx *c, struct task *t, struct page_batch *b, int pagemap,
+			  const struct vma *vmas, int nr_vmas, int i, int *next)
+{
+	int start[CKPT_PGARR_BATCH + 1], k = 0, j;
+
+	b->n = 0;
+	for (j = i; j < nr_vmas && k < CKPT_PGARR_BATCH && pages_from_memory(&vmas[j]); j++) {
+		int before = b->n;
+		uint64_t end = gather_pages(b, pagemap, &vmas[j], first_page(&vmas[j]));
+
+		if (!end)
+			return -1;
+		if (end < vmas[j].end) {
+			b->n = before;	/* more pages than the batch has room for */
+			break;
+		}
+		start[k++] = before;
+	}
+	if (k == 0) {
+		*next = i + 1;
+		return dump_vma(c, t, b, pagemap, &vmas[i], NULL);
+	}
+	*next = i + k;
+	start[k] = b->n;
+	if (check_interrupted() || read_pages(b))
+		return -1;
+	for (j = 0; j < k; j++) {
+		struct read_ahead pre = { start[j + 1] - start[j], b->addr + start[j],
+					  b->pages + (size_t)start[j] * PAGE_SIZE };
+
+		if (dump_vma(c, t, b, pagemap, &vmas[i + j], &pre))
+			return -1;
+	}
+	b->n = 0;
+	return 0;
 }
 
 /* saved_auxv: at_vector_size u64 words, zero padded */
@@ -748,7 +846,7 @@ int dump_mm(struct ctx *c, struct task *t)
 {
 	struct page_batch b = { .pid = t->tid, .memfd = -1, .objfd = -1 };
 	struct vma *vmas = NULL;
-	int nr_vmas = 0, i, exe_ref, pagemap = -1, ret = -1;
+	int nr_vmas = 0, i, next, exe_ref, pagemap = -1, ret = -1;
 	uint64_t vdso = 0;
 	char path[64];
 	bool first;
@@ -768,12 +866,12 @@ int dump_mm(struct ctx *c, struct task *t)
 	exe_ref = dump_exe(c, t);
 	if (exe_ref < 0 || dump_mm_struct(c, t, nr_vmas, exe_ref) || dump_auxv(c, t->tid))
 		goto out;
-	for (i = 0; i < nr_vmas; i++) {
+	for (i = 0; i < nr_vmas; i++)
 		if (vmas[i].type == CKPT_VMA_VDSO)
 			vdso = vmas[i].start;
-		if (dump_vma(c, t, &b, pagemap, &vmas[i]))
+	for (i = 0; i < nr_vmas; i = next)
+		if (dump_vma_group(c, t, &b, pagemap, vmas, nr_vmas, i, &next))
 			goto out;
-	}
 	if (arch_dump_mm_context(c, vdso))
 		goto out;
 	ret = ref;
