@@ -5,7 +5,8 @@
  * Only pages that exist are saved: pagemap says which (present, or swapped); of a private
  * file mapping only the pages that became anonymous (copy-on-write) are saved, the rest
  * is in the file. Pages are read with process_vm_readv, up to a PGARR batch (512 pages)
- * per call with contiguous pages coalesced, and written with one writev per batch.
+ * per call with contiguous pages coalesced (the pages of neighbouring small mappings in
+ * one call), and written with one writev per batch.
  */
 #include <errno.h>
 #include <fcntl.h>
