@@ -1028,6 +1028,35 @@ def test_kill_flag(built, targets, tmp_path):
     assert img.tail and len(img.tasks) == 3
 
 
+def read_some(dumper: subprocess.Popen, n: int) -> None:
+    """n bytes of the image from the dumper's stdout (then left unread: the pipe fills)."""
+    got = 0
+    while got < n:
+        chunk = os.read(dumper.stdout.fileno(), 1 << 16)
+        assert chunk, dumper.stderr.read()
+        got += len(chunk)
+
+
+def end_dumper(dumper: subprocess.Popen) -> None:
+    """Killed if still running, reaped, its pipes closed."""
+    if dumper.poll() is None:
+        dumper.kill()
+        dumper.wait()
+    dumper.stdout.close()
+    dumper.stderr.close()
+
+
+def assert_hog_answers(targets, p: subprocess.Popen, mib: int) -> None:
+    """tests/progs/hog still answers SIGUSR1 and its pages still hold their indexes."""
+    os.kill(p.pid, signal.SIGUSR1)
+    assert targets.read_line(p, 5) == b"pong"
+    maps = read_maps(p.pid)
+    big = next((m for m in maps if m[1] - m[0] == mib << 20), None)
+    assert big, f"no mapping of {mib} MiB: {maps}"
+    for i in (0, 1, (mib << 7) - 1, (mib << 8) - 1):
+        assert peek_mem(p.pid, big[0] + i * PAGE, 8) == struct.pack("<Q", i)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_dumper_killed_mid_dump(built, targets, sig):
     """512 MiB of touched memory streamed into a pipe nobody drains: the dumper blocks in
@@ -1036,11 +1065,7 @@ def test_dumper_killed_mid_dump(built, targets, sig):
     dumper = subprocess.Popen([str(built.engine), "dump", str(p.pid), "-o", "-"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
     try:
-        got = 0
-        while got < 2 << 20:
-            chunk = os.read(dumper.stdout.fileno(), 1 << 16)
-            assert chunk, dumper.stderr.read()
-            got += len(chunk)
+        read_some(dumper, 2 << 20)
         # mid-dump: the pipe is full, the dumper is blocked, the target frozen under it
         time.sleep(0.05)
         assert dumper.poll() is None
@@ -1059,17 +1084,9 @@ def test_dumper_killed_mid_dump(built, targets, sig):
             err = dumper.stderr.read().decode()
             assert "interrupted" in err, err
     finally:
-        if dumper.poll() is None:
-            dumper.kill()
-            dumper.wait()
-        dumper.stdout.close()
-        dumper.stderr.close()
+        end_dumper(dumper)
     # it still answers, and its memory is intact
-    os.kill(p.pid, signal.SIGUSR1)
-    assert targets.read_line(p, 5) == b"pong"
-    big = next(m for m in read_maps(p.pid) if m[1] - m[0] == 512 << 20)
-    for i in (0, 1, 65535, 131071):
-        assert peek_mem(p.pid, big[0] + i * PAGE, 8) == struct.pack("<Q", i)
+    assert_hog_answers(targets, p, 512)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -1082,11 +1099,7 @@ def test_cli_dump_interrupted_mid_dump(built, targets, sig):
     dumper = subprocess.Popen([sys.executable, "-m", "imgtools", "dump", str(p.pid), "-o", "-"],
                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        got = 0
-        while got < 2 << 20:
-            chunk = os.read(dumper.stdout.fileno(), 1 << 16)
-            assert chunk, dumper.stderr.read()
-            got += len(chunk)
+        read_some(dumper, 2 << 20)
         wait_for("the target frozen", lambda: tracer_of(p.pid) != 0 and state_of(p.pid) == "t")
         t0 = time.monotonic()
         dumper.send_signal(sig)
@@ -1102,17 +1115,9 @@ def test_cli_dump_interrupted_mid_dump(built, targets, sig):
             assert dumper.wait(timeout=10) == -sig
             wait_for("the target to be released", lambda: tracer_of(p.pid) == 0, timeout=5)
     finally:
-        if dumper.poll() is None:
-            dumper.kill()
-            dumper.wait()
-        dumper.stdout.close()
-        dumper.stderr.close()
+        end_dumper(dumper)
     wait_for("the target to run", lambda: state_of(p.pid) in "SR", timeout=5)
-    os.kill(p.pid, signal.SIGUSR1)
-    assert targets.read_line(p, 5) == b"pong"
-    big = next(m for m in read_maps(p.pid) if m[1] - m[0] == 512 << 20)
-    for i in (0, 1, 65535, 131071):
-        assert peek_mem(p.pid, big[0] + i * PAGE, 8) == struct.pack("<Q", i)
+    assert_hog_answers(targets, p, 512)
 
 
 # ----------------------------------------------------------------------------------------
