@@ -71,7 +71,7 @@ struct vma {
 	uint64_t vm_flags;
 	uint32_t type;
 	bool no_contents;	/* VM_IO / VM_PFNMAP: kernel pages, only the terminator is written */
-	struct stat st;		/* the mapped file, if any */
+	struct stat *st;	/* the mapped file (malloc'd: 20,000 anonymous VMAs have none) */
 	char *path;		/* as smaps names it, "" for none (malloc'd) */
 };
 
@@ -197,7 +197,7 @@ static void map_files_path(char *buf, size_t size, pid_t pid, const struct vma *
 		 (unsigned long long)v->end);
 }
 
-/* Set v->type; 1 if the mapping is not saved (vsyscall), 2 if it cannot be. */
+/* Set v->type; 1 if the mapping is not saved (vsyscall), 2 if it cannot be, -1 on error. */
 static int classify(pid_t pid, struct vma *v)
 {
 	bool shared = v->perms[3] == 's';
@@ -221,7 +221,10 @@ static int classify(pid_t pid, struct vma *v)
 		return shared ? 2 : 0;
 	}
 	map_files_path(mf, sizeof(mf), pid, v);
-	if (stat(mf, &v->st) && stat(v->path, &v->st))
+	v->st = malloc(sizeof(*v->st));
+	if (!v->st)
+		return pr_perror("vma list");
+	if (stat(mf, v->st) && stat(v->path, v->st))
 		return 2;
 	if (shared && !strcmp(v->path, "/dev/zero (deleted)")) {
 		v->type = CKPT_VMA_SHM_ANON;	/* MAP_SHARED | MAP_ANONYMOUS */
@@ -231,7 +234,7 @@ static int classify(pid_t pid, struct vma *v)
 		v->type = CKPT_VMA_SHM_IPC_SKIP;	/* shmat(2): the segment's inode is its shmid */
 		return 0;
 	}
-	if (deleted(v->path) && !ext_file_kind(v->path, &v->st))
+	if (deleted(v->path) && !ext_file_kind(v->path, v->st))
 		return 2;
 	v->type = shared ? CKPT_VMA_SHM_FILE : CKPT_VMA_FILE;
 	return 0;
@@ -241,8 +244,10 @@ static void free_vmas(struct vma *vmas, int n)
 {
 	int i;
 
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
 		free(vmas[i].path);
+		free(vmas[i].st);
+	}
 	free(vmas);
 }
 
@@ -310,7 +315,9 @@ static int read_vmas(struct ctx *c, pid_t pid, struct vma **out, int *n)
 	for (i = 0, j = 0; i < *n; i++) {
 		int r = ret ? 1 : classify(pid, &vmas[i]);
 
-		if (r == 0 && vmas[i].path[0] == '/' && ext_file_kind(vmas[i].path, &vmas[i].st)) {
+		if (r < 0)
+			ret = -1;
+		if (r == 0 && vmas[i].st && ext_file_kind(vmas[i].path, vmas[i].st)) {
 			/* a deleted file or a memfd: saved whole, or an ERROR record and left out */
 			char what[64], source[96];
 
@@ -323,17 +330,19 @@ static int read_vmas(struct ctx *c, pid_t pid, struct vma **out, int *n)
 		}
 		/* a segment the IPC section does not hold (another namespace's, made since) */
 		if (!r && vmas[i].type == CKPT_VMA_SHM_IPC_SKIP &&
-		    ipc_shm_objref(c, pid, vmas[i].st.st_ino, NULL) <= 0)
+		    ipc_shm_objref(c, pid, vmas[i].st->st_ino, NULL) <= 0)
 			r = 2;
 
 		if (r == 2 && ckpt_unsupported(c, "pid %d: unsupported mapping %llx-%llx %s", pid,
 					       (unsigned long long)vmas[i].start,
 					       (unsigned long long)vmas[i].end, vmas[i].path))
 			ret = -1;
-		if (r == 0)
+		if (r == 0) {
 			vmas[j++] = vmas[i];
-		else
+		} else {
 			free(vmas[i].path);
+			free(vmas[i].st);
+		}
 	}
 	*n = j;
 	*out = vmas;
@@ -563,7 +572,7 @@ static bool shm_covered(const struct vma *v, uint64_t page)
 	for (i = 0; i < nr_shm_saved; i++) {
 		const struct shm_window *w = &shm_saved[i];
 
-		if (w->ino == v->st.st_ino && w->dev == v->st.st_dev && page >= w->first && page < w->end)
+		if (w->ino == v->st->st_ino && w->dev == v->st->st_dev && page >= w->first && page < w->end)
 			return true;
 	}
 	return false;
@@ -629,7 +638,7 @@ static int dump_shm_anon(struct ctx *c, struct page_batch *b, struct ckpt_hdr_vm
 		goto out;
 	}
 	shm_saved = w;
-	shm_saved[nr_shm_saved++] = (struct shm_window){ v->st.st_dev, v->st.st_ino, v->pgoff,
+	shm_saved[nr_shm_saved++] = (struct shm_window){ v->st->st_dev, v->st->st_ino, v->pgoff,
 							 v->pgoff + (v->end - v->start) / PAGE_SIZE };
 	ret = 0;
 out:
@@ -697,24 +706,24 @@ static int dump_vma(struct ctx *c, struct task *t, struct page_batch *b, int pag
 		char source[96];
 
 		map_files_path(source, sizeof(source), t->tid, v);
-		h.vma_objref = dump_mapped_file(c, t, v->path, &v->st,
+		h.vma_objref = dump_mapped_file(c, t, v->path, v->st,
 						(rw ? O_RDWR : O_RDONLY) | O_LARGEFILE_K, source);
 		if (h.vma_objref < 0)
 			return -1;
 	}
 	if (v->type == CKPT_VMA_SHM_IPC_SKIP) {
 		/* as the kernel wrote it: the contents are the IPC section's, not repeated here */
-		h.ino_objref = ipc_shm_objref(c, t->tid, v->st.st_ino, &h.ino_size);
+		h.ino_objref = ipc_shm_objref(c, t->tid, v->st->st_ino, &h.ino_size);
 		return h.ino_objref < 0 ? -1 : write_obj(&c->img, CKPT_HDR_VMA, &h, sizeof(h));
 	}
 	if (v->type == CKPT_VMA_SHM_ANON) {
 		bool first;
 
 		/* the shared inode is defined by its first use, which carries the contents */
-		h.ino_objref = obj_lookup_add(c->objs, CKPT_OBJ_INODE, v->st.st_dev, v->st.st_ino, &first);
+		h.ino_objref = obj_lookup_add(c->objs, CKPT_OBJ_INODE, v->st->st_dev, v->st->st_ino, &first);
 		if (h.ino_objref < 0)
 			return -1;
-		h.ino_size = v->st.st_size;
+		h.ino_size = v->st->st_size;
 		return dump_shm_anon(c, b, &h, v, first);
 	}
 	if (write_obj(&c->img, CKPT_HDR_VMA, &h, sizeof(h)))
