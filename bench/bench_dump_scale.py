@@ -112,6 +112,10 @@ def main() -> None:
     if not os.access(TIME, os.X_OK):
         raise SystemExit(f"{TIME} (GNU time) is needed for CPU and RSS figures")
     bare = str(engine.find_engine())
+    # as an installed package has it: the bytecode compiled (PYTHONDONTWRITEBYTECODE
+    # would have the CLI compile every module on every run)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "imgtools", "formats"],
+                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     with tempfile.TemporaryDirectory(prefix="imgtools-bench-") as d:
         target = build(Path(d))
         print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs, "

@@ -7,7 +7,6 @@ first use. The engine checkpoints a live process tree into a linux-cr v23 x86_64
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -23,8 +22,9 @@ class EngineError(Exception):
 
 def build_engine(source: Path = SOURCE_TREE) -> Path:
     """Run ``make -C source`` and return the built binary."""
-    import platform             # here: running a built engine needs neither (start-up)
+    import platform             # here: running a built engine needs none of them (start-up)
     import shutil
+    import subprocess
     if platform.machine() != "x86_64":
         raise EngineError(f"the checkpoint engine supports x86_64 only, this machine is {platform.machine()}")
     missing = [tool for tool in ("make", "gcc") if shutil.which(tool) is None]
@@ -78,7 +78,8 @@ def dump(
         cmd += ["--ghost-limit", ghost_limit]
     try:
         if on_progress is None:
-            return subprocess.run(cmd, stdout=stdout).returncode
+            return _run(cmd, stdout)
+        import subprocess       # a progress bar: only on a terminal
         proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.PIPE)
         for line in proc.stderr:
             words = line.split()
@@ -90,6 +91,39 @@ def dump(
         return proc.wait()
     except OSError as exc:
         raise EngineError(f"cannot run {cmd[0]}: {exc}") from exc
+
+
+def _run(cmd: list[str], stdout) -> int:
+    """Run cmd with stdout (a file object, or None: ours) and return its exit code, as
+    subprocess.run would, without importing subprocess (start-up: `imgtools dump` should
+    cost little more than the engine). Our descriptors are close-on-exec (Python opens
+    them so). Interrupted (SIGINT), the engine is given the SIGINT too -- it puts back
+    and releases every task -- and waited for before KeyboardInterrupt goes on; SIGKILL
+    after 5 s (its tracer then takes the same path)."""
+    actions = [] if stdout is None else [(os.POSIX_SPAWN_DUP2, stdout.fileno(), 1)]
+    pid = os.posix_spawn(cmd[0], cmd, os.environ, file_actions=actions)
+    try:
+        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    except BaseException:
+        _stop(pid)
+        raise
+
+
+def _stop(pid: int) -> None:
+    """SIGINT to the engine pid, waited for 5 s, then SIGKILL; reaped."""
+    import signal
+    import time
+    os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return
+            time.sleep(0.01)
+        except KeyboardInterrupt:
+            continue            # a second Ctrl-C: the engine is finishing already
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
 
 
 def restore_command(image: str, pidns: bool = True, detach: bool = False, stopped: bool = False,

@@ -403,7 +403,7 @@ def built(tmp_path_factory):
         r = subprocess.run(["make", "-s", "-C", str(d)], capture_output=True, text=True)
         assert r.returncode == 0, f"make -C {d}:\n{r.stdout}{r.stderr}"
     out = tmp_path_factory.mktemp("progs")
-    for name in ("hog", "tree", "vforker", "shmanon"):
+    for name in ("hog", "tree", "vforker", "shmanon", "novdso"):
         r = subprocess.run(["gcc", "-O2", "-Wall", "-o", str(out / name), str(PROGS / f"{name}.c"),
                             "-pthread"], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
@@ -919,6 +919,22 @@ def test_signals(built, targets, tmp_path):
     assert sigmask(status_of(p.pid), "ShdPnd") == sigmask(status_of(p.pid), "SigPnd") == usr2_bit
 
 
+def test_vdso_address_taken_by_a_writable_page(built, targets, tmp_path):
+    """The auxv's [vdso] address is a hint: a process that unmapped its vdso and mapped a
+    writable page holding a syscall instruction's bytes there is probed through another
+    executable mapping (a syscall run from that page would fault the process), dumped
+    whole and unchanged, and runs on."""
+    p = targets.start([built.progs / "novdso"])
+    handler = int(targets.read_line(p, 5))
+    snap, img = dump_stopped(p.pid, tmp_path / "novdso.img")
+    t = img.tasks[0]
+    assert img.get(t.obj("sighand"), "sighand")["action"][signal.SIGUSR1 - 1]["_sa_handler"] \
+        == handler                                  # read by an injected rt_sigaction
+    resume_tree(p.pid)
+    os.kill(p.pid, signal.SIGUSR1)
+    assert targets.read_line(p, 5) == b"usr1"
+
+
 def test_dump_adds_no_pages(built, targets, tmp_path):
     """A dump must not change the target's memory, not even which pages exist."""
     p = targets.start([built.sample("threads")])
@@ -1012,6 +1028,35 @@ def test_kill_flag(built, targets, tmp_path):
     assert img.tail and len(img.tasks) == 3
 
 
+def read_some(dumper: subprocess.Popen, n: int) -> None:
+    """n bytes of the image from the dumper's stdout (then left unread: the pipe fills)."""
+    got = 0
+    while got < n:
+        chunk = os.read(dumper.stdout.fileno(), 1 << 16)
+        assert chunk, dumper.stderr.read()
+        got += len(chunk)
+
+
+def end_dumper(dumper: subprocess.Popen) -> None:
+    """Killed if still running, reaped, its pipes closed."""
+    if dumper.poll() is None:
+        dumper.kill()
+        dumper.wait()
+    dumper.stdout.close()
+    dumper.stderr.close()
+
+
+def assert_hog_answers(targets, p: subprocess.Popen, mib: int) -> None:
+    """tests/progs/hog still answers SIGUSR1 and its pages still hold their indexes."""
+    os.kill(p.pid, signal.SIGUSR1)
+    assert targets.read_line(p, 5) == b"pong"
+    maps = read_maps(p.pid)
+    big = next((m for m in maps if m[1] - m[0] == mib << 20), None)
+    assert big, f"no mapping of {mib} MiB: {maps}"
+    for i in (0, 1, (mib << 7) - 1, (mib << 8) - 1):
+        assert peek_mem(p.pid, big[0] + i * PAGE, 8) == struct.pack("<Q", i)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_dumper_killed_mid_dump(built, targets, sig):
     """512 MiB of touched memory streamed into a pipe nobody drains: the dumper blocks in
@@ -1020,11 +1065,7 @@ def test_dumper_killed_mid_dump(built, targets, sig):
     dumper = subprocess.Popen([str(built.engine), "dump", str(p.pid), "-o", "-"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
     try:
-        got = 0
-        while got < 2 << 20:
-            chunk = os.read(dumper.stdout.fileno(), 1 << 16)
-            assert chunk, dumper.stderr.read()
-            got += len(chunk)
+        read_some(dumper, 2 << 20)
         # mid-dump: the pipe is full, the dumper is blocked, the target frozen under it
         time.sleep(0.05)
         assert dumper.poll() is None
@@ -1043,17 +1084,40 @@ def test_dumper_killed_mid_dump(built, targets, sig):
             err = dumper.stderr.read().decode()
             assert "interrupted" in err, err
     finally:
-        if dumper.poll() is None:
-            dumper.kill()
-            dumper.wait()
-        dumper.stdout.close()
-        dumper.stderr.close()
+        end_dumper(dumper)
     # it still answers, and its memory is intact
-    os.kill(p.pid, signal.SIGUSR1)
-    assert targets.read_line(p, 5) == b"pong"
-    big = next(m for m in read_maps(p.pid) if m[1] - m[0] == 512 << 20)
-    for i in (0, 1, 65535, 131071):
-        assert peek_mem(p.pid, big[0] + i * PAGE, 8) == struct.pack("<Q", i)
+    assert_hog_answers(targets, p, 512)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_cli_dump_interrupted_mid_dump(built, targets, sig):
+    """`imgtools dump` (the Python wrapper, not the engine) signalled while the engine is
+    blocked mid-pages: a SIGINT is passed on and the wrapper exits 130 only once the
+    engine has let go; SIGTERM ends the wrapper and the engine follows it (PDEATHSIG).
+    Either way the target is released and runs on with its memory intact."""
+    p = targets.start([built.progs / "hog", 512])
+    dumper = subprocess.Popen([sys.executable, "-m", "imgtools", "dump", str(p.pid), "-o", "-"],
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        read_some(dumper, 2 << 20)
+        wait_for("the target frozen", lambda: tracer_of(p.pid) != 0 and state_of(p.pid) == "t")
+        t0 = time.monotonic()
+        dumper.send_signal(sig)
+        if sig == signal.SIGINT:
+            # the pipe stays full: the engine gives up on its last writes after 1 s in all
+            # (a write blocked past that would keep it until the wrapper's SIGKILL at 5 s)
+            assert dumper.wait(timeout=10) == 130
+            assert time.monotonic() - t0 < 3
+            assert tracer_of(p.pid) == 0, "the wrapper returned before the engine let go"
+            err = dumper.stderr.read().decode()
+            assert err.splitlines()[-1] == "imgtools: interrupted", err
+        else:
+            assert dumper.wait(timeout=10) == -sig
+            wait_for("the target to be released", lambda: tracer_of(p.pid) == 0, timeout=5)
+    finally:
+        end_dumper(dumper)
+    wait_for("the target to run", lambda: state_of(p.pid) in "SR", timeout=5)
+    assert_hog_answers(targets, p, 512)
 
 
 # ----------------------------------------------------------------------------------------

@@ -114,10 +114,14 @@ def test_a_restorer_killed_at_any_point_leaves_nothing(exes, kind, tmp_path):
         stop(p, exe)
     wait_for(lambda: not running(exe), what="the dumped tree gone")
     files, objects = sorted(os.listdir(tmp_path)), ipc_ids()
-    # (the whole image restores: the tree then runs on as it should, so 0.999 is the last)
-    for frac in killed_restores([*IMGTOOLS, "restore", "-"], img.read_bytes(),
-                                (0.001, 0.01, 0.05, 0.2, 0.4, 0.6, 0.8, 0.95, 0.999)):
-        wait_for(lambda: not running(exe), timeout=10,
-                 what=f"no restored task after a kill at {frac:.1%}")
-        assert sorted(os.listdir(tmp_path)) == files, f"after a kill at {frac:.1%}"
-        assert ipc_ids() == objects, f"IPC objects left after a kill at {frac:.1%}"
+    try:
+        # (the whole image restores: the tree then runs on as it should, so 0.999 is the last)
+        for frac in killed_restores([*IMGTOOLS, "restore", "-"], img.read_bytes(),
+                                    (0.001, 0.01, 0.05, 0.2, 0.4, 0.6, 0.8, 0.95, 0.999)):
+            wait_for(lambda: not running(exe), timeout=10,
+                     what=f"no restored task after a kill at {frac:.1%}")
+            assert sorted(os.listdir(tmp_path)) == files, f"after a kill at {frac:.1%}"
+            assert ipc_ids() == objects, f"IPC objects left after a kill at {frac:.1%}"
+    finally:
+        if kind == "shm":   # the killed original's segment (rst_ipc removes it at its end)
+            subprocess.run(["ipcrm", "-m", out.read_text().split()[1]], capture_output=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -171,6 +172,52 @@ def test_host_namespace_dump_takes_only_what_the_tree_uses(prog, tmp_path):
         assert sections(img) == {IPC_SHM: 1, IPC_MSG: 0, IPC_SEM: 0}
     finally:
         ipcrm("q", other_id)
+
+
+# An ipc namespace of its own (gone with its objects when the script ends) holding the
+# script, the process it forks and the dumper: segment A is attached by that child, then
+# by the script (its shm_cpid and shm_lpid are the script's: only the child's maps show the
+# attach), B only by the script, C by nobody. Prints "A B C exit-code-of-the-dump".
+SEGMENTS_SEEN_BY_MAPS = r"""
+import ctypes, os, signal, subprocess, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.shmat.restype = ctypes.c_void_p
+libc.shmat.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_int)
+def attach(seg):
+    assert libc.shmat(seg, None, 0) != ctypes.c_void_p(-1).value, os.strerror(ctypes.get_errno())
+a, b, c = (libc.shmget(0, 4096, 0o1600) for _ in range(3))
+assert min(a, b, c) >= 0
+r, w = os.pipe()
+child = os.fork()
+if child == 0:
+    attach(a)
+    os.write(w, b"x")
+    while True:
+        signal.pause()
+os.read(r, 1)
+attach(a)
+attach(b)
+dump = subprocess.run([sys.executable, "-m", "imgtools", "dump", str(child), "--single",
+                       "-o", sys.argv[1]])
+os.kill(child, signal.SIGKILL)
+os.waitpid(child, 0)
+print(a, b, c, dump.returncode)
+"""
+
+
+def test_shared_namespace_dump_takes_a_segment_only_the_tree_s_maps_show(tmp_path):
+    """Of a namespace the dumper shares, a segment the tree has attached is saved though
+    another process created it and attached it last; segments attached only elsewhere,
+    or nowhere, are not."""
+    img = tmp_path / "seg.img"
+    r = subprocess.run(["unshare", "--ipc", sys.executable, "-c", SEGMENTS_SEEN_BY_MAPS, str(img)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    a, b, c, code = map(int, r.stdout.split())
+    assert code == 0, r.stderr
+    saved = [struct.unpack_from("<i", body, 8)[0] for _, t, body in frames(img.read_bytes())
+             if t == IPC_SHM]
+    assert saved == [a], (saved, a, b, c)
 
 
 def test_semaphore_undo_list_survives_and_is_applied_at_exit(prog, tmp_path):

@@ -7,9 +7,11 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "engine.h"
@@ -47,6 +49,37 @@ static void report_progress(struct image *img, bool last)
 		img->next_report += PROGRESS_STEP;
 }
 
+static volatile sig_atomic_t last_writes_over;
+
+static void on_last_write_alarm(int sig)
+{
+	(void)sig;
+	last_writes_over = 1;
+}
+
+/*
+ * Once the dump is interrupted, what is still written (the batch under way, the ERROR
+ * record) gets LAST_WRITE_WAIT_MS in all: poll alone does not bound a writev larger than
+ * the room a pipe has left, so a one-shot SIGALRM (no SA_RESTART) cuts it short. 0 while
+ * that time lasts.
+ */
+static int last_write_time(void)
+{
+	static bool armed;
+
+	if (!armed) {
+		struct sigaction sa = { .sa_handler = on_last_write_alarm };
+		struct itimerval once = { .it_value = { LAST_WRITE_WAIT_MS / 1000,
+							(LAST_WRITE_WAIT_MS % 1000) * 1000 } };
+
+		armed = true;
+		sigemptyset(&sa.sa_mask);
+		if (sigaction(SIGALRM, &sa, NULL) || setitimer(ITIMER_REAL, &once, NULL))
+			last_writes_over = 1;
+	}
+	return last_writes_over ? -1 : 0;
+}
+
 /* writev the whole vector, resuming after short writes and EINTR */
 static int full_writev(struct image *img, struct iovec *iov, int iovcnt)
 {
@@ -55,7 +88,8 @@ static int full_writev(struct image *img, struct iovec *iov, int iovcnt)
 		ssize_t n;
 
 		/* interrupted (the ERROR record): a reader that stopped reading cannot keep us */
-		if (interrupted && poll(&pfd, 1, LAST_WRITE_WAIT_MS) != 1) {
+		if (interrupted && (last_write_time() || poll(&pfd, 1, LAST_WRITE_WAIT_MS) != 1 ||
+				    last_writes_over)) {
 			errno = EAGAIN;
 			return pr_perror("write image");
 		}

@@ -116,32 +116,78 @@ static bool tree_pid(struct ctx *c, pid_t pid)
 	return false;
 }
 
-/* a tree process maps the segment (/proc/PID/maps names it /SYSV<key>, inode = shmid) */
-static bool tree_attached(struct ctx *c, int shmid)
-{
-	int i;
+/*
+ * The SysV segments the tree's processes have attached: /proc/PID/maps names each
+ * /SYSV<key> with inode = shmid. Read once per section (line by line: a process may
+ * have 20,000 mappings), and only if a segment's other fields do not decide; sorted.
+ */
+struct shmid_set {
+	bool read;
+	int n;
+	uint64_t *id;
+};
 
-	for (i = 0; i < c->nr_tasks; i++) {
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int read_attached(struct ctx *c, struct shmid_set *s)
+{
+	char *line = NULL;
+	size_t line_cap = 0;
+	int cap = 0, i, ret = 0;
+
+	s->read = true;
+	for (i = 0; i < c->nr_tasks && !ret; i++) {
 		struct task *t = &c->tasks[i];
-		char *maps, *l;
-		bool found = false;
+		char path[64];
+		FILE *f;
 
 		if (t->tid != t->tgid || !t->seized)
 			continue;
-		maps = proc_read(t->tid, "maps", NULL);
-		for (l = maps; l && *l && !found; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : l + strlen(l)) {
+		snprintf(path, sizeof(path), "/proc/%d/maps", t->tid);
+		f = fopen(path, "re");
+		if (!f)
+			continue;	/* as before: a process gone attaches nothing */
+		while (getline(&line, &line_cap, f) > 0) {
 			unsigned long long ino;
 			int off = 0;
 
-			if (sscanf(l, "%*x-%*x %*4s %*x %*x:%*x %llu %n", &ino, &off) == 1 && off &&
-			    !strncmp(l + off, "/SYSV", 5) && ino == (unsigned long long)shmid)
-				found = true;
+			if (sscanf(line, "%*x-%*x %*4s %*x %*x:%*x %llu %n", &ino, &off) != 1 || !off ||
+			    strncmp(line + off, "/SYSV", 5))
+				continue;
+			if (s->n == cap) {
+				uint64_t *nid = realloc(s->id, (cap = cap ? 2 * cap : 16) * sizeof(*nid));
+
+				if (!nid) {
+					ret = pr_perror("attached segment list");
+					break;
+				}
+				s->id = nid;
+			}
+			s->id[s->n++] = ino;
 		}
-		free(maps);
-		if (found)
-			return true;
+		fclose(f);
 	}
-	return false;
+	free(line);
+	if (s->n)
+		qsort(s->id, s->n, sizeof(*s->id), cmp_u64);
+	return ret;
+}
+
+/* 1: a tree process maps segment shmid (attached: nattch > 0), 0: none, -1: error */
+static int tree_attached(struct ctx *c, struct shmid_set *s, int shmid, const struct shmid_ds *ds)
+{
+	uint64_t key = (unsigned int)shmid;
+
+	if (!ds->shm_nattch)
+		return 0;	/* attached nowhere (the leftovers of ended programs) */
+	if (!s->read && read_attached(c, s))
+		return -1;
+	return s->n && bsearch(&key, s->id, s->n, sizeof(*s->id), cmp_u64) != NULL;
 }
 
 static void fill_perms(struct ckpt_hdr_ipc_perms *h, const struct ipc_perm *p, int id)
@@ -214,32 +260,41 @@ static int segment_file(int id)
 static int collect_shm(struct ctx *c, bool all, struct idlist *l)
 {
 	struct shm_info info;
-	int max = shmctl(0, SHM_INFO, (struct shmid_ds *)&info), idx;
+	struct shmid_set attached = { 0 };
+	int max = shmctl(0, SHM_INFO, (struct shmid_ds *)&info), idx, ret = -1;
 
 	for (idx = 0; idx <= max; idx++) {
 		struct shmid_ds ds;
 		struct statfs sf;
-		int id = shmctl(idx, SHM_STAT_ANY, &ds), fd;
+		int id = shmctl(idx, SHM_STAT_ANY, &ds), fd, used = all;
 
 		if (id < 0)
 			continue;
-		if (!all && !tree_pid(c, ds.shm_cpid) && !tree_pid(c, ds.shm_lpid) && !tree_attached(c, id))
+		if (!used)
+			used = tree_pid(c, ds.shm_cpid) || tree_pid(c, ds.shm_lpid) ||
+			       tree_attached(c, &attached, id, &ds);
+		if (used < 0)
+			goto out;
+		if (!used)
 			continue;
 		fd = segment_file(id);
 		if (fd < 0)
-			return -1;
+			goto out;
 		if (!fstatfs(fd, &sf) && sf.f_type == HUGETLBFS_MAGIC_K) {
 			close(fd);
 			if (ckpt_unsupported(c, "SysV shm segment %d is hugetlb", id))
-				return -1;
+				goto out;
 			continue;
 		}
 		if (idlist_add(l, id, fd, &ds)) {
 			close(fd);
-			return -1;
+			goto out;
 		}
 	}
-	return 0;
+	ret = 0;
+out:
+	free(attached.id);
+	return ret;
 }
 
 static int collect_msg(struct ctx *c, bool all, struct idlist *l)

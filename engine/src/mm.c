@@ -5,7 +5,8 @@
  * Only pages that exist are saved: pagemap says which (present, or swapped); of a private
  * file mapping only the pages that became anonymous (copy-on-write) are saved, the rest
  * is in the file. Pages are read with process_vm_readv, up to a PGARR batch (512 pages)
- * per call with contiguous pages coalesced, and written with one writev per batch.
+ * per call with contiguous pages coalesced (the pages of neighbouring small mappings in
+ * one call), and written with one writev per batch.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -42,6 +43,7 @@
 #define PM_SWAP		(1ULL << 62)
 #define PM_FILE		(1ULL << 61)
 
+#define SMAPS_READ	(64 << 10)	/* bytes of smaps text per read */
 #define PAGEMAP_CHUNK	65536	/* pagemap entries read at once, at most */
 #define PAGEMAP_AHEAD	4096	/* and at least (32 KiB of entries, 16 MiB of memory) */
 #define O_LARGEFILE_K	0100000	/* x86_64 O_LARGEFILE, which glibc defines as 0 */
@@ -69,7 +71,7 @@ struct vma {
 	uint64_t vm_flags;
 	uint32_t type;
 	bool no_contents;	/* VM_IO / VM_PFNMAP: kernel pages, only the terminator is written */
-	struct stat st;		/* the mapped file, if any */
+	struct stat *st;	/* the mapped file (malloc'd: 20,000 anonymous VMAs have none) */
 	char *path;		/* as smaps names it, "" for none (malloc'd) */
 };
 
@@ -95,19 +97,72 @@ int probe_mm(struct infect *inf, struct process *p)
 	return 0;
 }
 
+/* VmFlags' mnemonics by their two letters: 20,000 VMAs have some 200,000 of them */
+static uint64_t vm_flag_of(char a, char b)
+{
+	static uint64_t table[26][26];
+	static bool filled;
+	size_t i;
+
+	if (!filled) {
+		for (i = 0; i < sizeof(vm_flag_names) / sizeof(vm_flag_names[0]); i++)
+			table[vm_flag_names[i].name[0] - 'a'][vm_flag_names[i].name[1] - 'a'] =
+				vm_flag_names[i].flag;
+		filled = true;
+	}
+	return a >= 'a' && a <= 'z' && b >= 'a' && b <= 'z' ? table[a - 'a'][b - 'a'] : 0;
+}
+
 static uint64_t parse_vm_flags(const char *v)
 {
 	uint64_t flags = 0;
-	size_t i;
 
 	while (*v && *v != '\n') {
-		for (i = 0; i < sizeof(vm_flag_names) / sizeof(vm_flag_names[0]); i++)
-			if (!strncmp(v, vm_flag_names[i].name, 2) && (v[2] == ' ' || v[2] == '\n' || !v[2]))
-				flags |= vm_flag_names[i].flag;
+		if (v[1] && (v[2] == ' ' || v[2] == '\n' || !v[2]))
+			flags |= vm_flag_of(v[0], v[1]);
 		v += strcspn(v, " \n");
 		v += strspn(v, " ");
 	}
 	return flags;
+}
+
+/* a hexadecimal field of a maps line and the one character that must end it */
+static bool hex_field(const char **p, char end, unsigned long long *v)
+{
+	char *e;
+
+	*v = strtoull(*p, &e, 16);
+	if (e == *p || *e != end)
+		return false;
+	*p = e + 1;
+	return true;
+}
+
+/*
+ * "start-end perms offset major:minor inode [path]" (show_map_vma); *path: the text
+ * after the inode and its padding. The line is parsed in place: sscanf would measure
+ * the whole line for every field.
+ */
+static bool parse_map_line(const char *line, unsigned long long *start, unsigned long long *end,
+			   const char **perms, unsigned long long *pgoff, const char **path)
+{
+	unsigned long long major, minor;
+	const char *p = line;
+	char *e;
+
+	if (!hex_field(&p, '-', start) || !hex_field(&p, ' ', end))
+		return false;
+	*perms = p;
+	if (strnlen(p, 5) < 5 || p[4] != ' ')
+		return false;
+	p += 5;
+	if (!hex_field(&p, ' ', pgoff) || !hex_field(&p, ':', &major) || !hex_field(&p, ' ', &minor))
+		return false;
+	strtoull(p, &e, 10);
+	if (e == p || (*e && *e != ' '))
+		return false;
+	*path = e + strspn(e, " ");
+	return true;
 }
 
 /*
@@ -142,7 +197,7 @@ static void map_files_path(char *buf, size_t size, pid_t pid, const struct vma *
 		 (unsigned long long)v->end);
 }
 
-/* Set v->type; 1 if the mapping is not saved (vsyscall), 2 if it cannot be. */
+/* Set v->type; 1 if the mapping is not saved (vsyscall), 2 if it cannot be, -1 on error. */
 static int classify(pid_t pid, struct vma *v)
 {
 	bool shared = v->perms[3] == 's';
@@ -166,7 +221,10 @@ static int classify(pid_t pid, struct vma *v)
 		return shared ? 2 : 0;
 	}
 	map_files_path(mf, sizeof(mf), pid, v);
-	if (stat(mf, &v->st) && stat(v->path, &v->st))
+	v->st = malloc(sizeof(*v->st));
+	if (!v->st)
+		return pr_perror("vma list");
+	if (stat(mf, v->st) && stat(v->path, v->st))
 		return 2;
 	if (shared && !strcmp(v->path, "/dev/zero (deleted)")) {
 		v->type = CKPT_VMA_SHM_ANON;	/* MAP_SHARED | MAP_ANONYMOUS */
@@ -176,7 +234,7 @@ static int classify(pid_t pid, struct vma *v)
 		v->type = CKPT_VMA_SHM_IPC_SKIP;	/* shmat(2): the segment's inode is its shmid */
 		return 0;
 	}
-	if (deleted(v->path) && !ext_file_kind(v->path, &v->st))
+	if (deleted(v->path) && !ext_file_kind(v->path, v->st))
 		return 2;
 	v->type = shared ? CKPT_VMA_SHM_FILE : CKPT_VMA_FILE;
 	return 0;
@@ -186,8 +244,10 @@ static void free_vmas(struct vma *vmas, int n)
 {
 	int i;
 
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
 		free(vmas[i].path);
+		free(vmas[i].st);
+	}
 	free(vmas);
 }
 
@@ -199,6 +259,7 @@ static int read_vmas(struct ctx *c, pid_t pid, struct vma **out, int *n)
 {
 	char path[64], *line = NULL;
 	size_t line_cap = 0;
+	ssize_t len;
 	struct vma *vmas = NULL, *v = NULL;
 	int cap = 0, ret = 0, i, j;
 	FILE *f;
@@ -209,20 +270,21 @@ static int read_vmas(struct ctx *c, pid_t pid, struct vma **out, int *n)
 	f = fopen(path, "re");
 	if (!f)
 		return pr_perror("read %s", path);
-	while (getline(&line, &line_cap, f) > 0 && !ret) {
-		unsigned long long start, end, pgoff, ino;
-		unsigned int maj, min;
-		int off = 0;
+	/* stdio would read in st_blksize pieces, 1 KiB on /proc: 20,000 reads of 20 MB */
+	setvbuf(f, NULL, _IOFBF, SMAPS_READ);
+	while ((len = getline(&line, &line_cap, f)) > 0 && !ret) {
+		unsigned long long start, end, pgoff;
+		const char *perms, *name;
 
-		line[strcspn(line, "\n")] = 0;
-		if (!strncmp(line, "VmFlags:", 8) && v) {
+		if (line[len - 1] == '\n')
+			line[len - 1] = 0;
+		if (line[0] == 'V' && !strncmp(line, "VmFlags:", 8) && v) {
 			v->vm_flags = parse_vm_flags(line + 8 + strspn(line + 8, " "));
 			continue;
 		}
 		/* "Key: value" lines start with a capital, a mapping with its lowercase hex start */
 		if (!((line[0] >= '0' && line[0] <= '9') || (line[0] >= 'a' && line[0] <= 'f')) ||
-		    sscanf(line, "%llx-%llx %*4s %llx %x:%x %llu %n", &start, &end, &pgoff, &maj, &min,
-			   &ino, &off) != 6 || !off)
+		    !parse_map_line(line, &start, &end, &perms, &pgoff, &name))
 			continue;
 		if (*n == cap) {
 			struct vma *nv = realloc(vmas, (cap = cap ? 2 * cap : 64) * sizeof(*vmas));
@@ -238,8 +300,8 @@ static int read_vmas(struct ctx *c, pid_t pid, struct vma **out, int *n)
 		v->start = start;
 		v->end = end;
 		v->pgoff = pgoff / PAGE_SIZE;
-		memcpy(v->perms, line + strcspn(line, " ") + 1, 4);
-		v->path = strdup(line + off);
+		memcpy(v->perms, perms, 4);
+		v->path = strdup(name);
 		if (!v->path)
 			ret = pr_perror("vma list");
 		else
@@ -253,7 +315,9 @@ static int read_vmas(struct ctx *c, pid_t pid, struct vma **out, int *n)
 	for (i = 0, j = 0; i < *n; i++) {
 		int r = ret ? 1 : classify(pid, &vmas[i]);
 
-		if (r == 0 && vmas[i].path[0] == '/' && ext_file_kind(vmas[i].path, &vmas[i].st)) {
+		if (r < 0)
+			ret = -1;
+		if (r == 0 && vmas[i].st && ext_file_kind(vmas[i].path, vmas[i].st)) {
 			/* a deleted file or a memfd: saved whole, or an ERROR record and left out */
 			char what[64], source[96];
 
@@ -266,17 +330,19 @@ static int read_vmas(struct ctx *c, pid_t pid, struct vma **out, int *n)
 		}
 		/* a segment the IPC section does not hold (another namespace's, made since) */
 		if (!r && vmas[i].type == CKPT_VMA_SHM_IPC_SKIP &&
-		    ipc_shm_objref(c, pid, vmas[i].st.st_ino, NULL) <= 0)
+		    ipc_shm_objref(c, pid, vmas[i].st->st_ino, NULL) <= 0)
 			r = 2;
 
 		if (r == 2 && ckpt_unsupported(c, "pid %d: unsupported mapping %llx-%llx %s", pid,
 					       (unsigned long long)vmas[i].start,
 					       (unsigned long long)vmas[i].end, vmas[i].path))
 			ret = -1;
-		if (r == 0)
+		if (r == 0) {
 			vmas[j++] = vmas[i];
-		else
+		} else {
 			free(vmas[i].path);
+			free(vmas[i].st);
+		}
 	}
 	*n = j;
 	*out = vmas;
@@ -305,28 +371,35 @@ static int read_object_pages(struct page_batch *b)
 	return 0;
 }
 
-/* read the batch's pages: one process_vm_readv, /proc/pid/mem for what it could not */
+/*
+ * read the batch's pages: process_vm_readv, and /proc/pid/mem for a page it cannot read
+ * (it stops there: special mappings such as the vDSO), then process_vm_readv again
+ */
 static int read_pages(struct page_batch *b)
 {
-	struct iovec local = { b->pages, (size_t)b->n * PAGE_SIZE };
 	struct iovec remote[CKPT_PGARR_BATCH];
-	int nr = 0, i;
-	ssize_t got;
+	int first = 0;
 
 	if (b->objfd >= 0)
 		return read_object_pages(b);
 
-	for (i = 0; i < b->n; i++) {
-		if (nr && (uint64_t)remote[nr - 1].iov_base + remote[nr - 1].iov_len == b->addr[i])
-			remote[nr - 1].iov_len += PAGE_SIZE;
-		else
-			remote[nr++] = (struct iovec){ (void *)b->addr[i], PAGE_SIZE };
-	}
-	got = process_vm_readv(b->pid, &local, 1, remote, nr, 0);
-	if (got < 0)
-		got = 0;
-	/* got is a whole number of pages: the remote vector is page-granular */
-	for (i = got / PAGE_SIZE; i < b->n; i++) {
+	while (first < b->n) {
+		struct iovec local = { b->pages + (size_t)first * PAGE_SIZE,
+				       (size_t)(b->n - first) * PAGE_SIZE };
+		int nr = 0, i;
+		ssize_t got;
+
+		for (i = first; i < b->n; i++) {
+			if (nr && (uint64_t)remote[nr - 1].iov_base + remote[nr - 1].iov_len == b->addr[i])
+				remote[nr - 1].iov_len += PAGE_SIZE;
+			else
+				remote[nr++] = (struct iovec){ (void *)b->addr[i], PAGE_SIZE };
+		}
+		got = process_vm_readv(b->pid, &local, 1, remote, nr, 0);
+		/* got is a whole number of pages: the remote vector is page-granular */
+		first += got > 0 ? got / PAGE_SIZE : 0;
+		if (first == b->n)
+			break;
 		if (b->memfd < 0) {
 			char path[64];
 
@@ -335,35 +408,47 @@ static int read_pages(struct page_batch *b)
 			if (b->memfd < 0)
 				return pr_perror("open %s", path);
 		}
-		if (pread(b->memfd, b->pages + i * PAGE_SIZE, PAGE_SIZE, b->addr[i]) != PAGE_SIZE)
-			return pr_perror("pid %d: read page %#llx", b->pid, (unsigned long long)b->addr[i]);
+		if (pread(b->memfd, b->pages + (size_t)first * PAGE_SIZE, PAGE_SIZE, b->addr[first]) !=
+		    PAGE_SIZE)
+			return pr_perror("pid %d: read page %#llx", b->pid,
+					 (unsigned long long)b->addr[first]);
+		first++;
 	}
 	return 0;
 }
 
-/* PGARR {n} | BUFFER (n addresses, n pages), in one writev */
-static int flush_batch(struct ctx *c, struct page_batch *b)
+/* PGARR {n} | BUFFER (n addresses, n pages), in one writev; the pages already read */
+static int write_batch(struct ctx *c, int n, const uint64_t *addr, const char *pages)
 {
 	struct {
 		struct ckpt_hdr_pgarr pgarr;
 		struct ckpt_hdr buf;
 	} h = {
-		.pgarr = { .h = { CKPT_HDR_PGARR, sizeof(struct ckpt_hdr_pgarr) }, .nr_pages = b->n },
-		.buf = { CKPT_HDR_BUFFER, sizeof(struct ckpt_hdr) + b->n * (8 + PAGE_SIZE) },
+		.pgarr = { .h = { CKPT_HDR_PGARR, sizeof(struct ckpt_hdr_pgarr) }, .nr_pages = n },
+		.buf = { CKPT_HDR_BUFFER, sizeof(struct ckpt_hdr) + n * (8 + PAGE_SIZE) },
 	};
 	struct iovec iov[3] = {
 		{ &h, sizeof(h) },
-		{ b->addr, b->n * sizeof(uint64_t) },
-		{ b->pages, b->n * PAGE_SIZE },
+		{ (void *)addr, n * sizeof(uint64_t) },
+		{ (void *)pages, n * PAGE_SIZE },
 	};
 
 	_Static_assert(sizeof(h) == 24, "PGARR and BUFFER headers are contiguous");
+	if (image_writev(&c->img, iov, 3))
+		return -1;
+	return check_interrupted();
+}
+
+/* the batch's pages read and written (nothing if it is empty) */
+static int flush_batch(struct ctx *c, struct page_batch *b)
+{
 	if (!b->n)
 		return 0;
-	if (read_pages(b) || image_writev(&c->img, iov, 3))
+	/* interrupted: no more pages, the tasks are released first */
+	if (check_interrupted() || read_pages(b) || write_batch(c, b->n, b->addr, b->pages))
 		return -1;
 	b->n = 0;
-	return check_interrupted();
+	return 0;
 }
 
 static bool page_wanted(uint32_t type, uint64_t pm)
@@ -417,30 +502,52 @@ static const uint64_t *pagemap_entries(int pagemap, pid_t pid, uint64_t page, si
 	return pm;
 }
 
-/* the pages of one mapping, then the PGARR terminator */
-static int dump_vma_pages(struct ctx *c, struct page_batch *b, int pagemap, const struct vma *v)
+/*
+ * The wanted pages of v in [addr, v->end) appended to b until it is full; the address to
+ * go on from (v->end once all are in), 0 on error.
+ */
+static uint64_t gather_pages(struct page_batch *b, int pagemap, const struct vma *v, uint64_t addr)
 {
-	struct ckpt_hdr_pgarr end = { .nr_pages = 0 };
-	uint64_t addr = v->no_contents ? v->end : v->start;
-
-	while (addr < v->end) {
+	while (addr < v->end && b->n < CKPT_PGARR_BATCH) {
 		size_t n = (v->end - addr) / PAGE_SIZE, i;
 		const uint64_t *pm = pagemap_entries(pagemap, b->pid, addr / PAGE_SIZE, &n);
 
 		if (!pm)
+			return 0;
+		for (i = 0; i < n && b->n < CKPT_PGARR_BATCH; i++, addr += PAGE_SIZE)
+			if (page_wanted(v->type, pm[i]))
+				b->addr[b->n++] = addr;
+	}
+	return addr;
+}
+
+static uint64_t first_page(const struct vma *v)
+{
+	return v->no_contents ? v->end : v->start;
+}
+
+/* the pages of one mapping, then the PGARR terminator */
+static int dump_vma_pages(struct ctx *c, struct page_batch *b, int pagemap, const struct vma *v)
+{
+	struct ckpt_hdr_pgarr end = { .nr_pages = 0 };
+	uint64_t addr = first_page(v);
+
+	while (addr < v->end) {
+		addr = gather_pages(b, pagemap, v, addr);
+		if (!addr || (b->n == CKPT_PGARR_BATCH && flush_batch(c, b)))
 			return -1;
-		for (i = 0; i < n; i++, addr += PAGE_SIZE) {
-			if (!page_wanted(v->type, pm[i]))
-				continue;
-			b->addr[b->n++] = addr;
-			if (b->n == CKPT_PGARR_BATCH && flush_batch(c, b))
-				return -1;
-		}
 	}
 	if (flush_batch(c, b))
 		return -1;
 	return write_obj(&c->img, CKPT_HDR_PGARR, &end, sizeof(end));
 }
+
+/* pages of one mapping read ahead with those of its neighbours (dump_mm) */
+struct read_ahead {
+	int n;
+	const uint64_t *addr;
+	const char *pages;
+};
 
 /*
  * Shared anonymous memory is one shmem object however many mappings and processes see
@@ -465,7 +572,7 @@ static bool shm_covered(const struct vma *v, uint64_t page)
 	for (i = 0; i < nr_shm_saved; i++) {
 		const struct shm_window *w = &shm_saved[i];
 
-		if (w->ino == v->st.st_ino && w->dev == v->st.st_dev && page >= w->first && page < w->end)
+		if (w->ino == v->st->st_ino && w->dev == v->st->st_dev && page >= w->first && page < w->end)
 			return true;
 	}
 	return false;
@@ -531,7 +638,7 @@ static int dump_shm_anon(struct ctx *c, struct page_batch *b, struct ckpt_hdr_vm
 		goto out;
 	}
 	shm_saved = w;
-	shm_saved[nr_shm_saved++] = (struct shm_window){ v->st.st_dev, v->st.st_ino, v->pgoff,
+	shm_saved[nr_shm_saved++] = (struct shm_window){ v->st->st_dev, v->st->st_ino, v->pgoff,
 							 v->pgoff + (v->end - v->start) / PAGE_SIZE };
 	ret = 0;
 out:
@@ -578,8 +685,9 @@ out:
 	return ret;
 }
 
-/* [vm_file object] VMA [contents] */
-static int dump_vma(struct ctx *c, struct task *t, struct page_batch *b, int pagemap, const struct vma *v)
+/* [vm_file object] VMA [contents]; pre: its pages, already read (or NULL) */
+static int dump_vma(struct ctx *c, struct task *t, struct page_batch *b, int pagemap, const struct vma *v,
+		    const struct read_ahead *pre)
 {
 	struct ckpt_hdr_vma h = {
 		.vma_type = v->type,
@@ -598,29 +706,83 @@ static int dump_vma(struct ctx *c, struct task *t, struct page_batch *b, int pag
 		char source[96];
 
 		map_files_path(source, sizeof(source), t->tid, v);
-		h.vma_objref = dump_mapped_file(c, t, v->path, &v->st,
+		h.vma_objref = dump_mapped_file(c, t, v->path, v->st,
 						(rw ? O_RDWR : O_RDONLY) | O_LARGEFILE_K, source);
 		if (h.vma_objref < 0)
 			return -1;
 	}
 	if (v->type == CKPT_VMA_SHM_IPC_SKIP) {
 		/* as the kernel wrote it: the contents are the IPC section's, not repeated here */
-		h.ino_objref = ipc_shm_objref(c, t->tid, v->st.st_ino, &h.ino_size);
+		h.ino_objref = ipc_shm_objref(c, t->tid, v->st->st_ino, &h.ino_size);
 		return h.ino_objref < 0 ? -1 : write_obj(&c->img, CKPT_HDR_VMA, &h, sizeof(h));
 	}
 	if (v->type == CKPT_VMA_SHM_ANON) {
 		bool first;
 
 		/* the shared inode is defined by its first use, which carries the contents */
-		h.ino_objref = obj_lookup_add(c->objs, CKPT_OBJ_INODE, v->st.st_dev, v->st.st_ino, &first);
+		h.ino_objref = obj_lookup_add(c->objs, CKPT_OBJ_INODE, v->st->st_dev, v->st->st_ino, &first);
 		if (h.ino_objref < 0)
 			return -1;
-		h.ino_size = v->st.st_size;
+		h.ino_size = v->st->st_size;
 		return dump_shm_anon(c, b, &h, v, first);
 	}
 	if (write_obj(&c->img, CKPT_HDR_VMA, &h, sizeof(h)))
 		return -1;
+	if (contents && pre) {
+		struct ckpt_hdr_pgarr end = { .nr_pages = 0 };
+
+		if (pre->n && write_batch(c, pre->n, pre->addr, pre->pages))
+			return -1;
+		return write_obj(&c->img, CKPT_HDR_PGARR, &end, sizeof(end));
+	}
 	return contents ? dump_vma_pages(c, b, pagemap, v) : 0;
+}
+
+/* the mappings whose pages are read from the process's memory (dump_vma_pages) */
+static bool pages_from_memory(const struct vma *v)
+{
+	return v->type == CKPT_VMA_ANON || v->type == CKPT_VMA_FILE || v->type == CKPT_VMA_VDSO;
+}
+
+/*
+ * vmas[i], or vmas[i..*next) whose pages fit in one batch together: thousands of small
+ * mappings then cost one process_vm_readv per batch, not one each.
+ */
+static int dump_vma_group(struct ctx *c, struct task *t, struct page_batch *b, int pagemap,
+			  const struct vma *vmas, int nr_vmas, int i, int *next)
+{
+	int start[CKPT_PGARR_BATCH + 1], k = 0, j;
+
+	b->n = 0;
+	for (j = i; j < nr_vmas && k < CKPT_PGARR_BATCH && pages_from_memory(&vmas[j]); j++) {
+		int before = b->n;
+		uint64_t end = gather_pages(b, pagemap, &vmas[j], first_page(&vmas[j]));
+
+		if (!end)
+			return -1;
+		if (end < vmas[j].end) {
+			b->n = before;	/* more pages than the batch has room for */
+			break;
+		}
+		start[k++] = before;
+	}
+	if (k == 0) {
+		*next = i + 1;
+		return dump_vma(c, t, b, pagemap, &vmas[i], NULL);
+	}
+	*next = i + k;
+	start[k] = b->n;
+	if (check_interrupted() || read_pages(b))
+		return -1;
+	for (j = 0; j < k; j++) {
+		struct read_ahead pre = { start[j + 1] - start[j], b->addr + start[j],
+					  b->pages + (size_t)start[j] * PAGE_SIZE };
+
+		if (dump_vma(c, t, b, pagemap, &vmas[i + j], &pre))
+			return -1;
+	}
+	b->n = 0;
+	return 0;
 }
 
 /* saved_auxv: at_vector_size u64 words, zero padded */
@@ -694,7 +856,7 @@ int dump_mm(struct ctx *c, struct task *t)
 {
 	struct page_batch b = { .pid = t->tid, .memfd = -1, .objfd = -1 };
 	struct vma *vmas = NULL;
-	int nr_vmas = 0, i, exe_ref, pagemap = -1, ret = -1;
+	int nr_vmas = 0, i, next, exe_ref, pagemap = -1, ret = -1;
 	uint64_t vdso = 0;
 	char path[64];
 	bool first;
@@ -714,12 +876,12 @@ int dump_mm(struct ctx *c, struct task *t)
 	exe_ref = dump_exe(c, t);
 	if (exe_ref < 0 || dump_mm_struct(c, t, nr_vmas, exe_ref) || dump_auxv(c, t->tid))
 		goto out;
-	for (i = 0; i < nr_vmas; i++) {
+	for (i = 0; i < nr_vmas; i++)
 		if (vmas[i].type == CKPT_VMA_VDSO)
 			vdso = vmas[i].start;
-		if (dump_vma(c, t, &b, pagemap, &vmas[i]))
+	for (i = 0; i < nr_vmas; i = next)
+		if (dump_vma_group(c, t, &b, pagemap, vmas, nr_vmas, i, &next))
 			goto out;
-	}
 	if (arch_dump_mm_context(c, vdso))
 		goto out;
 	ret = ref;

@@ -9,7 +9,6 @@ from typing import Annotated
 
 from formats import NATIVE, abi
 
-from ..stream import HDR, HDR_SIZE
 from ._private import private_binary_output
 from ._errors import EXIT_INVALID, Exit, fail, handled
 from ._params import Argument, Option, OutputOpt, command
@@ -53,12 +52,14 @@ def dump(pid: Annotated[str, Argument(help="root of the process tree to checkpoi
     number = parse_pid(pid)
     limit = _size(ghost_limit)
     from .. import engine
-    from ._output import progress
+    from ._output import _drawn, progress
+    # the bar's total walks /proc over every task (1,000 threads: 1,000 files): only for a bar
+    total = _memory_of(number, not single) if _drawn(sys.stderr) else None
     try:
         # a path is written atomically: the image appears only when the dump produced one
         # (complete, or complete with ERROR records: a partial dump is kept, exit 3)
         with private_binary_output(output) as out, \
-                progress(f"dump {number}", _memory_of(number, not single)) as advance:
+                progress(f"dump {number}", total) as advance:
             done = [0]
 
             def on_progress(mib: int) -> None:
@@ -128,6 +129,7 @@ def _summary(path: str, pid: int) -> None:
 
 def _tasks_in(path: str) -> int | None:
     """TREE.nr_tasks, from the head of the image the engine wrote (the first records)."""
+    from ..stream import HDR, HDR_SIZE
     tree = abi(NATIVE).types["tree"]
     try:
         with open(path, "rb") as f:
@@ -148,6 +150,7 @@ def _tasks_in(path: str) -> int | None:
 def _ends_with_tail(out) -> bool | None:
     """Whether the image just written ends with its TAIL record (the engine wrote it
     whole); None when the output cannot be read back (a pipe, a device)."""
+    from ..stream import HDR, HDR_SIZE
     try:
         fd = out.fileno()
         st = os.fstat(fd)

@@ -30,6 +30,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
+#include <sys/ioctl.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -97,6 +99,42 @@ static int scan_syscall(pid_t pid, uint64_t start, uint64_t end, uint64_t *ip)
 	return -1;
 }
 
+/* the PROCMAP_QUERY ioctl on /proc/PID/maps (Linux 6.11; uapi linux/fs.h) */
+struct procmap_query_k {
+	uint64_t size, query_flags, query_addr;
+	uint64_t vma_start, vma_end, vma_flags, vma_page_size, vma_offset, inode;
+	uint32_t dev_major, dev_minor, vma_name_size, build_id_size;
+	uint64_t vma_name_addr, build_id_addr;
+};
+#define PROCMAP_QUERY_K		_IOWR('f', 17, struct procmap_query_k)
+#define PROCMAP_QUERY_VMA_EXECUTABLE_K 0x04
+
+/*
+ * The [vdso] without reading the maps (a process can have 20,000 mappings): the auxv's
+ * AT_SYSINFO_EHDR, confirmed by PROCMAP_QUERY to be an executable mapping that the
+ * kernel still names [vdso] (a program may have unmapped or moved it). -1: not found so.
+ */
+static int vdso_syscall(pid_t pid, int maps, uint64_t *ip)
+{
+	size_t len, i;
+	uint64_t *auxv = (uint64_t *)proc_read(pid, "auxv", &len), base = 0;
+	char name[8] = "";
+	struct procmap_query_k q = {
+		.size = sizeof(q), .query_flags = PROCMAP_QUERY_VMA_EXECUTABLE_K,
+		.vma_name_size = sizeof(name), .vma_name_addr = (uintptr_t)name,
+	};
+
+	for (i = 0; auxv && i + 1 < len / 8 && auxv[i] != AT_NULL; i += 2)
+		if (auxv[i] == AT_SYSINFO_EHDR)
+			base = auxv[i + 1];
+	free(auxv);
+	q.query_addr = base;
+	if (!base || ioctl(maps, PROCMAP_QUERY_K, &q) || q.vma_start != base ||
+	    strcmp(name, "[vdso]"))
+		return -1;
+	return scan_syscall(pid, q.vma_start, q.vma_end, ip);
+}
+
 /* Address of a "syscall" instruction mapped in the task: [vdso] first. */
 int infect_find_syscall(pid_t pid, uint64_t *ip)
 {
@@ -109,6 +147,10 @@ int infect_find_syscall(pid_t pid, uint64_t *ip)
 	f = fopen(path, "re");
 	if (!f)
 		return pr_perror("read %s", path);
+	if (!vdso_syscall(pid, fileno(f), ip)) {
+		fclose(f);
+		return 0;
+	}
 	for (pass = 0; pass < 2 && ret; pass++) {
 		rewind(f);
 		while (ret && getline(&line, &cap, f) > 0) {
