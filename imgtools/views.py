@@ -330,10 +330,15 @@ def _handlers(sh: dict) -> dict:
 _last_handlers: tuple = (None, {})
 
 
-def task_detail(img: Image, t: Task) -> dict:
+def task_regs(t: Task) -> dict | None:
+    """The registers show lists (None without a CPU record)."""
     all_regs = t.regs                   # parsed on each read: read once
-    regs = {k: all_regs[k] for k in ("ip", "sp", "ax", "bp", "flags", "fs", "gs")} \
-        if all_regs and "ip" in all_regs else None
+    if not all_regs or "ip" not in all_regs:
+        return None
+    return {k: all_regs[k] for k in ("ip", "sp", "ax", "bp", "flags", "fs", "gs")}
+
+
+def task_detail(img: Image, t: Task) -> dict:
     return {"pid": t.pid, "comm": t.comm, "state": state(t), "offset": t.offset,
-            "fields": t.fields, "creds": creds(img, t), "regs": regs,
+            "fields": t.fields, "creds": creds(img, t), "regs": task_regs(t),
             "fpu_bytes": t.fpu_size, "signals": signals(img, t) if not t.zombie else None}

@@ -74,6 +74,18 @@ def say(*parts: Part) -> None:
     out.print(Text.assemble(*parts))
 
 
+def say_lines(lines: Iterable[tuple]) -> None:
+    """``say(*parts)`` for each line, written at once into a pipe or a file (show:
+    a task's section in one write instead of one per line)."""
+    if _drawn(sys.stdout):
+        for parts in lines:
+            say(*parts)
+        return
+    text = "".join(p if isinstance(p, str) else p[0] for parts in lines
+                   for p in (*parts, "\n"))
+    sys.stdout.write(_safe(text))     # (printable() keeps to each character: as say's)
+
+
 def printable(text: str) -> str:
     """Text from an image as it may reach a terminal: every character that is not
     printable (C0/C1 controls, DEL, format characters such as bidi overrides, decoding
@@ -121,16 +133,37 @@ def table(rows: Iterable[dict], columns: list[tuple[str, str]], title: str | Non
           fmt: dict | None = None) -> None:
     """Rows of plain dicts as an aligned table; ``columns`` = [(key, heading)]. The
     cells are formatted as the rows arrive; only their text is held, for the widths."""
-    fmt = fmt or {}
+    cells, plain = _cells(rows, columns, fmt)
     show_header = any(h for _, h in columns)
+    if _drawn(sys.stdout) or not plain or not _plain_table(cells, columns, title,
+                                                           show_header):
+        _rich_table(cells, columns, title, show_header)
+
+
+def table_text(rows: Iterable[dict], columns: list[tuple[str, str]],
+               fmt: dict | None = None) -> str | None:
+    """The text ``table`` writes for these rows into a pipe or a file, for a caller that
+    writes it itself (show: the same table again for the tasks that share it); None
+    where rich draws the table (a terminal, cells to escape, a line too long)."""
+    if _drawn(sys.stdout):
+        return None
+    cells, plain = _cells(rows, columns, fmt)
+    if not plain:
+        return None
+    lines = _plain_lines(cells, columns, None, any(h for _, h in columns))
+    return None if lines is None else "\n".join([*lines, ""])
+
+
+def _cells(rows: Iterable[dict], columns, fmt: dict | None) -> tuple[list[list[str]], bool]:
+    """The text of the cells (escaped where it must be) and whether it is all printable
+    ASCII."""
+    fmt = fmt or {}
     formats = [(k, fmt.get(k, _cell)) for k, _ in columns]
     cells = [[f(row.get(k)) for k, f in formats] for row in rows]
     plain = all(_plain_text(row) for row in cells)     # (most tables: nothing to escape)
     if not plain:
         cells = [[printable(c) for c in row] for row in cells]
-    if _drawn(sys.stdout) or not plain or not _plain_table(cells, columns, title,
-                                                           show_header):
-        _rich_table(cells, columns, title, show_header)
+    return cells, plain
 
 
 def _plain_text(row: list[str]) -> bool:
@@ -140,10 +173,25 @@ def _plain_text(row: list[str]) -> bool:
     return text.isascii() and text.isprintable()
 
 
+def _plain_lines(cells: list[list[str]], columns, title, show_header):
+    """The lines of the table rich draws with box=None, pad_edge=False at PLAIN_WIDTH
+    columns (cells of printable ASCII), made as they are asked for; None for a line too
+    long to fit, which rich draws."""
+    heads = [h for _, h in columns]
+    widths = [len(h) if show_header else 0 for h in heads]
+    if cells:
+        widths = [max(w, max(map(len, col))) for w, col in zip(widths, zip(*cells))]
+    if sum(widths) + len(_GAP) * (len(widths) - 1) > PLAIN_WIDTH:
+        return None
+    head = [title] if title else []
+    if show_header:
+        head.append(_GAP.join(h.ljust(w) for h, w in zip(heads, widths)))
+    return itertools.chain(head, (_GAP.join(c.ljust(w) for c, w in zip(row, widths))
+                                  for row in cells))
+
+
 def _plain_table(cells: list[list[str]], columns, title, show_header) -> bool:
-    """The table rich draws with box=None, pad_edge=False at PLAIN_WIDTH columns, written
-    directly (cells of printable ASCII); False for a line too long to fit, so that rich
-    draws it as before."""
+    """The plain table written directly; False where rich must draw it."""
     small = len(cells) <= _SAME_ROWS
     if small:
         key = (title, show_header, tuple(map(tuple, cells)))
@@ -151,29 +199,21 @@ def _plain_table(cells: list[list[str]], columns, title, show_header) -> bool:
         if same is not None and same[0] == key:
             sys.stdout.write(same[1])
             return True
-    heads = [h for _, h in columns]
-    widths = [len(h) if show_header else 0 for h in heads]
-    if cells:
-        widths = [max(w, max(map(len, col))) for w, col in zip(widths, zip(*cells))]
-    if sum(widths) + len(_GAP) * (len(widths) - 1) > PLAIN_WIDTH:
+    lines = _plain_lines(cells, columns, title, show_header)
+    if lines is None:
         return False
-    lines = [title] if title else []
-    if show_header:
-        lines.append(_GAP.join(h.ljust(w) for h, w in zip(heads, widths)))
-    rows = (_GAP.join(c.ljust(w) for c, w in zip(row, widths)) for row in cells)
     if small:
-        text = "\n".join([*lines, *rows, ""])
+        text = "\n".join([*lines, ""])
         sys.stdout.write(text)
         _last_text[tuple(columns)] = (key, text)
         return True
     write = sys.stdout.write
     while True:         # a large table in pieces: its text is never held whole
-        lines.extend(itertools.islice(rows, _PIECE_ROWS))
-        if not lines:
+        piece = list(itertools.islice(lines, _PIECE_ROWS))
+        if not piece:
             return True
-        lines.append("")
-        write("\n".join(lines))
-        lines = []
+        piece.append("")
+        write("\n".join(piece))
 
 
 # The last small plain table of each set of columns, as written: show prints a table of

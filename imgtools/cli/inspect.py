@@ -1,12 +1,13 @@
 """info, show, ps, maps, files, versions: small commands over one image model."""
 from __future__ import annotations
 
+import sys
 
 from .. import views
 from ..errors import UsageError
 from ._errors import handled
 from ._image import load
-from ._output import emit_json, hexa, plural, say, table
+from ._output import emit_json, hexa, plural, say, say_lines, table, table_text
 from ._params import ArchOpt, FormatOpt, ImageArg, JsonOpt, Option, PidOpt, command
 
 
@@ -128,30 +129,61 @@ def _show_text(image: str, img, chosen, pid) -> None:
           title="tasks")
     listed = views.selected_by_pid(img, pid)    # a task's rows are made when it is shown
     fd_columns = [c for c in FILES_COLUMNS if c[0] in ("fd", "type", "pos", "pipe", "path")]
+    maps = _SharedTable(lambda u: views.task_maps(img, u), MAPS_COLUMNS[1:])
+    fds = _SharedTable(lambda u: views.task_files(img, u), fd_columns)
+    creds = (None, None)        # (cred objref, its line): tasks share their creds
     for t in chosen:
-        d = views.task_detail(img, t)
-        say()
-        say((f"task {d['pid']}", "bold"), f" {d['comm']} state {d['state']} "
-            f"(record at {d['offset']})")
-        if d["creds"]:
-            c = d["creds"]
-            say(f"  creds: uid {c['uid']} euid {c['euid']} gid {c['gid']} "
-                f"egid {c['egid']} groups {c['groups']} capeff {c['cap_eff']:#x}")
-        if d["regs"]:
-            say("  regs:  " + " ".join(f"{k}={v:#x}" for k, v in d["regs"].items()))
-        if d["signals"]:
-            s = d["signals"]
+        lines = [(), ((f"task {t.pid}", "bold"), f" {t.comm} state {views.state(t)} "
+                                                  f"(record at {t.offset})")]
+        if creds[0] != t.cred_ref:
+            creds = (t.cred_ref, _creds_line(views.creds(img, t)))
+        if creds[1]:
+            lines.append((creds[1],))
+        regs = views.task_regs(t)
+        if regs:
+            lines.append(("  regs:  " + " ".join(f"{k}={v:#x}" for k, v in regs.items()),))
+        if not t.zombie:
+            s = views.signals(img, t)
             handlers = " ".join(f"{sig}={h}" for sig, h in s["handlers"].items())
-            say(f"  signals: blocked {_names(s['blocked'])} pending {_names(s['pending'])} "
-                f"shared {_names(s['shared_pending'])} handlers {handlers or '-'}")
-        under = listed.get(d["pid"], ())
-        mine = [r for u in under for r in views.task_maps(img, u)]
-        if mine:
-            table(mine, MAPS_COLUMNS[1:], fmt=CELLS)
-        fds = [r for u in under for r in views.task_files(img, u)]
-        if fds:
-            table(fds, fd_columns, fmt=CELLS)
+            lines.append((f"  signals: blocked {_names(s['blocked'])} pending "
+                          f"{_names(s['pending'])} shared {_names(s['shared_pending'])} "
+                          f"handlers {handlers or '-'}",))
+        say_lines(lines)
+        under = listed.get(t.pid, ())
+        maps.write(under, tuple(u.obj("mm") for u in under))
+        fds.write(under, tuple(u.obj("files") for u in under))
     _errors(info_rows["errors"])
+
+
+def _creds_line(c: dict | None) -> str | None:
+    if not c:
+        return None
+    return f"  creds: uid {c['uid']} euid {c['euid']} gid {c['gid']} egid {c['egid']} " \
+           f"groups {c['groups']} capeff {c['cap_eff']:#x}"
+
+
+class _SharedTable:
+    """A task's table of show (its maps, its fds), drawn from the rows of the tasks
+    listed under it. The tasks of a process, and often its children, share their mm and
+    their files: the text of the last table is written again for the same objects
+    (``key``: their objrefs) instead of being made again from the rows."""
+
+    def __init__(self, rows_of, columns):
+        self.rows_of, self.columns = rows_of, columns
+        self.key, self.text = None, None
+
+    def write(self, under, key) -> None:
+        if key == self.key and self.text is not None:
+            sys.stdout.write(self.text)
+            return
+        rows = [r for u in under for r in self.rows_of(u)]
+        self.key, self.text = key, ""
+        if rows:
+            self.text = table_text(rows, self.columns, fmt=CELLS)
+            if self.text is None:           # drawn by rich (a terminal, escapes)
+                table(rows, self.columns, fmt=CELLS)
+                return
+        sys.stdout.write(self.text)
 
 
 def _names(signals: list[str]) -> str:
