@@ -15,6 +15,13 @@ SIGNALS = {1: "HUP", 2: "INT", 3: "QUIT", 4: "ILL", 5: "TRAP", 6: "ABRT", 7: "BU
            28: "WINCH", 29: "IO", 30: "PWR", 31: "SYS"}
 
 
+# What of the model each listing reads (build_model's ``keep``: a model built for it holds
+# nothing else, so that ps or info of 100,000 tasks fits in bounded memory).
+INFO_READS = PS_READS = frozenset()
+MAPS_READS = frozenset(("vmas", "task_objs", "mm", "file"))
+FILES_READS = frozenset(("fds", "task_objs", "file_table", "file", "inode", "sock", "tty"))
+
+
 def kernel_str(img: Image) -> str:
     return ".".join(map(str, img.kernel))
 

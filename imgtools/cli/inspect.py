@@ -14,7 +14,7 @@ from ._params import ArchOpt, FormatOpt, ImageArg, JsonOpt, Option, PidOpt, comm
 def info(image: ImageArg, json: JsonOpt = False, format: FormatOpt = None,
          arch: ArchOpt = None) -> None:
     """Summary of an image: version, kernel, tasks, records, pages."""
-    with load(image, format, arch) as (_, img):
+    with load(image, format, arch, views.INFO_READS) as (_, img):
         data = views.info(img)
     if json:
         emit_json(data)
@@ -51,10 +51,11 @@ CELLS = {"start": hexa, "end": hexa, "pgoff": hexa, "path": lambda p: p or "",
          "flags": lambda f: "-" if f is None else f"{f:#o}"}
 
 
-def _listing(image, format, arch, json, rows_of, columns, pid=None) -> None:
+def _listing(image, format, arch, json, rows_of, columns, reads, pid=None) -> None:
     """One table (or JSON list) of the rows a view makes from the image's model, as they
-    are made: the table holds only the text of its cells."""
-    with load(image, format, arch) as (_, img):
+    are made: the table holds only the text of its cells; the model only what the view
+    ``reads``."""
+    with load(image, format, arch, reads) as (_, img):
         if pid is not None and img.task_by_pid(pid) is None:
             raise UsageError(f"no task with pid {pid} in the image")
         if not json:
@@ -70,12 +71,12 @@ def ps(image: ImageArg, json: JsonOpt = False, format: FormatOpt = None,
     """The task tree: one row per task (threads and zombies included)."""
     if tree and not json:
         from ._tree import tree_lines
-        with load(image, format, arch) as (_, img):
+        with load(image, format, arch, views.PS_READS) as (_, img):
             lines = tree_lines(views.ps(img))
         for line in lines:
             say(line)
         return
-    _listing(image, format, arch, json, views.iter_ps, PS_COLUMNS)
+    _listing(image, format, arch, json, views.iter_ps, PS_COLUMNS, views.PS_READS)
 
 
 def maps(image: ImageArg, pid: PidOpt = None, json: JsonOpt = False,
@@ -86,14 +87,14 @@ def maps(image: ImageArg, pid: PidOpt = None, json: JsonOpt = False,
         from .mem import maps_summary
         return maps_summary(image, pid, json, format, arch)
     _listing(image, format, arch, json, lambda img: views.iter_maps(img, pid), MAPS_COLUMNS,
-             pid)
+             views.MAPS_READS, pid)
 
 
 def files(image: ImageArg, pid: PidOpt = None, json: JsonOpt = False,
           format: FormatOpt = None, arch: ArchOpt = None) -> None:
     """Open file descriptors of every process (or --pid)."""
     _listing(image, format, arch, json, lambda img: views.iter_files(img, pid), FILES_COLUMNS,
-             pid)
+             views.FILES_READS, pid)
 
 
 def show(image: ImageArg, records: bool = Option(
