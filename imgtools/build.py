@@ -12,6 +12,7 @@ import gc
 import struct
 import sys
 from array import array
+from types import MappingProxyType
 from typing import Callable
 
 from formats import PayloadError, ext, pids
@@ -50,6 +51,8 @@ FIELDS_MISSING = {"vma": {"hugetlb_shift": 0}}     # fields older versions lack:
 PLAIN = frozenset(("task_objs", "fs", "file", "sigpending", "mm", "ext_rseq"))
 # Records a handler gets as their bytes (it holds them: model.Held, parsed when read).
 RAW = frozenset(("task", "thread", "restart_block", "cpu", "signal"))
+# What a lean model holds for a task's objs: one read-only empty mapping for all.
+_NONE = MappingProxyType({})
 # What a model may be built without (build_model's ``keep`` names what a command reads;
 # the rest is read and checked as always, but not held: issue 11, ps or info of 100,000
 # tasks, 200,000 VMAs or 400,000 fds in bounded memory). Besides these, ``keep`` names
@@ -58,7 +61,8 @@ RAW = frozenset(("task", "thread", "restart_block", "cpu", "signal"))
 PARTS = frozenset((
     "vmas",             # Mm.vmas and their page batches
     "fds",              # FileTable.fds
-    "task_records",     # Task.fields, regs, thread, restart_block; Signal.fields (NOT_KEPT)
+    "task_records",     # Task.fields, regs, thread, restart_block (NOT_KEPT), pending,
+                        # fpu_size/offset; Signal.fields (NOT_KEPT)
     "task_objs",        # Task.objs
 ))
 
@@ -90,6 +94,7 @@ class Builder:
         self.undefined_objs: dict[int, list[tuple[str, int]]] = {}    # task index ->
         self.undefined_fds: list[tuple[int, int, int]] = []    # (fd, objref, table offset)
         self.table_defined = False      # the FILE_TABLE of the fds that come is an object
+        self.shared_refs: dict[int, int] = {}     # the creds and namespaces tasks name
         self.abi = reader.abi
         h = plain(reader.header)
         h["constants"] = plain(h["constants"])
@@ -278,13 +283,20 @@ class Builder:
         except PayloadError as e:
             raise SchemaError(str(e), offset=rec.offset, record="BUFFER") from None
         nvpids = 0
+        # one int object per number (a task's pid is its children's ppid, its threads'
+        # tgid, often its pgid and sid: 4 of 5 ints of 32 bytes shared per task)
+        numbers: dict[int, int] = {}
+        held = {} if self.keeps["task_objs"] else {"objs": _NONE}
+        if not self.keeps["task_records"]:
+            held["pending"] = ()
         for i, row in enumerate(rows):
             ids = [row[f] for f in pids.PID_FIELDS]
             if model == "pids":
                 ids = [self._pid_of_tag(t, rec) for t in ids]
+            ids = [numbers.setdefault(n, n) for n in ids]
             depth = row.get("depth", 0) or 0
             nvpids += depth if model == "tree_depth" else 0
-            self.img.tasks.append(Task(i, *ids, depth=depth))
+            self.img.tasks.append(Task(i, *ids, depth=depth, **held))
         if nvpids > 0:
             self.expect.insert(0, ("vpids", nvpids))
 
@@ -362,11 +374,12 @@ class Builder:
 
     def on_task_creds(self, rec, v, ref):
         if self.task:
-            self.task.cred_ref, self.task.ecred_ref = v
+            shared = self.shared_refs       # (tasks share their creds: one int for all)
+            self.task.cred_ref, self.task.ecred_ref = (shared.setdefault(r, r) for r in v)
 
     def on_task_ns(self, rec, v, ref):
         if self.task:
-            (self.task.ns_ref,) = v
+            self.task.ns_ref = self.shared_refs.setdefault(v[0], v[0])
 
     def on_task_objs(self, rec, v, ref):
         if self.task:
@@ -404,7 +417,7 @@ class Builder:
                 else {"raw": rec.data()}
 
     def on_cpu_fpu(self, rec, v, ref):
-        if self.task:
+        if self.task and self.keeps["task_records"]:
             self.task.fpu_size, self.task.fpu_offset = rec.size, rec.payload_offset
 
     # -- signals ------------------------------------------------------------
@@ -422,7 +435,9 @@ class Builder:
         if self.last == "signal" and self.signal is not None:
             self.signal.shared_pending, self.signal.shared_mask = pending, v["signal"]
         elif self.task:
-            self.task.pending, self.task.pending_mask = pending, v["signal"]
+            self.task.pending_mask = v["signal"]
+            if self.keeps["task_records"]:
+                self.task.pending = pending
 
     def on_signal_task(self, rec, v, ref):
         if self.task:
