@@ -53,6 +53,7 @@ PLAIN = frozenset(("task_objs", "fs", "file", "sigpending", "mm", "ext_rseq"))
 RAW = frozenset(("task", "thread", "restart_block", "cpu", "signal"))
 # What a lean model holds for a task's objs: one read-only empty mapping for all.
 _NONE = MappingProxyType({})
+_NO_BATCHES = ()
 # What a model may be built without (build_model's ``keep`` names what a command reads;
 # the rest is read and checked as always, but not held: issue 11, ps or info of 100,000
 # tasks, 200,000 VMAs or 400,000 fds in bounded memory). Besides these, ``keep`` names
@@ -94,7 +95,10 @@ class Builder:
         self.undefined_objs: dict[int, list[tuple[str, int]]] = {}    # task index ->
         self.undefined_fds: list[tuple[int, int, int]] = []    # (fd, objref, table offset)
         self.table_defined = False      # the FILE_TABLE of the fds that come is an object
-        self.shared_refs: dict[int, int] = {}     # the creds and namespaces tasks name
+        self.shared_refs: dict[int, int] = {}     # numbers many records repeat
+        # a lean model's VMAs without pages share one empty tuple of batches (a list
+        # each is 56 bytes a VMA; the whole model's VMAs keep theirs, for its users)
+        self.no_batches = () if keep is None else (_NO_BATCHES,)
         self.abi = reader.abi
         h = plain(reader.header)
         h["constants"] = plain(h["constants"])
@@ -528,8 +532,10 @@ class Builder:
     def on_vma(self, rec, v, ref):
         start, end, flags, prot, pgoff, vtype, file_ref, ino_ref, hugetlb_shift = v
         vtype = self.abi.vma_type_names.get(vtype, f"type_{vtype}")
-        vma = Vma(start, end, flags, prot, pgoff, vtype, file_ref, ino_ref, rec.offset,
-                  hugetlb_shift)
+        shared = self.shared_refs.setdefault    # (few flags, protections and files: one
+        vma = Vma(start, end, shared(flags, flags), shared(prot, prot), pgoff, vtype,
+                  shared(file_ref, file_ref), shared(ino_ref, ino_ref), rec.offset,
+                  hugetlb_shift, *self.no_batches)  # int each for all VMAs, not one each)
         self.vma = vma
         if self.mm is not None and self.keeps["vmas"]:
             self.mm.vmas.append(vma)
@@ -553,7 +559,11 @@ class Builder:
             addrs.extend(struct.unpack(f"<{n}{'Q' if w == 8 else 'I'}", rec.read(n * w)))
         self.img.pages += n
         if vma is not None and self.keeps["vmas"]:
-            vma.batches.append(PageBatch(addrs, rec.payload_offset + n * w))
+            batch = PageBatch(addrs, rec.payload_offset + n * w)
+            if vma.batches is _NO_BATCHES:
+                vma.batches = [batch]
+            else:
+                vma.batches.append(batch)
 
     def on_mm_context(self, rec, v, ref):
         if self.mm is not None:

@@ -7,7 +7,8 @@ from .. import views
 from ..errors import UsageError
 from ._errors import handled
 from ._image import load
-from ._output import emit_json, hexa, plural, say, say_lines, table, table_text
+from ._output import (emit_json, emit_json_list, hexa, plural, say, say_lines, table,
+                      table_text)
 from ._params import ArchOpt, FormatOpt, ImageArg, JsonOpt, Option, PidOpt, command
 
 
@@ -61,8 +62,7 @@ def _listing(image, format, arch, json, rows_of, columns, reads, pid=None) -> No
         if not json:
             table(rows_of(img), columns, fmt=CELLS)
             return
-        rows = list(rows_of(img))
-    emit_json(rows)
+        emit_json_list(rows_of(img))
 
 
 def ps(image: ImageArg, json: JsonOpt = False, format: FormatOpt = None,
