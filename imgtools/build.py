@@ -51,7 +51,8 @@ FIELDS_MISSING = {"vma": {"hugetlb_shift": 0}}     # fields older versions lack:
 PLAIN = frozenset(("task_objs", "fs", "file", "sigpending", "mm", "ext_rseq"))
 # Records a handler gets as their bytes (it holds them: model.Held, parsed when read).
 RAW = frozenset(("task", "thread", "restart_block", "cpu", "signal"))
-# What a lean model holds for a task's objs: one read-only empty mapping for all.
+# What a lean model holds for a task's objs, a file's sub fields when it has none: one
+# read-only empty mapping for all.
 _NONE = MappingProxyType({})
 _NO_BATCHES = ()
 # What a model may be built without (build_model's ``keep`` names what a command reads;
@@ -415,6 +416,8 @@ class Builder:
     def on_cpu(self, rec, v, ref):
         if self.task:
             if not self.keeps["task_records"]:
+                if v is None:
+                    rec.data()                  # (read as the whole model reads it)
                 self.task.regs = NOT_KEPT       # (a task with a CPU record is no zombie)
                 return
             self.task.regs = Held(v, self.held["cpu"]) if v is not None \
@@ -456,18 +459,24 @@ class Builder:
     def on_file_desc(self, rec, v, ref):
         if self.table is not None:
             fd, objref, cloexec = v
-            if self.table_defined:      # (its fds must name files; those of no object not)
-                o = self.img.objects.get(objref)
-                if o is None or o.kind != "file":
-                    self.undefined_fds.append((fd, objref, self.table_offset))
+            o = self.img.objects.get(objref)
+            if o is not None:
+                objref = o.ref          # (the one int of the objref, not one more per fd)
+            # the fds of a table that is an object must name files (checked again at the
+            # end where they named none yet)
+            if self.table_defined and (o is None or o.kind != "file"):
+                self.undefined_fds.append((fd, objref, self.table_offset))
             if self.keeps["fds"]:
                 self.table.fds.append(Fd(fd, objref, bool(cloexec)))
 
     def on_file(self, rec, v, ref):
         ftype = self.abi.file_type_names.get(v["f_type"], f"type_{v['f_type']}")
-        sub = plain(v["sub"]) if v["sub"] is not None else {}
-        f = File(ref or 0, ftype, v["f_flags"], v["f_mode"], v["f_pos"], v["f_credref"],
-                 pipe_ref=sub.get("pipe_objref", 0), sub=sub)
+        sub = plain(v["sub"]) if v["sub"] is not None else {} if self.keep is None else _NONE
+        shared = self.shared_refs.setdefault    # (few flags, modes and creds: one int each)
+        f = File(ref or 0, ftype, shared(v["f_flags"], v["f_flags"]),
+                 shared(v["f_mode"], v["f_mode"]), v["f_pos"],
+                 shared(v["f_credref"], v["f_credref"]), pipe_ref=sub.get("pipe_objref", 0),
+                 sub=sub)
         self.file = f
         self._define(ref, "file", f, rec)
         if f.pipe_ref and f.pipe_ref not in self.img.objects:
@@ -635,7 +644,7 @@ class Builder:
     def on_epoll_items(self, rec, v, ref):
         f = self.img.get(v.epfile_objref, "file")
         if f is not None:
-            f.sub["items"] = []
+            self._sub_of(f)["items"] = []
         if v.num_items:                 # no BUFFER for no items
             self.expect.insert(0, ("epoll_items", (f, v.num_items)))
 
@@ -675,7 +684,15 @@ class Builder:
 
     def on_ext_file_stat(self, rec, v, ref):
         if self.file is not None:
-            self.file.sub["stat"] = plain(v)
+            self._sub_of(self.file)["stat"] = plain(v)
+
+    @staticmethod
+    def _sub_of(f: File) -> dict:
+        """The file's sub fields, to add to (a lean model's files without any share one
+        read-only empty mapping)."""
+        if f.sub is _NONE:
+            f.sub = {}
+        return f.sub
 
     def _ext_file(self, rec, v, ref, name: str) -> File:
         fields = plain(v)
