@@ -291,9 +291,9 @@ class Builder:
         # one int object per number (a task's pid is its children's ppid, its threads'
         # tgid, often its pgid and sid: 4 of 5 ints of 32 bytes shared per task)
         numbers: dict[int, int] = {}
-        held = {} if self.keeps["task_objs"] else {"objs": _NONE}
-        if not self.keeps["task_records"]:
-            held["pending"] = ()
+        lean = {} if self.keeps["task_objs"] else {"objs": _NONE}   # (Task's defaults:
+        if not self.keeps["task_records"]:                          # a dict, a list each)
+            lean["pending"] = ()
         for i, row in enumerate(rows):
             ids = [row[f] for f in pids.PID_FIELDS]
             if model == "pids":
@@ -301,7 +301,7 @@ class Builder:
             ids = [numbers.setdefault(n, n) for n in ids]
             depth = row.get("depth", 0) or 0
             nvpids += depth if model == "tree_depth" else 0
-            self.img.tasks.append(Task(i, *ids, depth=depth, **held))
+            self.img.tasks.append(Task(i, *ids, depth=depth, **lean))
         if nvpids > 0:
             self.expect.insert(0, ("vpids", nvpids))
 
