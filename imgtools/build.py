@@ -12,13 +12,14 @@ import gc
 import struct
 import sys
 from array import array
+from types import MappingProxyType
 from typing import Callable
 
 from formats import PayloadError, ext, pids
 
 from .errors import RefError, SchemaError
-from .model import (ErrorRecord, Extent, Fd, File, FileTable, Fs, Held, Image, Mm, Obj,
-                    PageBatch, Pipe, Signal, Task, Vma)
+from .model import (NOT_KEPT, ErrorRecord, Extent, Fd, File, FileTable, Fs, Held, Image, Mm,
+                    Obj, PageBatch, Pipe, Signal, Task, Vma)
 from .reader import ImageReader
 from .stream import Record
 
@@ -50,6 +51,22 @@ FIELDS_MISSING = {"vma": {"hugetlb_shift": 0}}     # fields older versions lack:
 PLAIN = frozenset(("task_objs", "fs", "file", "sigpending", "mm", "ext_rseq"))
 # Records a handler gets as their bytes (it holds them: model.Held, parsed when read).
 RAW = frozenset(("task", "thread", "restart_block", "cpu", "signal"))
+# What a lean model holds for a task's objs, a file's sub fields when it has none: one
+# read-only empty mapping for all.
+_NONE = MappingProxyType({})
+_NO_BATCHES = ()
+# What a model may be built without (build_model's ``keep`` names what a command reads;
+# the rest is read and checked as always, but not held: issue 11, ps or info of 100,000
+# tasks, 200,000 VMAs or 400,000 fds in bounded memory). Besides these, ``keep`` names
+# the kinds of objects whose values are held; the others are in ``objects`` with the
+# value None.
+PARTS = frozenset((
+    "vmas",             # Mm.vmas and their page batches
+    "fds",              # FileTable.fds
+    "task_records",     # Task.fields, regs, thread, restart_block (NOT_KEPT), pending,
+                        # fpu_size/offset; Signal.fields (NOT_KEPT)
+    "task_objs",        # Task.objs
+))
 
 
 def cstr(b: bytes) -> str:
@@ -69,8 +86,20 @@ def _kept(kind: str):
 
 
 class Builder:
-    def __init__(self, reader: ImageReader, on_record: Callable[[Record], None] | None = None):
+    def __init__(self, reader: ImageReader, on_record: Callable[[Record], None] | None = None,
+                 keep: frozenset[str] | None = None):
         self.r = reader
+        self.keep = keep                                # None: everything (PARTS)
+        self.keeps = {part: keep is None or part in keep for part in PARTS}
+        # references checked when they were read, still undefined then: checked again
+        # at the end (the task's objs or the table's fds are not all held)
+        self.undefined_objs: dict[int, list[tuple[str, int]]] = {}    # task index ->
+        self.undefined_fds: list[tuple[int, int, int]] = []    # (fd, objref, table offset)
+        self.table_defined = False      # the FILE_TABLE of the fds that come is an object
+        self.shared_refs: dict[int, int] = {}     # numbers many records repeat
+        # a lean model's VMAs without pages share one empty tuple of batches (a list
+        # each is 56 bytes a VMA; the whole model's VMAs keep theirs, for its users)
+        self.no_batches = () if keep is None else (_NO_BATCHES,)
         self.abi = reader.abi
         h = plain(reader.header)
         h["constants"] = plain(h["constants"])
@@ -187,28 +216,33 @@ class Builder:
                           f"{name.upper()}", offset=rec.offset, record=name.upper())
 
     def _resolve_refs(self) -> None:
-        """Every reference a task or descriptor holds must name a defined object."""
+        """Every reference a task or descriptor holds must name a defined object (a
+        descriptor's was checked when it was read, and is again if it named none yet)."""
         objs = self.img.objects
+        has_signal = self.abi.traits["has_signal"]
+        keep_objs = self.keeps["task_objs"]
         for t in self.img.tasks:
+            later = t.objs.items() if keep_objs else self.undefined_objs.get(t.index, ())
             refs = [("cred_ref", t.cred_ref), ("ecred_ref", t.ecred_ref), ("ns_objref", t.ns_ref),
-                    *((k, v) for k, v in t.objs.items() if k != "signal_objref"
-                      or self.abi.traits["has_signal"])]
+                    *((k, v) for k, v in later if k != "signal_objref" or has_signal)]
             for field_name, ref in refs:
                 if ref and ref not in objs:
                     raise RefError(f"task {t.pid}: {field_name} {ref} names no object",
                                    offset=t.offset, record="TASK")
-        for o in list(objs.values()):
-            if o.kind == "file_table":
-                for fd in o.value.fds:
-                    if fd.file_ref not in objs or objs[fd.file_ref].kind != "file":
-                        raise RefError(f"fd {fd.fd}: fd_objref {fd.file_ref} names no file",
-                                       offset=o.offset, record="FILE_TABLE")
+        for fd, ref, offset in self.undefined_fds:
+            if ref not in objs or objs[ref].kind != "file":
+                raise RefError(f"fd {fd}: fd_objref {ref} names no file", offset=offset,
+                               record="FILE_TABLE")
 
-    def _define(self, ref: int | None, kind: str, value, rec: Record) -> None:
+    def _define(self, ref: int | None, kind: str, value, rec: Record) -> bool:
+        """Whether the object was defined (an objref is defined once)."""
         if ref is None or ref in self.img.objects:
-            return
+            return False
+        if self.keep is not None and kind not in self.keep:
+            value = None
         self.img.objects[ref] = Obj(ref, kind, value, rec.offset,
                                     self.task.index if self.task else None)
+        return True
 
     def _expect_next(self) -> tuple[str, object] | None:
         return self.expect.pop(0) if self.expect else None
@@ -254,13 +288,20 @@ class Builder:
         except PayloadError as e:
             raise SchemaError(str(e), offset=rec.offset, record="BUFFER") from None
         nvpids = 0
+        # one int object per number (a task's pid is its children's ppid, its threads'
+        # tgid, often its pgid and sid: 4 of 5 ints of 32 bytes shared per task)
+        numbers: dict[int, int] = {}
+        lean = {} if self.keeps["task_objs"] else {"objs": _NONE}   # (Task's defaults:
+        if not self.keeps["task_records"]:                          # a dict, a list each)
+            lean["pending"] = ()
         for i, row in enumerate(rows):
             ids = [row[f] for f in pids.PID_FIELDS]
             if model == "pids":
                 ids = [self._pid_of_tag(t, rec) for t in ids]
+            ids = [numbers.setdefault(n, n) for n in ids]
             depth = row.get("depth", 0) or 0
             nvpids += depth if model == "tree_depth" else 0
-            self.img.tasks.append(Task(i, *ids, depth=depth))
+            self.img.tasks.append(Task(i, *ids, depth=depth, **lean))
         if nvpids > 0:
             self.expect.insert(0, ("vpids", nvpids))
 
@@ -295,7 +336,8 @@ class Builder:
             t = Task(n, 0, 0, 0, 0, 0)
             self.img.tasks.append(t)
         t.offset = rec.offset
-        t.hold_fields(Held(v, self.held["task"]), *self.task_state(v))
+        t.hold_fields(Held(v, self.held["task"]) if self.keeps["task_records"] else NOT_KEPT,
+                      *self.task_state(v))
         self.task = t
         self.expect.append(("comm", t))
 
@@ -337,16 +379,25 @@ class Builder:
 
     def on_task_creds(self, rec, v, ref):
         if self.task:
-            self.task.cred_ref, self.task.ecred_ref = v
+            shared = self.shared_refs       # (tasks share their creds: one int for all)
+            self.task.cred_ref, self.task.ecred_ref = (shared.setdefault(r, r) for r in v)
 
     def on_task_ns(self, rec, v, ref):
         if self.task:
-            (self.task.ns_ref,) = v
+            self.task.ns_ref = self.shared_refs.setdefault(v[0], v[0])
 
     def on_task_objs(self, rec, v, ref):
         if self.task:
-            self.task.objs = v
-            sig = self.task.objs.get("signal_objref", 0)
+            if self.keeps["task_objs"]:
+                self.task.objs = v
+            else:
+                objs = self.img.objects
+                missing = [(k, r) for k, r in v.items() if r and r not in objs]
+                if missing:
+                    self.undefined_objs[self.task.index] = missing
+                else:                   # (a second TASK_OBJS replaces the first)
+                    self.undefined_objs.pop(self.task.index, None)
+            sig = v.get("signal_objref", 0)
             if sig and sig not in self.img.objects:
                 self.signal = Signal(sig, {})
                 self.expect_signal = sig
@@ -354,25 +405,33 @@ class Builder:
     # -- task state ---------------------------------------------------------
     def on_thread(self, rec, v, ref):
         if self.task:
-            self.task.thread = Held(v, self.held["thread"])
+            self.task.thread = Held(v, self.held["thread"]) if self.keeps["task_records"] \
+                else NOT_KEPT
 
     def on_restart_block(self, rec, v, ref):
         if self.task:
-            self.task.restart_block = Held(v, self.held["restart_block"])
+            self.task.restart_block = Held(v, self.held["restart_block"]) \
+                if self.keeps["task_records"] else NOT_KEPT
 
     def on_cpu(self, rec, v, ref):
         if self.task:
+            if not self.keeps["task_records"]:
+                if v is None:
+                    rec.data()                  # (read as the whole model reads it)
+                self.task.regs = NOT_KEPT       # (a task with a CPU record is no zombie)
+                return
             self.task.regs = Held(v, self.held["cpu"]) if v is not None \
                 else {"raw": rec.data()}
 
     def on_cpu_fpu(self, rec, v, ref):
-        if self.task:
+        if self.task and self.keeps["task_records"]:
             self.task.fpu_size, self.task.fpu_offset = rec.size, rec.payload_offset
 
     # -- signals ------------------------------------------------------------
     def on_signal(self, rec, v, ref):
         sig = getattr(self, "expect_signal", 0)
-        s = Signal(sig, Held(v, self.held["signal"]))
+        s = Signal(sig, Held(v, self.held["signal"]) if self.keeps["task_records"]
+                   else NOT_KEPT)
         self.signal = s
         self.expect_signal = 0
         if sig:
@@ -383,7 +442,9 @@ class Builder:
         if self.last == "signal" and self.signal is not None:
             self.signal.shared_pending, self.signal.shared_mask = pending, v["signal"]
         elif self.task:
-            self.task.pending, self.task.pending_mask = pending, v["signal"]
+            self.task.pending_mask = v["signal"]
+            if self.keeps["task_records"]:
+                self.task.pending = pending
 
     def on_signal_task(self, rec, v, ref):
         if self.task:
@@ -392,18 +453,30 @@ class Builder:
     # -- files --------------------------------------------------------------
     def on_file_table(self, rec, v, ref):
         self.table = FileTable(ref or 0, v[0])
-        self._define(ref, "file_table", self.table, rec)
+        self.table_defined = self._define(ref, "file_table", self.table, rec)
+        self.table_offset = rec.offset
 
     def on_file_desc(self, rec, v, ref):
         if self.table is not None:
             fd, objref, cloexec = v
-            self.table.fds.append(Fd(fd, objref, bool(cloexec)))
+            o = self.img.objects.get(objref)
+            if o is not None:
+                objref = o.ref          # (the one int of the objref, not one more per fd)
+            # the fds of a table that is an object must name files (checked again at the
+            # end where they named none yet)
+            if self.table_defined and (o is None or o.kind != "file"):
+                self.undefined_fds.append((fd, objref, self.table_offset))
+            if self.keeps["fds"]:
+                self.table.fds.append(Fd(fd, objref, bool(cloexec)))
 
     def on_file(self, rec, v, ref):
         ftype = self.abi.file_type_names.get(v["f_type"], f"type_{v['f_type']}")
-        sub = plain(v["sub"]) if v["sub"] is not None else {}
-        f = File(ref or 0, ftype, v["f_flags"], v["f_mode"], v["f_pos"], v["f_credref"],
-                 pipe_ref=sub.get("pipe_objref", 0), sub=sub)
+        sub = plain(v["sub"]) if v["sub"] is not None else {} if self.keep is None else _NONE
+        shared = self.shared_refs.setdefault    # (few flags, modes and creds: one int each)
+        f = File(ref or 0, ftype, shared(v["f_flags"], v["f_flags"]),
+                 shared(v["f_mode"], v["f_mode"]), v["f_pos"],
+                 shared(v["f_credref"], v["f_credref"]), pipe_ref=sub.get("pipe_objref", 0),
+                 sub=sub)
         self.file = f
         self._define(ref, "file", f, rec)
         if f.pipe_ref and f.pipe_ref not in self.img.objects:
@@ -468,10 +541,12 @@ class Builder:
     def on_vma(self, rec, v, ref):
         start, end, flags, prot, pgoff, vtype, file_ref, ino_ref, hugetlb_shift = v
         vtype = self.abi.vma_type_names.get(vtype, f"type_{vtype}")
-        vma = Vma(start, end, flags, prot, pgoff, vtype, file_ref, ino_ref, rec.offset,
-                  hugetlb_shift)
+        shared = self.shared_refs.setdefault    # (few flags, protections and files: one
+        vma = Vma(start, end, shared(flags, flags), shared(prot, prot), pgoff, vtype,
+                  shared(file_ref, file_ref), shared(ino_ref, ino_ref), rec.offset,
+                  hugetlb_shift, *self.no_batches)  # int each for all VMAs, not one each)
         self.vma = vma
-        if self.mm is not None:
+        if self.mm is not None and self.keeps["vmas"]:
             self.mm.vmas.append(vma)
 
     def on_pgarr(self, rec, v, ref):
@@ -492,8 +567,12 @@ class Builder:
         else:
             addrs.extend(struct.unpack(f"<{n}{'Q' if w == 8 else 'I'}", rec.read(n * w)))
         self.img.pages += n
-        if vma is not None:
-            vma.batches.append(PageBatch(addrs, rec.payload_offset + n * w))
+        if vma is not None and self.keeps["vmas"]:
+            batch = PageBatch(addrs, rec.payload_offset + n * w)
+            if vma.batches is _NO_BATCHES:
+                vma.batches = [batch]
+            else:
+                vma.batches.append(batch)
 
     def on_mm_context(self, rec, v, ref):
         if self.mm is not None:
@@ -565,7 +644,7 @@ class Builder:
     def on_epoll_items(self, rec, v, ref):
         f = self.img.get(v.epfile_objref, "file")
         if f is not None:
-            f.sub["items"] = []
+            self._sub_of(f)["items"] = []
         if v.num_items:                 # no BUFFER for no items
             self.expect.insert(0, ("epoll_items", (f, v.num_items)))
 
@@ -605,7 +684,15 @@ class Builder:
 
     def on_ext_file_stat(self, rec, v, ref):
         if self.file is not None:
-            self.file.sub["stat"] = plain(v)
+            self._sub_of(self.file)["stat"] = plain(v)
+
+    @staticmethod
+    def _sub_of(f: File) -> dict:
+        """The file's sub fields, to add to (a lean model's files without any share one
+        read-only empty mapping)."""
+        if f.sub is _NONE:
+            f.sub = {}
+        return f.sub
 
     def _ext_file(self, rec, v, ref, name: str) -> File:
         fields = plain(v)
@@ -681,9 +768,13 @@ _FILE_COMMON = frozenset(("f_type", "f_mode", "f_flags", "f_credref", "f_pos", "
                           "f_secref"))
 
 
-def build_model(reader: ImageReader, on_record=None, builder=Builder) -> Image:
-    """``builder``: Builder or a subclass that also acts on the records as they pass."""
+def build_model(reader: ImageReader, on_record=None, builder=Builder,
+                keep: frozenset[str] | None = None) -> Image:
+    """``builder``: Builder or a subclass that also acts on the records as they pass;
+    ``keep``: what of the model the caller reads (PARTS and object kinds; None: all)."""
     try:
+        if keep is not None:
+            return builder(reader, on_record, keep=keep).run()
         return builder(reader, on_record).run()
     except PayloadError as e:   # parse errors are wrapped in reader.parse; belt and braces
         raise SchemaError(str(e)) from None

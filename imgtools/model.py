@@ -135,6 +135,15 @@ class Held:
         self.payload, self.parse = payload, parse
 
 
+def _not_kept(payload: bytes):
+    raise RuntimeError("read a record this model was built without (build_model's keep)")
+
+
+# What a model built without its task records (build_model's ``keep``) holds in their
+# place: there is a record (a zombie has no CPU record), nothing of it can be read.
+NOT_KEPT = Held(b"", _not_kept)
+
+
 class _Parsed:
     """An attribute whose value may be :class:`Held`: read, it is the parsed value (not
     cached, so reading the details of every task holds none of them)."""

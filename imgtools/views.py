@@ -15,6 +15,13 @@ SIGNALS = {1: "HUP", 2: "INT", 3: "QUIT", 4: "ILL", 5: "TRAP", 6: "ABRT", 7: "BU
            28: "WINCH", 29: "IO", 30: "PWR", 31: "SYS"}
 
 
+# What of the model each listing reads (build_model's ``keep``: a model built for it holds
+# nothing else, so that ps or info of 100,000 tasks fits in bounded memory).
+INFO_READS = PS_READS = frozenset()
+MAPS_READS = frozenset(("vmas", "task_objs", "mm", "file"))
+FILES_READS = frozenset(("fds", "task_objs", "file_table", "file", "inode", "sock", "tty"))
+
+
 def kernel_str(img: Image) -> str:
     return ".".join(map(str, img.kernel))
 
@@ -330,10 +337,15 @@ def _handlers(sh: dict) -> dict:
 _last_handlers: tuple = (None, {})
 
 
-def task_detail(img: Image, t: Task) -> dict:
+def task_regs(t: Task) -> dict | None:
+    """The registers show lists (None without a CPU record)."""
     all_regs = t.regs                   # parsed on each read: read once
-    regs = {k: all_regs[k] for k in ("ip", "sp", "ax", "bp", "flags", "fs", "gs")} \
-        if all_regs and "ip" in all_regs else None
+    if not all_regs or "ip" not in all_regs:
+        return None
+    return {k: all_regs[k] for k in ("ip", "sp", "ax", "bp", "flags", "fs", "gs")}
+
+
+def task_detail(img: Image, t: Task) -> dict:
     return {"pid": t.pid, "comm": t.comm, "state": state(t), "offset": t.offset,
-            "fields": t.fields, "creds": creds(img, t), "regs": regs,
+            "fields": t.fields, "creds": creds(img, t), "regs": task_regs(t),
             "fpu_bytes": t.fpu_size, "signals": signals(img, t) if not t.zombie else None}

@@ -3,6 +3,8 @@
 section is TASK + comm only."""
 from __future__ import annotations
 
+import functools
+
 from formats.v17 import SEGMENTS
 
 from ..core.notes import selector
@@ -141,7 +143,7 @@ class Tasks(Pass):
         if not self.task_record("task_objs"):
             return
         t = self.task
-        objs = {k[:-7]: x for k, x in v.items() if k.endswith("_objref")}
+        objs = {_kind_key(k): x for k, x in v.items() if k.endswith("_objref")}
         if t.zombie:
             if objs.get("mm"):
                 self.add("task.zombie-mm", f"zombie task names mm objref {objs['mm']}")
@@ -189,3 +191,10 @@ class Tasks(Pass):
 
     def on_signal_task(self, rec, v, matched):
         self.task_record("signal_task")
+
+
+@functools.cache
+def _kind_key(field: str) -> str:
+    """"mm_objref" -> "mm": one string for every task's TASK_OBJS (the checker keeps a
+    thread group's, 100,000 of them for as many processes)."""
+    return field[:-len("_objref")]

@@ -63,6 +63,11 @@ EXPECT = {
 # head of a v23 pid entry: depth and the first pid; `depth` more s32 pids follow
 
 
+# What a thread shares with its leader, by the finding that names a difference.
+THREAD_SHARES = (("tree.thread-shares", ("mm", "sighand", "signal")),
+                 ("tree.thread-files", ("files", "fs")))
+THREAD_SHARED = tuple(k for _, keys in THREAD_SHARES for k in keys)
+
 class Tree(Pass):
     def __init__(self, reader, sink):
         super().__init__(reader, sink)
@@ -72,7 +77,9 @@ class Tree(Pass):
         self.pid_entries: list[int] = []        # v23: the first pid of each PIDS entry
         self.pids_offset = 1                    # v23: PIDS.offset, objref of the first entry
         self.zombies: set[int] = set()
-        self.leader_objs: dict[int, dict] = {}  # leader pid -> its TASK_OBJS objrefs
+        # leader pid -> the objrefs of THREAD_SHARED its TASK_OBJS names (a tuple: a
+        # dict each was 700 bytes a process of 100,000)
+        self.leader_objs: dict[int, tuple] = {}
         self.signal_tgid: dict[int, int] = {}   # signal objref -> the first tgid naming it
         self.pid_null = self.traits.get("pid_null", -1)
         self.pid_root = getattr(self.abi.module, "CKPT_PID_ROOT", None) \
@@ -297,13 +304,13 @@ class Tree(Pass):
             return
         if t.tgid == t.pid:
             if len(self.leader_objs) < MAX_TASKS:
-                self.leader_objs[t.pid] = objs
+                self.leader_objs[t.pid] = tuple(objs.get(k) for k in THREAD_SHARED)
         elif t.tgid is not None and t.tgid not in self.zombies:
-            lo = self.leader_objs.get(t.tgid)
-            if lo is None:
+            held = self.leader_objs.get(t.tgid)
+            if held is None:
                 return
-            for code, shared in (("tree.thread-shares", ("mm", "sighand", "signal")),
-                                 ("tree.thread-files", ("files", "fs"))):
+            lo = dict(zip(THREAD_SHARED, held))
+            for code, shared in THREAD_SHARES:
                 own = [k for k in shared if objs.get(k) != lo.get(k)]
                 if own:
                     self.add(code, f"thread of {t.tgid}: " + ", ".join(

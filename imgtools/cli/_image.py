@@ -7,11 +7,13 @@ from ._output import record_progress
 
 
 @contextmanager
-def load(path: str, version: str | None = None, arch: str | None = None):
-    """Yields (reader, model) for a path or '-'."""
+def load(path: str, version: str | None = None, arch: str | None = None,
+         keep: frozenset[str] | None = None):
+    """Yields (reader, model) for a path or '-'; ``keep``: what of the model the command
+    reads (build_model's; None: all of it)."""
     from ..build import build_model         # here: the CLI's start-up reads no format
     from ..reader import open_image
     with open_image(path, version, arch) as reader:
         with record_progress(reader) as on_record:
-            img = build_model(reader, on_record)
+            img = build_model(reader, on_record, keep=keep)
         yield reader, img

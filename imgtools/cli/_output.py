@@ -9,7 +9,7 @@ import itertools
 import os
 import sys
 from contextlib import contextmanager
-from typing import Iterable, Union
+from typing import Iterable, Iterator, Union
 
 # A line is made of parts: plain text, or (text, rich style) drawn in that style on a
 # terminal. No markup: image strings can never be read as style tags.
@@ -74,6 +74,18 @@ def say(*parts: Part) -> None:
     out.print(Text.assemble(*parts))
 
 
+def say_lines(lines: Iterable[tuple]) -> None:
+    """``say(*parts)`` for each line, written at once into a pipe or a file (show:
+    a task's section in one write instead of one per line)."""
+    if _drawn(sys.stdout):
+        for parts in lines:
+            say(*parts)
+        return
+    text = "".join(p if isinstance(p, str) else p[0] for parts in lines
+                   for p in (*parts, "\n"))
+    sys.stdout.write(_safe(text))     # (printable() keeps to each character: as say's)
+
+
 def printable(text: str) -> str:
     """Text from an image as it may reach a terminal: every character that is not
     printable (C0/C1 controls, DEL, format characters such as bidi overrides, decoding
@@ -109,6 +121,18 @@ def emit_json(obj) -> None:
     sys.stdout.flush()
 
 
+def emit_json_list(items: Iterable) -> None:
+    """``emit_json(list(items))``, written as the items are made (the list is never
+    held: a listing of 400,000 rows). json.dumps joins a list's items with ', '."""
+    import json
+    write = sys.stdout.write
+    write("[")
+    for i, item in enumerate(items):
+        write((", " if i else "") + json.dumps(item, default=_jsonable))
+    write("]\n")
+    sys.stdout.flush()
+
+
 def _jsonable(o):
     if isinstance(o, (bytes, bytearray)):
         return o.hex()
@@ -121,16 +145,74 @@ def table(rows: Iterable[dict], columns: list[tuple[str, str]], title: str | Non
           fmt: dict | None = None) -> None:
     """Rows of plain dicts as an aligned table; ``columns`` = [(key, heading)]. The
     cells are formatted as the rows arrive; only their text is held, for the widths."""
-    fmt = fmt or {}
+    cells = _Cells(rows, columns, fmt)
     show_header = any(h for _, h in columns)
-    formats = [(k, fmt.get(k, _cell)) for k, _ in columns]
-    cells = [[f(row.get(k)) for k, f in formats] for row in rows]
-    plain = all(_plain_text(row) for row in cells)     # (most tables: nothing to escape)
-    if not plain:
-        cells = [[printable(c) for c in row] for row in cells]
-    if _drawn(sys.stdout) or not plain or not _plain_table(cells, columns, title,
-                                                           show_header):
+    if _drawn(sys.stdout) or not cells.plain or not _plain_table(cells, columns, title,
+                                                                 show_header):
         _rich_table(cells, columns, title, show_header)
+
+
+def table_text(rows: Iterable[dict], columns: list[tuple[str, str]],
+               fmt: dict | None = None) -> str | None:
+    """The text ``table`` writes for these rows into a pipe or a file, for a caller that
+    writes it itself (show: the same table again for the tasks that share it); None
+    where rich draws the table (a terminal, cells to escape, a line too long)."""
+    if _drawn(sys.stdout):
+        return None
+    cells = _Cells(rows, columns, fmt)
+    if not cells.plain:
+        return None
+    lines = _plain_lines(cells, columns, None, any(h for _, h in columns))
+    return None if lines is None else "\n".join([*lines, ""])
+
+
+class _Cells:
+    """The text of a table's cells, formatted as the rows arrive and held compactly: a
+    row as one string, its cells joined by NUL (which no cell holds: cells are printable
+    or escaped by printable()), every _PIECE_ROWS rows packed by zlib; and the widest
+    cell of each column. (400,000 rows held as lists of cells took 300 MB.)"""
+
+    __slots__ = ("packed", "last", "count", "widths", "plain")
+
+    def __init__(self, rows: Iterable[dict], columns, fmt: dict | None):
+        fmt = fmt or {}
+        formats = [(k, fmt.get(k, _cell)) for k, _ in columns]
+        packed, held, widths, plain, count = [], [], [0] * len(columns), True, 0
+        for row in rows:
+            text = [f(row.get(k)) for k, f in formats]
+            if not _plain_text(text):       # (most tables: nothing to escape)
+                plain = False
+                text = [printable(c) for c in text]     # (a plain cell stays as it is)
+            widths = list(map(max, widths, map(len, text)))
+            held.append("\0".join(text))
+            if len(held) == _PIECE_ROWS:
+                packed.append(_pack(held))
+                count += len(held)
+                held = []
+        self.packed, self.last, self.count = packed, held, count + len(held)
+        self.widths, self.plain = widths, plain
+
+    def __len__(self) -> int:
+        return self.count
+
+    def rows(self) -> Iterator[str]:
+        """Each row's cells, NUL-joined, in order."""
+        for piece in self.packed:
+            yield from _unpack(piece)
+        yield from self.last
+
+    def lists(self) -> Iterator[list[str]]:
+        return (row.split("\0") for row in self.rows())
+
+
+def _pack(rows: list[str]) -> bytes:
+    import zlib
+    return zlib.compress("\n".join(rows).encode("utf-8", "surrogatepass"), 1)
+
+
+def _unpack(piece: bytes) -> list[str]:
+    import zlib
+    return zlib.decompress(piece).decode("utf-8", "surrogatepass").split("\n")
 
 
 def _plain_text(row: list[str]) -> bool:
@@ -140,40 +222,47 @@ def _plain_text(row: list[str]) -> bool:
     return text.isascii() and text.isprintable()
 
 
-def _plain_table(cells: list[list[str]], columns, title, show_header) -> bool:
-    """The table rich draws with box=None, pad_edge=False at PLAIN_WIDTH columns, written
-    directly (cells of printable ASCII); False for a line too long to fit, so that rich
-    draws it as before."""
+def _plain_lines(cells: _Cells, columns, title, show_header):
+    """The lines of the table rich draws with box=None, pad_edge=False at PLAIN_WIDTH
+    columns (cells of printable ASCII), made as they are asked for; None for a line too
+    long to fit, which rich draws."""
+    heads = [h for _, h in columns]
+    widths = cells.widths
+    if show_header:
+        widths = list(map(max, widths, map(len, heads)))
+    if sum(widths) + len(_GAP) * (len(widths) - 1) > PLAIN_WIDTH:
+        return None
+    line = _GAP.join(f"{{:<{w}}}" for w in widths).format     # (str.ljust, per cell)
+    head = [title] if title else []
+    if show_header:
+        head.append(line(*heads))
+    return itertools.chain(head, (line(*row.split("\0")) for row in cells.rows()))
+
+
+def _plain_table(cells: _Cells, columns, title, show_header) -> bool:
+    """The plain table written directly; False where rich must draw it."""
     small = len(cells) <= _SAME_ROWS
     if small:
-        key = (title, show_header, tuple(map(tuple, cells)))
+        key = (title, show_header, tuple(cells.last))
         same = _last_text.get(tuple(columns))
         if same is not None and same[0] == key:
             sys.stdout.write(same[1])
             return True
-    heads = [h for _, h in columns]
-    widths = [len(h) if show_header else 0 for h in heads]
-    if cells:
-        widths = [max(w, max(map(len, col))) for w, col in zip(widths, zip(*cells))]
-    if sum(widths) + len(_GAP) * (len(widths) - 1) > PLAIN_WIDTH:
+    lines = _plain_lines(cells, columns, title, show_header)
+    if lines is None:
         return False
-    lines = [title] if title else []
-    if show_header:
-        lines.append(_GAP.join(h.ljust(w) for h, w in zip(heads, widths)))
-    rows = (_GAP.join(c.ljust(w) for c, w in zip(row, widths)) for row in cells)
     if small:
-        text = "\n".join([*lines, *rows, ""])
+        text = "\n".join([*lines, ""])
         sys.stdout.write(text)
         _last_text[tuple(columns)] = (key, text)
         return True
     write = sys.stdout.write
     while True:         # a large table in pieces: its text is never held whole
-        lines.extend(itertools.islice(rows, _PIECE_ROWS))
-        if not lines:
+        piece = list(itertools.islice(lines, _PIECE_ROWS))
+        if not piece:
             return True
-        lines.append("")
-        write("\n".join(lines))
-        lines = []
+        piece.append("")
+        write("\n".join(piece))
 
 
 # The last small plain table of each set of columns, as written: show prints a table of
@@ -183,14 +272,14 @@ _PIECE_ROWS = 1024
 _last_text: dict[tuple, tuple] = {}
 
 
-def _rich_table(cells, columns, title, show_header) -> None:
+def _rich_table(cells: _Cells, columns, title, show_header) -> None:
     from rich.markup import escape
     from rich.table import Table
     t = Table(title=title, title_justify="left", box=None, header_style="bold",
               pad_edge=False, show_header=show_header)
     for _, heading in columns:
         t.add_column(heading, overflow="fold")
-    for row in cells:
+    for row in cells.lists():
         t.add_row(*(escape(c) for c in row))
     __getattr__("out").print(t)
 

@@ -1,19 +1,21 @@
 """info, show, ps, maps, files, versions: small commands over one image model."""
 from __future__ import annotations
 
+import sys
 
 from .. import views
 from ..errors import UsageError
 from ._errors import handled
 from ._image import load
-from ._output import emit_json, hexa, plural, say, table
+from ._output import (emit_json, emit_json_list, hexa, plural, say, say_lines, table,
+                      table_text)
 from ._params import ArchOpt, FormatOpt, ImageArg, JsonOpt, Option, PidOpt, command
 
 
 def info(image: ImageArg, json: JsonOpt = False, format: FormatOpt = None,
          arch: ArchOpt = None) -> None:
     """Summary of an image: version, kernel, tasks, records, pages."""
-    with load(image, format, arch) as (_, img):
+    with load(image, format, arch, views.INFO_READS) as (_, img):
         data = views.info(img)
     if json:
         emit_json(data)
@@ -50,17 +52,17 @@ CELLS = {"start": hexa, "end": hexa, "pgoff": hexa, "path": lambda p: p or "",
          "flags": lambda f: "-" if f is None else f"{f:#o}"}
 
 
-def _listing(image, format, arch, json, rows_of, columns, pid=None) -> None:
+def _listing(image, format, arch, json, rows_of, columns, reads, pid=None) -> None:
     """One table (or JSON list) of the rows a view makes from the image's model, as they
-    are made: the table holds only the text of its cells."""
-    with load(image, format, arch) as (_, img):
+    are made: the table holds only the text of its cells; the model only what the view
+    ``reads``."""
+    with load(image, format, arch, reads) as (_, img):
         if pid is not None and img.task_by_pid(pid) is None:
             raise UsageError(f"no task with pid {pid} in the image")
         if not json:
             table(rows_of(img), columns, fmt=CELLS)
             return
-        rows = list(rows_of(img))
-    emit_json(rows)
+        emit_json_list(rows_of(img))
 
 
 def ps(image: ImageArg, json: JsonOpt = False, format: FormatOpt = None,
@@ -69,12 +71,12 @@ def ps(image: ImageArg, json: JsonOpt = False, format: FormatOpt = None,
     """The task tree: one row per task (threads and zombies included)."""
     if tree and not json:
         from ._tree import tree_lines
-        with load(image, format, arch) as (_, img):
+        with load(image, format, arch, views.PS_READS) as (_, img):
             lines = tree_lines(views.ps(img))
         for line in lines:
             say(line)
         return
-    _listing(image, format, arch, json, views.iter_ps, PS_COLUMNS)
+    _listing(image, format, arch, json, views.iter_ps, PS_COLUMNS, views.PS_READS)
 
 
 def maps(image: ImageArg, pid: PidOpt = None, json: JsonOpt = False,
@@ -85,14 +87,14 @@ def maps(image: ImageArg, pid: PidOpt = None, json: JsonOpt = False,
         from .mem import maps_summary
         return maps_summary(image, pid, json, format, arch)
     _listing(image, format, arch, json, lambda img: views.iter_maps(img, pid), MAPS_COLUMNS,
-             pid)
+             views.MAPS_READS, pid)
 
 
 def files(image: ImageArg, pid: PidOpt = None, json: JsonOpt = False,
           format: FormatOpt = None, arch: ArchOpt = None) -> None:
     """Open file descriptors of every process (or --pid)."""
     _listing(image, format, arch, json, lambda img: views.iter_files(img, pid), FILES_COLUMNS,
-             pid)
+             views.FILES_READS, pid)
 
 
 def show(image: ImageArg, records: bool = Option(
@@ -128,30 +130,61 @@ def _show_text(image: str, img, chosen, pid) -> None:
           title="tasks")
     listed = views.selected_by_pid(img, pid)    # a task's rows are made when it is shown
     fd_columns = [c for c in FILES_COLUMNS if c[0] in ("fd", "type", "pos", "pipe", "path")]
+    maps = _SharedTable(lambda u: views.task_maps(img, u), MAPS_COLUMNS[1:])
+    fds = _SharedTable(lambda u: views.task_files(img, u), fd_columns)
+    creds = (None, None)        # (cred objref, its line): tasks share their creds
     for t in chosen:
-        d = views.task_detail(img, t)
-        say()
-        say((f"task {d['pid']}", "bold"), f" {d['comm']} state {d['state']} "
-            f"(record at {d['offset']})")
-        if d["creds"]:
-            c = d["creds"]
-            say(f"  creds: uid {c['uid']} euid {c['euid']} gid {c['gid']} "
-                f"egid {c['egid']} groups {c['groups']} capeff {c['cap_eff']:#x}")
-        if d["regs"]:
-            say("  regs:  " + " ".join(f"{k}={v:#x}" for k, v in d["regs"].items()))
-        if d["signals"]:
-            s = d["signals"]
+        lines = [(), ((f"task {t.pid}", "bold"), f" {t.comm} state {views.state(t)} "
+                                                  f"(record at {t.offset})")]
+        if creds[0] != t.cred_ref:
+            creds = (t.cred_ref, _creds_line(views.creds(img, t)))
+        if creds[1]:
+            lines.append((creds[1],))
+        regs = views.task_regs(t)
+        if regs:
+            lines.append(("  regs:  " + " ".join(f"{k}={v:#x}" for k, v in regs.items()),))
+        if not t.zombie:
+            s = views.signals(img, t)
             handlers = " ".join(f"{sig}={h}" for sig, h in s["handlers"].items())
-            say(f"  signals: blocked {_names(s['blocked'])} pending {_names(s['pending'])} "
-                f"shared {_names(s['shared_pending'])} handlers {handlers or '-'}")
-        under = listed.get(d["pid"], ())
-        mine = [r for u in under for r in views.task_maps(img, u)]
-        if mine:
-            table(mine, MAPS_COLUMNS[1:], fmt=CELLS)
-        fds = [r for u in under for r in views.task_files(img, u)]
-        if fds:
-            table(fds, fd_columns, fmt=CELLS)
+            lines.append((f"  signals: blocked {_names(s['blocked'])} pending "
+                          f"{_names(s['pending'])} shared {_names(s['shared_pending'])} "
+                          f"handlers {handlers or '-'}",))
+        say_lines(lines)
+        under = listed.get(t.pid, ())
+        maps.write(under, tuple(u.obj("mm") for u in under))
+        fds.write(under, tuple(u.obj("files") for u in under))
     _errors(info_rows["errors"])
+
+
+def _creds_line(c: dict | None) -> str | None:
+    if not c:
+        return None
+    return f"  creds: uid {c['uid']} euid {c['euid']} gid {c['gid']} egid {c['egid']} " \
+           f"groups {c['groups']} capeff {c['cap_eff']:#x}"
+
+
+class _SharedTable:
+    """A task's table of show (its maps, its fds), drawn from the rows of the tasks
+    listed under it. The tasks of a process, and often its children, share their mm and
+    their files: the text of the last table is written again for the same objects
+    (``key``: their objrefs) instead of being made again from the rows."""
+
+    def __init__(self, rows_of, columns):
+        self.rows_of, self.columns = rows_of, columns
+        self.key, self.text = None, None
+
+    def write(self, under, key) -> None:
+        if key == self.key and self.text is not None:
+            sys.stdout.write(self.text)
+            return
+        rows = [r for u in under for r in self.rows_of(u)]
+        self.key, self.text = key, ""
+        if rows:
+            self.text = table_text(rows, self.columns, fmt=CELLS)
+            if self.text is None:           # drawn by rich (a terminal, escapes)
+                table(rows, self.columns, fmt=CELLS)
+                return
+        sys.stdout.write(self.text)
 
 
 def _names(signals: list[str]) -> str:

@@ -1,0 +1,113 @@
+"""A model built with ``keep`` (what a listing reads: views.*_READS) gives that listing
+the rows the whole model gives, and refuses the images the whole model refuses, with the
+same error (issue 11: ps, info, maps and files hold only what they read)."""
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from imgtools import codec, views
+from imgtools.build import build_model
+from imgtools.errors import ImageError
+from imgtools.model import NOT_KEPT
+from imgtools.reader import ImageReader, open_image
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("samples/*/*.img"))
+LISTINGS = [("info", views.INFO_READS, views.info),
+            ("ps", views.PS_READS, views.ps),
+            ("maps", views.MAPS_READS, views.maps),
+            ("files", views.FILES_READS, views.files)]
+
+
+def _model(data: bytes, keep=None):
+    return build_model(ImageReader(io.BytesIO(data)), keep=keep)
+
+
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_each_listing_reads_the_same_rows_from_its_model(sample):
+    data = (ROOT / sample).read_bytes()
+    whole = _model(data)
+    for name, keep, view in LISTINGS:
+        lean = _model(data, keep)
+        assert view(lean) == view(whole), (sample, name)
+        for t in whole.tasks:       # --pid selects from the lean model as from the whole
+            if name in ("maps", "files"):
+                assert view(lean, t.pid) == view(whole, t.pid), (sample, name, t.pid)
+
+
+def test_what_is_not_kept_is_not_held_and_cannot_be_read():
+    lean = _model((ROOT / "samples/v23/single.img").read_bytes(), views.PS_READS)
+    kinds = {o.kind for o in lean.objects.values()}
+    assert {"mm", "file", "file_table"} <= kinds
+    assert all(o.value is None for o in lean.objects.values())
+    t = lean.tasks[0]
+    assert t._regs is NOT_KEPT and not t.zombie and t.objs == {}
+    with pytest.raises(RuntimeError, match="keep"):
+        t.regs
+    maps = _model((ROOT / "samples/v23/single.img").read_bytes(), views.MAPS_READS)
+    assert all(not o.value.fds for o in maps.objects.values() if o.kind == "file_table"
+               and o.value is not None)
+    files = _model((ROOT / "samples/v23/single.img").read_bytes(), views.FILES_READS)
+    assert all(not o.value.vmas for o in files.objects.values() if o.kind == "mm"
+               and o.value is not None)
+
+
+def _patched(sample: str, patch) -> bytes:
+    """The sample with its records, decoded to JSON, changed by ``patch(records)``."""
+    with open_image(str(ROOT / sample)) as r:
+        text = io.StringIO()
+        codec.decode(r, text.write)
+    text.seek(0)
+    head, records = codec.iter_json_records(text)
+    recs = list(records)
+    patch(recs)
+    doc = json.dumps({**head, "records": recs})
+    out = io.BytesIO()
+    codec.encode(io.StringIO(doc), out)
+    return out.getvalue()
+
+
+def _named(recs, name):
+    return [r for r in recs if r["name"] == name]
+
+
+def _outcome(data: bytes, keep):
+    try:
+        img = _model(data, keep)
+    except ImageError as e:
+        return type(e), str(e), e.offset
+    return "ok", views.info(img), views.files(img), views.maps(img)
+
+
+@pytest.mark.parametrize("patch, refused", [
+    # an fd naming no object, then one naming an object that is no file
+    (lambda recs: _named(recs, "FILE_DESC")[1]["fields"].update(fd_objref=999_999), True),
+    (lambda recs: _named(recs, "FILE_DESC")[2]["fields"].update(
+        fd_objref=_named(recs, "TASK_OBJS")[0]["fields"]["mm_objref"]), True),
+    # a task's mm naming no object; one task's fs naming another's (defined later)
+    (lambda recs: _named(recs, "TASK_OBJS")[1]["fields"].update(mm_objref=999_998), True),
+    (lambda recs: _named(recs, "TASK_OBJS")[0]["fields"].update(
+        fs_objref=_named(recs, "TASK_OBJS")[2]["fields"]["fs_objref"]), False),
+    # an fd naming a file defined later in the image (by the next process)
+    (lambda recs: _named(recs, "FILE_DESC")[0]["fields"].update(
+        fd_objref=_named(recs, "FILE_DESC")[-1]["fields"]["fd_objref"]), False),
+], ids=["fd-names-nothing", "fd-names-no-file", "mm-names-nothing", "fs-defined-later",
+        "fd-file-defined-later"])
+def test_a_lean_model_refuses_and_accepts_what_the_whole_one_does(patch, refused):
+    data = _patched("samples/v23/pipes.img", patch)
+    whole = _outcome(data, None)
+    assert (whole[0] != "ok") == refused, whole
+    for name, keep, _ in LISTINGS:
+        lean = _outcome(data, keep)
+        if whole[0] == "ok":
+            assert lean[0] == "ok", (name, lean)
+            _, info, files, maps = lean
+            assert info == whole[1], name
+            if name == "files":
+                assert files == whole[2]
+            if name == "maps":
+                assert maps == whole[3]
+        else:
+            assert lean == whole, name
