@@ -294,8 +294,7 @@ def _sizeof(st) -> int | None:
 def _tables_key() -> str:
     """What the tables are made from: the formats modules and construct's (as byte code
     is keyed, by modification time and size) and the Python running them."""
-    import importlib.util
-    spec = importlib.util.find_spec("construct")
+    spec = _construct_spec()
     parts = [sys.version]
     for folder in (os.path.dirname(__file__), *(spec and spec.submodule_search_locations or ())):
         for entry in sorted(os.scandir(folder), key=lambda e: e.name):
@@ -803,12 +802,18 @@ def _containers():
     return mod.Container, mod.ListContainer
 
 
+def _construct_spec():
+    """Where construct is, found on sys.path as an import would find it (not by
+    importlib.util, a module of its own to load at every start-up)."""
+    from importlib.machinery import PathFinder
+    return PathFinder.find_spec("construct")
+
+
 def _alone(name: str) -> ModuleType | None:
     """The submodule ``name`` of construct (a pure module) imported without running the
     __init__ of its packages (None if construct is not where it is expected)."""
     import importlib
-    import importlib.util
-    spec = importlib.util.find_spec("construct")
+    spec = _construct_spec()
     if spec is None or not spec.submodule_search_locations:
         return None
     stubs = []
