@@ -8,7 +8,6 @@ import pty
 import struct
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from imgtools.compose import ImageSpec, VmaSpec, compose_bytes
 from imgtools.reader import ImageReader
 from imgtools.writer import ImageWriter
 
-from conftest import read_model, tree_spec
+from conftest import read_model, real_pipe, tree_spec
 
 V = formats.VERSIONS
 ROOT = Path(__file__).resolve().parents[1]
@@ -703,19 +702,11 @@ def test_stream_through_a_pipe_spools_the_moved_section():
     spec = _big_spec(9)
     src = compose_bytes(spec, "v17")
     want = conv(src, "v23")[0]
-    rfd, wfd = os.pipe()
-
-    def feed():
-        with os.fdopen(wfd, "wb") as f:
-            f.write(src)
-    th = threading.Thread(target=feed)
-    th.start()
-    with os.fdopen(rfd, "rb") as f:
+    with real_pipe(src) as f:
         reader = ImageReader(f, "<pipe>")
         assert not reader.src.seekable
         out = io.BytesIO()
         rep = convert(reader, out, "v23")
-    th.join()
     assert rep.lossless and rep.bytes_in == len(src)
     assert out.getvalue() == want and want == canonical(spec, "v23")
 

@@ -11,15 +11,13 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
-from array import array
 from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
 
 import formats
-from conftest import kinds_spec, tree_spec
+from conftest import kinds_spec, real_pipe, tree_spec
 from imgtools.build import build_model
 from imgtools.compose import ImageSpec, MmSpec, TaskSpec, VmaSpec, compose_bytes
 from imgtools.core.streamed import Layout, StreamingBuilder
@@ -127,20 +125,12 @@ def test_page_data_is_not_spooled(tmp_path):
     """In process, from a real pipe: the dumped process's pages go to the output only;
     the spool holds the FPU areas and the other process's page."""
     image = compose_bytes(tree_spec("v23", pages=300), "v23")
-    r, w = os.pipe()
-
-    def feed():
-        with os.fdopen(w, "wb") as f:
-            f.write(image)
-    t = threading.Thread(target=feed)
-    t.start()
     out = os.open(tmp_path / "c", os.O_WRONLY | os.O_CREAT, 0o600)
     layout = Layout(out, 0)
     try:
-        with os.fdopen(r, "rb") as f:
+        with real_pipe(image) as f:
             img = build_model(ImageReader(f), None, lambda rd, on: StreamingBuilder(
                 rd, on, layout=layout, pid=None))
-        t.join()
         assert layout.placed == 300 * PAGE + PAGE       # heap pages + the stack page
         spooled = sum(n for _, n, fd, _ in layout.kept if fd == layout.spool_fd)
         fpu = sum(t.fpu_size for t in img.tasks if t.tgid == 100)
