@@ -828,17 +828,19 @@ class Step:
         """FILE subtypes the target does not know keep their bytes in the tail (and
         are a loss); subtypes the source did not know are parsed from the tail."""
         ftype = v["f_type"]
-        src_case = self.src.structs["file"].subcons[-1].subcon.cases.get(ftype)
-        dst_case = self.dst.structs["file"].subcons[-1].subcon.cases.get(ftype)
+        in_src, in_dst = ftype in self.src.switch_keys("file"), \
+            ftype in self.dst.switch_keys("file")
         if ftype not in self.dst.file_type_names:
             self.lose(rec, "f_type", self.src.file_type_names.get(ftype, ftype),
                       f"{self.dst.name} has no such file type")
-        if src_case is not None and dst_case is None:
+        if in_src and not in_dst:
+            src_case = self.src.structs["file"].subcons[-1].subcon.cases[ftype]
             tail = src_case.build(v.get("sub") or {}) + v.get("_tail", b"")
             v["sub"] = None
             if tail:
                 v["_tail"] = tail
-        elif src_case is None and dst_case is not None:
+        elif in_dst and not in_src:
+            dst_case = self.dst.structs["file"].subcons[-1].subcon.cases[ftype]
             tail = v.pop("_tail", b"")
             size = dst_case.sizeof()
             sub = tail[:size].ljust(size, b"\0")

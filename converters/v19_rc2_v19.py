@@ -71,7 +71,7 @@ class Step(_base.Step):
             if after_mm and n == "buffer":
                 rec = self._auxv(rec)
             after_mm = n == "mm"
-            if n == "cpu" and self.src.struct("cpu") is None:
+            if n == "cpu" and "cpu" not in self.src.structs:
                 self.note(rec, "cpu", None, "i386 CPU record passed unchanged (layout not "
                           "documented)")
             out = self.generic(rec)

@@ -45,7 +45,7 @@ class Step(_base.Step):
                             self.lose(rec, f"pids[{i}].depth", depth, "v19 has no nested pid "
                                       "namespaces", record="BUFFER")
                     yield rec.derive("buffer", build_rows(self.dst, rows)
-                                     + rec.data()[count * self.src.struct("ckpt_pids").sizeof():])
+                                     + rec.data()[count * self.src.sizeof("ckpt_pids"):])
                     if nested:
                         expect = ("vpids", nested)
                     continue

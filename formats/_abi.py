@@ -121,6 +121,14 @@ class Abi:
     def type_name(self, number: int) -> str | None:
         return self.type_names.get(number)
 
+    def switch_keys(self, name: str) -> frozenset:
+        """The keys of the switch that ends struct ``name`` (FILE's ``sub``, chosen by
+        f_type), from the tables, so construct is not loaded to know them."""
+        layout = self.tables["layouts"].get(name)
+        if layout and layout[-1][0] == "switch":
+            return frozenset(layout[-1][3])
+        return frozenset(self.structs[name].subcons[-1].subcon.cases)
+
     def struct(self, name: str) -> Construct | None:
         return self.structs.get(name)
 
@@ -494,9 +502,12 @@ def _bare(sc):
 
 
 def _pack_fields(st) -> list | None:
-    """A struct of fixed layout as plain data for _Packer, or None (construct builds
-    it): [(name, default bytes or None, node), ...], a node being a format ("I", "8s"),
-    ("s", fields) for a struct or ("a", count, node) for an array."""
+    """A struct as plain data for _Packer, or None (construct builds it): [(name, default
+    bytes or None, node), ...], a node being a format ("I", "8s"), ("s", fields) for a
+    struct, ("a", count, node) for an array; and where the layout depends on an earlier
+    field of the same struct, ("n", count field, node) for an array, ("b", length field)
+    for bytes, ("w", key field, {key: fields}) for a switch that builds nothing for
+    other keys."""
     import construct as cs
     fields = []
     for sub in st.subcons:
@@ -528,7 +539,30 @@ def _pack_node(sc):
     if isinstance(sc, cs.Array) and isinstance(sc.count, int):
         node = _pack_node(sc.subcon)
         return None if node is None else ("a", sc.count, node)
+    try:
+        if isinstance(sc, cs.Array) and callable(sc.count):
+            node = _pack_node(sc.subcon)
+            return None if node is None else ("n", _field(sc.count), node)
+        if isinstance(sc, cs.Bytes) and callable(sc.length):
+            return ("b", _field(sc.length))
+        if isinstance(sc, cs.Switch) and callable(sc.keyfunc) \
+                and isinstance(sc.default, cs.Pass.__class__) \
+                and all(isinstance(_bare(c), cs.Struct) for c in sc.cases.values()):
+            cases = {k: _pack_fields(_bare(c)) for k, c in sc.cases.items()}
+            if None in cases.values():
+                return None
+            return ("w", _field(sc.keyfunc), cases)
+    except _Variable:
+        pass
     return None
+
+
+def _fixed_node(node) -> bool:
+    if isinstance(node, str):
+        return True
+    if node[0] == "s":
+        return all(_fixed_node(n) for _, _, n in node[1])
+    return node[0] == "a" and _fixed_node(node[2])
 
 
 class _NoPack(Exception):
@@ -542,6 +576,9 @@ class _Packer:
 
     def __init__(self, fields: list):
         self.fields = fields
+        if not _fixed_node(("s", fields)):
+            self.pack = self._pack_variable
+            return
         self.pack_values = struct.Struct("<" + _pack_format(("s", fields))).pack
         # the usual struct: scalars only, checked without a walk
         self.flat = all(isinstance(node, str) for _, _, node in fields)
@@ -566,6 +603,47 @@ class _Packer:
             return self.pack_values(*out)
         except (_NoPack, struct.error, TypeError, KeyError, AttributeError):
             return None
+
+    def _pack_variable(self, value: dict) -> bytes | None:
+        # (records of this kind are few: a pack per part is fast enough)
+        try:
+            return _pack_parts(("s", self.fields), value, None)
+        except (_NoPack, struct.error, TypeError, KeyError, AttributeError):
+            return None
+
+
+def _pack_parts(node, v, parent) -> bytes:
+    """The bytes of a value of ``node`` (a field of the struct value ``parent``) as
+    construct builds them; _NoPack where it might not."""
+    if isinstance(node, str) or node[0] == "a" and _fixed_node(node):
+        out: list = []
+        _flatten(node, v, out)
+        return struct.pack("<" + _pack_format(node), *out)
+    kind = node[0]
+    if kind == "s":
+        if not isinstance(v, dict):
+            raise _NoPack
+        return b"".join(_pack_parts(sub, v[name] if name in v else _given(default), v)
+                        for name, default, sub in node[1])
+    if kind == "b":
+        n = parent[node[1]]
+        if type(v) is not bytes or type(n) is not int or len(v) != n:
+            raise _NoPack
+        return v
+    if kind == "w":
+        case = node[2].get(parent[node[1]])
+        return b"" if case is None else _pack_parts(("s", case), v, parent)
+    count = node[1] if kind == "a" else parent[node[1]]
+    if type(count) is not int or not isinstance(v, list) or len(v) != count:
+        raise _NoPack
+    return b"".join(_pack_parts(node[2], item, None) for item in v)
+
+
+def _given(default):
+    """A missing field's value: its default; construct fails without one."""
+    if default is None:
+        raise _NoPack
+    return default
 
 
 def _pack_format(node) -> str:

@@ -54,5 +54,5 @@ def parse_rows(abi: Abi, data: bytes, count: int) -> list:
 
 
 def build_rows(abi: Abi, rows: Iterable[dict]) -> bytes:
-    st = abi.struct(row_struct(abi))
-    return b"".join(st.build(r) for r in rows)
+    name = row_struct(abi)
+    return b"".join(abi.build(name, r) for r in rows)
