@@ -19,7 +19,8 @@ from .chain import LossRefused, Report, describe_path, path, run
 
 def convert(src_reader: ImageReader, out_binary: BinaryIO, target_version: str,
             allow_loss: bool = False, on_loss: Callable[[Loss], None] | None = None,
-            progress: Callable[[int], object] | None = None) -> Report:
+            progress: Callable[[int], object] | None = None,
+            keep_partial: bool = True) -> Report:
     """Convert the image behind ``src_reader`` to ``target_version``, writing to
     ``out_binary`` as it goes.
 
@@ -30,8 +31,11 @@ def convert(src_reader: ImageReader, out_binary: BinaryIO, target_version: str,
     temporary file and discard it, or look for the losses first: with ``out_binary``
     None nothing is written and payloads the steps need not see are skipped unread
     (seeked over in a file), so a refusal costs a pass over the metadata only.
+    ``keep_partial`` False: an output given up at a refusal (a temporary file); the page
+    copies still under way at the first loss are then dropped.
     """
-    return run(src_reader, out_binary, target_version, allow_loss, on_loss, progress)
+    return run(src_reader, out_binary, target_version, allow_loss, on_loss, progress,
+               keep_partial)
 
 
 __all__ = ["convert", "Report", "Loss", "Note", "LossRefused", "path", "describe_path"]

@@ -192,7 +192,7 @@ class Sink:
         if self._copier is None or self._copier.src != fd:
             from imgtools.writer import SequentialOut
             try:
-                self._copier = SequentialOut(self.w.out, fd)
+                self._copier = SequentialOut(self.w.out, fd, background=True)
             except (AttributeError, OSError, ValueError):
                 self._copier = False
             if self._copier is False or self._copier.fd is None:
@@ -226,10 +226,19 @@ class Sink:
         self.w.skip(body.size)
         return True
 
+    def finish(self) -> None:
+        """Wait for the copies still in flight (their errors are raised here)."""
+        if self._copier:
+            self._copier.finish()
+
+    def abandon(self) -> None:
+        if self._copier:
+            self._copier.abandon()
+
 
 def run(reader: ImageReader, out: BinaryIO, target: str, allow_loss: bool = False,
         on_loss: Callable[[Loss], None] | None = None,
-        progress: Callable[[int], object] | None = None) -> Report:
+        progress: Callable[[int], object] | None = None, keep_partial: bool = True) -> Report:
     target = formats.canonical(target)
     ctx = Context(on_loss)
     report = Report(reader.version, target, reader.arch, describe_path(reader.version, target))
@@ -238,10 +247,17 @@ def run(reader: ImageReader, out: BinaryIO, target: str, allow_loss: bool = Fals
         stream = cls(ctx, up, reader.arch).run(stream)
     sink = Sink(out, formats.abi(target, reader.arch))
     sink.discard = out is None      # only looking for losses: payloads are skipped unread
-    for rec in stream:
-        if ctx.loss_count and not allow_loss:
-            sink.discard = True     # keep reading to list every loss, write nothing more
-        sink.put(rec)
+    try:
+        for rec in stream:
+            if ctx.loss_count and not allow_loss and not sink.discard:
+                sink.discard = True     # keep reading to list every loss, write nothing more
+                if not keep_partial:
+                    sink.abandon()      # (and the copies still queued are not wanted)
+            sink.put(rec)
+    except BaseException:
+        sink.abandon()
+        raise
+    sink.finish()
     if hasattr(out, "flush"):
         out.flush()
     report.losses = ctx.losses

@@ -79,9 +79,14 @@ class SequentialOut:
     Page images sit at arbitrary (unaligned) offsets of an image, and for such a source
     pread/write through a 256 KiB buffer (it stays in the CPU cache) beats both
     sendfile and copy_file_range into a file; into a pipe sendfile wins (measured,
-    bench/bench_core.py).  A file object without a descriptor gets plain writes."""
+    bench/bench_core.py).  A file object without a descriptor gets plain writes.
 
-    def __init__(self, out: BinaryIO | int, src_fd: int):
+    ``background``: copies into a regular file are made by a thread (``_Copier``) at
+    the offsets they will have, while the caller goes on with the records after them;
+    ``finish`` waits for them.  The copy is the kernel's work, done without the
+    interpreter lock, so the interpreter's work on the metadata no longer adds to it."""
+
+    def __init__(self, out: BinaryIO | int, src_fd: int, background: bool = False):
         self.src = src_fd
         self.fd: int | None = None
         self.stream = None
@@ -110,6 +115,7 @@ class SequentialOut:
                 grow_pipe(self.fd)      # 1 MiB per sendfile, not the default 64 KiB
         self._buf: memoryview | None = None
         self._zeros = bytes(CHUNK)
+        self._copier = _Copier(self.fd, src_fd) if background and self.sparse else None
 
     def write(self, data) -> None:
         if self.stream is not None:
@@ -134,6 +140,13 @@ class SequentialOut:
             n -= k
 
     def copy(self, src: int, n: int, advance) -> None:
+        if self._copier is not None:
+            # (the caller may have written to the descriptor since: its offset is the place)
+            self.pos = os.lseek(self.fd, n, os.SEEK_CUR)
+            self._copier.put(src, self.pos - n, n)
+            if advance:
+                advance(n)
+            return
         while n:
             got = self._copy_some(src, min(n, COPY_MAX))
             if got <= 0:
@@ -162,7 +175,72 @@ class SequentialOut:
         return got
 
     def finish(self) -> None:
+        if self._copier is not None:
+            self._copier.close()
         if self.stream is not None:
             self.stream.flush()
         elif self.sparse and os.fstat(self.fd).st_size < self.pos:
             os.ftruncate(self.fd, self.pos)
+
+    def abandon(self) -> None:
+        """Stop the background copies (the output is being given up)."""
+        if self._copier is not None:
+            self._copier.close(abandon=True)
+            self._copier = None
+
+
+class _Copier:
+    """The thread behind ``SequentialOut(background=True)``: copies ranges of the source
+    into the output at given offsets (pread/pwrite: neither moves the descriptor's
+    offset, where the caller goes on writing).  The first error is kept, the copies
+    after it are dropped, and it is raised to the caller at its next ``put`` or at
+    ``close``."""
+
+    def __init__(self, fd: int, src_fd: int):
+        import queue
+        import threading
+        self.fd, self.src = fd, src_fd
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.error: BaseException | None = None
+        self.stop = False
+        self.thread = threading.Thread(target=self._run, name="imgtools-copy", daemon=True)
+        self.thread.start()
+
+    def put(self, src: int, dst: int, n: int) -> None:
+        if self.error is not None:
+            self._raise()
+        self.jobs.put((src, dst, n))
+
+    def close(self, abandon: bool = False) -> None:
+        self.stop = abandon
+        self.jobs.put(None)
+        self.thread.join()
+        if not abandon and self.error is not None:
+            self._raise()
+
+    def _raise(self):
+        e, self.error = self.error, None
+        self.stop = True
+        raise e
+
+    def _run(self) -> None:
+        buf = memoryview(bytearray(COPY_BUF))
+        while (job := self.jobs.get()) is not None:
+            if self.error is not None or self.stop:
+                continue
+            src, dst, n = job
+            try:
+                while n:
+                    got = os.preadv(self.src, [buf[:min(n, COPY_BUF)]], src)
+                    if got <= 0:
+                        raise FramingError(f"image ends inside page data ({n} bytes "
+                                           f"missing)", offset=src)
+                    view = buf[:got]
+                    while view:
+                        k = os.pwrite(self.fd, view, dst)
+                        view = view[k:]
+                        dst += k
+                    src += got
+                    n -= got
+            except BaseException as e:      # raised to the caller (put, close)
+                self.error = e

@@ -106,3 +106,97 @@ def test_every_copy_path_writes_the_same_bytes(tmp_path):
         r = subprocess.run([*IMGTOOLS, "check", "-"], input=outs["pipe to file"],
                            capture_output=True, timeout=60, env=env, cwd=ROOT)
         assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_a_refusal_into_a_new_file_replaces_nothing(tmp_path):
+    """Into a file, convert starts at once (no first pass: the file is written aside and
+    its page copies are made by a thread); the first loss, found after the first task's
+    pages were copied, stops it: the old file stays, nothing is left beside it."""
+    src = tmp_path / "in.img"
+    src.write_bytes(_image(pages=10_000))
+    target = tmp_path / "out.img"
+    target.write_bytes(b"old")
+    r = subprocess.run([*IMGTOOLS, "convert", str(src), "--to", "v17", "-o", str(target)],
+                       capture_output=True, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert r.returncode == 3, r.stderr
+    assert b"nothing was written" in r.stderr and b"Traceback" not in r.stderr
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.img", "out.img"]
+
+
+def test_a_failed_page_copy_fails_the_command(tmp_path):
+    """A write error (here EFBIG: a file size limit of 1 MiB for a 2.5 MiB image) is the
+    command's error: exit 1, one line, the old file kept; written to stdout (a regular
+    file, copied the same way) likewise.  (The copier thread's own errors, which the
+    records written after them would not meet: test_background_copy_errors_reach_the_caller.)"""
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+    src = tmp_path / "in.img"
+    src.write_bytes(_image(pages=600))
+    target = tmp_path / "out.img"
+    target.write_bytes(b"old")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    conv = [*IMGTOOLS, "convert", str(src), "--to", "v21", "--allow-loss"]
+    r = subprocess.run([*conv, "-o", str(target)], capture_output=True, timeout=60, env=env,
+                       preexec_fn=limit)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.decode().strip().splitlines()[-1] == "imgtools: File too large"
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.img", "out.img"]
+    with open(tmp_path / "stdout.img", "wb") as out:
+        r = subprocess.run(conv, stdout=out, stderr=subprocess.PIPE, timeout=60, env=env,
+                           preexec_fn=limit)
+    assert r.returncode == 1 and b"File too large" in r.stderr, r.stderr
+    # the same conversion without the limit succeeds (the limit is what failed it)
+    r = subprocess.run([*conv, "-o", str(target)], capture_output=True, timeout=60, env=env)
+    assert r.returncode == 0 and target.stat().st_size > 600 * 4096
+
+
+def test_background_copy_errors_reach_the_caller(tmp_path):
+    """SequentialOut(background=True) copies in a thread; what goes wrong there is raised
+    to the caller at finish (or its next copy), and an abandoned copier raises nothing.
+    A source the kernel refuses to read (a directory: EISDIR) and a source shorter than
+    the copy (the image ends inside page data)."""
+    import errno
+
+    import pytest
+
+    from imgtools.errors import FramingError
+    from imgtools.writer import SequentialOut
+    short = tmp_path / "short"
+    short.write_bytes(b"x" * 5000)
+    cases = ((os.open(tmp_path, os.O_RDONLY), OSError),
+             (os.open(short, os.O_RDONLY), FramingError))
+    for src, error in cases:
+        with open(tmp_path / "out", "wb") as out:
+            w = SequentialOut(out, src, background=True)
+            assert w._copier is not None          # a regular file: copied by the thread
+            w.copy(0, 8192, None)
+            with pytest.raises(error) as e:
+                w.finish()
+            if error is OSError:
+                assert e.value.errno == errno.EISDIR
+            else:
+                assert str(e.value) == ("at byte 5000: image ends inside page data "
+                                        "(3192 bytes missing)")
+            w = SequentialOut(out, src, background=True)
+            w.copy(0, 8192, None)
+            w.abandon()
+        os.close(src)
+    # and what it copies lands where it was asked, around what the caller wrote meanwhile
+    src = os.open(short, os.O_RDONLY)
+    with open(tmp_path / "out", "wb") as out:
+        out.write(b"head")
+        w = SequentialOut(out, src, background=True)
+        w.copy(1000, 3000, None)
+        out.write(b"mid")
+        out.flush()
+        w.copy(0, 10, None)
+        out.write(b"tail")
+        out.flush()
+        w.finish()
+    os.close(src)
+    assert (tmp_path / "out").read_bytes() == b"head" + b"x" * 3000 + b"mid" + b"x" * 10 + b"tail"

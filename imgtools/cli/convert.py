@@ -98,9 +98,12 @@ def run(image: str, to: str, output: str | None, fmt: str | None, arch: str | No
                              f"'upgrade' or 'convert')")
         target_file = None if to_stdout else Target(output, (image,))
         seekable = reader.src.seekable
-        if not allow_loss and seekable:
+        if not allow_loss and seekable and (target_file is None or target_file.direct):
             # Losses are found in the metadata: a first pass that skips the page data
             # refuses before anything is written, at the cost of reading the records.
+            # A new file needs no such pass: it is written aside and replaces nothing
+            # until the end, and the first loss stops its page copies (made by a thread
+            # while the records are read), so a refusal costs the same metadata pass.
             try:
                 convert(reader, None, target)
             except LossRefused as e:
@@ -110,7 +113,8 @@ def run(image: str, to: str, output: str | None, fmt: str | None, arch: str | No
             with _output(output, target_file) as out, \
                     progress(f"{src} -> {target}", reader.src.size) as advance:
                 report = convert(reader, out, target, allow_loss=allow_loss,
-                                 progress=advance)
+                                 progress=advance,
+                                 keep_partial=target_file is None or target_file.direct)
         except LossRefused as e:
             # a pipe found to lose information late: a direct output holds the image
             # up to the first loss (an -o file was not replaced)
