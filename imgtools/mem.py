@@ -456,13 +456,14 @@ def feed_from_stream(reader: ImageReader, consumer: Consumer, on_record=None) ->
     return img
 
 
-def read_pages(reader: ImageReader, consumer: Consumer, on_record=None) -> Image:
+def read_pages(reader: ImageReader, consumer: Consumer, on_record=None,
+               keep: frozenset[str] | None = None) -> Image:
     """The model of an image, its pages fed to ``consumer``: by seek when the image is a
-    regular file, else in the one streaming pass."""
+    regular file, else in the one streaming pass.  ``keep``: build_model's, for a file."""
     if not reader.src.seekable:
         return feed_from_stream(reader, consumer, on_record)
     from .build import build_model
-    img = build_model(reader, on_record)
+    img = build_model(reader, on_record, keep=keep)
     feed_from_file(img, reader.src.f.fileno(), consumer)
     return img
 

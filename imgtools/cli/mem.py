@@ -122,9 +122,10 @@ def mem(image: ImageArg,
 
 def _feed(image: str, format, arch, consumer: M.Consumer) -> None:
     """By seek when the image is a file, else in one streaming pass."""
+    from ..views import MAPS_READS
     with open_image(image, format, arch) as reader:
         with record_progress(reader) as on_record:
-            M.read_pages(reader, consumer, on_record)
+            M.read_pages(reader, consumer, on_record, keep=MAPS_READS)  # (VMAs named as in maps)
 
 
 def _hit_line(h: M.Hit, bare: bool) -> str:
