@@ -561,14 +561,29 @@ def parse_pid_entries(data: bytes, count: int, rec: Rec) -> list[list[int]]:
         raise SchemaError(str(e), offset=rec.offset, record="BUFFER") from None
 
 
-def parse_rows(abi: Abi, data: bytes, count: int, rec: Rec) -> list[dict]:
-    try:
-        return [strip(r, pads=False) for r in pids.parse_rows(abi, data, count)]
-    except PayloadError as e:
-        raise SchemaError(str(e), offset=rec.offset, record="BUFFER") from None
+class Rows:
+    """The per-task rows of a TREE buffer, each a new dict (pads included) made as it is
+    iterated: 100,000 tasks hold the buffer's bytes, not 100,000 dicts."""
+
+    def __init__(self, abi: Abi, data: bytes, count: int, rec: Rec):
+        self.abi, self.data, self.count = abi, data, count
+        try:
+            pids.iter_rows(abi, data, count)        # (the length is checked at once)
+        except PayloadError as e:
+            raise SchemaError(str(e), offset=rec.offset, record="BUFFER") from None
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[dict]:
+        return pids.iter_rows(self.abi, self.data, self.count)
 
 
-build_pid_entries, build_rows, PID_FIELDS = pids.build_entries, pids.build_rows, pids.PID_FIELDS
+def parse_rows(abi: Abi, data: bytes, count: int, rec: Rec) -> Rows:
+    return Rows(abi, data, count, rec)
+
+
+build_pid_entries, PID_FIELDS = pids.build_entries, pids.PID_FIELDS
 
 
 # -- the step ----------------------------------------------------------------------------------

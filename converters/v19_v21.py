@@ -13,7 +13,7 @@ v21 kernel writes without CHECKPOINT_NETNS).  Downgrade: a nested pid
 from __future__ import annotations
 
 from . import _base
-from ._base import New, build_rows, parse_rows
+from ._base import New, parse_rows
 
 CHECKPOINT_NETNS = 0x2
 
@@ -33,9 +33,9 @@ class Step(_base.Step):
                 what, count = expect
                 expect = None
                 if what == "rows":
-                    rows = parse_rows(self.src, rec.data(), count, rec)
                     nested = 0
-                    for i, row in enumerate(rows):
+                    out = []            # (each row packed as it is made)
+                    for i, row in enumerate(parse_rows(self.src, rec.data(), count, rec)):
                         row.pop("_pad", None)
                         depth = row.pop("depth", 0)
                         if self.up:
@@ -44,7 +44,8 @@ class Step(_base.Step):
                             nested += max(depth, 0)
                             self.lose(rec, f"pids[{i}].depth", depth, "v19 has no nested pid "
                                       "namespaces", record="BUFFER")
-                    yield rec.derive("buffer", build_rows(self.dst, rows)
+                        out.append(self.dst.build("ckpt_pids", row))
+                    yield rec.derive("buffer", b"".join(out)
                                      + rec.data()[count * self.src.sizeof("ckpt_pids"):])
                     if nested:
                         expect = ("vpids", nested)

@@ -33,10 +33,10 @@ import formats.v23
 from imgtools.errors import SchemaError
 
 from formats import ext
+from formats.pids import row_struct
 
 from . import _base
-from ._base import (PID_FIELDS, New, build_pid_entries, build_rows, parse_pid_entries,
-                    parse_rows)
+from ._base import PID_FIELDS, New, build_pid_entries, parse_pid_entries, parse_rows
 
 OLD_PID_NULL = formats.abi("v23-rc1").traits["pid_null"]
 NEW_PID_NULL = formats.abi("v23").traits["pid_null"]
@@ -117,7 +117,8 @@ class Step(_base.Step):
         numbers = first_referenced(rows)
         tag = {num: i + 1 for i, num in enumerate(numbers)}
         entries = [[num, *nested.get(num, [])] for num in numbers]
-        tagged = []
+        tagged = []                 # (each row packed as it is made)
+        row_name = row_struct(self.dst)
         for i, r in enumerate(rows):
             t = {}
             for f in PID_FIELDS:
@@ -131,14 +132,14 @@ class Step(_base.Step):
                         self.lose(buf, f"pids[{i}].{f}", x, "no v23 tag for it", record="BUFFER")
                     t[f] = 0
             t["depth"] = max(r["depth"], 0)
-            tagged.append(t)
+            tagged.append(self.dst.build(row_name, t))
         n = len(numbers)
         self.refs.set_shift(1, n)
         yield self.small(tree, "pids", {"nr_pids": n, "nr_vpids": sum(len(e) - 1 for e in entries),
                                         "offset": 1})
         yield buf.derive("buffer", build_pid_entries(entries))
         yield self.small(tree, "tree", {"nr_tasks": len(rows)})
-        yield buf.derive("buffer", build_rows(self.dst, tagged))
+        yield buf.derive("buffer", b"".join(tagged))
 
     def fix_header(self, rec, v) -> None:
         if not self.up:
@@ -175,7 +176,10 @@ class Step(_base.Step):
         offset, count = p["offset"], p["nr_pids"]
         rows = parse_rows(self.src, buf.data(), nr, buf)
         used: set[int] = set()
-        out, vpids = [], []
+        own: set[int] = set()       # the entries that are a task's own pid
+        named: dict[int, None] = {}     # the pid numbers the rows name, in order
+        out, vpids = [], []         # (each row packed as it is made)
+        row_name = row_struct(self.dst)
         for i, r in enumerate(rows):
             row = {}
             for f in PID_FIELDS:
@@ -198,19 +202,21 @@ class Step(_base.Step):
                           f"{len(nested)}", record="BUFFER")
             row["depth"] = len(nested)
             vpids += nested
-            out.append(row)
+            own.add(t - offset)
+            named.update((row[f], None) for f in PID_FIELDS if row[f] > 0)
+            out.append(self.dst.build(row_name, row))
         for i, e in enumerate(entries):
             if i not in used:
                 self.lose(pids_rec, f"entries[{i}]", e, "a pid no task names")
-            elif len(e) > 1 and i not in {r["vpid"] - offset for r in rows}:
+            elif len(e) > 1 and i not in own:
                 self.lose(pids_rec, f"entries[{i}]", e, "nested numbers of a pid that is no "
                           "task's own")
-        if offset != 1 or [e[0] for e in entries] != first_referenced(out):
+        if offset != 1 or [e[0] for e in entries] != list(named):
             self.note(pids_rec, "offset", offset, "pid objects not numbered from 1 in order of "
                       "first reference; an upgrade renumbers them")
         self.refs.set_shift(offset, -count)
         yield self.small(tree_rec, "tree", {"nr_tasks": nr})
-        yield buf.derive("buffer", build_rows(self.dst, out))
+        yield buf.derive("buffer", b"".join(out))
         if vpids:
             yield buf.derive("buffer", struct.pack(f"<{len(vpids)}i", *vpids))
 

@@ -14,7 +14,7 @@ import sys
 from itertools import islice
 from collections.abc import Mapping
 from types import ModuleType
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 if TYPE_CHECKING:
     from construct import Construct, ConstructError, Container
@@ -188,6 +188,19 @@ class Abi:
             layout = self._layout(name)
             fast = self._plain[name] = _Plain.of(layout) if layout is not None else None
         return fast
+
+    def rows(self, name: str, data: bytes) -> Iterator[dict] | None:
+        """Structs of ``name`` laid end to end in ``data`` (a whole number of them), each
+        as a new dict of all its fields, pads included, by one unpack each; None where
+        the struct is not of flat fixed layout (the caller parses each)."""
+        layout = self._layout(name)
+        if layout is None or len(layout.segments) != 1:
+            return None
+        seg = layout.segments[0]
+        if not isinstance(seg, _Fixed) or not seg.flat:
+            return None
+        names, fmt = seg.names, "<" + "".join(seg.fmt)
+        return (dict(zip(names, values)) for values in struct.iter_unpack(fmt, data))
 
     def getter(self, name: str, fields: tuple[str, ...],
                missing: dict | None = None) -> Callable[[bytes], tuple]:
