@@ -84,3 +84,24 @@ def test_down_to_v18_from_v23_with_an_error_record():
     data = with_error("v23", "objref")
     out = _converted(data, "v23", "v18")
     assert _errors(out, "v18") == []
+
+
+@pytest.mark.parametrize("src,dst", [("v23", "v21"), ("v21", "v23"), ("v21", "v19"),
+                                     ("v19", "v21")])
+def test_a_tree_buffer_a_row_short_is_refused_where_it_is(src, dst):
+    """The TREE's rows are made one at a time as a step reads them; a buffer that cannot
+    hold nr_tasks rows is still refused before any row, naming the BUFFER's offset."""
+    from imgtools.errors import SchemaError
+    data = compose_bytes(tree_spec(src), src, "x86_64")
+    r = ImageReader(io.BytesIO(data), version=src, arch="x86_64")
+    recs = [(rec.offset, rec.len, r.name_of(rec)) for rec in r.records()]
+    i = next(i for i, (_, _, n) in enumerate(recs) if n == "tree")
+    at, length, name = recs[i + 1]
+    assert name == "buffer"
+    row = formats.abi(src).sizeof("ckpt_task_pids" if src == "v23" else "ckpt_pids")
+    bad = (data[:at] + HDR.pack(formats.abi(src).types["buffer"], length - row) +
+           data[at + HDR.size:at + length - row] + data[at + length:])
+    with pytest.raises(SchemaError) as e:
+        _converted(bad, src, dst)
+    assert e.value.offset == at and "too short for" in str(e.value), str(e.value)
+    _converted(data, src, dst)                  # (the image as made converts)
