@@ -189,7 +189,10 @@ class Sink:
             return self._splice(body)
         fd, offset = region
         self.w.out.flush()
-        if self._copier is None or self._copier.src != fd:
+        if self._copier is not None and not self._copier.background \
+                and self._copier.src != fd:
+            self._copier = None             # (copied in this thread: one source each)
+        if self._copier is None:
             from imgtools.writer import SequentialOut
             try:
                 self._copier = SequentialOut(self.w.out, fd, background=True)
@@ -201,7 +204,9 @@ class Sink:
                     self.w.write(c)
                     del c
                 return True
-        self._copier.copy(offset, body.size, None)
+            if self._copier.background:
+                self.w.out = self._copier   # every write goes through its thread now
+        self._copier.copy(offset, body.size, None, src_fd=fd)
         self.w.skip(body.size)
         return True
 
@@ -209,7 +214,8 @@ class Sink:
     def _splice(self, body) -> bool:
         """A payload read from a pipe, moved into the output by splice(2) (no copy
         through user space); False if it cannot be."""
-        if self._copier is False or not hasattr(body, "splice_to"):
+        if self._copier is False or not hasattr(body, "splice_to") or \
+                (self._copier is not None and self._copier.background):
             return False
         try:
             fd = self.w.out.fileno()

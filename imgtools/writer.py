@@ -81,10 +81,12 @@ class SequentialOut:
     sendfile and copy_file_range into a file; into a pipe sendfile wins (measured,
     bench/bench_core.py).  A file object without a descriptor gets plain writes.
 
-    ``background``: copies into a regular file are made by a thread (``_Copier``) at
-    the offsets they will have, while the caller goes on with the records after them;
-    ``finish`` waits for them.  The copy is the kernel's work, done without the
-    interpreter lock, so the interpreter's work on the metadata no longer adds to it."""
+    ``background`` (into a regular file): every write and copy is made by a thread
+    (``_Copier``), in order, while the caller goes on with the records after them, and
+    ``finish`` waits for them.  The copies are the kernel's work, done without the
+    interpreter lock, so the interpreter's work on the metadata no longer adds to them;
+    the caller then writes through this object only (a write of its own to the file
+    would wait for the thread's, on the file's lock)."""
 
     def __init__(self, out: BinaryIO | int, src_fd: int, background: bool = False):
         self.src = src_fd
@@ -115,9 +117,19 @@ class SequentialOut:
                 grow_pipe(self.fd)      # 1 MiB per sendfile, not the default 64 KiB
         self._buf: memoryview | None = None
         self._zeros = bytes(CHUNK)
-        self._copier = _Copier(self.fd, src_fd) if background and self.sparse else None
+        self._copier = _Copier(self.fd) if background and self.sparse else None
+        self._pending = bytearray()     # small writes, handed to the thread together
+
+    @property
+    def background(self) -> bool:
+        return self._copier is not None
 
     def write(self, data) -> None:
+        if self._copier is not None:
+            self._pending += data
+            if len(self._pending) >= COPY_BUF:
+                self.flush()
+            return
         if self.stream is not None:
             self.stream.write(data)
             self.pos += len(data)
@@ -128,25 +140,39 @@ class SequentialOut:
             view = view[n:]
             self.pos += n
 
+    def flush(self) -> None:
+        """(background) Hand the small writes so far to the thread."""
+        if self._copier is not None and self._pending:
+            data, self._pending = bytes(self._pending), bytearray()
+            self._copier.put(None, data, self.pos, len(data))
+            self.pos += len(data)
+
     def zeros(self, n: int) -> None:
         if n <= 0:
             return
         if self.sparse:
-            self.pos = os.lseek(self.fd, n, os.SEEK_CUR)
+            if self._copier is not None:
+                self.flush()
+                self.pos += n               # (a hole: finish gives the file its size)
+            else:
+                self.pos = os.lseek(self.fd, n, os.SEEK_CUR)
             return
         while n:
             k = min(n, CHUNK)
             self.write(self._zeros[:k])
             n -= k
 
-    def copy(self, src: int, n: int, advance) -> None:
+    def copy(self, src: int, n: int, advance, src_fd: int | None = None) -> None:
+        """``n`` bytes at ``src`` of the source (``src_fd``, else the one given)."""
         if self._copier is not None:
-            # (the caller may have written to the descriptor since: its offset is the place)
-            self.pos = os.lseek(self.fd, n, os.SEEK_CUR)
-            self._copier.put(src, self.pos - n, n)
+            self.flush()
+            self._copier.put(self.src if src_fd is None else src_fd, src, self.pos, n)
+            self.pos += n
             if advance:
                 advance(n)
             return
+        if src_fd is not None and src_fd != self.src:
+            raise ValueError("a copy from another source needs background=True")
         while n:
             got = self._copy_some(src, min(n, COPY_MAX))
             if got <= 0:
@@ -176,40 +202,44 @@ class SequentialOut:
 
     def finish(self) -> None:
         if self._copier is not None:
+            self.flush()
             self._copier.close()
+            self._copier = None
+            os.lseek(self.fd, self.pos, os.SEEK_SET)    # where a caller's writes go on
         if self.stream is not None:
             self.stream.flush()
         elif self.sparse and os.fstat(self.fd).st_size < self.pos:
             os.ftruncate(self.fd, self.pos)
 
     def abandon(self) -> None:
-        """Stop the background copies (the output is being given up)."""
+        """Stop the background writes (the output is being given up)."""
         if self._copier is not None:
             self._copier.close(abandon=True)
             self._copier = None
 
 
 class _Copier:
-    """The thread behind ``SequentialOut(background=True)``: copies ranges of the source
-    into the output at given offsets (pread/pwrite: neither moves the descriptor's
-    offset, where the caller goes on writing).  The first error is kept, the copies
-    after it are dropped, and it is raised to the caller at its next ``put`` or at
-    ``close``."""
+    """The thread behind ``SequentialOut(background=True)``: writes bytes and copies
+    ranges of a source into the output at given offsets (pwrite, pread), in the order
+    given.  The first error is kept, the jobs after it are dropped, and it is raised to
+    the caller at its next ``put`` or at ``close``."""
 
-    def __init__(self, fd: int, src_fd: int):
+    def __init__(self, fd: int):
         import queue
         import threading
-        self.fd, self.src = fd, src_fd
+        self.fd = fd
         self.jobs: queue.SimpleQueue = queue.SimpleQueue()
         self.error: BaseException | None = None
         self.stop = False
         self.thread = threading.Thread(target=self._run, name="imgtools-copy", daemon=True)
         self.thread.start()
 
-    def put(self, src: int, dst: int, n: int) -> None:
+    def put(self, src_fd: int | None, src, dst: int, n: int) -> None:
+        """Copy ``n`` bytes at offset ``src`` of ``src_fd`` to ``dst``; with ``src_fd``
+        None, ``src`` is the bytes to write."""
         if self.error is not None:
             self._raise()
-        self.jobs.put((src, dst, n))
+        self.jobs.put((src_fd, src, dst, n))
 
     def close(self, abandon: bool = False) -> None:
         self.stop = abandon
@@ -228,19 +258,25 @@ class _Copier:
         while (job := self.jobs.get()) is not None:
             if self.error is not None or self.stop:
                 continue
-            src, dst, n = job
+            src_fd, src, dst, n = job
             try:
+                if src_fd is None:
+                    self._write(memoryview(src), dst)
+                    continue
                 while n:
-                    got = os.preadv(self.src, [buf[:min(n, COPY_BUF)]], src)
+                    got = os.preadv(src_fd, [buf[:min(n, COPY_BUF)]], src)
                     if got <= 0:
                         raise FramingError(f"image ends inside page data ({n} bytes "
                                            f"missing)", offset=src)
-                    view = buf[:got]
-                    while view:
-                        k = os.pwrite(self.fd, view, dst)
-                        view = view[k:]
-                        dst += k
+                    self._write(buf[:got], dst)
+                    dst += got
                     src += got
                     n -= got
             except BaseException as e:      # raised to the caller (put, close)
                 self.error = e
+
+    def _write(self, view: memoryview, dst: int) -> None:
+        while view:
+            k = os.pwrite(self.fd, view, dst)
+            view = view[k:]
+            dst += k

@@ -186,17 +186,24 @@ def test_background_copy_errors_reach_the_caller(tmp_path):
             w.copy(0, 8192, None)
             w.abandon()
         os.close(src)
-    # and what it copies lands where it was asked, around what the caller wrote meanwhile
+    # and the writes and copies land in order, a hole where zeros were asked for, from
+    # either source, and the caller's own writes go on after them
     src = os.open(short, os.O_RDONLY)
+    other = tmp_path / "other"
+    other.write_bytes(b"y" * 100)
+    other_fd = os.open(other, os.O_RDONLY)
     with open(tmp_path / "out", "wb") as out:
         out.write(b"head")
         w = SequentialOut(out, src, background=True)
+        assert w.background
         w.copy(1000, 3000, None)
-        out.write(b"mid")
-        out.flush()
-        w.copy(0, 10, None)
-        out.write(b"tail")
-        out.flush()
+        w.write(b"mid")
+        w.copy(0, 10, None, src_fd=other_fd)
+        w.zeros(5)
+        w.write(b"tail")
         w.finish()
+        out.write(b"end")
     os.close(src)
-    assert (tmp_path / "out").read_bytes() == b"head" + b"x" * 3000 + b"mid" + b"x" * 10 + b"tail"
+    os.close(other_fd)
+    assert (tmp_path / "out").read_bytes() == \
+        b"head" + b"x" * 3000 + b"mid" + b"y" * 10 + bytes(5) + b"tail" + b"end"
