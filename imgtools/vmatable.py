@@ -95,6 +95,13 @@ class VmaTable:
             return iter(self)
         return (self[i] for i in sorted(range(len(s)), key=s.__getitem__))
 
+    def of_type(self, vma_type: str) -> Iterator[Vma]:
+        """The VMAs of one type (only those are made)."""
+        k = self.type_idx.get(vma_type)
+        kinds = self.vtype
+        return (self[i] for i in range(len(kinds)) if kinds[i] == k) if k is not None \
+            else iter(())
+
     def _batches(self, i: int) -> list[PageBatch]:
         lo = self.first_batch[i]
         hi = self.first_batch[i + 1] if i + 1 < len(self) else len(self.b_offset)
@@ -115,20 +122,3 @@ class CompactBuilder(Builder):
         super().on_mm(rec, v, ref)
         self.mm.vmas = VmaTable()
 
-
-def by_start(vmas) -> Iterator[Vma]:
-    """An Mm's VMAs in address order, whether a VmaTable or a list."""
-    if isinstance(vmas, VmaTable):
-        return vmas.by_start()
-    return iter(sorted(vmas, key=lambda v: v.start))
-
-
-def of_type(vmas, vma_type: str) -> Iterator[Vma]:
-    """The VMAs of one type, whether a VmaTable (which makes only those) or a list."""
-    if isinstance(vmas, VmaTable):
-        k = vmas.type_idx.get(vma_type)
-        if k is None:
-            return iter(())
-        kinds = vmas.vtype
-        return (vmas[i] for i in range(len(kinds)) if kinds[i] == k)
-    return (v for v in vmas if v.vma_type == vma_type)

@@ -10,7 +10,8 @@ from array import array
 from imgtools.check.objrefs import DONE, OPEN, ObjTable
 from imgtools.compose import ImageSpec, MmSpec, TaskSpec, VmaSpec, compose_bytes
 from imgtools.model import PageBatch, Vma
-from imgtools.vmatable import VmaTable, by_start, of_type
+from imgtools.core.elf import _by_start, _of_type
+from imgtools.vmatable import VmaTable
 
 PAGE = 4096
 
@@ -49,9 +50,9 @@ def test_vma_table_gives_back_the_vmas_it_was_given():
     for v in vmas:
         t.append(v)
     assert len(t) == 3 and list(t) == vmas and t[-1] == vmas[-1]
-    assert [v.start for v in by_start(t)] == [0x10000, 0x20000, 0x30000]
-    assert list(of_type(t, "shm_anon")) == [vmas[2]] and list(of_type(t, "vdso")) == []
-    assert [v.start for v in by_start(vmas)] == [0x10000, 0x20000, 0x30000]
+    assert [v.start for v in _by_start(t)] == [0x10000, 0x20000, 0x30000]
+    assert list(_of_type(t, "shm_anon")) == [vmas[2]] and list(_of_type(t, "vdso")) == []
+    assert [v.start for v in _by_start(vmas)] == [0x10000, 0x20000, 0x30000]
 
 
 def _image(tmp_path, name, vmas):

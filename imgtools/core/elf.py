@@ -33,14 +33,13 @@ from __future__ import annotations
 
 import struct
 from array import array
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterator
 
 import formats.v23
 
 from .._record import dataclass, field
 from ..errors import FramingError, ImageError, UsageError
 from ..model import Image, Mm, Task, Vma
-from ..vmatable import by_start, of_type
 from ..writer import SequentialOut
 from . import notes as N
 
@@ -301,7 +300,7 @@ def plan_core(img: Image, read_at: ReadAt, pid: int | None = None,
     shared = _shared_pages(img)
     maps: list[N.FileMap] = []      # NT_FILE
     files: set[str] = set()
-    for v in by_start(mm.vmas):     # one pass: a VmaTable makes each Vma as it goes
+    for v in _by_start(mm.vmas):    # one pass: a VmaTable makes each Vma as it goes
         segments.extend(_vma_segments(img, v, shared, warnings))
         if v.file_ref:
             fo = img.get(v.file_ref, "file")
@@ -324,6 +323,19 @@ def plan_core(img: Image, read_at: ReadAt, pid: int | None = None,
     return CorePlan(leader.pid, [t.pid for t in threads], notes, segments, note_offset,
                     data_offset, size, warnings, exe.path if exe is not None else None,
                     sorted(files))
+
+
+def _by_start(vmas) -> Iterator[Vma]:
+    """An Mm's VMAs in address order: a list of Vma, or a VmaTable (imgtools.vmatable,
+    not imported here: check reads this package for the segment selectors)."""
+    ordered = getattr(vmas, "by_start", None)
+    return ordered() if ordered is not None else iter(sorted(vmas, key=lambda v: v.start))
+
+
+def _of_type(vmas, vma_type: str) -> Iterator[Vma]:
+    of_type = getattr(vmas, "of_type", None)
+    return of_type(vma_type) if of_type is not None else \
+        (v for v in vmas if v.vma_type == vma_type)
 
 
 def _roundup(n: int, a: int) -> int:
@@ -376,7 +388,7 @@ def _shared_pages(img: Image) -> dict[int, list[Vma]]:
     out: dict[int, list[Vma]] = {}
     for o in img.objects.values():
         if o.kind == "mm":
-            for v in of_type(o.value.vmas, "shm_anon"):
+            for v in _of_type(o.value.vmas, "shm_anon"):
                 if v.ino_ref and v.batches:
                     out.setdefault(v.ino_ref, []).append(v)
     return out
