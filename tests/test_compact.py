@@ -90,3 +90,16 @@ def test_diff_of_vmas_added_removed_resized_reprotected_replaced(tmp_path):
                          "vm_flags": [rw, r]}],
         "replaced": [{"vma": row(4, path="/y"), "path": ["/x", "/y"],
                       "type": ["file", "file"]}]}
+
+
+def test_fd_set_near_and_far():
+    from imgtools.check.files import FdSet
+    s = FdSet()
+    near, far = [0, 7, 8, 3, 1000], [1 << 30, 70_000]
+    for fd in near + far:
+        s.add(fd)
+    for fd in range(0, 90_000, 7):      # the bits grow past a number added as far
+        if fd not in s:
+            s.add(fd)
+    assert all(fd in s for fd in near + far + list(range(0, 90_000, 7)))
+    assert 2 not in s and 89_998 not in s and (1 << 30) + 1 not in s
