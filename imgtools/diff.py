@@ -177,48 +177,123 @@ def _fd_row(r: dict) -> dict:
     return {"fd": r["fd"], "type": r["type"], "path": r["path"], "pos": r["pos"]}
 
 
+class _VmaKeys:
+    """One process's VMAs as ``maps`` lists them, by (start, end), in arrays (the rows of
+    200,000 VMAs were 130 MB an image): what the comparison reads of each, the rows
+    themselves fetched again only for the VMAs that differ (``rows``)."""
+
+    def __init__(self, img: Image, pid: int):
+        self.img, self.pid = img, pid
+        self.start, self.end = array("Q"), array("Q")
+        self.vm_flags, self.pgoff, self.file_ref = array("Q"), array("Q"), array("i")
+        self.path, self.type = array("I"), array("I")    # indices into self.names
+        self.names: list = []
+        ids: dict = {}
+        t = img.task_by_pid(pid)
+        mm = views.mm_of(img, t) if t is not None else None
+        vmas = iter(mm.vmas) if mm is not None else iter(())
+        for m in views.iter_maps(img, pid):     # task_maps: a row per mm.vmas, in order
+            v = next(vmas)
+            self.start.append(m["start"])
+            self.end.append(m["end"])
+            self.vm_flags.append(m["vm_flags"])
+            self.pgoff.append(m["pgoff"])
+            self.file_ref.append(v.file_ref)
+            for names, key in ((self.path, m["path"]), (self.type, m["type"])):
+                k = ids.get(key)
+                if k is None:
+                    k = ids[key] = len(self.names)
+                    self.names.append(key)
+                names.append(k)
+        n = len(self.start)
+        s, e = self.start, self.end
+        if all((s[i], e[i]) <= (s[i + 1], e[i + 1]) for i in range(n - 1)):
+            order = range(n)
+        else:
+            order = sorted(range(n), key=lambda i: (s[i], e[i]))
+        # one index per key (as a dict of the rows: the last row of a key), sorted, and
+        # the file the key's VMAs map (as a dict of the mapped VMAs: the last one's)
+        self.keys = array("I")
+        self.files = array("i")
+        for i in order:
+            if self.keys and (s[self.keys[-1]], e[self.keys[-1]]) == (s[i], e[i]):
+                self.keys[-1] = i               # (a run of one key: ascending indices)
+                if self.file_ref[i]:
+                    self.files[-1] = self.file_ref[i]
+                continue
+            self.keys.append(i)
+            self.files.append(self.file_ref[i])
+
+    def key(self, i: int) -> tuple[int, int]:
+        return self.start[i], self.end[i]
+
+    def path_of(self, i: int):
+        return self.names[self.path[i]]
+
+    def rows(self, wanted) -> dict[int, dict]:
+        """The ``maps`` rows of the VMAs at the indices ``wanted``."""
+        wanted = set(wanted)
+        if not wanted:
+            return {}
+        return {i: m for i, m in enumerate(views.iter_maps(self.img, self.pid)) if i in wanted}
+
+
 def _vma_changes(ia: Image, ib: Image, pid: int) -> dict:
-    va = {(m["start"], m["end"]): m for m in views.maps(ia, pid)}
-    vb = {(m["start"], m["end"]): m for m in views.maps(ib, pid)}
-    same = va.keys() & vb.keys()
-    only_a = [va[k] for k in sorted(va.keys() - same)]
-    only_b = [vb[k] for k in sorted(vb.keys() - same)]
-    resized = []
-    for m in list(only_a):          # same start or same end: the VMA grew or shrank
-        for n in only_b:
-            if (m["start"] == n["start"] or m["end"] == n["end"]) and m["path"] == n["path"]:
-                resized.append({"from": _vma_row(m), "to": _vma_row(n)})
-                only_a.remove(m)
-                only_b.remove(n)
-                break
-    reprotected = [{"vma": _vma_row(vb[k]), "perms": [va[k]["perms"], vb[k]["perms"]],
-                    "vm_flags": [va[k]["vm_flags"], vb[k]["vm_flags"]]}
-                   for k in sorted(same) if va[k]["vm_flags"] != vb[k]["vm_flags"]]
-    retyped = [{"vma": _vma_row(vb[k]), "path": [va[k]["path"], vb[k]["path"]],
-                "type": [va[k]["type"], vb[k]["type"]]} for k in sorted(same)
-               if (va[k]["path"], va[k]["type"], va[k]["pgoff"]) !=
-               (vb[k]["path"], vb[k]["type"], vb[k]["pgoff"])]
-    # EXT_FILE_STAT of the mapped files (what restore compares with the file it maps)
-    fa, fb, changes = _mapped_files(ia, pid), _mapped_files(ib, pid), _ext_changes(ia, ib)
-    restat = []
-    for k in sorted(same):
-        d = changes(_stat_of(ia, fa.get(k)), _stat_of(ib, fb.get(k)))
+    ka, kb = _VmaKeys(ia, pid), _VmaKeys(ib, pid)
+    changes = _ext_changes(ia, ib)
+    # one merge of the sorted keys; the VMAs of a key both have are compared as it goes
+    only_a, only_b = array("I"), array("I")         # indices of the rows
+    reprot_ix, retyped_ix, restat_ix = [], [], []
+    x = y = 0
+    while x < len(ka.keys) or y < len(kb.keys):
+        i = ka.keys[x] if x < len(ka.keys) else None
+        j = kb.keys[y] if y < len(kb.keys) else None
+        if j is None or (i is not None and ka.key(i) < kb.key(j)):
+            only_a.append(i)
+            x += 1
+            continue
+        if i is None or kb.key(j) < ka.key(i):
+            only_b.append(j)
+            y += 1
+            continue
+        if ka.vm_flags[i] != kb.vm_flags[j]:
+            reprot_ix.append((i, j))
+        if (ka.path_of(i), ka.names[ka.type[i]], ka.pgoff[i]) != \
+                (kb.path_of(j), kb.names[kb.type[j]], kb.pgoff[j]):
+            retyped_ix.append((i, j))
+        # EXT_FILE_STAT of the mapped files (what restore compares with the file it maps)
+        d = changes(_stat_of(ia, ka.files[x]), _stat_of(ib, kb.files[y]))
         if d:
-            restat.append({"vma": _vma_row(vb[k]), **{f"stat.{n}": v for n, v in d.items()}})
+            restat_ix.append((j, d))
+        x, y = x + 1, y + 1
+    # same start or same end: the VMA grew or shrank
+    resized_ix = []
+    for i in list(only_a):
+        for j in only_b:
+            if (ka.start[i] == kb.start[j] or ka.end[i] == kb.end[j]) and \
+                    ka.path_of(i) == kb.path_of(j):
+                resized_ix.append((i, j))
+                only_a.remove(i)
+                only_b.remove(j)
+                break
+    ra = ka.rows([*only_a, *(i for i, _ in resized_ix)] + [i for i, _ in reprot_ix] +
+                 [i for i, _ in retyped_ix])
+    rb = kb.rows([*only_b, *(j for _, j in resized_ix)] + [j for _, j in reprot_ix] +
+                 [j for _, j in retyped_ix] + [j for j, _ in restat_ix])
+    resized = [{"from": _vma_row(ra[i]), "to": _vma_row(rb[j])} for i, j in resized_ix]
+    reprotected = [{"vma": _vma_row(rb[j]), "perms": [ra[i]["perms"], rb[j]["perms"]],
+                    "vm_flags": [ra[i]["vm_flags"], rb[j]["vm_flags"]]} for i, j in reprot_ix]
+    retyped = [{"vma": _vma_row(rb[j]), "path": [ra[i]["path"], rb[j]["path"]],
+                "type": [ra[i]["type"], rb[j]["type"]]} for i, j in retyped_ix]
+    restat = [{"vma": _vma_row(rb[j]), **{f"stat.{n}": v for n, v in d.items()}}
+              for j, d in restat_ix]
     out: dict = {}
-    for k, v in (("added", [_vma_row(m) for m in only_b]),
-                 ("removed", [_vma_row(m) for m in only_a]), ("resized", resized),
+    for k, v in (("added", [_vma_row(rb[j]) for j in only_b]),
+                 ("removed", [_vma_row(ra[i]) for i in only_a]), ("resized", resized),
                  ("reprotected", reprotected), ("replaced", retyped), ("restat", restat)):
         if v:
             out[k] = v
     return out
-
-
-def _mapped_files(img: Image, pid: int) -> dict:
-    """(start, end) -> objref of the file each VMA of the process maps."""
-    t = img.task_by_pid(pid)
-    mm = views.mm_of(img, t) if t is not None else None
-    return {(v.start, v.end): v.file_ref for v in mm.vmas if v.file_ref} if mm else {}
 
 
 def _stat_of(img: Image, ref: int | None) -> dict | None:

@@ -31,6 +31,7 @@ from .stream import page_buffer
 from .model import Image, Mm, Vma
 from .reader import ImageReader
 from .views import VM_GROWSDOWN, perms, vma_path
+from .vmatable import CompactBuilder
 
 PAGE = 4096
 VM_IO, VM_PFNMAP = 0x4000, 0x400
@@ -443,13 +444,18 @@ class _StreamBuilder(Builder):
             self.user_on_record(rec)
 
 
-def feed_from_stream(reader: ImageReader, consumer: Consumer, on_record=None) -> Image:
+class _CompactStreamBuilder(_StreamBuilder, CompactBuilder):
+    """_StreamBuilder whose address spaces hold their VMAs in a VmaTable."""
+
+
+def feed_from_stream(reader: ImageReader, consumer: Consumer, on_record=None,
+                     vma_table: bool = False) -> Image:
     """Drive a consumer in one pass over an image that cannot seek (a pipe)."""
     d = _Driver(consumer)
     consumer.driver = d
     if consumer.read_in_thread:
         reader.src.read_in_thread()
-    b = _StreamBuilder(reader, d, on_record)
+    b = (_CompactStreamBuilder if vma_table else _StreamBuilder)(reader, d, on_record)
     img = b.run()
     d.begin(img)
     d.end_mm()
@@ -457,13 +463,15 @@ def feed_from_stream(reader: ImageReader, consumer: Consumer, on_record=None) ->
 
 
 def read_pages(reader: ImageReader, consumer: Consumer, on_record=None,
-               keep: frozenset[str] | None = None) -> Image:
+               keep: frozenset[str] | None = None, vma_table: bool = False) -> Image:
     """The model of an image, its pages fed to ``consumer``: by seek when the image is a
-    regular file, else in the one streaming pass.  ``keep``: build_model's, for a file."""
+    regular file, else in the one streaming pass.  ``keep``: build_model's, for a file.
+    ``vma_table``: its address spaces hold their VMAs in a VmaTable (a command that
+    reads all of two images' VMAs)."""
     if not reader.src.seekable:
-        return feed_from_stream(reader, consumer, on_record)
+        return feed_from_stream(reader, consumer, on_record, vma_table)
     from .build import build_model
-    img = build_model(reader, on_record, keep=keep)
+    img = build_model(reader, on_record, CompactBuilder if vma_table else Builder, keep=keep)
     feed_from_file(img, reader.src.f.fileno(), consumer)
     return img
 

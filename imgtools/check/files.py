@@ -28,10 +28,38 @@ TABLE_CLOSERS = {"task", "task_objs", "task_creds", "task_ns", "file_table", "mm
 SIZED_FILE_TYPES = ("generic", "pipe", "fifo", "socket", "tty", "eventfd", "epoll", "ignore")
 
 
+class FdSet:
+    """The descriptor numbers of one file table: a bit each below a bound that grows with
+    the count (a set of 400,000 ints was 30 MB), a set for the few far beyond it."""
+
+    def __init__(self):
+        self.bits = bytearray()
+        self.far: set[int] = set()
+        self.n = 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __contains__(self, fd: int) -> bool:
+        if fd >> 3 < len(self.bits) and self.bits[fd >> 3] & 1 << (fd & 7):
+            return True
+        return fd in self.far       # (added before the bits reached it)
+
+    def add(self, fd: int) -> None:
+        self.n += 1
+        byte = fd >> 3
+        if byte >= len(self.bits) and byte < self.n + 8192:
+            self.bits.extend(bytes(max(byte + 1, 2 * len(self.bits)) - len(self.bits)))
+        if byte < len(self.bits):
+            self.bits[byte] |= 1 << (fd & 7)
+        else:
+            self.far.add(fd)
+
+
 class Files(Pass):
     def __init__(self, reader, sink):
         super().__init__(reader, sink)
-        self.table = None         # [ref, nfds, count, fds set, offset]
+        self.table = None         # [ref, nfds, count, FdSet, offset]
         self.file_type = None     # f_type of the last FILE
 
     def gate_file_table(self, name: str) -> None:
@@ -51,7 +79,7 @@ class Files(Pass):
         if n < 0:
             self.add("files.count", f"fdt_nfds is {n}")
             n = 0
-        self.table = [ref, n, 0, set(), rec.offset]
+        self.table = [ref, n, 0, FdSet(), rec.offset]
         if n == 0:
             self.table = None
 

@@ -5,6 +5,8 @@ loops: references into an object still being written, the user_ns creator chain,
 other cycle closed through a forward reference."""
 from __future__ import annotations
 
+from array import array
+
 from ._pass import (CYCLE_BUDGET, ERROR, MAX_EDGES, MAX_NEST, MAX_OBJECTS, MAX_PENDING,
                     WARNING, Pass)
 
@@ -86,10 +88,122 @@ OBJREF_CLOSERS = ("task", "tail", "task_creds", "task_ns", "task_objs", "thread"
 
 
 class _Obj:
+    """An object of the table (the test of the cycle search builds a table of these)."""
     __slots__ = ("kind", "state", "offset", "used", "how")
 
     def __init__(self, kind, state, offset, how):
         self.kind, self.state, self.offset, self.used, self.how = kind, state, offset, False, how
+
+
+# How an object was defined (ObjTable keeps the index of the name).
+HOWS = ("objref", "implicit", "reserved", "pids")
+_STATE, _USED, _HOW_SHIFT = 3, 4, 3
+
+
+class ObjTable:
+    """The objref table in 14 bytes an object (an _Obj with its dict entry and ints was
+    over 200: issue 11, 300,000 objects of 100,000 tasks): per object, in the order of
+    definition, its objref, kind (an index into ``kinds``), state, used bit and how in
+    one byte, and offset; objref -> slot by an array over the dense numbers writers give
+    (1, 2, ...), a dict for the few far beyond them.  ``get`` gives an _Entry, which
+    reads and writes the slot."""
+
+    DENSE_MIN = 1 << 16
+
+    def __init__(self):
+        self.refs = array("q")
+        self.kind = bytearray()
+        self.meta = bytearray()
+        self.off = array("q")
+        self.kinds: list = []
+        self.kind_idx: dict = {}
+        self.slot_of = array("i")       # objref -> slot, -1: none
+        self.far: dict[int, int] = {}   # objref -> slot, beyond slot_of
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def slot(self, ref: int) -> int:
+        if 0 <= ref < len(self.slot_of):
+            return self.slot_of[ref]
+        return self.far.get(ref, -1)
+
+    def __contains__(self, ref) -> bool:
+        return self.slot(ref) >= 0
+
+    def get(self, ref: int) -> "_Entry | None":
+        i = self.slot(ref)
+        return _Entry(self, i) if i >= 0 else None
+
+    def add(self, ref: int, kind, state: int, offset: int, how: str) -> "_Entry":
+        i = len(self.refs)
+        k = self.kind_idx.get(kind)
+        if k is None:
+            k = self.kind_idx[kind] = len(self.kinds)
+            self.kinds.append(kind)
+        self.refs.append(ref)
+        self.kind.append(k)
+        self.meta.append(state | HOWS.index(how) << _HOW_SHIFT)
+        self.off.append(offset)
+        n = len(self.slot_of)
+        if ref >= n and ref < 4 * (i + 1) + self.DENSE_MIN:
+            self.slot_of.extend(array("i", [-1]) * (max(ref + 1, 2 * n) - n))
+        if ref < len(self.slot_of):
+            self.slot_of[ref] = i
+        else:
+            self.far[ref] = i
+        return _Entry(self, i)
+
+    def items(self):
+        """(objref, _Entry) in the order of definition."""
+        for i, ref in enumerate(self.refs):
+            yield ref, _Entry(self, i)
+
+
+class _Entry:
+    """One object of an ObjTable, with _Obj's attributes."""
+    __slots__ = ("t", "i")
+
+    def __init__(self, table: ObjTable, i: int):
+        self.t, self.i = table, i
+
+    @property
+    def kind(self):
+        return self.t.kinds[self.t.kind[self.i]]
+
+    @property
+    def state(self) -> int:
+        return self.t.meta[self.i] & _STATE
+
+    @state.setter
+    def state(self, value: int) -> None:
+        self.t.meta[self.i] = self.t.meta[self.i] & ~_STATE | value
+
+    @property
+    def used(self) -> bool:
+        return bool(self.t.meta[self.i] & _USED)
+
+    @used.setter
+    def used(self, value: bool) -> None:
+        m = self.t.meta[self.i]
+        self.t.meta[self.i] = m | _USED if value else m & ~_USED
+
+    @property
+    def how(self) -> str:
+        return HOWS[self.t.meta[self.i] >> _HOW_SHIFT]
+
+    @how.setter
+    def how(self, value: str) -> None:
+        m = self.t.meta[self.i] & (_STATE | _USED)
+        self.t.meta[self.i] = m | HOWS.index(value) << _HOW_SHIFT
+
+    @property
+    def offset(self) -> int:
+        return self.t.off[self.i]
+
+    @offset.setter
+    def offset(self, value: int) -> None:
+        self.t.off[self.i] = value
 
 
 def with_article(kind) -> str:
@@ -105,13 +219,15 @@ class Objrefs(Pass):
     def __init__(self, reader, sink):
         super().__init__(reader, sink)
         self.obj_kind_of_record = self.abi.record_kinds
-        self.objs: dict[int, _Obj] = {}
+        self.objs = ObjTable()
         self.objs_full = False
         self.pending: list[list] = []          # [kind, ref, offset, defines(bool)]
         self.fwd: dict[int, list[tuple]] = {}  # ref -> [(kind, offset, record, task, code)]
         self.nfwd = 0
-        self.edges: dict[int, list[int]] = {}
-        self.nedges = 0
+        # object -> object references, as two arrays (src, dst): made a dict of lists
+        # only for the cycle search, only when a forward reference calls for one
+        self.edge_src, self.edge_dst = array("i"), array("i")
+        self.edges: dict[int, list[int]] | None = None
         self.fwd_edges: list[tuple] = []
         self.creators: dict[int, tuple[int, int]] = {}   # user_ns ref -> (creator, offset)
         self.user_ns_of: dict[int, int] = {}              # user ref -> user_ns ref
@@ -121,15 +237,14 @@ class Objrefs(Pass):
             self.unbound_all()
 
     # -- the table ------------------------------------------------------------
-    def define(self, ref: int, kind: str, state: int, how: str, offset: int) -> _Obj | None:
+    def define(self, ref: int, kind: str, state: int, how: str, offset: int):
         if len(self.objs) >= MAX_OBJECTS:
             if not self.objs_full:
                 self.objs_full = True
                 self.add("check.limit", f"more than {MAX_OBJECTS} objects: later ones are not "
                          f"tracked")
             return None
-        o = _Obj(kind, state, offset, how)
-        self.objs[ref] = o
+        o = self.objs.add(ref, kind, state, offset, how)
         waiting = self.fwd.pop(ref, None)
         if waiting:
             for (want, off, record, task, code) in waiting:
@@ -192,9 +307,9 @@ class Objrefs(Pass):
         if forward and len(self.fwd_edges) < MAX_PENDING:
             task = self.task.pid if self.task else None
             self.fwd_edges.append((src, dst, self.rec.offset, self.name.upper(), task))
-        if self.nedges < MAX_EDGES:
-            self.nedges += 1
-            self.edges.setdefault(src, []).append(dst)
+        if len(self.edge_src) < MAX_EDGES:
+            self.edge_src.append(src)
+            self.edge_dst.append(dst)
 
     def refs_of(self, name: str, v, src: int | None) -> None:
         for field, want, flags in REFS.get(name, ()):
@@ -323,6 +438,10 @@ class Objrefs(Pass):
                 state[x] = 2
         # any other cycle closes through a forward reference: src -> dst ->* src
         self.budget = CYCLE_BUDGET
+        if self.fwd_edges and self.edges is None:
+            self.edges = {}
+            for src, dst in zip(self.edge_src, self.edge_dst):
+                self.edges.setdefault(src, []).append(dst)
         for src, dst, off, record, task in self.fwd_edges:
             if self.budget <= 0:
                 self.add("check.limit", "cycle search stopped: budget spent", offset=None,

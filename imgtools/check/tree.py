@@ -5,6 +5,7 @@ share with their leader."""
 from __future__ import annotations
 
 import struct
+from array import array
 
 from formats import pids
 
@@ -67,18 +68,54 @@ EXPECT = {
 THREAD_SHARES = (("tree.thread-shares", ("mm", "sighand", "signal")),
                  ("tree.thread-files", ("files", "fs")))
 THREAD_SHARED = tuple(k for _, keys in THREAD_SHARES for k in keys)
+# None in a Rows array (the values are s32 pids or u32 tags)
+_NONE = 1 << 40
+
+
+class Rows:
+    """Int-or-None tuples of ``width`` values in one array('q') (a tuple of five ints was
+    over 200 bytes a task of 100,000); reading one makes its tuple."""
+
+    def __init__(self, width: int, n: int = 0):
+        self.width = width
+        self.a = array("q", [_NONE]) * (width * n)
+
+    def __len__(self) -> int:
+        return len(self.a) // self.width
+
+    def append(self, values) -> None:
+        self.a.extend(_NONE if x is None else x for x in values)
+
+    def __setitem__(self, i: int, values) -> None:
+        w = self.width
+        self.a[i * w:(i + 1) * w] = array("q", (_NONE if x is None else x for x in values))
+
+    def __getitem__(self, i: int) -> tuple:
+        w = self.width
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return tuple(None if x == _NONE else x for x in self.a[i * w:(i + 1) * w])
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
 
 class Tree(Pass):
     def __init__(self, reader, sink):
         super().__init__(reader, sink)
-        self.rows: list[tuple] = []             # (pid, ppid, tgid, pgid, sid) per task
+        self.rows = Rows(5)                     # (pid, ppid, tgid, pgid, sid) per task
         self.pid_index: dict[int, int] = {}     # pid -> its row
         self.ntree: int | None = None           # TREE.nr_tasks
-        self.pid_entries: list[int] = []        # v23: the first pid of each PIDS entry
+        self.pid_entries = array("q")           # v23: the first pid of each PIDS entry
         self.pids_offset = 1                    # v23: PIDS.offset, objref of the first entry
         self.zombies: set[int] = set()
-        # leader pid -> the objrefs of THREAD_SHARED its TASK_OBJS names (a tuple: a
-        # dict each was 700 bytes a process of 100,000)
+        # leader pid -> the objrefs of THREAD_SHARED its TASK_OBJS names: by its row
+        # (``leader_row``, made at the first leader), else (a pid of no row) in the dict
+        self.leader_row: Rows | None = None
+        self.leader_held = bytearray()          # per row: 1 when leader_row holds it
         self.leader_objs: dict[int, tuple] = {}
         self.signal_tgid: dict[int, int] = {}   # signal objref -> the first tgid naming it
         self.pid_null = self.traits.get("pid_null", -1)
@@ -96,7 +133,7 @@ class Tree(Pass):
             self.add("head.pids", f"pid BUFFER of {rec.size} bytes is too large to check")
             return
         data = rec.data()
-        pos, entries = 0, []
+        pos, entries = 0, array("q")
         n = len(data)
         for i in range(count):
             if pos + 8 > n:
@@ -148,7 +185,7 @@ class Tree(Pass):
         data = rec.data() if rows_n else b""
         fmt = struct.Struct("<5i" + ("I" if model == "pids" else "i"))
         nvpids = 0
-        rows = []
+        rows = Rows(5)
         for i in range(rows_n):
             vals = fmt.unpack_from(data, i * size)
             ids = list(vals[:5])
@@ -156,7 +193,7 @@ class Tree(Pass):
                 ids = [self.pid_of_tag(t, i) for t in ids]
             if model == "tree_depth":
                 nvpids += max(vals[5], 0)
-            rows.append(tuple(ids))
+            rows.append(ids)
         self.rows = rows
         if nvpids:
             self.expect.insert(0, ("vpids", nvpids, rec.offset))
@@ -303,10 +340,26 @@ class Tree(Pass):
         if t.pid is None:
             return
         if t.tgid == t.pid:
-            if len(self.leader_objs) < MAX_TASKS:
+            row = self.pid_index.get(t.pid)
+            if row is not None:
+                if row >= len(self.leader_held):     # the first leader (or a second TREE)
+                    n = max(row + 1, len(self.rows))
+                    if self.leader_row is None:
+                        self.leader_row = Rows(len(THREAD_SHARED))
+                    self.leader_row.a.extend(array("q", [_NONE]) * (
+                        len(THREAD_SHARED) * (n - len(self.leader_held))))
+                    self.leader_held.extend(bytes(n - len(self.leader_held)))
+                self.leader_row[row] = [objs.get(k) for k in THREAD_SHARED]
+                self.leader_held[row] = 1
+            elif len(self.leader_objs) < MAX_TASKS:
                 self.leader_objs[t.pid] = tuple(objs.get(k) for k in THREAD_SHARED)
         elif t.tgid is not None and t.tgid not in self.zombies:
-            held = self.leader_objs.get(t.tgid)
+            row = self.pid_index.get(t.tgid)
+            if row is not None:
+                held = self.leader_row[row] if row < len(self.leader_held) and \
+                    self.leader_held[row] else None
+            else:
+                held = self.leader_objs.get(t.tgid)
             if held is None:
                 return
             lo = dict(zip(THREAD_SHARED, held))

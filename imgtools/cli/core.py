@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Annotated, Optional
 from ..errors import UsageError
 from ._private import private_binary_output
 from ._errors import EXIT_INVALID, Exit, fail, handled
-from ._image import load
 from ._gdbpipe import gdb_reader, pipe_readers, remove_when_read
 from ._output import printable, progress
 from ._params import OUTPUT_HELP, Argument, ArchOpt, FormatOpt, ImageArg, Option, command
@@ -108,7 +107,13 @@ def _check_layout(xstate_layout: str) -> None:
 @contextmanager
 def _plans(image: str, format: str | None, arch: str | None):
     """Yields (model, make_plan(pid, layout), page source fd)."""
-    with _image_file(image) as path, load(path, format, arch) as (_, img):
+    from ..build import build_model
+    from ..reader import open_image
+    from ..vmatable import CompactBuilder
+    from ._output import record_progress
+    with _image_file(image) as path, open_image(path, format, arch) as reader:
+        with record_progress(reader) as on_record:
+            img = build_model(reader, on_record, CompactBuilder)   # VMAs in arrays
         if not img.tail:
             _warn(NO_TAIL)
         try:

@@ -29,7 +29,7 @@ def diff(a: Annotated[str, Argument(help="first image ('-' = stdin)", metavar="A
         hashes = D.PageHashes()
         with open_image(path, format, arch) as reader:
             with record_progress(reader) as on_record:
-                img = read_pages(reader, hashes, on_record)
+                img = read_pages(reader, hashes, on_record, vma_table=True)
         models.append((img, hashes))
     (ia, ha), (ib, hb) = models
     result = D.diff(ia, ib, ha, hb)

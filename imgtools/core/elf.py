@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import struct
 from array import array
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterator
 
 import formats.v23
 
@@ -85,12 +85,89 @@ class Segment:
     offset: int = 0
 
 
+class Segments:
+    """The plan's segments in arrays: 41 bytes a segment and 24 a run (a Segment with its
+    list of Runs and their ints was some 300 bytes a VMA: issue 11, to-core of 200,000
+    VMAs in bounded memory).  ``append``/``extend`` take Segments; ``[i]`` and iteration
+    give a view of one with Segment's attributes (``offset`` can be set)."""
+
+    def __init__(self, segments=()):
+        self.vaddr, self.memsz, self.filesz = array("Q"), array("Q"), array("Q")
+        self.offset = array("Q")
+        self.flags = bytearray()
+        self.first_run = array("Q", [0])        # runs of segment i: first_run[i:i + 2]
+        self.run_seg_off, self.run_src, self.run_len = array("Q"), array("Q"), array("Q")
+        self.extend(segments)
+
+    def append(self, s: Segment) -> None:
+        self.vaddr.append(s.vaddr)
+        self.memsz.append(s.memsz)
+        self.filesz.append(s.filesz)
+        self.offset.append(s.offset)
+        self.flags.append(s.flags)
+        for r in s.runs:
+            self.run_seg_off.append(r.seg_off)
+            self.run_src.append(r.src)
+            self.run_len.append(r.length)
+        self.first_run.append(len(self.run_src))
+
+    def extend(self, segments) -> None:
+        for s in segments:
+            self.append(s)
+
+    def __len__(self) -> int:
+        return len(self.vaddr)
+
+    def __getitem__(self, i: int) -> "_SegmentView":
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return _SegmentView(self, i)
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield _SegmentView(self, i)
+
+    def runs(self, i: int) -> list[Run]:
+        lo, hi = self.first_run[i], self.first_run[i + 1]
+        return [Run(self.run_seg_off[j], self.run_src[j], self.run_len[j])
+                for j in range(lo, hi)]
+
+    def held(self, i: int) -> int:
+        """The bytes of segment i that come from the image (the rest of filesz: zeros)."""
+        lo, hi = self.first_run[i], self.first_run[i + 1]
+        return sum(self.run_len[lo:hi])
+
+
+class _SegmentView:
+    """Segment ``i`` of a Segments table."""
+    __slots__ = ("t", "i")
+
+    def __init__(self, table: Segments, i: int):
+        self.t, self.i = table, i
+
+    vaddr = property(lambda self: self.t.vaddr[self.i])
+    memsz = property(lambda self: self.t.memsz[self.i])
+    filesz = property(lambda self: self.t.filesz[self.i])
+    flags = property(lambda self: self.t.flags[self.i])
+    runs = property(lambda self: self.t.runs(self.i))
+
+    @property
+    def offset(self) -> int:
+        return self.t.offset[self.i]
+
+    @offset.setter
+    def offset(self, value: int) -> None:
+        self.t.offset[self.i] = value
+
+
 @dataclass
 class CorePlan:
     pid: int
     tids: list[int]
     notes: bytes
-    segments: list[Segment]
+    segments: Segments
     note_offset: int
     data_offset: int
     size: int
@@ -104,12 +181,21 @@ class CorePlan:
 
     @property
     def data_bytes(self) -> int:
-        return sum(s.filesz for s in self.segments)
+        return sum(self.segments.filesz)
+
+    def head_parts(self):
+        """ELF header, program headers and notes (everything before the first page), in
+        pieces (the program headers of 200,000 VMAs are 11 MB)."""
+        n = EHDR.size
+        yield self.elf_header(EHDR.size)
+        for part in self.program_header_parts():
+            n += len(part)
+            yield part
+        yield self.notes
+        yield bytes(self.data_offset - n - len(self.notes))
 
     def head(self) -> bytes:
-        """ELF header, program headers and notes (everything before the first page)."""
-        head = self.elf_header(EHDR.size) + self.program_headers() + self.notes
-        return head + bytes(self.data_offset - len(head))
+        return b"".join(self.head_parts())
 
     def elf_header(self, phoff: int) -> bytes:
         """The ELF header, its program headers at file offset ``phoff``."""
@@ -121,12 +207,20 @@ class CorePlan:
                          PHDR.size, PN_XNUM if extnum else n, SHDR.size if extnum else 0,
                          1 if extnum else 0, 0)
 
+    def program_header_parts(self, per: int = 4096):
+        """PT_NOTE, then one PT_LOAD per segment in address order, ``per`` at a time."""
+        yield PHDR.pack(PT_NOTE, 0, self.note_offset, 0, 0, len(self.notes), 0, 4)
+        t = self.segments
+        for lo in range(0, len(t), per):
+            hi = min(lo + per, len(t))
+            buf = bytearray(PHDR.size * (hi - lo))
+            for k, i in enumerate(range(lo, hi)):
+                PHDR.pack_into(buf, k * PHDR.size, PT_LOAD, t.flags[i], t.offset[i],
+                               t.vaddr[i], 0, t.filesz[i], t.memsz[i], PAGE)
+            yield bytes(buf)
+
     def program_headers(self) -> bytes:
-        """PT_NOTE, then one PT_LOAD per segment in address order."""
-        parts = [PHDR.pack(PT_NOTE, 0, self.note_offset, 0, 0, len(self.notes), 0, 4)]
-        parts += [PHDR.pack(PT_LOAD, s.flags, s.offset, s.vaddr, 0, s.filesz, s.memsz, PAGE)
-                  for s in self.segments]
-        return b"".join(parts)
+        return b"".join(self.program_header_parts())
 
     def tail(self) -> bytes:
         """The section header that holds the real segment count when there are 0xffff
@@ -202,26 +296,46 @@ def plan_core(img: Image, read_at: ReadAt, pid: int | None = None,
     for t in threads:
         if "raw" in t.regs:
             raise UnsupportedImage(f"task {t.pid}: the CPU record could not be decoded")
-    vmas = sorted(mm.vmas, key=lambda v: v.start)
-    segments: list[Segment] = []
+    segments = Segments()
     shared = _shared_pages(img)
-    for v in vmas:
-        segments += _vma_segments(img, v, shared, warnings)
-    notes, layout_warn = _notes(img, leader, threads, mm, vmas, read_at, xstate_layout)
+    maps: list[N.FileMap] = []      # NT_FILE
+    files: set[str] = set()
+    for v in _by_start(mm.vmas):    # one pass: a VmaTable makes each Vma as it goes
+        segments.extend(_vma_segments(img, v, shared, warnings))
+        if v.file_ref:
+            fo = img.get(v.file_ref, "file")
+            path = fo.path if fo is not None and fo.path else f"<objref {v.file_ref}>"
+            maps.append(N.FileMap(v.start, v.end, v.pgoff, path))
+            if fo is not None and fo.path:
+                files.add(fo.path)
+    notes, layout_warn = _notes(img, leader, threads, mm, maps, read_at, xstate_layout)
     warnings += layout_warn
     phnum = len(segments) + 1
     note_offset = EHDR.size + phnum * PHDR.size
     data_offset = _roundup(note_offset + len(notes), PAGE)
     off = data_offset
-    for s in segments:
-        s.offset = off
-        off += s.filesz
+    offsets, filesz = segments.offset, segments.filesz
+    for i in range(len(segments)):
+        offsets[i] = off
+        off += filesz[i]
     size = off + (SHDR.size if phnum >= PN_XNUM else 0)
     exe = img.get(mm.exe_ref, "file")
-    files = sorted({f.path for v in vmas if v.file_ref
-                    for f in [img.get(v.file_ref, "file")] if f is not None and f.path})
     return CorePlan(leader.pid, [t.pid for t in threads], notes, segments, note_offset,
-                    data_offset, size, warnings, exe.path if exe is not None else None, files)
+                    data_offset, size, warnings, exe.path if exe is not None else None,
+                    sorted(files))
+
+
+def _by_start(vmas) -> Iterator[Vma]:
+    """An Mm's VMAs in address order: a list of Vma, or a VmaTable (imgtools.vmatable,
+    not imported here: check reads this package for the segment selectors)."""
+    ordered = getattr(vmas, "by_start", None)
+    return ordered() if ordered is not None else iter(sorted(vmas, key=lambda v: v.start))
+
+
+def _of_type(vmas, vma_type: str) -> Iterator[Vma]:
+    of_type = getattr(vmas, "of_type", None)
+    return of_type(vma_type) if of_type is not None else \
+        (v for v in vmas if v.vma_type == vma_type)
 
 
 def _roundup(n: int, a: int) -> int:
@@ -274,8 +388,8 @@ def _shared_pages(img: Image) -> dict[int, list[Vma]]:
     out: dict[int, list[Vma]] = {}
     for o in img.objects.values():
         if o.kind == "mm":
-            for v in o.value.vmas:
-                if v.vma_type == "shm_anon" and v.ino_ref and v.batches:
+            for v in _of_type(o.value.vmas, "shm_anon"):
+                if v.ino_ref and v.batches:
                     out.setdefault(v.ino_ref, []).append(v)
     return out
 
@@ -382,7 +496,7 @@ def _pid(n: int) -> int:
     return n if n > 0 else 0
 
 
-def _notes(img: Image, leader: Task, threads: list[Task], mm: Mm, vmas: list[Vma],
+def _notes(img: Image, leader: Task, threads: list[Task], mm: Mm, maps: list[N.FileMap],
            read_at: ReadAt, xstate_layout: str) -> tuple[bytes, list[str]]:
     warnings: list[str] = []
     fpu = {}
@@ -414,7 +528,7 @@ def _notes(img: Image, leader: Task, threads: list[Task], mm: Mm, vmas: list[Vma
             signo=0, sigpend=t.pending_mask, sighold=t.blocked or 0,
             fpvalid=t.pid in fpu)))
         if i == 0:
-            parts += _process_notes(img, leader, mm, vmas, read_at)
+            parts += _process_notes(img, leader, mm, maps, read_at)
         parts += thread_regsets(t)
     if layouts:
         if any(ents != layouts[0] for ents in layouts):
@@ -435,7 +549,7 @@ def _fpu(img: Image, t: Task, read_at: ReadAt) -> bytes | None:
     return raw
 
 
-def _process_notes(img: Image, leader: Task, mm: Mm, vmas: list[Vma],
+def _process_notes(img: Image, leader: Task, mm: Mm, maps: list[N.FileMap],
                    read_at: ReadAt) -> list[bytes]:
     cred = img.get(leader.cred_ref, "cred") or {}
     f = mm.fields
@@ -448,12 +562,6 @@ def _process_notes(img: Image, leader: Task, mm: Mm, vmas: list[Vma],
     for bit, pf in _PF.items():
         if leader.fields.get("flags", 0) & bit:
             flags |= pf
-    maps = []
-    for v in vmas:
-        if v.file_ref:
-            fo = img.get(v.file_ref, "file")
-            path = fo.path if fo is not None and fo.path else f"<objref {v.file_ref}>"
-            maps.append(N.FileMap(v.start, v.end, v.pgoff, path))
     out = [N.note(N.CORE, N.NT_PRPSINFO, N.prpsinfo(
                _pid(leader.pid), _pid(leader.ppid), _pid(leader.pgid), _pid(leader.sid),
                state=leader.fields.get("state", 0), flags=flags, uid=cred.get("uid", 0),
@@ -499,16 +607,19 @@ def write_core(plan: CorePlan, src: BinaryIO | int, out: BinaryIO | int,
     src_fd = src if isinstance(src, int) else src.fileno()
     w = SequentialOut(out, src_fd)
     start = w.pos
-    w.write(plan.head())
-    for s in plan.segments:
+    for part in plan.head_parts():
+        w.write(part)
+    t = plan.segments
+    for i in range(len(t)):
         at = 0
-        for r in s.runs:
+        for r in t.runs(i):
             w.zeros(r.seg_off - at)
             w.copy(r.src, r.length, advance)
             at = r.seg_off + r.length
-        w.zeros(s.filesz - at)
-        if advance and s.filesz - sum(r.length for r in s.runs):
-            advance(s.filesz - sum(r.length for r in s.runs))
+        w.zeros(t.filesz[i] - at)
+        zeros = t.filesz[i] - t.held(i)
+        if advance and zeros:
+            advance(zeros)
     w.write(plan.tail())
     w.finish()
     return w.pos - start

@@ -31,7 +31,7 @@ import tempfile
 from array import array
 from typing import Callable
 
-from ..build import Builder
+from ..vmatable import CompactBuilder
 from ..errors import FramingError
 from ..model import Task, Vma
 from ..stream import CHUNK, Record, page_buffer
@@ -49,12 +49,15 @@ class Layout:
         self.base = base                # file offset of the core's first byte
         self.out_rd = os.open(f"/proc/self/fd/{out_fd}", os.O_RDONLY | os.O_CLOEXEC)
         self.cursor = PAGE              # core offset of the next free byte of data
-        self.regions: dict[int, int] = {}       # id(anonymous Vma) -> core offset
-        self._region_starts: list[int] = []     # ... in core order
-        self._region_ends: dict[int, int] = {}
-        # (image offset, length, fd, file offset) of every byte range kept, in image order
-        self.kept: list[tuple[int, int, int, int]] = []
-        self._starts: list[int] = []
+        # the region of the anonymous VMA whose pages come (the last VMA: pages follow
+        # their VMA), as (its record's offset, core offset)
+        self.region: tuple[int, int] | None = None
+        # [start, end) of every region, in core order
+        self._region_starts, self._region_ends = array("Q"), array("Q")
+        # (image offset, length, fd, file offset) of every byte range kept, in image
+        # order, in four arrays (a tuple each was 100 bytes a page batch)
+        self.k_img, self.k_len = array("Q"), array("Q")
+        self.k_fd, self.k_off = array("i"), array("Q")
         self.spool_fd: int | None = None
         self.placed = 0                 # page bytes written in place
         self._buf = None
@@ -64,16 +67,21 @@ class Layout:
         if self.spool_fd is not None:
             os.close(self.spool_fd)
 
+    @property
+    def kept(self):
+        """(image offset, length, fd, file offset) of every byte range kept."""
+        return zip(self.k_img, self.k_len, self.k_fd, self.k_off)
+
     # -- as the image is read -------------------------------------------------------
     def _keep(self, img_off: int, n: int, fd: int, off: int) -> None:
-        k = self.kept
-        if k and k[-1][0] + k[-1][1] == img_off and k[-1][2] == fd and \
-                k[-1][3] + k[-1][1] == off:
-            last = k[-1]
-            k[-1] = (last[0], last[1] + n, fd, last[3])
+        if self.k_img and self.k_img[-1] + self.k_len[-1] == img_off and \
+                self.k_fd[-1] == fd and self.k_off[-1] + self.k_len[-1] == off:
+            self.k_len[-1] += n
             return
-        k.append((img_off, n, fd, off))
-        self._starts.append(img_off)
+        self.k_img.append(img_off)
+        self.k_len.append(n)
+        self.k_fd.append(fd)
+        self.k_off.append(off)
 
     def _chunks(self, rec: Record):
         """(image offset, bytes view) of the unread rest of a record's payload."""
@@ -144,12 +152,14 @@ class Layout:
             start = self.cursor
             self.cursor += n * PAGE
             return [(0, n * PAGE, start)]
-        region = self.regions.get(id(v))
-        if region is None:
-            region = self.regions[id(v)] = self.cursor
+        if self.region is not None and self.region[0] == v.offset:
+            region = self.region[1]
+        else:
+            region = self.cursor
+            self.region = (v.offset, region)
             self.cursor += v.end - v.start
             self._region_starts.append(region)
-            self._region_ends[region] = self.cursor
+            self._region_ends.append(self.cursor)
         if contiguous:
             return [(0, n * PAGE, region + first - v.start)]
         runs: list[tuple[int, int, int]] = []
@@ -166,14 +176,14 @@ class Layout:
     def _pieces(self, img_off: int, n: int):
         """(image offset, length, fd, file offset) of the kept bytes of a range."""
         end = img_off + n
-        i = bisect.bisect_right(self._starts, img_off) - 1
+        i = bisect.bisect_right(self.k_img, img_off) - 1
         pos = img_off
         while pos < end:
-            if i < 0 or i >= len(self.kept) or not \
-                    self.kept[i][0] <= pos < self.kept[i][0] + self.kept[i][1]:
+            if i < 0 or i >= len(self.k_img) or not \
+                    self.k_img[i] <= pos < self.k_img[i] + self.k_len[i]:
                 raise RuntimeError(f"image bytes at offset {pos} were not kept from the "
                                    f"stream")
-            k_off, k_n, fd, f_off = self.kept[i]
+            k_off, k_n, fd, f_off = self.k_img[i], self.k_len[i], self.k_fd[i], self.k_off[i]
             take = min(end, k_off + k_n) - pos
             yield pos, take, fd, f_off + pos - k_off
             pos += take
@@ -201,7 +211,7 @@ class Layout:
             # zeros between the runs: only inside one anonymous region, whose bytes are
             # the pages of its VMA (the runs) and holes
             i = bisect.bisect_right(self._region_starts, base) - 1
-            if i < 0 or base + s.filesz > self._region_ends[self._region_starts[i]]:
+            if i < 0 or base + s.filesz > self._region_ends[i]:
                 return None
         return base
 
@@ -228,21 +238,24 @@ class Layout:
                 end = at + s.filesz
             s.offset = at
         phoff = _roundup(end, 8)
-        for s in plan.segments:
-            if not s.filesz:
-                s.offset = phoff        # (no bytes: any offset inside the file)
+        offsets, filesz = plan.segments.offset, plan.segments.filesz
+        for i in range(len(offsets)):
+            if not filesz[i]:
+                offsets[i] = phoff      # (no bytes: any offset inside the file)
         plan.note_offset = phoff + plan.phnum * PHDR.size
         plan.data_offset = PAGE
         plan.size = plan.note_offset + len(plan.notes) + \
             (SHDR.size if plan.phnum >= PN_XNUM else 0)
-        _pwrite_all(self.out, plan.program_headers() + plan.notes + plan.tail(),
-                    self.base + phoff)
+        at = self.base + phoff
+        for part in (*plan.program_header_parts(), plan.notes, plan.tail()):
+            _pwrite_all(self.out, part, at)
+            at += len(part)
         _pwrite_all(self.out, plan.elf_header(phoff), self.base)
         os.lseek(self.out, self.base + plan.size, os.SEEK_SET)
         return plan.size
 
 
-class StreamingBuilder(Builder):
+class StreamingBuilder(CompactBuilder):
     """The model builder, placing page data as it passes (see the module's docstring)."""
 
     def __init__(self, reader, on_record, layout: Layout, pid: int | None):
