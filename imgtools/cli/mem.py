@@ -125,7 +125,7 @@ def _feed(image: str, format, arch, consumer: M.Consumer) -> None:
     from ..views import MAPS_READS
     with open_image(image, format, arch) as reader:
         with record_progress(reader) as on_record:
-            M.read_pages(reader, consumer, on_record, keep=MAPS_READS)  # (VMAs named as in maps)
+            M.read_pages(reader, consumer, on_record, keep=MAPS_READS, vma_table=True)
 
 
 def _hit_line(h: M.Hit, bare: bool) -> str:
