@@ -45,12 +45,27 @@ def row_struct(abi: Abi) -> str:
 
 
 def parse_rows(abi: Abi, data: bytes, count: int) -> list:
+    name, size = _rows(abi, data, count)
+    return [abi.parse(name, data[i * size:(i + 1) * size]) for i in range(count)]
+
+
+def iter_row_fields(abi: Abi, data: bytes, count: int,
+                    fields: tuple[str, ...]) -> Iterator[tuple]:
+    """The ``fields`` of each of ``count`` rows, one unpack a row (no construct Container:
+    100,000 of them took 40 MB); a field the row struct lacks ("depth" before v23) is 0."""
+    name, size = _rows(abi, data, count)
+    get = abi.getter(name, fields, dict.fromkeys(fields, 0))
+    return (get(data[i * size:(i + 1) * size]) for i in range(count))
+
+
+def _rows(abi: Abi, data: bytes, count: int) -> tuple[str, int]:
+    """The row struct's name and size, once ``data`` is known to hold ``count`` rows."""
     name = row_struct(abi)
     size = abi.sizeof(name)
     if count < 0 or len(data) < count * size:
         raise PayloadError(f"pids array of {len(data)} bytes is too short for {count} tasks "
                            f"of {size} bytes")
-    return [abi.parse(name, data[i * size:(i + 1) * size]) for i in range(count)]
+    return name, size
 
 
 def build_rows(abi: Abi, rows: Iterable[dict]) -> bytes:
