@@ -67,6 +67,7 @@ PARTS = frozenset((
     "task_records",     # Task.fields, regs, thread, restart_block (NOT_KEPT), pending,
                         # fpu_size/offset; Signal.fields (NOT_KEPT)
     "task_objs",        # Task.objs
+    "regs",             # Task.regs (the CPU record) without the other task records
 ))
 
 
@@ -441,7 +442,7 @@ class Builder:
 
     def on_cpu(self, rec, v, ref):
         if self.task:
-            if not self.keeps["task_records"]:
+            if not self.keeps["task_records"] and not self.keeps["regs"]:
                 if v is None:
                     rec.data()                  # (read as the whole model reads it)
                 self.task.regs = NOT_KEPT       # (a task with a CPU record is no zombie)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from array import array
 from types import MappingProxyType
 
-from .model import NOT_KEPT, Fd, File, Obj, Task
+from .model import NOT_KEPT, Fd, File, Held, Obj, Task
 
 # One read-only empty mapping for every objs and sub a lean model holds no fields of.
 EMPTY = MappingProxyType({})
@@ -282,7 +282,7 @@ class Fds:
 
 # Task.flags bits: what a packed task holds where it holds no value.
 _FIELDS_NOT_KEPT, _REGS_NOT_KEPT, _THREAD_NOT_KEPT, _RESTART_NOT_KEPT = 1, 2, 4, 8
-_BLOCKED_NONE, _OBJS_HELD = 16, 32
+_BLOCKED_NONE, _OBJS_HELD, _REGS_HELD = 16, 32, 64
 _NOT_KEPT_BITS = (("_fields", _FIELDS_NOT_KEPT), ("_regs", _REGS_NOT_KEPT),
                   ("_thread", _THREAD_NOT_KEPT), ("_restart_block", _RESTART_NOT_KEPT))
 
@@ -294,7 +294,8 @@ class Tasks:
     Task until the next TASK record (``take``); tasks that do not fit the columns (their
     records held, a number too large, an rseq) stay Tasks."""
     __slots__ = ("ids", "offset", "states", "refs", "masks", "flags", "comms", "comm_at",
-                 "objs_keys", "objs", "held", "live", "keep_objs")
+                 "objs_keys", "objs", "held", "live", "keep_objs", "cpu", "cpu_at",
+                 "cpu_parse")
 
     def __init__(self, keep_objs: bool):
         self.ids = array("i")           # 6 a task: pid, ppid, tgid, pgid, sid, depth
@@ -310,6 +311,9 @@ class Tasks:
         self.objs = array("q")          # len(objs_keys) a task (once one has objs)
         self.held: dict[int, Task] = {}
         self.live: int | None = None
+        self.cpu = bytearray()          # the CPU records held (build's "regs"), one after
+        self.cpu_at = array("q")        # another; 2 a task: start, end
+        self.cpu_parse = None           # what reads them (the same for all)
 
     def add(self, ids, depth: int) -> None:
         """The next task of the tree (no record of it read yet)."""
@@ -334,6 +338,7 @@ class Tasks:
         self.masks.frombytes(bytes(8 * 2))
         self.flags.append(_BLOCKED_NONE)
         self.comm_at.extend((_NO, _NO))
+        self.cpu_at.extend((_NO, _NO))
         if self.objs_keys is not None:
             self.objs.frombytes(bytes(8 * len(self.objs_keys)))
 
@@ -383,12 +388,16 @@ class Tasks:
             n = len(self.objs_keys)
             objs = dict(zip(self.objs_keys, self.objs[n * i:n * i + n]))
         offset = self.offset[i]
+        regs = NOT_KEPT if flags & _REGS_NOT_KEPT else None
+        if flags & _REGS_HELD:
+            start, end = self.cpu_at[2 * i:2 * i + 2]
+            regs = Held(bytes(self.cpu[start:end]), self.cpu_parse)
         t = Task(i, *self.ids[6 * i:6 * i + 6],
                  self.comms.at(*self.comm_at[2 * i:2 * i + 2]),
                  None if offset == _NO else offset, None, *self.refs[3 * i:3 * i + 3],
                  objs=objs, pending=(), pending_mask=self.masks[2 * i + 1],
                  blocked=None if flags & _BLOCKED_NONE else self.masks[2 * i],
-                 regs=NOT_KEPT if flags & _REGS_NOT_KEPT else None,
+                 regs=regs,
                  thread=NOT_KEPT if flags & _THREAD_NOT_KEPT else None,
                  restart_block=NOT_KEPT if flags & _RESTART_NOT_KEPT else None)
         if flags & _FIELDS_NOT_KEPT:
@@ -399,10 +408,15 @@ class Tasks:
         """Task i into the columns, where all it holds fits them."""
         t = self.held[i]
         flags = 0
+        cpu = None
         for slot, bit in _NOT_KEPT_BITS:
             v = getattr(t, slot)
             if v is NOT_KEPT:
                 flags |= bit
+            elif slot == "_regs" and type(v) is Held and type(v.payload) is bytes \
+                    and self.cpu_parse in (None, v.parse):
+                flags |= _REGS_HELD
+                cpu = v
             elif v is not None and not (slot == "_fields" and v == {}):
                 return
         if t.pending or t.rseq is not None or t.fpu_size or t.fpu_offset is not None \
@@ -446,5 +460,10 @@ class Tasks:
             n = len(values)
             self.objs[n * i:n * i + n] = values
         self.comm_at[2 * i:2 * i + 2] = array("q", self.comms.add(t.comm))
+        if cpu is not None:
+            self.cpu_parse = cpu.parse
+            self.cpu_at[2 * i:2 * i + 2] = array("q", (len(self.cpu),
+                                                       len(self.cpu) + len(cpu.payload)))
+            self.cpu += cpu.payload
         self.flags[i] = flags
         del self.held[i]

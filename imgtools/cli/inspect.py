@@ -104,7 +104,7 @@ def show(image: ImageArg, records: bool = Option(
     """Everything: header, task tree, and per task creds, memory map, fds, signals."""
     if records:
         return _show_records(image, json, format, arch)
-    with load(image, format, arch) as (_, img):
+    with load(image, format, arch, None if json else views.SHOW_READS) as (_, img):
         chosen = img.tasks
         if pid is not None:
             chosen = [t for t in img.tasks if t.pid == pid]
@@ -150,7 +150,7 @@ def _show_text(image: str, img, chosen, pid) -> None:
                           f"{_names(s['pending'])} shared {_names(s['shared_pending'])} "
                           f"handlers {handlers or '-'}",))
         say_lines(lines)
-        under = listed.get(t.pid, ())
+        under = [img.tasks[i] for i in listed.get(t.pid, ())]
         maps.write(under, tuple(u.obj("mm") for u in under))
         fds.write(under, tuple(u.obj("files") for u in under))
     _errors(info_rows["errors"])
