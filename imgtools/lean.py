@@ -95,6 +95,15 @@ class _Files:
                     sub=EMPTY)
 
 
+# Up to these many tasks, or files, or fds in one table, a lean model holds them as the
+# objects the whole model holds (32,768 Tasks are about 25 MB, 65,536 Fds about 30 MB):
+# each is read several times by a command, and one made from the columns at each read
+# costs time (show of 10,000 tasks: 2.2 -> 3.5 s).  Beyond, they go into the columns, so
+# that memory stays bounded whatever the image's size.
+HOLD_TASKS = 32768
+HOLD_FILES = HOLD_FDS = 65536
+
+
 class Objects:
     """A lean model's objref table: objref -> :class:`Obj`, read as the whole model's dict.
 
@@ -106,7 +115,7 @@ class Objects:
     packed file moves it back to an Obj (the builder may change what it reads: an epoll
     adds items to its file); once frozen, reading makes one each time."""
     __slots__ = ("held", "kinds", "base", "kind", "offset", "task", "row", "count",
-                 "files", "live", "frozen")
+                 "files", "live", "frozen", "lean")
 
     def __init__(self):
         self.held: dict[int, Obj] = {}
@@ -120,6 +129,7 @@ class Objects:
         self.files = _Files()
         self.live: int | None = None    # the file defined last: packed at the next one
         self.frozen = False
+        self.lean = False               # files are packed (more than HOLD_FILES held)
 
     # -- reading, as a dict ------------------------------------------------------------
     def _at(self, ref) -> int:
@@ -188,7 +198,12 @@ class Objects:
         """A new objref (not in the table yet)."""
         if type(value) is File:
             if self.live is not None:
-                self._pack(self.live)
+                if self.lean:
+                    self._pack(self.live)
+                elif len(self.held) >= HOLD_FILES:
+                    self.lean = True
+                    for held in list(self.held):
+                        self._pack(held)
             self.live = ref
         elif value is None and self._column(ref, kind, offset, task, _NO):
             return
@@ -196,9 +211,9 @@ class Objects:
 
     def freeze(self) -> None:
         """The table as the model holds it: nothing of it changes any more."""
-        if self.live is not None:
+        if self.live is not None and self.lean:
             self._pack(self.live)
-            self.live = None
+        self.live = None
         self.frozen = True
 
     def _pack(self, ref: int) -> None:
@@ -241,13 +256,22 @@ class Fds:
     """A lean model's FileTable.fds: fd, file objref and close-on-exec of each, in three
     columns; an Fd is made for each as it is read. (Once a number does not fit the
     columns, a list of Fds for the whole table.)"""
-    __slots__ = ("fd", "ref", "cloexec", "spilt")
+    __slots__ = ("fd", "ref", "cloexec", "spilt", "small")
 
     def __init__(self):
         self.fd, self.ref, self.cloexec = array("q"), array("q"), bytearray()
-        self.spilt: list[Fd] | None = None
+        self.spilt: list[Fd] | None = []    # (the Fds while there are few, see HOLD_FDS)
+        self.small = True
 
     def append(self, fd: Fd) -> None:
+        if self.small:
+            self.spilt.append(fd)
+            if len(self.spilt) > HOLD_FDS:
+                self.small = False
+                held, self.spilt = self.spilt, None
+                for f in held:
+                    self.append(f)
+            return
         if self.spilt is None:
             try:
                 self.fd.append(fd.fd)
@@ -295,7 +319,7 @@ class Tasks:
     records held, a number too large, an rseq) stay Tasks."""
     __slots__ = ("ids", "offset", "states", "refs", "masks", "flags", "comms", "comm_at",
                  "objs_keys", "objs", "held", "live", "keep_objs", "cpu", "cpu_at",
-                 "cpu_parse")
+                 "cpu_parse", "lean")
 
     def __init__(self, keep_objs: bool):
         self.ids = array("i")           # 6 a task: pid, ppid, tgid, pgid, sid, depth
@@ -314,6 +338,7 @@ class Tasks:
         self.cpu = bytearray()          # the CPU records held (build's "regs"), one after
         self.cpu_at = array("q")        # another; 2 a task: start, end
         self.cpu_parse = None           # what reads them (the same for all)
+        self.lean = False               # tasks are packed (more than HOLD_TASKS held)
 
     def add(self, ids, depth: int) -> None:
         """The next task of the tree (no record of it read yet)."""
@@ -350,7 +375,12 @@ class Tasks:
         """Task i, whose records come now: a Task until the next is taken (the one
         before packed)."""
         if self.live is not None:
-            self._pack(self.live)
+            if self.lean:
+                self._pack(self.live)
+            elif len(self.held) >= HOLD_TASKS:
+                self.lean = True
+                for held in list(self.held):
+                    self._pack(held)
         t = self.held.get(i)
         if t is None:
             t = self.held[i] = self._made(i)
@@ -358,9 +388,9 @@ class Tasks:
         return t
 
     def freeze(self) -> None:
-        if self.live is not None:
+        if self.live is not None and self.lean:
             self._pack(self.live)
-            self.live = None
+        self.live = None
 
     def __len__(self) -> int:
         return len(self.flags)
