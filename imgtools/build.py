@@ -12,12 +12,12 @@ import gc
 import struct
 import sys
 from array import array
-from types import MappingProxyType
 from typing import Callable
 
 from formats import PayloadError, ext, pids
 
 from .errors import RefError, SchemaError
+from .lean import EMPTY, Fds, Objects, Tasks
 from .model import (NOT_KEPT, ErrorRecord, Extent, Fd, File, FileTable, Fs, Held, Image, Mm,
                     Obj, PageBatch, Pipe, Signal, Task, Vma)
 from .reader import ImageReader
@@ -53,7 +53,8 @@ PLAIN = frozenset(("task_objs", "fs", "file", "sigpending", "mm", "ext_rseq"))
 RAW = frozenset(("task", "thread", "restart_block", "cpu", "signal"))
 # What a lean model holds for a task's objs, a file's sub fields when it has none: one
 # read-only empty mapping for all.
-_NONE = MappingProxyType({})
+_NONE = EMPTY
+_ROW_FIELDS = (*pids.PID_FIELDS, "depth")     # of each TREE row
 _NO_BATCHES = ()
 # What a model may be built without (build_model's ``keep`` names what a command reads;
 # the rest is read and checked as always, but not held: issue 11, ps or info of 100,000
@@ -66,6 +67,7 @@ PARTS = frozenset((
     "task_records",     # Task.fields, regs, thread, restart_block (NOT_KEPT), pending,
                         # fpu_size/offset; Signal.fields (NOT_KEPT)
     "task_objs",        # Task.objs
+    "regs",             # Task.regs (the CPU record) without the other task records
 ))
 
 
@@ -105,6 +107,14 @@ class Builder:
         h["constants"] = plain(h["constants"])
         self.img = Image(version=reader.version, arch=reader.arch, kernel=reader.kernel,
                          rev=reader.rev, header=h)
+        self.lean = keep is not None
+        objects = self.img.objects
+        if self.lean:               # (its tasks and objref table in columns: lean.py)
+            objects = self.img.objects = Objects()
+            self.img.tasks = Tasks(self.keeps["task_objs"])
+            self.kind_of = objects.kind_of
+        else:
+            self.kind_of = lambda ref: getattr(objects.get(ref), "kind", None)
         self.on_record = on_record
         self.pending: dict[str, list[int]] = {}          # obj kind -> objrefs, innermost last
         self.expect: list[tuple[str, object]] = []        # what coming BUFFER/STRINGs mean
@@ -177,6 +187,9 @@ class Builder:
         img.records = records
         if rec is not None:
             img.size = rec.offset + rec.len
+        if self.lean:
+            img.objects.freeze()
+            img.tasks.freeze()
         self._resolve_refs()
         return img
 
@@ -230,7 +243,7 @@ class Builder:
                     raise RefError(f"task {t.pid}: {field_name} {ref} names no object",
                                    offset=t.offset, record="TASK")
         for fd, ref, offset in self.undefined_fds:
-            if ref not in objs or objs[ref].kind != "file":
+            if self.kind_of(ref) != "file":
                 raise RefError(f"fd {fd}: fd_objref {ref} names no file", offset=offset,
                                record="FILE_TABLE")
 
@@ -238,10 +251,12 @@ class Builder:
         """Whether the object was defined (an objref is defined once)."""
         if ref is None or ref in self.img.objects:
             return False
-        if self.keep is not None and kind not in self.keep:
-            value = None
-        self.img.objects[ref] = Obj(ref, kind, value, rec.offset,
-                                    self.task.index if self.task else None)
+        task = self.task.index if self.task else None
+        if self.lean:
+            self.img.objects.define(ref, kind, value if kind in self.keep else None,
+                                    rec.offset, task)
+        else:
+            self.img.objects[ref] = Obj(ref, kind, value, rec.offset, task)
         return True
 
     def _expect_next(self) -> tuple[str, object] | None:
@@ -283,25 +298,25 @@ class Builder:
         if count > MAX_TASKS:
             raise SchemaError(f"{count} tasks: more than the {MAX_TASKS} imgtools models",
                               offset=rec.offset, record="BUFFER")
-        try:
-            rows = pids.parse_rows(self.abi, rec.data(), count)
-        except PayloadError as e:
-            raise SchemaError(str(e), offset=rec.offset, record="BUFFER") from None
-        nvpids = 0
         # one int object per number (a task's pid is its children's ppid, its threads'
         # tgid, often its pgid and sid: 4 of 5 ints of 32 bytes shared per task)
         numbers: dict[int, int] = {}
-        lean = {} if self.keeps["task_objs"] else {"objs": _NONE}   # (Task's defaults:
-        if not self.keeps["task_records"]:                          # a dict, a list each)
-            lean["pending"] = ()
-        for i, row in enumerate(rows):
-            ids = [row[f] for f in pids.PID_FIELDS]
-            if model == "pids":
-                ids = [self._pid_of_tag(t, rec) for t in ids]
-            ids = [numbers.setdefault(n, n) for n in ids]
-            depth = row.get("depth", 0) or 0
-            nvpids += depth if model == "tree_depth" else 0
-            self.img.tasks.append(Task(i, *ids, depth=depth, **lean))
+        tasks = self.img.tasks
+        nvpids = 0
+        try:
+            for i, row in enumerate(pids.iter_row_fields(self.abi, rec.data(), count,
+                                                         _ROW_FIELDS)):
+                ids, depth = row[:-1], row[-1] or 0
+                if model == "pids":
+                    ids = [self._pid_of_tag(t, rec) for t in ids]
+                nvpids += depth if model == "tree_depth" else 0
+                if self.lean:
+                    tasks.add(ids, depth)
+                else:
+                    ids = [numbers.setdefault(n, n) for n in ids]
+                    tasks.append(Task(i, *ids, depth=depth))
+        except PayloadError as e:
+            raise SchemaError(str(e), offset=rec.offset, record="BUFFER") from None
         if nvpids > 0:
             self.expect.insert(0, ("vpids", nvpids))
 
@@ -328,18 +343,30 @@ class Builder:
             self.pending.setdefault(kind, []).append(objref)
 
     def on_task(self, rec, v, ref):
+        if self.task is not None and self.task.index in self.undefined_objs:
+            self._recheck_objs(self.task.index)
         n = self.tasks_seen
         self.tasks_seen += 1
-        if n < len(self.img.tasks):
-            t = self.img.tasks[n]
-        else:                       # more TASK records than the tree announced
-            t = Task(n, 0, 0, 0, 0, 0)
-            self.img.tasks.append(t)
+        tasks = self.img.tasks
+        if n >= len(tasks):         # more TASK records than the tree announced
+            tasks.append(Task(n, 0, 0, 0, 0, 0))
+        t = tasks.take(n) if self.lean else tasks[n]
         t.offset = rec.offset
         t.hold_fields(Held(v, self.held["task"]) if self.keeps["task_records"] else NOT_KEPT,
                       *self.task_state(v))
         self.task = t
         self.expect.append(("comm", t))
+
+    def _recheck_objs(self, index: int) -> None:
+        """A task's references still undefined when its records end: those defined by
+        now are dropped (a task's SIGNAL is defined after its TASK_OBJS names it: a list
+        each took 11 MB of 100,000 tasks)."""
+        objs = self.img.objects
+        missing = [(k, r) for k, r in self.undefined_objs[index] if r not in objs]
+        if missing:
+            self.undefined_objs[index] = missing
+        else:
+            del self.undefined_objs[index]
 
     def on_string(self, rec, v, ref):
         what = self._expect_next()
@@ -415,7 +442,7 @@ class Builder:
 
     def on_cpu(self, rec, v, ref):
         if self.task:
-            if not self.keeps["task_records"]:
+            if not self.keeps["task_records"] and not self.keeps["regs"]:
                 if v is None:
                     rec.data()                  # (read as the whole model reads it)
                 self.task.regs = NOT_KEPT       # (a task with a CPU record is no zombie)
@@ -452,26 +479,33 @@ class Builder:
 
     # -- files --------------------------------------------------------------
     def on_file_table(self, rec, v, ref):
-        self.table = FileTable(ref or 0, v[0])
+        self.table = FileTable(ref or 0, v[0], *((Fds(),) if self.lean and self.keeps["fds"]
+                                                 else ()))
         self.table_defined = self._define(ref, "file_table", self.table, rec)
         self.table_offset = rec.offset
 
     def on_file_desc(self, rec, v, ref):
         if self.table is not None:
             fd, objref, cloexec = v
-            o = self.img.objects.get(objref)
-            if o is not None:
-                objref = o.ref          # (the one int of the objref, not one more per fd)
+            if self.lean:
+                kind = self.kind_of(objref)
+            else:
+                o = self.img.objects.get(objref)
+                kind = None if o is None else o.kind
+                if o is not None:
+                    objref = o.ref      # (the one int of the objref, not one more per fd)
             # the fds of a table that is an object must name files (checked again at the
             # end where they named none yet)
-            if self.table_defined and (o is None or o.kind != "file"):
+            if self.table_defined and kind != "file":
                 self.undefined_fds.append((fd, objref, self.table_offset))
             if self.keeps["fds"]:
                 self.table.fds.append(Fd(fd, objref, bool(cloexec)))
 
     def on_file(self, rec, v, ref):
         ftype = self.abi.file_type_names.get(v["f_type"], f"type_{v['f_type']}")
-        sub = plain(v["sub"]) if v["sub"] is not None else {} if self.keep is None else _NONE
+        sub = plain(v["sub"]) if v["sub"] is not None else {}
+        if not sub and self.lean:
+            sub = _NONE
         shared = self.shared_refs.setdefault    # (few flags, modes and creds: one int each)
         f = File(ref or 0, ftype, shared(v["f_flags"], v["f_flags"]),
                  shared(v["f_mode"], v["f_mode"]), v["f_pos"],

@@ -20,6 +20,9 @@ SIGNALS = {1: "HUP", 2: "INT", 3: "QUIT", 4: "ILL", 5: "TRAP", 6: "ABRT", 7: "BU
 INFO_READS = PS_READS = frozenset()
 MAPS_READS = frozenset(("vmas", "task_objs", "mm", "file"))
 FILES_READS = frozenset(("fds", "task_objs", "file_table", "file", "inode", "sock", "tty"))
+# show (for people): the task tree, each task's creds, registers and signals, maps, fds
+SHOW_READS = MAPS_READS | FILES_READS | frozenset(("regs", "cred", "groupinfo", "sighand",
+                                                   "signal"))
 
 
 def kernel_str(img: Image) -> str:
@@ -27,7 +30,10 @@ def kernel_str(img: Image) -> str:
 
 
 def info(img: Image) -> dict:
-    procs = img.processes()
+    processes = zombies = 0         # (counted, not listed: a lean model makes each task
+    for t in img.tasks:             # as it is read)
+        processes += not t.is_thread
+        zombies += t.zombie
     return {
         "version": img.version, "arch": img.arch, "kernel": kernel_str(img), "rev": img.rev,
         "time": img.header.get("time"),
@@ -35,9 +41,8 @@ def info(img: Image) -> dict:
         "uflags": img.header.get("uflags"),
         "uts": {"release": _at(img.uts, 0), "version": _at(img.uts, 1),
                 "machine": _at(img.uts, 2)},
-        "tasks": len(img.tasks), "processes": len(procs),
-        "threads": len(img.tasks) - len(procs),
-        "zombies": sum(1 for t in img.tasks if t.zombie),
+        "tasks": len(img.tasks), "processes": processes,
+        "threads": len(img.tasks) - processes, "zombies": zombies,
         "records": img.records, "objects": len(img.objects),
         "pages": img.pages, "page_bytes": img.pages * 4096, "size": img.size,
         "errors": [{"offset": e.offset, "message": e.message} for e in img.errors],
@@ -132,11 +137,12 @@ def mm_of(img: Image, t: Task):
     return img.get(t.obj("mm"), "mm")
 
 
-def _selected(img: Image, pid: int | None) -> list[Task]:
+def _selected(img: Image, pid: int | None) -> Iterator[Task]:
+    """The tasks maps and files list, made as they are asked for."""
     if pid is None:
-        return [t for t in img.processes() if not t.zombie]
+        return (t for t in img.tasks if not t.is_thread and not t.zombie)
     t = img.task_by_pid(pid)
-    return [t] if t else []
+    return iter([t] if t else [])
 
 
 def maps(img: Image, pid: int | None = None) -> list[dict]:
@@ -148,11 +154,15 @@ def iter_maps(img: Image, pid: int | None = None) -> Iterator[dict]:
         yield from task_maps(img, t)
 
 
-def selected_by_pid(img: Image, pid: int | None = None) -> dict[int, list[Task]]:
-    """pid -> the tasks ``maps`` and ``files`` list under it (one pass)."""
-    by: dict[int, list[Task]] = {}
-    for t in _selected(img, pid):
-        by.setdefault(t.pid, []).append(t)
+def selected_by_pid(img: Image, pid: int | None = None) -> dict[int, list[int]]:
+    """pid -> the indexes of the tasks ``maps`` and ``files`` list under it (one pass;
+    indexes, not tasks: a lean model makes a task each time it is read)."""
+    by: dict[int, list[int]] = {}
+    for i, t in enumerate(img.tasks):
+        if pid is None and not t.is_thread and not t.zombie:
+            by.setdefault(t.pid, []).append(i)
+        elif pid is not None and t.pid == pid:      # (the first, as task_by_pid)
+            return {pid: [i]}
     return by
 
 

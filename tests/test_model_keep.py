@@ -25,6 +25,17 @@ def _model(data: bytes, keep=None):
     return build_model(ImageReader(io.BytesIO(data)), keep=keep)
 
 
+
+@pytest.fixture(autouse=True, params=["objects", "columns"])
+def lean_tables(request, monkeypatch):
+    """Every test twice: as a small image's lean model holds its tasks, files and fds
+    (as objects), and as a large one's does (in columns: HOLD_* set to 0)."""
+    if request.param == "columns":
+        from imgtools import lean
+        for name in ("HOLD_TASKS", "HOLD_FILES", "HOLD_FDS"):
+            monkeypatch.setattr(lean, name, 0)
+    return request.param
+
 @pytest.mark.parametrize("sample", SAMPLES)
 def test_each_listing_reads_the_same_rows_from_its_model(sample):
     data = (ROOT / sample).read_bytes()
@@ -111,3 +122,36 @@ def test_a_lean_model_refuses_and_accepts_what_the_whole_one_does(patch, refused
                 assert maps == whole[3]
         else:
             assert lean == whole, name
+
+
+def test_lean_tables_read_as_the_objects_they_hold():
+    """What does not fit a column (an objref far from the others or below the first, a
+    number too large, a file with sub fields) stays an object, and reads the same."""
+    from imgtools.lean import Fds, Objects
+    from imgtools.model import Fd, File
+    objs = Objects()
+    objs.define(100, "cred", None, 8, None)
+    objs.define(5, "cred", None, 16, 0)                     # below the first
+    objs.define(1 << 40, "mm", None, 24, 1)                 # far above the others
+    big = File(101, "generic", 1 << 70, 0, 0, 0, path="/big")   # flags too large
+    objs.define(101, "file", big, 32, 0)
+    objs.define(102, "file", File(102, "generic", 2, 0, 7, 100, path="/é"), 40, 0)
+    objs.define(103, "file", File(103, "socket", 2, 0, 0, 0, sub={"sock_objref": 9}), 48, 0)
+    objs.define(104, "file", File(104, "generic", 0, 0, 0, 0), 56, None)
+    objs.freeze()
+    assert len(objs) == 7 and set(objs) == {100, 5, 1 << 40, 101, 102, 103, 104}
+    assert 106 not in objs and -1 not in objs and objs.get(99) is None
+    assert [objs.kind_of(r) for r in (100, 5, 1 << 40, 102, 106)] == \
+        ["cred", "cred", "mm", "file", None]
+    assert objs[102].value == File(102, "generic", 2, 0, 7, 100, path="/é")
+    assert objs[102].offset == 40 and objs[102].task == 0 and objs[104].task is None
+    assert objs[101].value is big and objs[103].value.sub == {"sock_objref": 9}
+    assert objs[104].value.path is None
+    with pytest.raises(KeyError):
+        objs[106]
+    fds = Fds()
+    fds.append(Fd(0, 102, True))
+    fds.append(Fd(1, 1 << 70, False))                       # spills into a list
+    fds.append(Fd(2, 104, False))
+    assert list(fds) == [Fd(0, 102, True), Fd(1, 1 << 70, False), Fd(2, 104, False)]
+    assert len(fds) == 3 and fds[1].file_ref == 1 << 70

@@ -152,18 +152,18 @@ def table(rows: Iterable[dict], columns: list[tuple[str, str]], title: str | Non
         _rich_table(cells, columns, title, show_header)
 
 
-def table_text(rows: Iterable[dict], columns: list[tuple[str, str]],
-               fmt: dict | None = None) -> str | None:
-    """The text ``table`` writes for these rows into a pipe or a file, for a caller that
-    writes it itself (show: the same table again for the tasks that share it); None
-    where rich draws the table (a terminal, cells to escape, a line too long)."""
+def table_lines(rows: Iterable[dict], columns: list[tuple[str, str]],
+                fmt: dict | None = None) -> Iterator[str] | None:
+    """The lines ``table`` writes for these rows into a pipe or a file, made as they
+    are asked for, for a caller that writes them itself (show: the same table again for
+    the tasks that share it); None where rich draws the table (a terminal, cells to
+    escape, a line too long)."""
     if _drawn(sys.stdout):
         return None
     cells = _Cells(rows, columns, fmt)
     if not cells.plain:
         return None
-    lines = _plain_lines(cells, columns, None, any(h for _, h in columns))
-    return None if lines is None else "\n".join([*lines, ""])
+    return _plain_lines(cells, columns, None, any(h for _, h in columns))
 
 
 class _Cells:

@@ -1,6 +1,7 @@
 """info, show, ps, maps, files, versions: small commands over one image model."""
 from __future__ import annotations
 
+import itertools
 import sys
 
 from .. import views
@@ -8,7 +9,7 @@ from ..errors import UsageError
 from ._errors import handled
 from ._image import load
 from ._output import (emit_json, emit_json_list, hexa, plural, say, say_lines, table,
-                      table_text)
+                      table_lines)
 from ._params import ArchOpt, FormatOpt, ImageArg, JsonOpt, Option, PidOpt, command
 
 
@@ -104,7 +105,7 @@ def show(image: ImageArg, records: bool = Option(
     """Everything: header, task tree, and per task creds, memory map, fds, signals."""
     if records:
         return _show_records(image, json, format, arch)
-    with load(image, format, arch) as (_, img):
+    with load(image, format, arch, None if json else views.SHOW_READS) as (_, img):
         chosen = img.tasks
         if pid is not None:
             chosen = [t for t in img.tasks if t.pid == pid]
@@ -150,7 +151,7 @@ def _show_text(image: str, img, chosen, pid) -> None:
                           f"{_names(s['pending'])} shared {_names(s['shared_pending'])} "
                           f"handlers {handlers or '-'}",))
         say_lines(lines)
-        under = listed.get(t.pid, ())
+        under = [img.tasks[i] for i in listed.get(t.pid, ())]
         maps.write(under, tuple(u.obj("mm") for u in under))
         fds.write(under, tuple(u.obj("files") for u in under))
     _errors(info_rows["errors"])
@@ -167,7 +168,10 @@ class _SharedTable:
     """A task's table of show (its maps, its fds), drawn from the rows of the tasks
     listed under it. The tasks of a process, and often its children, share their mm and
     their files: the text of the last table is written again for the same objects
-    (``key``: their objrefs) instead of being made again from the rows."""
+    (``key``: their objrefs) instead of being made again from the rows; a table of more
+    than KEPT characters is written as it is made and made again (400,000 fds: its text
+    and its lines held took 60 MB)."""
+    KEPT = 1 << 20
 
     def __init__(self, rows_of, columns):
         self.rows_of, self.columns = rows_of, columns
@@ -177,14 +181,25 @@ class _SharedTable:
         if key == self.key and self.text is not None:
             sys.stdout.write(self.text)
             return
-        rows = [r for u in under for r in self.rows_of(u)]
+        rows = (r for u in under for r in self.rows_of(u))
+        first = next(rows, None)
         self.key, self.text = key, ""
-        if rows:
-            self.text = table_text(rows, self.columns, fmt=CELLS)
-            if self.text is None:           # drawn by rich (a terminal, escapes)
-                table(rows, self.columns, fmt=CELLS)
-                return
-        sys.stdout.write(self.text)
+        if first is None:
+            return
+        lines = table_lines(itertools.chain((first,), rows), self.columns, fmt=CELLS)
+        if lines is None:                   # drawn by rich (a terminal, escapes)
+            self.text = None
+            table((r for u in under for r in self.rows_of(u)), self.columns, fmt=CELLS)
+            return
+        kept, size, write = [], 0, sys.stdout.write
+        for line in lines:
+            write(line + "\n")
+            if kept is not None:
+                kept.append(line)
+                size += len(line) + 1
+                if size > self.KEPT:
+                    kept = None
+        self.text = None if kept is None else "".join(line + "\n" for line in kept)
 
 
 def _names(signals: list[str]) -> str:
