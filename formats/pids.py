@@ -44,11 +44,6 @@ def row_struct(abi: Abi) -> str:
     return "ckpt_task_pids" if abi.traits["pids_model"] == "pids" else "ckpt_pids"
 
 
-def parse_rows(abi: Abi, data: bytes, count: int) -> list:
-    name, size = _rows(abi, data, count)
-    return [abi.parse(name, data[i * size:(i + 1) * size]) for i in range(count)]
-
-
 def iter_row_fields(abi: Abi, data: bytes, count: int,
                     fields: tuple[str, ...]) -> Iterator[tuple]:
     """The ``fields`` of each of ``count`` rows, one unpack a row (no construct Container:
@@ -70,7 +65,7 @@ def _rows(abi: Abi, data: bytes, count: int) -> tuple[str, int]:
 
 def iter_rows(abi: Abi, data: bytes, count: int) -> Iterator[dict]:
     """The rows one by one, each a new dict of all its fields (pads included: what
-    ``parse_rows`` gives without construct's ``_io``), so that 100,000 tasks need not be
+    ``Abi.parse`` gives without construct's ``_io``), so that 100,000 tasks need not be
     100,000 dicts at once.  The short-buffer error is raised before the first row."""
     name, size = _rows(abi, data, count)
     rows = abi.rows(name, data[:count * size])
