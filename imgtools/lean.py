@@ -104,6 +104,19 @@ HOLD_TASKS = 32768
 HOLD_FILES = HOLD_FDS = 65536
 
 
+def _pack_live(table, hold: int) -> None:
+    """The part of ``table`` (Objects, Tasks) read last into the columns once the table
+    is lean, and every part it holds when it becomes so (at ``hold`` held)."""
+    if table.live is None:
+        return
+    if table.lean:
+        table._pack(table.live)
+    elif len(table.held) >= hold:
+        table.lean = True
+        for held in list(table.held):
+            table._pack(held)
+
+
 class Objects:
     """A lean model's objref table: objref -> :class:`Obj`, read as the whole model's dict.
 
@@ -197,13 +210,7 @@ class Objects:
     def define(self, ref: int, kind: str, value, offset: int, task: int | None) -> None:
         """A new objref (not in the table yet)."""
         if type(value) is File:
-            if self.live is not None:
-                if self.lean:
-                    self._pack(self.live)
-                elif len(self.held) >= HOLD_FILES:
-                    self.lean = True
-                    for held in list(self.held):
-                        self._pack(held)
+            _pack_live(self, HOLD_FILES)
             self.live = ref
         elif value is None and self._column(ref, kind, offset, task, _NO):
             return
@@ -374,13 +381,7 @@ class Tasks:
     def take(self, i: int) -> Task:
         """Task i, whose records come now: a Task until the next is taken (the one
         before packed)."""
-        if self.live is not None:
-            if self.lean:
-                self._pack(self.live)
-            elif len(self.held) >= HOLD_TASKS:
-                self.lean = True
-                for held in list(self.held):
-                    self._pack(held)
+        _pack_live(self, HOLD_TASKS)
         t = self.held.get(i)
         if t is None:
             t = self.held[i] = self._made(i)

@@ -168,14 +168,19 @@ def test_build_packs_what_construct_builds(version, arch):
                 variants.append(dict(value, **{n: b"\1"}))
             elif node[0] == "a":
                 variants.append(dict(value, **{n: list(value[n])[1:]}))
-        for v in variants:
-            want = _by_construct_build(abi, name, v)
-            if isinstance(want, str):
-                with pytest.raises(formats.PayloadError):
-                    abi.build(name, v)
-            else:
-                assert abi.build(name, v) == want, (name, v)
+        _builds_as_construct(abi, name, variants)
     assert packed > len(abi.structs) * 0.5 and nested
+
+
+def _builds_as_construct(abi, name, variants, *where) -> None:
+    """Abi.build gives construct's bytes for each value, or fails where construct does."""
+    for v in variants:
+        want = _by_construct_build(abi, name, v)
+        if isinstance(want, str):
+            with pytest.raises(formats.PayloadError):
+                abi.build(name, v)
+        else:
+            assert abi.build(name, v) == want, (name, *where, v)
 
 
 def test_build_packs_variable_structs_as_construct_does():
@@ -208,11 +213,5 @@ def test_build_packs_variable_structs_as_construct_does():
                                  dict(value, **{node[1]: value[node[1]] + 1})]
                 else:
                     variants += [dict(value, **{node[1]: key}) for key in (*node[2], 0xdead)]
-            for v in variants:
-                want = _by_construct_build(abi, name, v)
-                if isinstance(want, str):
-                    with pytest.raises(formats.PayloadError):
-                        abi.build(name, v)
-                else:
-                    assert abi.build(name, v) == want, (name, offset, v)
+            _builds_as_construct(abi, name, variants, offset)
     assert {"thread", "sigpending", "file"} <= seen, seen
