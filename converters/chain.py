@@ -180,8 +180,9 @@ class Sink:
             del c                   # before the next chunk is read (see SourceBody)
 
     def _copy(self, body) -> bool:
-        """Copy a payload that lies in the input file with sendfile (into a pipe) or a
-        cached buffer (into a file), as the core writer does; False if it cannot be."""
+        """Copy a payload that lies in the input file with sendfile (into a pipe) or,
+        into a file, by SequentialOut's thread (every later write of the sink then goes
+        through it, in order); False if it cannot be."""
         if self._copier is False or body.size < INLINE_MAX:
             return False
         region = body.region()

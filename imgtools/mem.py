@@ -466,8 +466,8 @@ def read_pages(reader: ImageReader, consumer: Consumer, on_record=None,
                keep: frozenset[str] | None = None, vma_table: bool = False) -> Image:
     """The model of an image, its pages fed to ``consumer``: by seek when the image is a
     regular file, else in the one streaming pass.  ``keep``: build_model's, for a file.
-    ``vma_table``: its address spaces hold their VMAs in a VmaTable (a command that
-    reads all of two images' VMAs)."""
+    ``vma_table``: its address spaces hold their VMAs in a VmaTable (arrays: for the
+    commands that read every VMA, mem and diff)."""
     if not reader.src.seekable:
         return feed_from_stream(reader, consumer, on_record, vma_table)
     from .build import build_model
