@@ -89,10 +89,18 @@ def _kept(kind: str):
 
 class Builder:
     def __init__(self, reader: ImageReader, on_record: Callable[[Record], None] | None = None,
-                 keep: frozenset[str] | None = None):
+                 keep: frozenset[str] | None = None,
+                 task_done: Callable[[Image, Task], None] | None = None):
         self.r = reader
         self.keep = keep                                # None: everything (PARTS)
         self.keeps = {part: keep is None or part in keep for part in PARTS}
+        # task_done: called with each task once its records are read (see build_model);
+        # a lean model without task_records holds them only until it returns
+        self.task_done = task_done
+        self.forget_done = task_done is not None and not self.keeps["task_records"]
+        self.keep_signal_fields = self.keeps["task_records"]
+        if task_done is not None:
+            self.keeps["task_records"] = True
         # references checked when they were read, still undefined then: checked again
         # at the end (the task's objs or the table's fds are not all held)
         self.undefined_objs: dict[int, list[tuple[str, int]]] = {}    # task index ->
@@ -119,6 +127,7 @@ class Builder:
         self.pending: dict[str, list[int]] = {}          # obj kind -> objrefs, innermost last
         self.expect: list[tuple[str, object]] = []        # what coming BUFFER/STRINGs mean
         self.task: Task | None = None
+        self.done = -1                  # the index of the task last given to task_done
         self.tasks_seen = 0
         self.pid_entries = array("i")                    # numbers[0] of each PIDS entry
         self.pids_offset = 1
@@ -187,6 +196,7 @@ class Builder:
         img.records = records
         if rec is not None:
             img.size = rec.offset + rec.len
+        self._task_done()
         if self.lean:
             img.objects.freeze()
             img.tasks.freeze()
@@ -343,6 +353,7 @@ class Builder:
             self.pending.setdefault(kind, []).append(objref)
 
     def on_task(self, rec, v, ref):
+        self._task_done()
         if self.task is not None and self.task.index in self.undefined_objs:
             self._recheck_objs(self.task.index)
         n = self.tasks_seen
@@ -356,6 +367,23 @@ class Builder:
                       *self.task_state(v))
         self.task = t
         self.expect.append(("comm", t))
+
+    def _task_done(self) -> None:
+        """The task whose records were read last, to task_done (once)."""
+        t = self.task
+        if self.task_done is None or t is None or t.index == self.done:
+            return
+        self.done = t.index
+        self.task_done(self.img, t)
+        if not self.forget_done:
+            return
+        # as a model without task_records holds it (None stays None: without a CPU
+        # record a task is a zombie)
+        t.hold_fields(NOT_KEPT, t.state, t.exit_state)
+        for record in ("thread", "restart_block") + (() if self.keeps["regs"] else ("regs",)):
+            if getattr(t, "_" + record) is not None:
+                setattr(t, record, NOT_KEPT)
+        t.pending, t.fpu_size, t.fpu_offset = (), 0, None
 
     def _recheck_objs(self, index: int) -> None:
         """A task's references still undefined when its records end: those defined by
@@ -457,7 +485,7 @@ class Builder:
     # -- signals ------------------------------------------------------------
     def on_signal(self, rec, v, ref):
         sig = getattr(self, "expect_signal", 0)
-        s = Signal(sig, Held(v, self.held["signal"]) if self.keeps["task_records"]
+        s = Signal(sig, Held(v, self.held["signal"]) if self.keep_signal_fields
                    else NOT_KEPT)
         self.signal = s
         self.expect_signal = 0
@@ -803,12 +831,20 @@ _FILE_COMMON = frozenset(("f_type", "f_mode", "f_flags", "f_credref", "f_pos", "
 
 
 def build_model(reader: ImageReader, on_record=None, builder=Builder,
-                keep: frozenset[str] | None = None) -> Image:
+                keep: frozenset[str] | None = None,
+                task_done: Callable[[Image, Task], None] | None = None) -> Image:
     """``builder``: Builder or a subclass that also acts on the records as they pass;
-    ``keep``: what of the model the caller reads (PARTS and object kinds; None: all)."""
+    ``keep``: what of the model the caller reads (PARTS and object kinds; None: all);
+    ``task_done(model, task)``: called for each task, in order, once its records are read
+    (at the next TASK record, or at the image's end) and the objects they name are
+    defined (a task without records is not: the tree announced it, no TASK came). With
+    a ``keep`` without task_records the task holds its records until it returns, no
+    longer: a command that reads each task's records once reads them there (show --json
+    of 100,000 tasks)."""
+    options = {} if keep is None else {"keep": keep}
+    if task_done is not None:
+        options["task_done"] = task_done
     try:
-        if keep is not None:
-            return builder(reader, on_record, keep=keep).run()
-        return builder(reader, on_record).run()
+        return builder(reader, on_record, **options).run()
     except PayloadError as e:   # parse errors are wrapped in reader.parse; belt and braces
         raise SchemaError(str(e)) from None

@@ -155,3 +155,31 @@ def test_lean_tables_read_as_the_objects_they_hold():
     fds.append(Fd(2, 104, False))
     assert list(fds) == [Fd(0, 102, True), Fd(1, 1 << 70, False), Fd(2, 104, False)]
     assert len(fds) == 3 and fds[1].file_ref == 1 << 70
+
+
+@pytest.mark.parametrize("keep", [views.SHOW_READS, views.SHOW_READS - {"regs"}, None])
+def test_task_done_sees_each_task_as_the_whole_model_holds_it(keep):
+    """build_model's task_done gets each task with records, in order, as complete as the
+    whole model holds it at the end (the objects of the kinds ``keep`` names: the ones
+    task_detail reads); a lean model without task_records then forgets the records
+    (as one built without them holds them: the listings read the same rows)."""
+    for sample in SAMPLES:
+        data = (ROOT / sample).read_bytes()
+        whole = _model(data)
+        seen = []
+
+        def task_done(img, t):
+            seen.append((t.index, views.task_detail(img, t)))
+
+        lean = build_model(ImageReader(io.BytesIO(data)), keep=keep, task_done=task_done)
+        assert seen == [(t.index, views.task_detail(whole, t)) for t in whole.tasks
+                        if t.offset is not None], sample
+        if keep is not None:
+            plain = _model(data, keep)
+            for name, _, view in LISTINGS:
+                assert view(lean) == view(plain), (sample, name)
+            assert all(t._fields is NOT_KEPT and t.fpu_size == 0 for t in lean.tasks
+                       if t.offset is not None), sample
+        else:
+            assert [views.task_detail(lean, t) for t in lean.tasks] == \
+                [views.task_detail(whole, t) for t in whole.tasks], sample
