@@ -65,7 +65,7 @@ PARTS = frozenset((
     "vmas",             # Mm.vmas and their page batches
     "fds",              # FileTable.fds
     "task_records",     # Task.fields, regs, thread, restart_block (NOT_KEPT), pending,
-                        # fpu_size/offset; Signal.fields (NOT_KEPT)
+                        # fpu_size/offset; Signal.fields (NOT_KEPT), shared_pending (())
     "task_objs",        # Task.objs
     "regs",             # Task.regs (the CPU record) without the other task records
 ))
@@ -485,8 +485,8 @@ class Builder:
     # -- signals ------------------------------------------------------------
     def on_signal(self, rec, v, ref):
         sig = getattr(self, "expect_signal", 0)
-        s = Signal(sig, Held(v, self.held["signal"]) if self.keep_signal_fields
-                   else NOT_KEPT)
+        s = Signal(sig, Held(v, self.held["signal"])) if self.keep_signal_fields \
+            else Signal(sig, NOT_KEPT, ())
         self.signal = s
         self.expect_signal = 0
         if sig:
@@ -495,6 +495,8 @@ class Builder:
     def on_sigpending(self, rec, v, ref):
         pending = [plain(x) for x in v["siginfo"]]
         if self.last == "signal" and self.signal is not None:
+            if not self.keep_signal_fields:
+                pending = ()                # (what a lean model holds of a Signal: its mask)
             self.signal.shared_pending, self.signal.shared_mask = pending, v["signal"]
         elif self.task:
             self.task.pending_mask = v["signal"]

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import datetime
+from array import array
+from bisect import bisect_left, bisect_right
 from typing import Iterator
 
 from .model import Image, Task, Vma, task_state
@@ -20,9 +22,9 @@ SIGNALS = {1: "HUP", 2: "INT", 3: "QUIT", 4: "ILL", 5: "TRAP", 6: "ABRT", 7: "BU
 INFO_READS = PS_READS = frozenset()
 MAPS_READS = frozenset(("vmas", "task_objs", "mm", "file"))
 FILES_READS = frozenset(("fds", "task_objs", "file_table", "file", "inode", "sock", "tty"))
-# show (for people): the task tree, each task's creds, registers and signals, maps, fds
-SHOW_READS = MAPS_READS | FILES_READS | frozenset(("regs", "cred", "groupinfo", "sighand",
-                                                   "signal"))
+# show: the task tree, each task's creds, registers and signals, maps, fds (the registers
+# and signals read from each task's records as they pass: build_model's task_done)
+SHOW_READS = MAPS_READS | FILES_READS | frozenset(("cred", "groupinfo", "sighand", "signal"))
 
 
 def kernel_str(img: Image) -> str:
@@ -154,16 +156,40 @@ def iter_maps(img: Image, pid: int | None = None) -> Iterator[dict]:
         yield from task_maps(img, t)
 
 
-def selected_by_pid(img: Image, pid: int | None = None) -> dict[int, list[int]]:
+def selected_by_pid(img: Image, pid: int | None = None) -> "Listed":
     """pid -> the indexes of the tasks ``maps`` and ``files`` list under it (one pass;
     indexes, not tasks: a lean model makes a task each time it is read)."""
-    by: dict[int, list[int]] = {}
+    listed = Listed()
     for i, t in enumerate(img.tasks):
         if pid is None and not t.is_thread and not t.zombie:
-            by.setdefault(t.pid, []).append(i)
+            listed.pids.append(t.pid)
+            listed.indexes.append(i)
         elif pid is not None and t.pid == pid:      # (the first, as task_by_pid)
-            return {pid: [i]}
-    return by
+            listed.pids.append(pid)
+            listed.indexes.append(i)
+            break
+    listed.sort()
+    return listed
+
+
+class Listed:
+    """selected_by_pid's mapping, as two arrays sorted by pid (a dict of a list each
+    held 15 MB for 100,000 processes)."""
+    __slots__ = ("pids", "indexes")
+
+    def __init__(self):
+        self.pids, self.indexes = array("q"), array("q")
+
+    def sort(self) -> None:
+        if any(a > b for a, b in zip(self.pids, self.pids[1:])):
+            order = sorted(range(len(self.pids)), key=self.pids.__getitem__)    # (stable)
+            self.pids = array("q", (self.pids[k] for k in order))
+            self.indexes = array("q", (self.indexes[k] for k in order))
+
+    def get(self, pid: int, default=()) -> list[int]:
+        at = bisect_left(self.pids, pid)
+        end = bisect_right(self.pids, pid, at)
+        return list(self.indexes[at:end]) if end > at else default
 
 
 def task_maps(img: Image, t: Task) -> Iterator[dict]:

@@ -123,14 +123,90 @@ def emit_json(obj) -> None:
 
 def emit_json_list(items: Iterable) -> None:
     """``emit_json(list(items))``, written as the items are made (the list is never
-    held: a listing of 400,000 rows). json.dumps joins a list's items with ', '."""
+    held: a listing of 400,000 rows)."""
+    _write_json_list(items)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def emit_json_fields(fields: Iterable[tuple[str, object]]) -> None:
+    """``emit_json(dict(fields))``, written a field at a time: a value that is an
+    iterator (not a list) is written as the list of its items, each as it is made."""
+    import json
+    write = sys.stdout.write
+    for i, (key, value) in enumerate(fields):
+        write(("{" if i == 0 else ", ") + json.dumps(key) + ": ")
+        if isinstance(value, Iterator):
+            _write_json_list(value)
+        else:
+            write(json.dumps(value, default=_jsonable))
+    write("}\n")
+    sys.stdout.flush()
+
+
+class JsonText(str):
+    """An item of a JSON list already in its JSON text (json.dumps(..., default=
+    _jsonable)): written as it is."""
+    __slots__ = ()
+
+
+def json_text(obj) -> JsonText:
+    import json
+    return JsonText(json.dumps(obj, default=_jsonable))
+
+
+def _write_json_list(items: Iterable) -> None:
+    """As json.dumps writes a list: its items joined with ', '."""
     import json
     write = sys.stdout.write
     write("[")
     for i, item in enumerate(items):
-        write((", " if i else "") + json.dumps(item, default=_jsonable))
-    write("]\n")
-    sys.stdout.flush()
+        if i:
+            write(", ")
+        write(item if type(item) is JsonText else json.dumps(item, default=_jsonable))
+    write("]")
+
+
+class HeldTexts:
+    """Texts made one at a time, each under a key, held compressed until they are read
+    back in the order they came: what a command makes as the records pass but writes
+    after them (show of 100,000 tasks: each task's detail, 70 MB as text; a detail is
+    made while the task's records are held, the model keeps none of them)."""
+
+    def __init__(self):
+        import zlib
+        from array import array
+        self._z = zlib.compressobj(1)
+        self._parts: list[bytes] = []
+        self.keys, self._sizes = array("q"), array("q")
+
+    def add(self, key: int, text: str) -> None:
+        data = text.encode("utf-8", "surrogateescape")
+        self.keys.append(key)
+        self._sizes.append(len(data))
+        part = self._z.compress(data)
+        if part:
+            self._parts.append(part)
+
+    def __iter__(self) -> Iterator[tuple[int, str]]:
+        """(key, text) in the order they were added (once: the parts are freed as they
+        are read)."""
+        import zlib
+        from collections import deque
+        parts = deque(self._parts)
+        parts.append(self._z.flush())
+        self._parts = []
+        unz = zlib.decompressobj()
+        buf, at = bytearray(), 0
+        for key, size in zip(self.keys, self._sizes):
+            while len(buf) - at < size:
+                if not parts:
+                    raise RuntimeError("held texts: shorter than their sizes")
+                del buf[:at]
+                at = 0
+                buf += unz.decompress(parts.popleft())
+            yield key, bytes(buf[at:at + size]).decode("utf-8", "surrogateescape")
+            at += size
 
 
 def _jsonable(o):

@@ -8,8 +8,8 @@ from .. import views
 from ..errors import UsageError
 from ._errors import handled
 from ._image import load
-from ._output import (emit_json, emit_json_list, hexa, plural, say, say_lines, table,
-                      table_lines)
+from ._output import (HeldTexts, JsonText, emit_json, emit_json_fields, emit_json_list, hexa,
+                      json_text, plural, say, say_lines, table, table_lines)
 from ._params import ArchOpt, FormatOpt, ImageArg, JsonOpt, Option, PidOpt, command
 
 
@@ -105,22 +105,44 @@ def show(image: ImageArg, records: bool = Option(
     """Everything: header, task tree, and per task creds, memory map, fds, signals."""
     if records:
         return _show_records(image, json, format, arch)
-    with load(image, format, arch, None if json else views.SHOW_READS) as (_, img):
+    details = HeldTexts()       # each task's, made as its records pass (see task_done)
+
+    def task_done(img, t):
+        if pid in (None, t.pid):
+            details.add(t.index, json_text(views.task_detail(img, t)) if json else
+                        "".join(line + "\n" for line in _detail_lines(img, t)))
+
+    with load(image, format, arch, views.SHOW_READS, task_done) as (_, img):
         chosen = img.tasks
         if pid is not None:
             chosen = [t for t in img.tasks if t.pid == pid]
             if not chosen:
                 raise UsageError(f"no task with pid {pid} in the image")
         if not json:
-            return _show_text(image, img, chosen, pid)
-        data = {"info": views.info(img),
-                "tasks": [r for r in views.ps(img) if pid in (None, r["pid"])],
-                "detail": [views.task_detail(img, t) for t in chosen],
-                "maps": views.maps(img, pid), "files": views.files(img, pid)}
-    emit_json(data)
+            return _show_text(image, img, chosen, pid, details)
+        emit_json_fields((
+            ("info", views.info(img)),
+            ("tasks", (r for r in views.iter_ps(img) if pid in (None, r["pid"]))),
+            ("detail", (JsonText(text) for text in _in_order(
+                chosen, details, lambda t: json_text(views.task_detail(img, t))))),
+            ("maps", views.iter_maps(img, pid)), ("files", views.iter_files(img, pid))))
 
 
-def _show_text(image: str, img, chosen, pid) -> None:
+def _in_order(chosen, held: HeldTexts, make):
+    """The text of each chosen task: held, or (a task whose records never came) ``make``."""
+    texts = iter(held)
+    nxt = next(texts, None)
+    for t in chosen:
+        if nxt is not None and nxt[0] == t.index:
+            yield nxt[1]
+            nxt = next(texts, None)
+        else:
+            yield make(t)
+    if nxt is not None:
+        raise RuntimeError(f"show: the detail of task {nxt[0]} was made, not shown")
+
+
+def _show_text(image: str, img, chosen, pid, details: HeldTexts) -> None:
     """show for people: each task's section printed as it is made (the details of
     every task are never all held)."""
     info_rows = views.info(img)
@@ -134,6 +156,8 @@ def _show_text(image: str, img, chosen, pid) -> None:
     maps = _SharedTable(lambda u: views.task_maps(img, u), MAPS_COLUMNS[1:])
     fds = _SharedTable(lambda u: views.task_files(img, u), fd_columns)
     creds = (None, None)        # (cred objref, its line): tasks share their creds
+    held = _in_order(chosen, details,
+                     lambda t: "".join(line + "\n" for line in _detail_lines(img, t)))
     for t in chosen:
         lines = [(), ((f"task {t.pid}", "bold"), f" {t.comm} state {views.state(t)} "
                                                   f"(record at {t.offset})")]
@@ -141,20 +165,28 @@ def _show_text(image: str, img, chosen, pid) -> None:
             creds = (t.cred_ref, _creds_line(views.creds(img, t)))
         if creds[1]:
             lines.append((creds[1],))
-        regs = views.task_regs(t)
-        if regs:
-            lines.append(("  regs:  " + " ".join(f"{k}={v:#x}" for k, v in regs.items()),))
-        if not t.zombie:
-            s = views.signals(img, t)
-            handlers = " ".join(f"{sig}={h}" for sig, h in s["handlers"].items())
-            lines.append((f"  signals: blocked {_names(s['blocked'])} pending "
-                          f"{_names(s['pending'])} shared {_names(s['shared_pending'])} "
-                          f"handlers {handlers or '-'}",))
+        lines += ((line,) for line in next(held).splitlines())
         say_lines(lines)
         under = [img.tasks[i] for i in listed.get(t.pid, ())]
         maps.write(under, tuple(u.obj("mm") for u in under))
         fds.write(under, tuple(u.obj("files") for u in under))
+    next(held, None)            # (that no detail was made for a task not shown)
     _errors(info_rows["errors"])
+
+
+def _detail_lines(img, t) -> list[str]:
+    """The lines of a task's section read from its records: its registers, signals."""
+    lines = []
+    regs = views.task_regs(t)
+    if regs:
+        lines.append("  regs:  " + " ".join(f"{k}={v:#x}" for k, v in regs.items()))
+    if not t.zombie:
+        s = views.signals(img, t)
+        handlers = " ".join(f"{sig}={h}" for sig, h in s["handlers"].items())
+        lines.append(f"  signals: blocked {_names(s['blocked'])} pending "
+                     f"{_names(s['pending'])} shared {_names(s['shared_pending'])} "
+                     f"handlers {handlers or '-'}")
+    return lines
 
 
 def _creds_line(c: dict | None) -> str | None:
