@@ -75,3 +75,19 @@ def test_held_texts_come_back_in_order_as_they_were():
     for text, key in texts:
         held.add(key, text)
     assert [(t, k) for k, t in held] == texts
+
+
+def test_show_records_json_lists_what_the_text_lists(monkeypatch):
+    """show --records --json is written as the records are read: one item per line of
+    show --records, with its offset, type, name and length."""
+    from imgtools.cli import app
+    monkeypatch.chdir(ROOT)
+    runner = CliRunner()
+    for sample in SAMPLES[::4]:
+        rows = json.loads(runner.invoke(app, ["show", "--records", "--json", sample]).stdout)
+        lines = runner.invoke(app, ["show", "--records", sample]).stdout.splitlines()
+        assert len(rows) == len(lines) > 10, sample
+        for row, line in zip(rows, lines):
+            offset, rtype, name, _, length = line.split()[:5]
+            assert (f"@{row['offset']}", str(row["type"] or "-"), row["name"],
+                    str(row["len"])) == (offset, rtype, name, length), sample

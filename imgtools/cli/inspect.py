@@ -241,25 +241,28 @@ def _names(signals: list[str]) -> str:
 def _show_records(image, json, format, arch):
     """Every record, like ckptinfo -v: offset, type number and name, length."""
     from ..reader import open_image
-    from ..stream import PIPE_DATA
     with open_image(image, format, arch) as reader:
-        rows = []
-        for rec in reader.records():
-            name = reader.name_of(rec).upper()
-            row = {"offset": rec.offset, "type": rec.type, "name": name, "len": rec.len}
-            if rec.type == PIPE_DATA:       # v17 pipe bytes: no header, no type
-                row.update(type=None, detail="(unframed)")
-            if name == "OBJREF":
-                v = reader.parse(rec)
-                row["detail"] = f"{reader.abi.obj_names.get(v.objtype, v.objtype)} ref " \
-                                f"{v.objref}"
-            if json:
-                rows.append(row)
-            else:
-                say(f"@{row['offset']:<10} {row['type'] or '-':>5} {name:<16} len "
-                    f"{row['len']}{'  ' + row['detail'] if 'detail' in row else ''}")
+        rows = _record_rows(reader)
         if json:
-            emit_json(rows)
+            emit_json_list(rows)        # (written as the records are read)
+            return
+        for row in rows:
+            say(f"@{row['offset']:<10} {row['type'] or '-':>5} {row['name']:<16} len "
+                f"{row['len']}{'  ' + row['detail'] if 'detail' in row else ''}")
+
+
+def _record_rows(reader):
+    from ..stream import PIPE_DATA
+    for rec in reader.records():
+        name = reader.name_of(rec).upper()
+        row = {"offset": rec.offset, "type": rec.type, "name": name, "len": rec.len}
+        if rec.type == PIPE_DATA:       # v17 pipe bytes: no header, no type
+            row.update(type=None, detail="(unframed)")
+        if name == "OBJREF":
+            v = reader.parse(rec)
+            row["detail"] = f"{reader.abi.obj_names.get(v.objtype, v.objtype)} ref " \
+                            f"{v.objref}"
+        yield row
 
 
 def versions(json: JsonOpt = False) -> None:
