@@ -6,9 +6,10 @@ limits, measured in the same run (issue 11):
 Groups (each prints, per case, the median wall time of --runs interleaved runs, the
 median CPU time, the median ratio to its baseline and the largest peak RSS):
 
-- startup: ``imgtools --version`` / ``info`` on a small sample against ``python -c pass``
-  (crit, a Python tool on the same machine class, took 0.14 s for its smallest image;
-  measured here too when CRIU's crit is installed);
+- startup: ``imgtools --version`` / ``info`` on a small sample against ``python -c pass``,
+  from this tree and installed into a venv as a user installs a tool (``_installed``);
+  crit, CRIU's Python tool, on its smallest image against its own interpreter (it took
+  0.14 s on this machine class; measured here when CRIU's crit is installed);
   ``dump`` of a small process against the bare engine.
 - read: info, show, check, maps on the small sample, on images of --gib GiB of pages
   and on 20,000 VMAs, against ``cat IMG > /dev/null``.
@@ -116,10 +117,15 @@ def main() -> None:
                   f"{PY} -c pass"),
                  ("imgtools info SMALL", f"{IMGTOOLS} info {SMALL} > /dev/null",
                   f"{PY} -c pass")]
+        venv = _installed(a.dir)
+        if venv:
+            cases += [(f"installed: imgtools {c}", f"{venv}/bin/imgtools {c} > /dev/null",
+                       f"{venv}/bin/python -c pass")
+                      for c in ("--version", f"info {SMALL}")]
         crit = _crit_image(work)
         if crit:
             cases.append(("crit show pstree.img (CRIU's own, if installed)",
-                          f"crit show {crit} > /dev/null", f"{PY} -c pass"))
+                          f"crit show {crit} > /dev/null", f"{_interpreter('crit')} -c pass"))
         engine = _engine()
         if engine:
             cases.append(("imgtools dump (sleep) -o /dev/null",
@@ -220,6 +226,40 @@ def _scale_vma_cases(where: str, img: str) -> list[tuple[str, str, None]]:
             # (exit 1: they differ, the v21 image holding no umask)
             (f"diff 200k VMAs ({TARGET})",
              f"{IMGTOOLS} diff --pages {img} {other} > /dev/null || [ $? = 1 ]", None)]
+
+
+def _installed(where: str) -> str | None:
+    """A virtual environment in ``where`` with this tree installed into it, as a user
+    installs a command-line tool (pipx, or pip in a venv): its interpreter loads only its
+    own site-packages. (The development interpreter here also runs the .pth files of
+    its site-packages, 80 ms of every start-up: a sandbox's certifi hook and the editable
+    install's finder.) Made once with the dependencies, the package reinstalled each
+    run; None (said why) where that fails, e.g. without the package index."""
+    venv = os.path.join(where, "imgtools-bench-venv")
+    steps = [] if os.path.exists(os.path.join(venv, "bin", "pip")) else [
+        [sys.executable, "-m", "venv", venv],
+        [os.path.join(venv, "bin", "pip"), "install", "-q", str(ROOT)]]
+    steps.append([os.path.join(venv, "bin", "pip"), "install", "-q", "--no-deps",
+                  "--force-reinstall", "--no-build-isolation", str(ROOT)])
+    for step in steps:
+        r = subprocess.run(step, capture_output=True, text=True)
+        if r.returncode:
+            print(f"  (no installed imgtools: {' '.join(step[:3])} failed: "
+                  f"{(r.stderr.strip().splitlines() or ['?'])[-1]})")
+            return None
+    return shlex.quote(venv)
+
+
+def _interpreter(command: str) -> str:
+    """The interpreter a script runs on (its #! line), to time its bare start-up."""
+    import shutil
+    path = shutil.which(command)
+    try:
+        with open(path, "rb") as f:
+            line = f.readline().decode(errors="replace")
+    except (OSError, TypeError):
+        return PY
+    return line[2:].strip() if line.startswith("#!") else PY
 
 
 def _crit_image(work: Path) -> str | None:

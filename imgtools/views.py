@@ -1,7 +1,7 @@
 """Model -> plain rows for the inspection commands (tables for people, JSON for programs)."""
 from __future__ import annotations
 
-import datetime
+import time
 from array import array
 from bisect import bisect_left, bisect_right
 from typing import Iterator
@@ -57,12 +57,18 @@ def _at(lst, i):
 
 
 def _utc(t):
+    """The ISO 8601 UTC time of seconds since the epoch, as datetime writes it (years 1
+    to 9999; None outside them), without loading datetime (start-up)."""
     if not t:
         return None
     try:
-        return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).isoformat()
+        tm = time.gmtime(t)
     except (OverflowError, OSError, ValueError):
         return None
+    if not 1 <= tm.tm_year <= 9999:
+        return None
+    return f"{tm.tm_year:04d}-{tm.tm_mon:02d}-{tm.tm_mday:02d}T{tm.tm_hour:02d}:" \
+           f"{tm.tm_min:02d}:{tm.tm_sec:02d}+00:00"
 
 
 def state(t: Task) -> str:

@@ -114,3 +114,24 @@ def test_completion_installs_in_bash(tmp_path):
              "PATH": f"{bin_dir}:{os.environ['PATH']}"})
     assert words.stdout.split() == ["maps"], words.stderr
     assert b"complete" in cli("--show-completion", "bash", env=fixed).stdout
+
+
+def test_utc_times_read_as_datetime_writes_them():
+    """views._utc (no datetime at start-up) gives datetime's isoformat, None where
+    datetime refuses the time (outside years 1-9999, beyond the platform's time_t)."""
+    import datetime
+    import random
+    from imgtools.views import _utc
+
+    def as_datetime_writes(t):
+        if not t:
+            return None
+        try:
+            return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).isoformat()
+        except (OverflowError, OSError, ValueError):
+            return None
+    rng = random.Random(11)
+    times = [0, 1, -1, 2**31, 2**63 - 1, -2**63, 253402300799, 253402300800,
+             -62135596800, -62135596801, *(rng.randrange(-2**40, 2**40) for _ in range(5000)),
+             *(rng.randrange(-2**64, 2**64) for _ in range(200))]
+    assert [_utc(t) for t in times] == [as_datetime_writes(t) for t in times]
