@@ -90,17 +90,20 @@ def _kept(kind: str):
 class Builder:
     def __init__(self, reader: ImageReader, on_record: Callable[[Record], None] | None = None,
                  keep: frozenset[str] | None = None,
-                 task_done: Callable[[Image, Task], None] | None = None):
+                 task_done: Callable[[Image, Task], None] | None = None,
+                 done_reads: frozenset[str] = frozenset(("task_records",))):
         self.r = reader
         self.keep = keep                                # None: everything (PARTS)
         self.keeps = {part: keep is None or part in keep for part in PARTS}
         # task_done: called with each task once its records are read (see build_model);
-        # a lean model without task_records holds them only until it returns
+        # the parts of done_reads keep lacks are held until it returns (``forget``)
         self.task_done = task_done
-        self.forget_done = task_done is not None and not self.keeps["task_records"]
+        self.forget = frozenset(p for p in done_reads if not self.keeps[p]) \
+            if task_done is not None else frozenset()
         self.keep_signal_fields = self.keeps["task_records"]
-        if task_done is not None:
-            self.keeps["task_records"] = True
+        self.regs_kept = self.keeps["task_records"] or self.keeps["regs"]
+        for part in self.forget:
+            self.keeps[part] = True
         # references checked when they were read, still undefined then: checked again
         # at the end (the task's objs or the table's fds are not all held)
         self.undefined_objs: dict[int, list[tuple[str, int]]] = {}    # task index ->
@@ -375,15 +378,18 @@ class Builder:
             return
         self.done = t.index
         self.task_done(self.img, t)
-        if not self.forget_done:
+        if not self.forget:
             return
-        # as a model without task_records holds it (None stays None: without a CPU
-        # record a task is a zombie)
-        t.hold_fields(NOT_KEPT, t.state, t.exit_state)
-        for record in ("thread", "restart_block") + (() if self.keeps["regs"] else ("regs",)):
+        # as a model without them holds it (None stays None: without a CPU record a task
+        # is a zombie)
+        records = ("regs",) if not self.regs_kept else ()
+        if "task_records" in self.forget:
+            t.hold_fields(NOT_KEPT, t.state, t.exit_state)
+            t.pending, t.fpu_size, t.fpu_offset = (), 0, None
+            records += ("thread", "restart_block")
+        for record in records:
             if getattr(t, "_" + record) is not None:
                 setattr(t, record, NOT_KEPT)
-        t.pending, t.fpu_size, t.fpu_offset = (), 0, None
 
     def _recheck_objs(self, index: int) -> None:
         """A task's references still undefined when its records end: those defined by
@@ -834,18 +840,19 @@ _FILE_COMMON = frozenset(("f_type", "f_mode", "f_flags", "f_credref", "f_pos", "
 
 def build_model(reader: ImageReader, on_record=None, builder=Builder,
                 keep: frozenset[str] | None = None,
-                task_done: Callable[[Image, Task], None] | None = None) -> Image:
+                task_done: Callable[[Image, Task], None] | None = None,
+                done_reads: frozenset[str] = frozenset(("task_records",))) -> Image:
     """``builder``: Builder or a subclass that also acts on the records as they pass;
     ``keep``: what of the model the caller reads (PARTS and object kinds; None: all);
     ``task_done(model, task)``: called for each task, in order, once its records are read
     (at the next TASK record, or at the image's end) and the objects they name are
-    defined (a task without records is not: the tree announced it, no TASK came). With
-    a ``keep`` without task_records the task holds its records until it returns, no
-    longer: a command that reads each task's records once reads them there (show --json
-    of 100,000 tasks)."""
+    defined (a task without records is not: the tree announced it, no TASK came). The
+    parts ``done_reads`` names that ``keep`` lacks (task_records, regs) the task holds
+    until it returns, no longer: a command that reads each task's records once reads
+    them there (show of 100,000 tasks)."""
     options = {} if keep is None else {"keep": keep}
     if task_done is not None:
-        options["task_done"] = task_done
+        options.update(task_done=task_done, done_reads=done_reads)
     try:
         return builder(reader, on_record, **options).run()
     except PayloadError as e:   # parse errors are wrapped in reader.parse; belt and braces

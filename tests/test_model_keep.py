@@ -183,3 +183,23 @@ def test_task_done_sees_each_task_as_the_whole_model_holds_it(keep):
         else:
             assert [views.task_detail(lean, t) for t in lean.tasks] == \
                 [views.task_detail(whole, t) for t in whole.tasks], sample
+
+
+def test_task_done_holds_only_the_parts_it_reads():
+    """With done_reads={"regs"} task_done reads each task's registers (and what the lean
+    model keeps: signals, creds) and nothing more is held, before or after."""
+    for sample in SAMPLES:
+        data = (ROOT / sample).read_bytes()
+        whole = _model(data)
+        seen = []
+
+        def task_done(img, t):
+            seen.append((views.task_regs(t), views.signals(img, t), views.creds(img, t),
+                         t._fields is NOT_KEPT, t.fpu_size))
+
+        lean = build_model(ImageReader(io.BytesIO(data)), keep=views.SHOW_READS,
+                           task_done=task_done, done_reads=frozenset(("regs",)))
+        assert seen == [(views.task_regs(t), views.signals(whole, t), views.creds(whole, t),
+                         True, 0) for t in whole.tasks if t.offset is not None], sample
+        assert all(t._regs in (None, NOT_KEPT) for t in lean.tasks), sample
+        assert [t.zombie for t in lean.tasks] == [t.zombie for t in whole.tasks], sample

@@ -112,7 +112,9 @@ def show(image: ImageArg, records: bool = Option(
             details.add(t.index, json_text(views.task_detail(img, t)) if json else
                         "".join(line + "\n" for line in _detail_lines(img, t)))
 
-    with load(image, format, arch, views.SHOW_READS, task_done) as (_, img):
+    # (text: the registers; --json: fields and the FPU state's size too)
+    done_reads = frozenset(("task_records",) if json else ("regs",))
+    with load(image, format, arch, views.SHOW_READS, task_done, done_reads) as (_, img):
         chosen = img.tasks
         if pid is not None:
             chosen = [t for t in img.tasks if t.pid == pid]
