@@ -16,7 +16,7 @@ from __future__ import annotations
 from array import array
 from types import MappingProxyType
 
-from .model import NOT_KEPT, Fd, File, Held, Obj, Task
+from .model import NOT_KEPT, Fd, File, Held, Obj, Signal, Task
 
 # One read-only empty mapping for every objs and sub a lean model holds no fields of.
 EMPTY = MappingProxyType({})
@@ -123,12 +123,13 @@ class Objects:
     Columns indexed by objref - base (base: the first objref put in them; objrefs are
     numbered as the dumper meets the objects, so they are dense): the kind (one byte,
     0: none), the offset of the defining record, the defining task's index, the row of
-    a packed file. Objects with a value (other than such files), and objrefs below base
-    or far above the others, are held as their Obj. While the model is built, reading a
-    packed file moves it back to an Obj (the builder may change what it reads: an epoll
-    adds items to its file); once frozen, reading makes one each time."""
+    a packed file or signal. Objects with a value (other than such files, and signals
+    of which only the shared mask is held), and objrefs below base or far above the
+    others, are held as their Obj. While the model is built, reading a packed file
+    moves it back to an Obj (the builder may change what it reads: an epoll adds items
+    to its file); once frozen, reading makes one each time."""
     __slots__ = ("held", "kinds", "base", "kind", "offset", "task", "row", "count",
-                 "files", "live", "frozen", "lean")
+                 "files", "masks", "live", "frozen", "lean")
 
     def __init__(self):
         self.held: dict[int, Obj] = {}
@@ -140,7 +141,9 @@ class Objects:
         self.row = array("i")
         self.count = 0                  # objects in the columns
         self.files = _Files()
-        self.live: int | None = None    # the file defined last: packed at the next one
+        self.masks = array("Q")         # a packed signal's row: its shared mask
+        self.live: int | None = None    # the file or signal defined last: packed at the
+                                        # next (a signal's SIGPENDING comes after it)
         self.frozen = False
         self.lean = False               # files are packed (more than HOLD_FILES held)
 
@@ -173,12 +176,13 @@ class Objects:
         i = self._at(ref)
         if i < 0:
             return default
-        row, task = self.row[i], self.task[i]
-        o = Obj(ref, self.kinds.names[self.kind[i]],
-                None if row == _NO else self.files.file(ref, row), self.offset[i],
-                None if task == _NO else task)
-        if o.value is not None and not self.frozen:
-            self.kind[i] = 0            # (its row is left unused)
+        row, task, kind = self.row[i], self.task[i], self.kinds.names[self.kind[i]]
+        value = None if row == _NO else Signal(ref, NOT_KEPT, (), self.masks[row]) \
+            if kind == "signal" else self.files.file(ref, row)
+        o = Obj(ref, kind, value, self.offset[i], None if task == _NO else task)
+        if o.value is not None and not self.frozen and kind != "signal":
+            self.kind[i] = 0            # (its row is left unused; a signal is packed once
+                                        # the builder is done with it: task_done reads it)
             self.count -= 1
             self.held[ref] = o
         return o
@@ -209,7 +213,7 @@ class Objects:
 
     def define(self, ref: int, kind: str, value, offset: int, task: int | None) -> None:
         """A new objref (not in the table yet)."""
-        if type(value) is File:
+        if type(value) is File or type(value) is Signal:
             _pack_live(self, HOLD_FILES)
             self.live = ref
         elif value is None and self._column(ref, kind, offset, task, _NO):
@@ -225,6 +229,8 @@ class Objects:
 
     def _pack(self, ref: int) -> None:
         o = self.held.get(ref)
+        if o is not None and type(o.value) is Signal:
+            self._pack_signal(ref, o)
         if o is None or type(o.value) is not File:
             return
         f = o.value
@@ -233,6 +239,18 @@ class Objects:
         row = self.files.add(f)
         if row is not None and self._column(ref, o.kind, o.offset, o.task, row):
             del self.held[ref]
+
+    def _pack_signal(self, ref: int, o: Obj) -> None:
+        """A signal of which a lean model holds only the shared mask into the columns."""
+        s = o.value
+        if s._fields is not NOT_KEPT or s.shared_pending or s.ref != ref or \
+                type(s.shared_mask) is not int or not 0 <= s.shared_mask < 1 << 64:
+            return
+        self.masks.append(s.shared_mask)
+        if self._column(ref, o.kind, o.offset, o.task, len(self.masks) - 1):
+            del self.held[ref]
+        else:
+            self.masks.pop()
 
     def _column(self, ref, kind, offset, task, row) -> bool:
         """The object put in the columns; False where it does not fit them."""

@@ -157,6 +157,28 @@ def test_lean_tables_read_as_the_objects_they_hold():
     assert len(fds) == 3 and fds[1].file_ref == 1 << 70
 
 
+def test_lean_signals_hold_their_shared_mask(lean_tables):
+    """A signal of which the lean model holds only its shared mask (show: no signal
+    fields, no siginfo) goes into the columns once the next is defined (its SIGPENDING
+    comes between); the others stay objects."""
+    from imgtools.lean import Objects
+    from imgtools.model import Held, Signal
+    objs = Objects()
+    objs.define(10, "signal", Signal(10, NOT_KEPT, ()), 8, 0)
+    objs[10].value.shared_mask = 0x4002         # (the builder: its SIGPENDING)
+    objs.define(11, "signal", Signal(11, NOT_KEPT, (), (1 << 64) - 1), 16, 1)
+    objs.define(12, "signal", Signal(12, Held(b"x", bytes), ()), 24, 2)
+    objs.define(13, "signal", Signal(13, NOT_KEPT, [{"si_signo": 10}], 5), 32, None)
+    assert objs[11].value.shared_mask == (1 << 64) - 1
+    objs.freeze()
+    got = [(objs[r].value.shared_mask, objs[r].kind, objs[r].offset, objs[r].task)
+           for r in (10, 11, 12, 13)]
+    assert got == [(0x4002, "signal", 8, 0), ((1 << 64) - 1, "signal", 16, 1),
+                   (0, "signal", 24, 2), (5, "signal", 32, None)]
+    assert objs[12].value.fields == b"x" and objs[13].value.shared_pending == [{"si_signo": 10}]
+    assert (set(objs.held) == {12, 13}) == (lean_tables == "columns")
+
+
 @pytest.mark.parametrize("keep", [views.SHOW_READS, views.SHOW_READS - {"regs"}, None])
 def test_task_done_sees_each_task_as_the_whole_model_holds_it(keep):
     """build_model's task_done gets each task with records, in order, as complete as the
