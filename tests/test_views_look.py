@@ -135,3 +135,49 @@ def test_utc_times_read_as_datetime_writes_them():
              -62135596800, -62135596801, *(rng.randrange(-2**40, 2**40) for _ in range(5000)),
              *(rng.randrange(-2**64, 2**64) for _ in range(200))]
     assert [_utc(t) for t in times] == [as_datetime_writes(t) for t in times]
+
+
+def _tree_as_drawn(rows):
+    """ps --tree's drawing told plainly (dicts of lists; the command holds arrays)."""
+    pids = {r["pid"] for r in rows}
+    kids = {}
+    for r in rows:
+        up = r["tgid"] if r["thread"] else r["ppid"]
+        if up not in pids or (not r["thread"] and up == r["pid"]):
+            up = None
+        kids.setdefault(up, []).append(r)
+    seen, lines = set(), []
+
+    def walk(r, lead, branch, last):
+        if r["pid"] in seen:
+            return
+        seen.add(r["pid"])
+        what = " [thread]" if r["thread"] else ""
+        lines.append(f"{lead}{branch}{r['pid']} {r['comm'] or '?'}{what} ({r['state']})")
+        below = sorted(kids.get(r["pid"], []), key=lambda k: (not k["thread"], k["pid"]))
+        inner = lead + ("" if not branch else "   " if last else "│  ")
+        for i, k in enumerate(below):
+            walk(k, inner, "└─ " if i == len(below) - 1 else "├─ ", i == len(below) - 1)
+    for r in sorted(kids.get(None, []), key=lambda k: k["pid"]):
+        walk(r, "", "", True)
+    for r in rows:
+        walk(r, "", "", True)
+    return lines
+
+
+def test_ps_tree_draws_any_tree_as_told():
+    """Random trees with repeated pids, loops, orphans, threads whose leader is missing
+    and processes that are their own parent."""
+    import random
+    from imgtools.cli._tree import tree_lines
+    rng = random.Random(7)
+    for _ in range(300):
+        n = rng.randrange(1, 40)
+        pool = list(range(1, rng.randrange(2, 2 * n + 3)))
+        rows = []
+        for _ in range(n):
+            p, thread = rng.choice(pool), rng.random() < 0.3
+            rows.append({"pid": p, "ppid": rng.choice(pool + [0]),
+                         "tgid": rng.choice(pool) if thread else p, "thread": thread,
+                         "comm": rng.choice(["a", "bb", None]), "state": "S"})
+        assert list(tree_lines(iter(rows))) == _tree_as_drawn(rows), rows

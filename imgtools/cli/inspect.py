@@ -73,7 +73,7 @@ def ps(image: ImageArg, json: JsonOpt = False, format: FormatOpt = None,
     if tree and not json:
         from ._tree import tree_lines
         with load(image, format, arch, views.PS_READS) as (_, img):
-            lines = tree_lines(views.ps(img))
+            lines = tree_lines(views.iter_ps(img))
         for line in lines:
             say(line)
         return
