@@ -225,3 +225,15 @@ def test_task_done_holds_only_the_parts_it_reads():
                          True, 0) for t in whole.tasks if t.offset is not None], sample
         assert all(t._regs in (None, NOT_KEPT) for t in lean.tasks), sample
         assert [t.zombie for t in lean.tasks] == [t.zombie for t in whole.tasks], sample
+
+
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_maps_summary_reads_the_same_from_mems_lean_model(sample):
+    from imgtools import mem
+    data = (ROOT / sample).read_bytes()
+    whole, lean = _model(data), _model(data, views.MAPS_READS)
+    for pid in [None, *{t.pid for t in whole.tasks}]:
+        filters = [mem.Filter(pids=None if pid is None else {pid}) for _ in range(2)]
+        for f, img in zip(filters, (whole, lean)):
+            f.resolve(img)
+        assert mem.summary(lean, filters[1]) == mem.summary(whole, filters[0]), (sample, pid)

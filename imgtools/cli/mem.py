@@ -143,7 +143,8 @@ SUMMARY_COLUMNS = [("type", "TYPE"), ("vmas", "VMAS"), ("size", "SIZE"), ("pages
 def maps_summary(image: str, pid: int | None, json: bool, format, arch) -> None:
     """`maps --summary`: per kind of VMA, how many, their size, the pages held, the share
     of the image those pages make."""
-    with load(image, format, arch) as (_, img):
+    from ..views import MAPS_READS
+    with load(image, format, arch, MAPS_READS) as (_, img):       # (the lean model: mem's)
         filt = M.Filter(pids={pid} if pid is not None else None)
         filt.resolve(img)
         rows = M.summary(img, filt)
