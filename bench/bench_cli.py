@@ -15,7 +15,8 @@ median CPU time, the median ratio to its baseline and the largest peak RSS):
   and on 20,000 VMAs, against ``cat IMG > /dev/null``.
 - tables: maps on 20,000 VMAs, ps/show on 10,000 tasks, files/show on 40,000 fds
   (target: under 2 s each).
-- scale: peak RSS of info, info --json, show, show --json, ps, maps, files and check on ten times
+- scale: peak RSS of info, info --json, show, show --json, ps, maps, maps --summary, files
+  and check on ten times
   the tables' sizes (200,000 VMAs, 100,000 tasks, 400,000 fds; and info --json and
   check on 800,000 VMAs), of to-core (-o FILE, -o -, from a pipe) and diff (against
   itself and against its conversion) on the 200,000 VMAs, --scale-runs runs each
@@ -187,7 +188,8 @@ def main() -> None:
     subprocess.run(["rm", "-rf", str(work)])
 
 
-SCALE_COMMANDS = ("info", "info --json", "show", "show --json", "ps", "maps", "files", "check")
+SCALE_COMMANDS = ("info", "info --json", "show", "show --json", "ps", "maps", "maps --summary",
+                  "files", "check")
 
 
 def _scale(where: str, runs: int) -> None:
