@@ -16,8 +16,7 @@ median CPU time, the median ratio to its baseline and the largest peak RSS):
 - tables: maps on 20,000 VMAs, ps/show on 10,000 tasks, files/show on 40,000 fds
   (target: under 2 s each).
 - scale: peak RSS of info, info --json, show, show --json, ps, maps, maps --summary, files
-  and check on ten times
-  the tables' sizes (200,000 VMAs, 100,000 tasks, 400,000 fds; and info --json and
+  and check on ten times the tables' sizes (200,000 VMAs, 100,000 tasks, 400,000 fds; and info --json and
   check on 800,000 VMAs), of to-core (-o FILE, -o -, from a pipe) and diff (against
   itself and against its conversion) on the 200,000 VMAs, --scale-runs runs each
   (target: <= 100 MB at every size).
