@@ -36,12 +36,12 @@ def tree(tmp_path_factory):
 def _running_our_code(pid: int, deadline: float) -> None:
     """Wait until the interpreter's own start-up (site, .pth files: out of our reach) is
     over and it imports our modules: it has mapped an extension module site never loads
-    and the modules of `info` import (_datetime: the image model's; the others: what
-    they imported before the start-up work, issue 11)."""
+    and the modules of `info` import (array: the image model's; the others: what they
+    imported before the start-up work, issue 11)."""
     while time.monotonic() < deadline:
         with open(f"/proc/{pid}/maps") as f:
             maps = f.read()
-        if any(f"{name}.cpython" in maps for name in ("_datetime", "_json", "select")):
+        if any(f"/{name}.cpython" in maps for name in ("array", "_datetime", "_json", "select")):
             return
         time.sleep(0.002)
     raise AssertionError("the CLI did not start importing its modules")
