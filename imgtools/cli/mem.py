@@ -144,7 +144,7 @@ def maps_summary(image: str, pid: int | None, json: bool, format, arch) -> None:
     """`maps --summary`: per kind of VMA, how many, their size, the pages held, the share
     of the image those pages make."""
     from ..views import MAPS_READS
-    with load(image, format, arch, MAPS_READS) as (_, img):       # (the lean model: mem's)
+    with load(image, format, arch, MAPS_READS, vma_table=True) as (_, img):     # (mem's)
         filt = M.Filter(pids={pid} if pid is not None else None)
         filt.resolve(img)
         rows = M.summary(img, filt)
