@@ -412,6 +412,21 @@ class Tasks:
             t = held.get(i)
             yield t if t is not None else made(i)
 
+    def with_id(self, n: int) -> list[Task]:
+        """The tasks whose pid or tgid is ``n``, in order (only those are made)."""
+        found = {i for i, t in self.held.items() if t.pid == n or t.tgid == n}
+        for col in (0, 2):              # (pid, tgid)
+            column = self.ids[col::6]
+            i = -1
+            while True:
+                try:
+                    i = column.index(n, i + 1)
+                except (ValueError, OverflowError):
+                    break
+                if i not in self.held:
+                    found.add(i)
+        return [self[i] for i in sorted(found)]
+
     def _made(self, i: int) -> Task:
         flags = self.flags[i]
         objs = EMPTY if not self.keep_objs else {}

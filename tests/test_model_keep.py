@@ -25,16 +25,8 @@ def _model(data: bytes, keep=None):
     return build_model(ImageReader(io.BytesIO(data)), keep=keep)
 
 
+pytestmark = pytest.mark.usefixtures("lean_tables")   # (conftest: every test twice)
 
-@pytest.fixture(autouse=True, params=["objects", "columns"])
-def lean_tables(request, monkeypatch):
-    """Every test twice: as a small image's lean model holds its tasks, files and fds
-    (as objects), and as a large one's does (in columns: HOLD_* set to 0)."""
-    if request.param == "columns":
-        from imgtools import lean
-        for name in ("HOLD_TASKS", "HOLD_FILES", "HOLD_FDS"):
-            monkeypatch.setattr(lean, name, 0)
-    return request.param
 
 @pytest.mark.parametrize("sample", SAMPLES)
 def test_each_listing_reads_the_same_rows_from_its_model(sample):
