@@ -384,7 +384,11 @@ class Tasks:
         _pack_live(self, HOLD_TASKS)
         t = self.held.get(i)
         if t is None:
-            t = self.held[i] = self._made(i)
+            if self.flags[i] == _BLOCKED_NONE and self.offset[i] == _NO:    # (as _blank
+                t = Task(i, *self.ids[6 * i:6 * i + 6], **self._empty())   # left it)
+            else:
+                t = self._made(i)
+            self.held[i] = t
         self.live = i
         return t
 
@@ -411,6 +415,25 @@ class Tasks:
         for i in range(len(self.flags)):
             t = held.get(i)
             yield t if t is not None else made(i)
+
+    def ref_rows(self):
+        """(index, pid, offset, cred_ref, ecred_ref, ns_ref, objs) of each task, in order,
+        those in the columns read from them (build's check of the references: a Task
+        made for each was a third of the checks' time, 100,000 tasks)."""
+        held, ids, refs, flags, offsets = self.held, self.ids, self.refs, self.flags, self.offset
+        keys = self.objs_keys
+        n = len(keys) if keys is not None else 0
+        no_objs = {} if self.keep_objs else EMPTY
+        for i in range(len(flags)):
+            t = held.get(i)
+            if t is not None:
+                yield t.index, t.pid, t.offset, t.cred_ref, t.ecred_ref, t.ns_ref, t.objs
+                continue
+            objs = dict(zip(keys, self.objs[n * i:n * i + n])) if flags[i] & _OBJS_HELD \
+                else no_objs
+            offset = offsets[i]
+            yield (i, ids[6 * i], None if offset == _NO else offset, refs[3 * i],
+                   refs[3 * i + 1], refs[3 * i + 2], objs)
 
     def with_id(self, n: int) -> list[Task]:
         """The tasks whose pid or tgid is ``n``, in order (only those are made)."""
