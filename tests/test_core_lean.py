@@ -28,7 +28,7 @@ from imgtools.vmatable import CompactBuilder
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("samples/*/*.img"))
-pytestmark = pytest.mark.usefixtures("lean_tables")     # (conftest: every test twice)
+LEAN_TABLES = pytest.mark.usefixtures("lean_tables")   # (conftest: a test twice)
 
 
 def _borrowing_image() -> bytes:
@@ -88,6 +88,7 @@ def _core(img, path: Path, pid, layout="gdb"):
     return out.getvalue(), plan.warnings, plan.tids, plan.exe, plan.files
 
 
+@LEAN_TABLES
 @pytest.mark.parametrize("name", SAMPLES + list(COMPOSED))
 def test_each_pid_gets_the_core_of_the_whole_model(name, tmp_path):
     data = _image(name)
@@ -99,12 +100,15 @@ def test_each_pid_gets_the_core_of_the_whole_model(name, tmp_path):
         whole = _core(_whole(data, pid), path, pid)
         assert _core(lean, path, pid) == whole, (name, pid)
         cores += type(whole[0]) is bytes
+        if name == "borrowing" and pid is None:     # (the other process's page)
+            assert b"shared" in whole[0]
         if pid is None:
             assert _core(lean, path, pid, "native") == _core(_whole(data, pid), path, pid,
                                                               "native")
     assert cores
 
 
+@LEAN_TABLES
 @pytest.mark.parametrize("name", ["samples/v23/threads.img", "tree", "borrowing"])
 def test_only_the_dumped_process_keeps_its_task_records(name):
     data = _image(name)
@@ -125,6 +129,7 @@ def test_only_the_dumped_process_keeps_its_task_records(name):
         assert "file_table" in kinds and {k for k, v in kinds.items() if v} <= CORE_READS
 
 
+@LEAN_TABLES
 @pytest.mark.parametrize("name", SAMPLES[::4] + list(COMPOSED))
 def test_all_gets_the_cores_of_the_whole_model(name, tmp_path):
     data = _image(name)
@@ -155,6 +160,7 @@ def _streamed(data: bytes, path: Path, pid, keep):
     return path.read_bytes(), plan.warnings
 
 
+@LEAN_TABLES
 @pytest.mark.parametrize("name", SAMPLES[1::4] + list(COMPOSED))
 def test_a_stream_gets_the_core_of_the_whole_model(name, tmp_path):
     data = _image(name)
@@ -167,11 +173,9 @@ CLI = [sys.executable, "-m", "imgtools"]
 
 
 @pytest.mark.parametrize("path", ["file", "stdout", "pipe"])
-def test_refusals_are_the_whole_models(tmp_path, path, lean_tables):
+def test_refusals_are_the_whole_models(tmp_path, path):
     """Each refusal through the CLI: the message plan_core gives on the whole model, the
     exit code of its kind (no task: 2; a zombie, no live thread, no mm: 3)."""
-    if lean_tables == "columns":
-        pytest.skip("the CLI's own tables")
     spec = tree_spec("v23")
     spec.tasks.append(TaskSpec(104, 1, comm="nomm", mm=None))
     data = compose_bytes(spec, "v23")
