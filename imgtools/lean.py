@@ -203,6 +203,18 @@ class Objects:
     def items(self):
         return ((o.ref, o) for o in self.values())
 
+    def of_kind(self, kind: str):
+        """The objects of one kind, in the order of ``values()`` (only those are made)."""
+        yield from [o for o in self.held.values() if o.kind == kind]
+        code = self.kinds.code_of.get(kind)
+        if code is None or self.base is None:
+            return
+        mark = bytes((code,))
+        i = self.kind.find(mark)
+        while i >= 0:
+            yield self.get(self.base + i)
+            i = self.kind.find(mark, i + 1)
+
     # -- building ----------------------------------------------------------------------
     def __setitem__(self, ref: int, o: Obj) -> None:
         self.define(ref, o.kind, o.value, o.offset, o.task)

@@ -139,6 +139,8 @@ def test_lean_tables_read_as_the_objects_they_hold():
     assert objs[102].offset == 40 and objs[102].task == 0 and objs[104].task is None
     assert objs[101].value is big and objs[103].value.sub == {"sock_objref": 9}
     assert objs[104].value.path is None
+    for kind in ("cred", "mm", "file", "inode"):    # (one kind: in the order of values())
+        assert list(objs.of_kind(kind)) == [o for o in objs.values() if o.kind == kind]
     with pytest.raises(KeyError):
         objs[106]
     fds = Fds()
