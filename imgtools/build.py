@@ -244,17 +244,25 @@ class Builder:
     def _resolve_refs(self) -> None:
         """Every reference a task or descriptor holds must name a defined object (a
         descriptor's was checked when it was read, and is again if it named none yet)."""
-        objs = self.img.objects
+        objs, tasks = self.img.objects, self.img.tasks
         has_signal = self.abi.traits["has_signal"]
         keep_objs = self.keeps["task_objs"]
-        for t in self.img.tasks:
-            later = t.objs.items() if keep_objs else self.undefined_objs.get(t.index, ())
-            refs = [("cred_ref", t.cred_ref), ("ecred_ref", t.ecred_ref), ("ns_objref", t.ns_ref),
+        rows = getattr(tasks, "ref_rows", None)     # (a lean model's: no Task made)
+        rows = rows() if rows is not None else \
+            ((t.index, t.pid, t.offset, t.cred_ref, t.ecred_ref, t.ns_ref, t.objs) for t in tasks)
+        defined: set[int] = set()   # the first refs found defined (most tasks share them)
+        for index, pid, offset, cred_ref, ecred_ref, ns_ref, task_objs in rows:
+            later = task_objs.items() if keep_objs else self.undefined_objs.get(index, ())
+            refs = [("cred_ref", cred_ref), ("ecred_ref", ecred_ref), ("ns_objref", ns_ref),
                     *((k, v) for k, v in later if k != "signal_objref" or has_signal)]
             for field_name, ref in refs:
-                if ref and ref not in objs:
-                    raise RefError(f"task {t.pid}: {field_name} {ref} names no object",
-                                   offset=t.offset, record="TASK")
+                if not ref or ref in defined:
+                    continue
+                if ref not in objs:
+                    raise RefError(f"task {pid}: {field_name} {ref} names no object",
+                                   offset=offset, record="TASK")
+                if len(defined) < 4096:
+                    defined.add(ref)
         for fd, ref, offset in self.undefined_fds:
             if self.kind_of(ref) != "file":
                 raise RefError(f"fd {fd}: fd_objref {ref} names no file", offset=offset,

@@ -220,6 +220,11 @@ class Task:
         return bool(self.exit_state) and self._regs is None
 
     @property
+    def has_regs(self) -> bool:
+        """Whether the task has a CPU record (held or not: a lean model may not hold it)."""
+        return self._regs is not None
+
+    @property
     def is_thread(self) -> bool:
         return self.tgid != self.pid
 

@@ -87,6 +87,17 @@ def read_model(data: bytes, **kw):
     return build_model(ImageReader(io.BytesIO(data), **kw))
 
 
+@pytest.fixture(params=["objects", "columns"])
+def lean_tables(request, monkeypatch):
+    """A test twice: as a small image's lean model holds its tasks, files and fds (as
+    objects), and as a large one's does (in columns: HOLD_* set to 0)."""
+    if request.param == "columns":
+        from imgtools import lean
+        for name in ("HOLD_TASKS", "HOLD_FILES", "HOLD_FDS"):
+            monkeypatch.setattr(lean, name, 0)
+    return request.param
+
+
 @pytest.fixture(params=ALL, ids=[f"{v}-{a}" for v, a in ALL])
 def any_image(request):
     """(version, arch, bytes) of the tree spec composed in each ABI."""

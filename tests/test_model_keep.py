@@ -25,16 +25,8 @@ def _model(data: bytes, keep=None):
     return build_model(ImageReader(io.BytesIO(data)), keep=keep)
 
 
+pytestmark = pytest.mark.usefixtures("lean_tables")   # (conftest: every test twice)
 
-@pytest.fixture(autouse=True, params=["objects", "columns"])
-def lean_tables(request, monkeypatch):
-    """Every test twice: as a small image's lean model holds its tasks, files and fds
-    (as objects), and as a large one's does (in columns: HOLD_* set to 0)."""
-    if request.param == "columns":
-        from imgtools import lean
-        for name in ("HOLD_TASKS", "HOLD_FILES", "HOLD_FDS"):
-            monkeypatch.setattr(lean, name, 0)
-    return request.param
 
 @pytest.mark.parametrize("sample", SAMPLES)
 def test_each_listing_reads_the_same_rows_from_its_model(sample):
@@ -147,6 +139,8 @@ def test_lean_tables_read_as_the_objects_they_hold():
     assert objs[102].offset == 40 and objs[102].task == 0 and objs[104].task is None
     assert objs[101].value is big and objs[103].value.sub == {"sock_objref": 9}
     assert objs[104].value.path is None
+    for kind in ("cred", "mm", "file", "inode"):    # (one kind: in the order of values())
+        assert list(objs.of_kind(kind)) == [o for o in objs.values() if o.kind == kind]
     with pytest.raises(KeyError):
         objs[106]
     fds = Fds()

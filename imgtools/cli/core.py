@@ -105,15 +105,21 @@ def _check_layout(xstate_layout: str) -> None:
 
 
 @contextmanager
-def _plans(image: str, format: str | None, arch: str | None):
-    """Yields (model, make_plan(pid, layout), page source fd)."""
+def _plans(image: str, format: str | None, arch: str | None, pid: int | None,
+           every: bool = False):
+    """Yields (model, make_plan(pid, layout), page source fd); the model holds the task
+    records of the process ``pid`` names (None: the image's first) only, or of every
+    task (``every``)."""
+    from functools import partial
+
     from ..build import build_model
+    from ..core.build import CORE_READS, ProcessBuilder
     from ..reader import open_image
-    from ..vmatable import CompactBuilder
     from ._output import record_progress
     with _image_file(image) as path, open_image(path, format, arch) as reader:
         with record_progress(reader) as on_record:
-            img = build_model(reader, on_record, CompactBuilder)   # VMAs in arrays
+            img = build_model(reader, on_record, partial(ProcessBuilder, pid=pid, every=every),
+                              keep=CORE_READS)
         if not img.tail:
             _warn(NO_TAIL)
         try:
@@ -167,6 +173,7 @@ def _streamed(image: str, output: str | None, pid: int | None, xstate_layout: st
     from functools import partial
 
     from ..build import build_model
+    from ..core.build import CORE_READS
     from ..core.streamed import Layout, StreamingBuilder
     from ..reader import open_image
     from ._output import record_progress
@@ -178,7 +185,8 @@ def _streamed(image: str, output: str | None, pid: int | None, xstate_layout: st
         try:
             with record_progress(reader) as on_record:
                 img = build_model(reader, on_record,
-                                  partial(StreamingBuilder, layout=layout, pid=pid))
+                                  partial(StreamingBuilder, layout=layout, pid=pid),
+                                  keep=CORE_READS)
             if not img.tail:
                 _warn(NO_TAIL)
             plan = _plan(img, layout.read_at, pid, xstate_layout)
@@ -260,7 +268,7 @@ def to_core(image: ImageArg,
         if not to_stdout:
             _summary(output, plan)
         return
-    with _plans(image, format, arch) as (img, make, src):
+    with _plans(image, format, arch, pid, every=all_) as (img, make, src):
         if all_:
             try:
                 os.makedirs(output, exist_ok=True)
@@ -445,7 +453,7 @@ def debug(image: ImageArg, pid: CorePidOpt = None,
     gdb_path = shutil.which(gdb)
     if gdb_path is None:
         raise UsageError(f"{gdb} not found: install gdb or name it with --gdb")
-    with _plans(image, format, arch) as (_, make, src):
+    with _plans(image, format, arch, pid) as (_, make, src):
         plan = make(pid, xstate_layout)
         exe_path = _find_exe(plan, exe, sysroot)
         fd, core = tempfile.mkstemp(prefix=f"imgtools-core.{plan.pid}.")

@@ -239,23 +239,36 @@ def check_arch(img: Image) -> None:
 
 def processes(img: Image) -> list[Task]:
     """Thread-group leaders with an address space, in image (tree) order."""
-    return [t for t in img.processes() if _live_threads(img, t) and _mm_of(img, t)]
+    return list(_processes(img))
+
+
+def _processes(img: Image) -> Iterator[Task]:
+    """``processes``, one at a time: two passes over the tasks (the mm objrefs of each
+    thread group's live tasks, then its leader), not one per process (an image of
+    100,000 processes)."""
+    mms: dict[int, list[int]] = {}          # tgid -> the mm objref of each live task
+    for t in img.tasks:
+        if _live(t):
+            mms.setdefault(t.tgid, []).append(t.obj("mm"))
+    for t in img.tasks:
+        if not t.is_thread and t.pid in mms and \
+                any(img.get(ref, "mm") is not None for ref in (t.obj("mm"), *mms[t.pid])):
+            yield t
 
 
 def select_process(img: Image, pid: int | None = None) -> Task:
     """The leader of the process to dump: the image's root by default; a thread id
     names its process."""
     if pid is None:
-        roots = img.processes()
-        if not roots:
+        leader = next((t for t in img.tasks if not t.is_thread), None)
+        if leader is None:
             raise UnsupportedImage("the image holds no process")
-        leader = roots[0]
     else:
-        t = img.task_by_pid(pid)
+        t = _task_by_pid(img.tasks, pid)
         if t is None:
-            known = ", ".join(str(p.pid) for p in processes(img)) or "none"
+            known = ", ".join(str(p.pid) for p in _processes(img)) or "none"
             raise UsageError(f"no task with pid {pid} in the image (processes: {known})")
-        leader = img.task_by_pid(t.tgid) or t
+        leader = _task_by_pid(img.tasks, t.tgid) or t
     if not _live_threads(img, leader):
         raise UnsupportedImage(f"process {leader.pid} is a zombie: it has no registers or "
                                f"memory to dump")
@@ -264,10 +277,37 @@ def select_process(img: Image, pid: int | None = None) -> Task:
     return leader
 
 
+def leader_pid(tasks: list[Task], pid: int | None) -> int | None:
+    """The pid of the leader ``select_process`` picks, from the task list alone (none of
+    the tasks' records read yet: core.build)."""
+    if pid is None:
+        return next((t.pid for t in tasks if not t.is_thread), None)
+    t = _task_by_pid(tasks, pid)
+    if t is None:
+        return None
+    return t.tgid if _task_by_pid(tasks, t.tgid) is not None else t.pid
+
+
+def tasks_with_id(tasks: list[Task], n: int) -> list[Task]:
+    """The tasks whose pid or tgid is ``n``, in image order (a lean model's table finds
+    them in its columns, and makes only those)."""
+    find = getattr(tasks, "with_id", None)
+    return find(n) if find is not None else [t for t in tasks if t.pid == n or t.tgid == n]
+
+
+def _task_by_pid(tasks: list[Task], pid: int) -> Task | None:
+    """The first task of that pid (as ``Image.task_by_pid``)."""
+    return next((t for t in tasks_with_id(tasks, pid) if t.pid == pid), None)
+
+
+def _live(t: Task) -> bool:
+    return not t.zombie and t.has_regs
+
+
 def _live_threads(img: Image, leader: Task) -> list[Task]:
-    ts = [t for t in img.tasks if (t.tgid == leader.pid or t is leader)
-          and not t.zombie and t.regs is not None]
-    ts.sort(key=lambda t: t is not leader)          # the leader first (stable otherwise)
+    ts = [t for t in tasks_with_id(img.tasks, leader.pid)
+          if (t.tgid == leader.pid or t.index == leader.index) and _live(t)]
+    ts.sort(key=lambda t: t.index != leader.index)  # the leader first (stable otherwise)
     return ts
 
 
@@ -386,11 +426,13 @@ def _shared_pages(img: Image) -> dict[int, list[Vma]]:
     """Shared-anonymous inode objref -> the VMAs that hold its pages (the first VMA of
     the inode, and later ones that map parts of it no earlier VMA covered)."""
     out: dict[int, list[Vma]] = {}
-    for o in img.objects.values():
-        if o.kind == "mm":
-            for v in _of_type(o.value.vmas, "shm_anon"):
-                if v.ino_ref and v.batches:
-                    out.setdefault(v.ino_ref, []).append(v)
+    of_kind = getattr(img.objects, "of_kind", None)     # (a lean model's: no other made)
+    mms = of_kind("mm") if of_kind is not None else \
+        (o for o in img.objects.values() if o.kind == "mm")
+    for o in mms:
+        for v in _of_type(o.value.vmas, "shm_anon"):
+            if v.ino_ref and v.batches:
+                out.setdefault(v.ino_ref, []).append(v)
     return out
 
 

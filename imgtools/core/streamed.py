@@ -31,10 +31,10 @@ import tempfile
 from array import array
 from typing import Callable
 
-from ..vmatable import CompactBuilder
 from ..errors import FramingError
-from ..model import Task, Vma
+from ..model import Vma
 from ..stream import CHUNK, Record, page_buffer
+from .build import ProcessBuilder
 from .elf import PAGE, PHDR, PN_XNUM, SHDR, CorePlan, Segment, is_file_like
 
 COPY_MAX = 8 << 20
@@ -255,53 +255,32 @@ class Layout:
         return plan.size
 
 
-class StreamingBuilder(CompactBuilder):
+class StreamingBuilder(ProcessBuilder):
     """The model builder, placing page data as it passes (see the module's docstring)."""
 
-    def __init__(self, reader, on_record, layout: Layout, pid: int | None):
-        super().__init__(reader, on_record)
+    def __init__(self, reader, on_record, layout: Layout, pid: int | None,
+                 keep: frozenset[str] | None = None):
+        super().__init__(reader, on_record, keep, pid)
         self.layout = layout
-        self.want = pid
-        self._leader: int | None = None
-
-    def _dumped(self) -> bool:
-        """Whether the current task belongs to the process the core is made of (the
-        image's first process, or the one whose task ``pid`` names)."""
-        t = self.task
-        if t is None:
-            return False
-        if self._leader is None:
-            self._leader = _leader_pid(self.img.tasks, self.want)
-        return self._leader is not None and (t.tgid == self._leader or t.pid == self._leader)
 
     def buffer_pages(self, rec, arg):
         super().buffer_pages(rec, arg)
         vma = arg[0]
         if vma is None:
             return                  # (SysV shm segments: no core holds them)
-        if self._dumped():
+        if self.dumped:
             self.layout.pages(vma, vma.batches[-1].addrs, rec)
         else:
             self.layout.spool(rec)  # a shared mapping of the dumped process may borrow them
 
     def on_cpu_fpu(self, rec, v, ref):
         super().on_cpu_fpu(rec, v, ref)
-        if self._dumped():
+        if self.dumped:
             self.layout.spool(rec)
 
     def on_ext_extent(self, rec, v, ref):
         super().on_ext_extent(rec, v, ref)
         self.layout.spool(rec)      # memfd and deleted-file contents a mapping may show
-
-
-def _leader_pid(tasks: list[Task], pid: int | None) -> int | None:
-    """As ``elf.select_process`` picks the leader, from the task list alone."""
-    if pid is None:
-        return next((t.pid for t in tasks if not t.is_thread), None)
-    t = next((t for t in tasks if t.pid == pid), None)
-    if t is None:
-        return None
-    return t.tgid if any(o.pid == t.tgid for o in tasks) else t.pid
 
 
 def _roundup(n: int, a: int) -> int:
