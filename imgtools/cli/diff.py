@@ -6,7 +6,7 @@ from typing import Annotated
 
 from .. import diff as D
 from ..errors import UsageError
-from ..mem import esc_text, read_pages
+from ..mem import esc_text
 from ..reader import open_image
 from ._errors import Exit, handled
 from ._output import emit_json, out, record_progress
@@ -24,15 +24,13 @@ def diff(a: Annotated[str, Argument(help="first image ('-' = stdin)", metavar="A
     fds, VMAs and pages. Exit 0 when equal, 1 when different."""
     if a == "-" and b == "-":
         raise UsageError("only one of A and B can be stdin")
-    models = []
+    facts = []
     for path in (a, b):
-        hashes = D.PageHashes()
+        facts.append(D.Facts())
         with open_image(path, format, arch) as reader:
             with record_progress(reader) as on_record:
-                img = read_pages(reader, hashes, on_record, vma_table=True)
-        models.append((img, hashes))
-    (ia, ha), (ib, hb) = models
-    result = D.diff(ia, ib, ha, hb)
+                facts[-1].read(reader, on_record)
+    result = D.diff(*facts)
     if json:
         if not pages:
             for t in result["tasks"]:
