@@ -25,6 +25,7 @@ from typing import Iterator
 from formats import NATIVE
 
 from . import views
+from . import lean
 from .lean import _Strings
 from .mem import PAGE, Consumer, Region, read_pages
 from .model import Held, Image, Task, _Parsed
@@ -128,9 +129,9 @@ class _Passing:
 
     def __init__(self, reader, *args, **options):
         super().__init__(reader, *args, **options)
-        self.passing: dict[int, object] = {}     # objref -> Fs, or (Signal, its fields)
-        done = self.task_done
-        self.task_done = lambda img, t: done(img, t, self.passing)
+        passing = self.passing = {}     # objref -> Fs, or (Signal, its fields)
+        done = self.task_done           # (not a cycle: the model goes with the builder)
+        self.task_done = lambda img, t: done(img, t, passing)
 
     def _define(self, ref, kind, value, rec) -> bool:
         defined = super()._define(ref, kind, value, rec)
@@ -179,6 +180,35 @@ def _frozen(v):
     return type(v), v
 
 
+class _ByRef:
+    """objref -> a number (>= 0), in an array indexed by objref - the first one (objrefs
+    are numbered as the dumper meets the objects: dense); one far from the others in a
+    dict."""
+
+    def __init__(self):
+        self.base: int | None = None
+        self.at = array("i")
+        self.far: dict = {}
+
+    def set(self, ref, n: int) -> None:
+        if self.base is None and type(ref) is int:
+            self.base = ref
+        i = ref - self.base if type(ref) is int else -1
+        if 0 <= i < 2 * len(self.at) + 65536:
+            if i >= len(self.at):
+                self.at.extend([-1] * (i + 1 - len(self.at) + len(self.at) // 2))
+            self.at[i] = n
+        else:
+            self.far[ref] = n
+
+    def get(self, ref) -> int | None:
+        i = ref - self.base if type(ref) is int and self.base is not None else -1
+        n = self.at[i] if 0 <= i < len(self.at) else -1
+        if n < 0:
+            n = self.far.get(ref, -1)
+        return None if n < 0 else n
+
+
 _IN_COLUMN = ...        # a descriptor's offset is in the pos column (not in its attrs)
 
 
@@ -203,14 +233,19 @@ class Facts:
         self.task = array("I")
         self.tables = array("q")    # 4 a task: its rows of fds (lo, hi), of VMAs (lo, hi)
         self.fd, self.fd_pos, self.fd_attrs = array("q"), array("q"), array("I")
-        self.fd_paths, self.fd_path_at = _Strings(), array("q")
+        self.fd_paths, self.fd_path_end = bytearray(), array("Q")  # (each after the last)
         self.vma = array("Q")       # 4 a VMA: start, end, vm_flags, pgoff (in bytes)
         self.vma_attrs = array("I")
-        self.of_ref: dict = {}      # while an image is read: objref -> index in shared
+        # while an image is read: the index in shared of the value of an objref, by kind
+        self.of_ref: dict[str, _ByRef] = {}
+        self.of_signals: dict[tuple, int] = {}  # (sighand, masks, signal) -> signals
+        self.no_signal = self.shared.add((None, {}))
+        self.no_fs = self.shared.add({})
 
     def read(self, reader: ImageReader, on_record=None) -> None:
-        img = read_pages(reader, self.pages, on_record, keep=READS, vma_table=True,
-                         task_done=self.task_done, mixin=_Passing)
+        with lean.read_once():
+            img = read_pages(reader, self.pages, on_record, keep=READS, vma_table=True,
+                             task_done=self.task_done, mixin=_Passing)
         self.version, self.arch = img.version, img.arch
         self.summary = {"version": img.version, "arch": img.arch, "tasks": len(img.tasks),
                         "pages": img.pages}
@@ -223,33 +258,45 @@ class Facts:
             if rows is None:
                 rows = tables[key] = (*self._fd_rows(img, t), *self._vma_rows(img, t))
             self.tables.extend(rows)
-        self.of_ref = {}
+        self.of_ref, self.of_signals = {}, {}
+
+    def _of_ref(self, kind: str) -> "_ByRef":
+        by = self.of_ref.get(kind)
+        if by is None:
+            by = self.of_ref[kind] = _ByRef()
+        return by
 
     # -- an image read ------------------------------------------------------------------
     def task_done(self, img: Image, t: Task, passing: dict) -> None:
-        shared, of_ref = self.shared, self.of_ref
+        shared = self.shared
+        of_fs, of_signal, of_cred = (self._of_ref(k) for k in ("fs", "signal", "cred"))
         for ref, o in passing.items():          # (complete now: their records are read)
             if type(o) is tuple:
                 sig, fields = o
-                of_ref["signal", ref] = shared.add((sig.shared_mask, fields))
+                of_signal.set(ref, shared.add((sig.shared_mask, fields)))
             else:
-                of_ref["fs", ref] = shared.add({"cwd": o.cwd, "root": o.root,
-                                                "umask": o.umask})
+                of_fs.set(ref, shared.add({"cwd": o.cwd, "root": o.root, "umask": o.umask}))
         passing.clear()
-        creds = of_ref.get(("cred", t.cred_ref))
+        creds = of_cred.get(t.cred_ref)
         if creds is None:
-            creds = of_ref["cred", t.cred_ref] = shared.add(views.creds(img, t))
-        signal = of_ref.get(("signal", t.obj("signal")))
-        mask, fields = shared.values[signal] if signal is not None else (None, {})
-        signals = views.signals(img, t)     # (but the model holds no SIGNAL)
-        if mask is not None:
-            signals["shared_pending"] = views.sigset(mask)
-        fs = of_ref.get(("fs", t.obj("fs")))
+            creds = shared.add(views.creds(img, t))
+            of_cred.set(t.cred_ref, creds)
+        signal = of_signal.get(t.obj("signal"))
+        if signal is None:
+            signal = self.no_signal
+        key = (t.obj("sighand"), t.blocked, t.pending_mask, signal)
+        signals = self.of_signals.get(key)
+        if signals is None:
+            signals = views.signals(img, t)     # (but the model holds no SIGNAL)
+            mask = shared.values[signal][0]
+            if mask is not None:
+                signals["shared_pending"] = views.sigset(mask)
+            signals = self.of_signals[key] = shared.add(signals)
+        fs = of_fs.get(t.obj("fs"))
         # the TASK and CPU records as the task holds them (bytes, parsed when read: one
         # for all the tasks that have the same)
-        self.task.append(shared.add((views.state(t), t._fields, t._regs, t.rseq,
-                                     creds, shared.add(signals), fields,
-                                     shared.values[fs] if fs is not None else {},
+        self.task.append(shared.add((views.state(t), t._fields, t._regs, t.rseq, creds,
+                                     signals, signal, self.no_fs if fs is None else fs,
                                      t.zombie)))
         t.rseq = None           # (read: the lean model may pack the task now)
         self.pid.append(t.pid)
@@ -268,9 +315,13 @@ class Facts:
             except (OverflowError, TypeError):
                 self.fd_pos.append(0)
             self.fd.append(r["fd"])
+            path = r["path"]
             self.fd_attrs.append(shared.add((r["type"], r["flags"], r["cloexec"],
-                                             r["pipe_bytes"], _stat(img, r), pos)))
-            self.fd_path_at.extend(self.fd_paths.add(r["path"]))
+                                             r["pipe_bytes"], _stat(img, r), pos,
+                                             path is None)))
+            if path is not None:
+                self.fd_paths += path.encode("utf-8", "surrogatepass")  # (as it was)
+            self.fd_path_end.append(len(self.fd_paths))
         return lo, len(self.fd)
 
     def _vma_rows(self, img: Image, t: Task) -> tuple[int, int]:
@@ -314,9 +365,12 @@ class Facts:
 
     def fd_row(self, k: int) -> dict:
         """The row of descriptor k: as ``files`` gives it, of what diff compares."""
-        type_, flags, cloexec, pipe_bytes, stat, pos = self.shared.values[self.fd_attrs[k]]
-        return {"fd": self.fd[k], "type": type_,
-                "path": self.fd_paths.at(*self.fd_path_at[2 * k:2 * k + 2]),
+        type_, flags, cloexec, pipe_bytes, stat, pos, no_path = \
+            self.shared.values[self.fd_attrs[k]]
+        start = self.fd_path_end[k - 1] if k else 0
+        path = None if no_path else \
+            self.fd_paths[start:self.fd_path_end[k]].decode("utf-8", "surrogatepass")
+        return {"fd": self.fd[k], "type": type_, "path": path,
                 "flags": flags, "cloexec": cloexec, "pipe_bytes": pipe_bytes,
                 "pos": self.fd_pos[k] if pos is _IN_COLUMN else pos, "stat": stat}
 
@@ -338,12 +392,9 @@ class _TaskFacts:
     def __init__(self, shared: _Interned, *values):
         for name, v in zip(self.__slots__, values):
             setattr(self, name, v)
-        self.creds, self.signals = shared.values[self.creds], shared.values[self.signals]
-
-
-def _fs(img: Image, t: Task) -> dict:
-    fs = img.get(t.obj("fs"), "fs")
-    return {"cwd": fs.cwd, "root": fs.root, "umask": fs.umask} if fs is not None else {}
+        values = shared.values
+        self.creds, self.signals = values[self.creds], values[self.signals]
+        self.signal_fields, self.fs = values[self.signal_fields][1], values[self.fs]
 
 
 def _stat(img: Image, row: dict) -> dict | None:
