@@ -53,3 +53,25 @@ def test_diff_prints_what_the_whole_model_diff_printed(a, monkeypatch):
         r = runner.invoke(app, key.split(" "))
         assert (r.exit_code, hashlib.sha256(r.stdout_bytes).hexdigest()) == (code, digest), \
             (key, r.output[-2000:])
+
+
+def test_shared_values_are_held_once_and_only_equal_ones_are_shared():
+    """One value for equal tasks' facts; never for values that are equal in Python but
+    print differently (True and 1, 1 and 1.0, a list and a tuple)."""
+    from imgtools.diff import _Interned
+    shared = _Interned()
+    a = shared.add({"x": 1, "y": [1, 2]})
+    assert shared.add({"x": 1, "y": [1, 2]}) == a
+    others = [shared.add(v) for v in ({"x": True, "y": [1, 2]}, {"x": 1.0, "y": [1, 2]},
+                                      {"x": 1, "y": (1, 2)}, {"y": [1, 2], "x": 1})]
+    assert len({a, *others}) == 5
+    assert [shared.values[i] for i in others][0] == {"x": True, "y": [1, 2]}
+
+
+def test_objref_values_near_and_far():
+    from imgtools.diff import _ByRef
+    by = _ByRef()
+    for ref, n in ((1000, 1), (999, 2), (1 << 40, 3), (1002, 4), (70000, 5), (1002, 6)):
+        by.set(ref, n)
+    assert [by.get(r) for r in (1000, 999, 1 << 40, 1002, 70000, 1001, 5, None)] == \
+        [1, 2, 3, 6, 5, None, None, None]
