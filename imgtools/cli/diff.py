@@ -1,6 +1,7 @@
 """diff: what changed between two checkpoints (exit 0 equal, 1 different, like cmp)."""
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 
@@ -9,7 +10,7 @@ from ..errors import UsageError
 from ..mem import esc_text
 from ..reader import open_image
 from ._errors import Exit, handled
-from ._output import emit_json, out, record_progress
+from ._output import _jsonable, out, record_progress
 from ._params import Argument, ArchOpt, FormatOpt, JsonOpt, Option, command
 
 EXIT_DIFFERENT = 1
@@ -31,16 +32,36 @@ def diff(a: Annotated[str, Argument(help="first image ('-' = stdin)", metavar="A
             with record_progress(reader) as on_record:
                 facts[-1].read(reader, on_record)
     result = D.diff(*facts)
-    if json:
-        if not pages:
-            for t in result["tasks"]:
+    changed = 0
+
+    def tasks(compared):
+        nonlocal changed
+        for t in compared:
+            changed += 1
+            if json and not pages:
                 t.get("pages", {}).pop("ranges", None)
-        emit_json(result)
+            yield t
+    result["tasks"] = tasks(result["tasks"])
+    if json:
+        emit_result(result, lambda: not (result["appeared"] or result["exited"] or changed))
     else:
         for line in text_lines(result, pages):      # paths and names are the image's
             out.print(esc_text(line), markup=False, highlight=False)
-    if not result["equal"]:
+    if result["appeared"] or result["exited"] or changed:
         raise Exit(EXIT_DIFFERENT)
+
+
+def emit_result(result: dict, equal) -> None:
+    """``emit_json(result | {"equal": equal()})``, its tasks written as they are compared
+    (the list is never held). json.dumps joins items with ', ' and keys with ': '."""
+    import json
+    write = sys.stdout.write
+    head = {k: v for k, v in result.items() if k != "tasks"}
+    write(json.dumps(head, default=_jsonable)[:-1] + ', "tasks": [')
+    for i, t in enumerate(result["tasks"]):
+        write((", " if i else "") + json.dumps(t, default=_jsonable))
+    write(f'], "equal": {json.dumps(equal())}}}\n')
+    sys.stdout.flush()
 
 
 def _v(x) -> str:
