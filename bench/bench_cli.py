@@ -18,9 +18,10 @@ median CPU time, the median ratio to its baseline and the largest peak RSS):
 - scale: peak RSS of info, info --json, show, show --json, ps, maps, maps --summary,
   files and check on ten times the tables' sizes (200,000 VMAs, 100,000 tasks, 400,000
   fds; and info --json and check on 800,000 VMAs), of to-core (-o FILE, -o -, from a
-  pipe) on the 200,000 VMAs, 100,000 tasks and 400,000 fds, and of diff (against itself
-  and against its conversion) on the 200,000 VMAs, --scale-runs runs each (target:
-  <= 100 MB at every size).
+  pipe) on the 200,000 VMAs, 100,000 tasks and 400,000 fds, of diff (against itself and
+  against its conversion) on the 200,000 VMAs and (text, --json --pages) of the 100,000
+  tasks and of the 400,000 fds with themselves, --scale-runs runs each (target: <= 100
+  MB at every size).
   The images (0.1-1.7 GB, minutes to make) are kept in --dir.
 - convert / core: to a file against ``cat IMG > FILE``, to stdout (``| cat``) against
   ``cat IMG | cat``, from a pipe to a pipe against ``cat IMG | cat | cat``, from a pipe
@@ -209,6 +210,11 @@ def _scale(where: str, runs: int) -> None:
             cases += _scale_core_cases(where, img, name)
         if name == "200k VMAs":
             cases += _scale_diff_cases(where, img)
+        elif name in ("100k tasks", "400k fds"):        # (both models: twice the tables)
+            cases += [(f"diff {name} (itself)", f"{IMGTOOLS} diff {img} {img} > /dev/null",
+                       None),
+                      (f"diff --json {name} (itself)",
+                       f"{IMGTOOLS} diff --json --pages {img} {img} > /dev/null", None)]
         run_group(f"scale: {name} ({os.path.getsize(img) / 2**20:.0f} MiB)", cases, runs,
                   "<= 100 MB")
 

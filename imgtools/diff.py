@@ -6,6 +6,13 @@ of one image differ only where a conversion lost something).  Pages are compared
 64-bit BLAKE2b hash per page, computed while the page data goes by (``mem``'s reader:
 pread on files, one pass on pipes); only the hashes and addresses are kept, 16 bytes a
 page, never the pages.
+
+Neither model is held (issue 11: two whole models of 100,000 tasks were 560 MB, of
+400,000 fds 735 MB): each image is read into its :class:`Facts`, what diff compares of
+it, in columns, each task's records as they end (a lean model's task_done), its
+descriptors and VMAs from the lean model once it is read; the model is dropped before
+the next image is read. A value many tasks or descriptors share (a task's records, its
+credentials, handlers, a file's flags and stat) is held once.
 """
 from __future__ import annotations
 
@@ -18,8 +25,11 @@ from typing import Iterator
 from formats import NATIVE
 
 from . import views
-from .mem import PAGE, Consumer, Region
-from .model import Image, Task
+from . import lean
+from .lean import _Strings
+from .mem import PAGE, Consumer, Region, read_pages
+from .model import Held, Image, Task, _Parsed
+from .reader import ImageReader
 
 # Task fields that are comparable between versions and dumps (pointers into the task's
 # own memory are compared like any register would be).
@@ -97,36 +107,328 @@ def _common_changes(a: dict | None, b: dict | None) -> dict:
     return {k: [a[k], b[k]] for k in a if k in b and a[k] != b[k]}
 
 
-def _ext_changes(ia: Image, ib: Image):
+def _ext_changes(fa: "Facts", fb: "Facts"):
     """How to compare what extension records hold: when both images are of the version
     that has them, one that is missing on one side is a change (a conversion lost it, or
     one dump was --strict); otherwise only what both hold is compared."""
-    return _dict_changes if ia.version == ib.version == NATIVE else _common_changes
+    return _dict_changes if fa.version == fb.version == NATIVE else _common_changes
 
 
-def _task_changes(ia: Image, ib: Image, ta: Task, tb: Task) -> dict:
+# What diff reads of a model once it is built (build_model's keep): the objects its
+# descriptors, VMAs, credentials and handlers name. A task's records, its fs and SIGNAL
+# are read as they pass (Facts.task_done), not held.
+READS = frozenset(("vmas", "fds", "task_objs", "mm", "file", "file_table", "inode", "sock",
+                   "tty", "cred", "groupinfo", "sighand"))
+_PASSING = ("fs", "signal")     # the kinds of objects _Passing hands to task_done
+
+
+class _Passing:
+    """A model builder that hands diff's task_done the fs and SIGNAL objects it defines,
+    with the fields of each SIGNAL diff compares (a lean model holds neither: 100,000 of
+    each were 58 MB)."""
+
+    def __init__(self, reader, *args, **options):
+        super().__init__(reader, *args, **options)
+        passing = self.passing = {}     # objref -> Fs, or (Signal, its fields)
+        done = self.task_done           # (not a cycle: the model goes with the builder)
+        self.task_done = lambda img, t: done(img, t, passing)
+
+    def _define(self, ref, kind, value, rec) -> bool:
+        defined = super()._define(ref, kind, value, rec)
+        if defined and kind in _PASSING:
+            self.passing[ref] = value
+        return defined
+
+    def on_signal(self, rec, v, ref):
+        super().on_signal(rec, v, ref)
+        s = self.signal
+        if self.passing.get(s.ref) is s:
+            fields = self.held["signal"](v)
+            self.passing[s.ref] = (s, {k: fields.get(k) for k in _SIGNAL_FIELDS})
+
+
+class _Interned:
+    """Values held once each, however many tasks or descriptors have them: ``add`` gives
+    the index to keep, ``values[i]`` the value."""
+
+    def __init__(self):
+        self.values: list = []
+        self.index: dict = {}
+
+    def add(self, value) -> int:
+        try:
+            key = _frozen(value)
+            i = self.index.get(key)
+        except TypeError:       # (unhashable: held as it is, once more)
+            key = i = None
+        if i is None:
+            i = len(self.values)
+            self.values.append(value)
+            if key is not None:
+                self.index[key] = i
+        return i
+
+
+def _frozen(v):
+    """A value as a key: equal only to an equal value of the same types (True is not 1)."""
+    if type(v) is dict:
+        return dict, tuple((k, _frozen(x)) for k, x in v.items())
+    if type(v) in (list, tuple):
+        return type(v), tuple(_frozen(x) for x in v)
+    if type(v) is Held:         # (the parse of one image's records is the same for all)
+        return Held, v.payload
+    return type(v), v
+
+
+class _ByRef:
+    """objref -> a number (>= 0), in an array indexed by objref - the first one (objrefs
+    are numbered as the dumper meets the objects: dense); one far from the others in a
+    dict."""
+
+    def __init__(self):
+        self.base: int | None = None
+        self.at = array("i")
+        self.far: dict = {}
+
+    def set(self, ref, n: int) -> None:
+        if self.base is None and type(ref) is int:
+            self.base = ref
+        i = ref - self.base if type(ref) is int else -1
+        if 0 <= i < 2 * len(self.at) + 65536:
+            if i >= len(self.at):
+                self.at.extend([-1] * (i + 1 - len(self.at) + len(self.at) // 2))
+            self.at[i] = n
+        else:
+            self.far[ref] = n
+
+    def get(self, ref) -> int | None:
+        i = ref - self.base if type(ref) is int and self.base is not None else -1
+        n = self.at[i] if 0 <= i < len(self.at) else -1
+        if n < 0:
+            n = self.far.get(ref, -1)
+        return None if n < 0 else n
+
+
+_IN_COLUMN = ...        # a descriptor's offset is in the pos column (not in its attrs)
+
+
+class Facts:
+    """What diff compares of one image (``read``), in columns:
+
+    * per task, in the image's order: pid, ppid, tgid, comm, and one index of what else
+      is compared (state, TASK and CPU records, rseq, creds, signals, the SIGNAL fields,
+      fs, zombie), and one of its fd table's and address space's rows;
+    * per descriptor (a row of ``files``): fd, offset, path, and an index of its type,
+      flags, close-on-exec, pipe bytes and stat;
+    * per VMA (a row of ``maps``): start, end, vm_flags, pgoff, and an index of its perms,
+      path, type, the stat of its file, and whether it maps one."""
+
+    def __init__(self):
+        self.pages = PageHashes()
+        self.shared = _Interned()
+        self.version = self.arch = None
+        self.summary: dict = {}
+        self.pid, self.ppid, self.tgid = array("q"), array("q"), array("q")
+        self.comms, self.comm_at = _Strings(), array("q")
+        self.task = array("I")
+        self.tables = array("q")    # 4 a task: its rows of fds (lo, hi), of VMAs (lo, hi)
+        self.fd, self.fd_pos, self.fd_attrs = array("q"), array("q"), array("I")
+        self.fd_paths, self.fd_path_end = bytearray(), array("Q")  # (each after the last)
+        self.vma = array("Q")       # 4 a VMA: start, end, vm_flags, pgoff (in bytes)
+        self.vma_attrs = array("I")
+        # while an image is read: the index in shared of the value of an objref, by kind
+        self.of_ref: dict[str, _ByRef] = {}
+        self.of_signals: dict[tuple, int] = {}  # (sighand, masks, signal) -> signals
+        self.no_signal = self.shared.add((None, {}))
+        self.no_fs = self.shared.add({})
+
+    def read(self, reader: ImageReader, on_record=None) -> None:
+        with lean.read_once():
+            img = read_pages(reader, self.pages, on_record, keep=READS, vma_table=True,
+                             task_done=self.task_done, mixin=_Passing)
+        self.version, self.arch = img.version, img.arch
+        self.summary = {"version": img.version, "arch": img.arch, "tasks": len(img.tasks),
+                        "pages": img.pages}
+        for i in range(len(self.pid), len(img.tasks)):     # announced, no TASK record
+            self.task_done(img, img.tasks[i], {})
+        tables: dict = {}
+        for t in img.tasks:
+            key = (t.obj("files"), t.obj("mm"))
+            rows = tables.get(key)
+            if rows is None:
+                rows = tables[key] = (*self._fd_rows(img, t), *self._vma_rows(img, t))
+            self.tables.extend(rows)
+        self.of_ref, self.of_signals = {}, {}
+
+    def _of_ref(self, kind: str) -> "_ByRef":
+        by = self.of_ref.get(kind)
+        if by is None:
+            by = self.of_ref[kind] = _ByRef()
+        return by
+
+    # -- an image read ------------------------------------------------------------------
+    def task_done(self, img: Image, t: Task, passing: dict) -> None:
+        shared = self.shared
+        of_fs, of_signal, of_cred = (self._of_ref(k) for k in ("fs", "signal", "cred"))
+        for ref, o in passing.items():          # (complete now: their records are read)
+            if type(o) is tuple:
+                sig, fields = o
+                of_signal.set(ref, shared.add((sig.shared_mask, fields)))
+            else:
+                of_fs.set(ref, shared.add({"cwd": o.cwd, "root": o.root, "umask": o.umask}))
+        passing.clear()
+        creds = of_cred.get(t.cred_ref)
+        if creds is None:
+            creds = shared.add(views.creds(img, t))
+            of_cred.set(t.cred_ref, creds)
+        signal = of_signal.get(t.obj("signal"))
+        if signal is None:
+            signal = self.no_signal
+        key = (t.obj("sighand"), t.blocked, t.pending_mask, signal)
+        signals = self.of_signals.get(key)
+        if signals is None:
+            signals = views.signals(img, t)     # (but the model holds no SIGNAL)
+            mask = shared.values[signal][0]
+            if mask is not None:
+                signals["shared_pending"] = views.sigset(mask)
+            signals = self.of_signals[key] = shared.add(signals)
+        fs = of_fs.get(t.obj("fs"))
+        # the TASK and CPU records as the task holds them (bytes, parsed when read: one
+        # for all the tasks that have the same)
+        self.task.append(shared.add((views.state(t), t._fields, t._regs, t.rseq, creds,
+                                     signals, signal, self.no_fs if fs is None else fs,
+                                     t.zombie)))
+        t.rseq = None           # (read: the lean model may pack the task now)
+        self.pid.append(t.pid)
+        self.ppid.append(t.ppid)
+        self.tgid.append(t.tgid)
+        self.comm_at.extend(self.comms.add(t.comm))
+
+    def _fd_rows(self, img: Image, t: Task) -> tuple[int, int]:
+        lo = len(self.fd)
+        shared = self.shared
+        for r in views.task_files(img, t):
+            pos = r["pos"]
+            try:
+                self.fd_pos.append(pos)
+                pos = _IN_COLUMN
+            except (OverflowError, TypeError):
+                self.fd_pos.append(0)
+            self.fd.append(r["fd"])
+            path = r["path"]
+            self.fd_attrs.append(shared.add((r["type"], r["flags"], r["cloexec"],
+                                             r["pipe_bytes"], _stat(img, r), pos,
+                                             path is None)))
+            if path is not None:
+                self.fd_paths += path.encode("utf-8", "surrogatepass")  # (as it was)
+            self.fd_path_end.append(len(self.fd_paths))
+        return lo, len(self.fd)
+
+    def _vma_rows(self, img: Image, t: Task) -> tuple[int, int]:
+        lo = len(self.vma_attrs)
+        mm = views.mm_of(img, t)
+        vmas = iter(mm.vmas) if mm is not None else iter(())
+        shared = self.shared
+        for m in views.task_maps(img, t):     # a row per mm.vmas, in order
+            v = next(vmas)
+            self.vma.extend((m["start"], m["end"], m["vm_flags"], m["pgoff"]))
+            self.vma_attrs.append(shared.add((m["perms"], m["path"], m["type"],
+                                              _stat_of(img, v.file_ref), bool(v.file_ref))))
+        return lo, len(self.vma_attrs)
+
+    # -- reading ------------------------------------------------------------------------
+    def by_pid(self) -> tuple[dict[int, int], dict[int, int]]:
+        """pid -> the index of its (last) task, in the order of the first (as a dict of
+        the tasks by pid reads); and pid -> the first, of the pids more than one task has."""
+        last: dict[int, int] = {}
+        first: dict[int, int] = {}
+        for i, pid in enumerate(self.pid):
+            if pid in last:
+                first.setdefault(pid, last[pid])
+            last[pid] = i
+        return last, first
+
+    def comm(self, i: int) -> str | None:
+        return self.comms.at(*self.comm_at[2 * i:2 * i + 2])
+
+    def task_row(self, i: int) -> dict:
+        return {"pid": self.pid[i], "tgid": self.tgid[i], "comm": self.comm(i)}
+
+    def facts(self, i: int) -> "_TaskFacts":
+        return _TaskFacts(self.shared, *self.shared.values[self.task[i]])
+
+    def fd_range(self, i: int) -> range:
+        return range(*self.tables[4 * i:4 * i + 2])
+
+    def vma_range(self, i: int) -> range:
+        return range(*self.tables[4 * i + 2:4 * i + 4])
+
+    def fd_row(self, k: int) -> dict:
+        """The row of descriptor k: as ``files`` gives it, of what diff compares."""
+        type_, flags, cloexec, pipe_bytes, stat, pos, no_path = \
+            self.shared.values[self.fd_attrs[k]]
+        start = self.fd_path_end[k - 1] if k else 0
+        path = None if no_path else \
+            self.fd_paths[start:self.fd_path_end[k]].decode("utf-8", "surrogatepass")
+        return {"fd": self.fd[k], "type": type_, "path": path,
+                "flags": flags, "cloexec": cloexec, "pipe_bytes": pipe_bytes,
+                "pos": self.fd_pos[k] if pos is _IN_COLUMN else pos, "stat": stat}
+
+    def vma_row(self, k: int) -> dict:
+        """The row of VMA k: as ``maps`` gives it, of what diff compares."""
+        perms, path, type_, stat, mapped = self.shared.values[self.vma_attrs[k]]
+        start, end, vm_flags, pgoff = self.vma[4 * k:4 * k + 4]
+        return {"start": start, "end": end, "perms": perms, "path": path, "type": type_,
+                "vm_flags": vm_flags, "pgoff": pgoff, "stat": stat, "mapped": mapped}
+
+
+class _TaskFacts:
+    """What diff compares of a task (Facts.task_done)."""
+    __slots__ = ("state", "_fields", "_regs", "rseq", "creds", "signals", "signal_fields",
+                 "fs", "zombie")
+    fields = _Parsed()
+    regs = _Parsed()
+
+    def __init__(self, shared: _Interned, *values):
+        for name, v in zip(self.__slots__, values):
+            setattr(self, name, v)
+        values = shared.values
+        self.creds, self.signals = values[self.creds], values[self.signals]
+        self.signal_fields, self.fs = values[self.signal_fields][1], values[self.fs]
+
+
+def _stat(img: Image, row: dict) -> dict | None:
+    return _stat_of(img, row["objref"])
+
+
+def _stat_of(img: Image, ref: int | None) -> dict | None:
+    f = img.get(ref, "file") if ref else None
+    return f.sub.get("stat") if f is not None else None
+
+
+def _task_changes(fa: "Facts", fb: "Facts", ta: _TaskFacts, tb: _TaskFacts, i: int,
+                  j: int) -> dict:
     ch: dict = {}
     fields = _common_changes(ta.fields, tb.fields)
     if fields:
         ch["fields"] = fields
-    if views.state(ta) != views.state(tb):
-        ch["state"] = [views.state(ta), views.state(tb)]
-    if (ta.comm or "") != (tb.comm or ""):
-        ch["renamed"] = [ta.comm, tb.comm]
+    if ta.state != tb.state:
+        ch["state"] = [ta.state, tb.state]
+    ca, cb = fa.comm(i), fb.comm(j)
+    if (ca or "") != (cb or ""):
+        ch["renamed"] = [ca, cb]
     regs = _common_changes(ta.regs, tb.regs)
     if regs:
         ch["regs"] = regs
-    rseq = _ext_changes(ia, ib)(ta.rseq, tb.rseq)   # EXT_RSEQ (v23 with extensions)
+    rseq = _ext_changes(fa, fb)(ta.rseq, tb.rseq)   # EXT_RSEQ (v23 with extensions)
     if rseq:
         ch["rseq"] = rseq
-    creds = _dict_changes(views.creds(ia, ta), views.creds(ib, tb))
+    creds = _dict_changes(ta.creds, tb.creds)
     if creds:
         ch["creds"] = creds
     if not (ta.zombie or tb.zombie):
-        sig = _dict_changes(views.signals(ia, ta), views.signals(ib, tb))
-        sa, sb = ia.get(ta.obj("signal"), "signal"), ib.get(tb.obj("signal"), "signal")
-        sig |= _dict_changes({k: sa.fields.get(k) for k in _SIGNAL_FIELDS} if sa else {},
-                             {k: sb.fields.get(k) for k in _SIGNAL_FIELDS} if sb else {})
+        sig = _dict_changes(ta.signals, tb.signals)
+        sig |= _dict_changes(ta.signal_fields, tb.signal_fields)
         if sig:
             ch["signals"] = sig
     return ch
@@ -135,22 +437,60 @@ def _task_changes(ia: Image, ib: Image, ta: Task, tb: Task) -> dict:
 _FD_KEYS = ("type", "path", "flags", "cloexec", "pipe_bytes")
 
 
-def _fd_changes(ia: Image, ib: Image, pid: int) -> dict:
-    fa = {r["fd"]: r for r in views.files(ia, pid)}
-    fb = {r["fd"]: r for r in views.files(ib, pid)}
-    out: dict = {}
-    opened = [_fd_row(fb[n]) for n in sorted(fb.keys() - fa.keys())]
-    closed = [_fd_row(fa[n]) for n in sorted(fa.keys() - fb.keys())]
-    moved, changed = [], []
-    for n in sorted(fa.keys() & fb.keys()):
-        x, y = fa[n], fb[n]
+def _by_key(rows: range, key):
+    """The rows sorted by ``key(row)``, one a key (as a dict of them: the last row of a
+    key)."""
+    if all(key(rows[n]) < key(rows[n + 1]) for n in range(len(rows) - 1)):
+        return rows
+    keys = [key(k) for k in rows]
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    out: list[int] = []
+    for n in order:
+        if out and keys[out[-1]] == keys[n]:
+            out[-1] = n                 # (a run of one key: ascending rows)
+        else:
+            out.append(n)
+    return [rows[n] for n in out]
+
+
+def _merge(a: list[int], b: list[int], key_a, key_b):
+    """One merge of two lists sorted by key: (x, None), (None, y) or (x, y), in order."""
+    x = y = 0
+    while x < len(a) or y < len(b):
+        i = a[x] if x < len(a) else None
+        j = b[y] if y < len(b) else None
+        if j is None or (i is not None and key_a(i) < key_b(j)):
+            yield i, None
+            x += 1
+        elif i is None or key_b(j) < key_a(i):
+            yield None, j
+            y += 1
+        else:
+            yield i, j
+            x, y = x + 1, y + 1
+
+
+def _fd_changes(fa: "Facts", fb: "Facts", i: int, j: int) -> dict:
+    fd_a, fd_b = fa.fd.__getitem__, fb.fd.__getitem__
+    changes = _ext_changes(fa, fb)
+    opened, closed, moved, changed = [], [], [], []
+    for ka, kb in _merge(_by_key(fa.fd_range(i), fd_a), _by_key(fb.fd_range(j), fd_b),
+                         fd_a, fd_b):
+        if ka is None:
+            opened.append(_fd_row(fb.fd_row(kb)))
+            continue
+        if kb is None:
+            closed.append(_fd_row(fa.fd_row(ka)))
+            continue
+        x, y = fa.fd_row(ka), fb.fd_row(kb)
         d = {k: [x[k], y[k]] for k in _FD_KEYS if _same(k, x[k]) != _same(k, y[k])}
         # EXT_FILE_STAT: what restore compares with the file it reopens
-        d |= {f"stat.{k}": v for k, v in _ext_changes(ia, ib)(_stat(ia, x), _stat(ib, y)).items()}
+        d |= {f"stat.{k}": v for k, v in changes(x["stat"], y["stat"]).items()}
         if d:
-            changed.append({"fd": n, **d})
+            changed.append({"fd": x["fd"], **d})
         elif x["pos"] != y["pos"]:
-            moved.append({"fd": n, "pos": [x["pos"], y["pos"]], "path": y["path"]})
+            moved.append({"fd": x["fd"], "pos": [x["pos"], y["pos"]], "path": y["path"]})
+    out: dict = {}
     for k, v in (("opened", opened), ("closed", closed), ("moved", moved),
                  ("changed", changed)):
         if v:
@@ -169,185 +509,133 @@ def _same(key: str, value):
     return value
 
 
-def _stat(img: Image, row: dict) -> dict | None:
-    return _stat_of(img, row["objref"])
-
-
 def _fd_row(r: dict) -> dict:
     return {"fd": r["fd"], "type": r["type"], "path": r["path"], "pos": r["pos"]}
 
 
 class _VmaKeys:
-    """One process's VMAs as ``maps`` lists them, by (start, end), in arrays (the rows of
-    200,000 VMAs were 130 MB an image): what the comparison reads of each, the rows
-    themselves fetched again only for the VMAs that differ (``rows``)."""
+    """One process's VMAs as ``maps`` lists them, by (start, end): the index of each key
+    (as a dict of the rows: the last row of a key), sorted, and the VMA whose file's stat
+    is compared (as a dict of the mapped VMAs: the last one's)."""
 
-    def __init__(self, img: Image, pid: int):
-        self.img, self.pid = img, pid
-        self.start, self.end = array("Q"), array("Q")
-        self.vm_flags, self.pgoff, self.file_ref = array("Q"), array("Q"), array("i")
-        self.path, self.type = array("I"), array("I")    # indices into self.names
-        self.names: list = []
-        ids: dict = {}
-        t = img.task_by_pid(pid)
-        mm = views.mm_of(img, t) if t is not None else None
-        vmas = iter(mm.vmas) if mm is not None else iter(())
-        for m in views.iter_maps(img, pid):     # task_maps: a row per mm.vmas, in order
-            v = next(vmas)
-            self.start.append(m["start"])
-            self.end.append(m["end"])
-            self.vm_flags.append(m["vm_flags"])
-            self.pgoff.append(m["pgoff"])
-            self.file_ref.append(v.file_ref)
-            for names, key in ((self.path, m["path"]), (self.type, m["type"])):
-                k = ids.get(key)
-                if k is None:
-                    k = ids[key] = len(self.names)
-                    self.names.append(key)
-                names.append(k)
-        n = len(self.start)
-        s, e = self.start, self.end
-        if all((s[i], e[i]) <= (s[i + 1], e[i + 1]) for i in range(n - 1)):
-            order = range(n)
+    def __init__(self, facts: Facts, i: int):
+        self.facts = facts
+        rows = facts.vma_range(i)
+        key = self.key
+        if all(key(rows[n]) <= key(rows[n + 1]) for n in range(len(rows) - 1)):
+            order = rows
         else:
-            order = sorted(range(n), key=lambda i: (s[i], e[i]))
-        # one index per key (as a dict of the rows: the last row of a key), sorted, and
-        # the file the key's VMAs map (as a dict of the mapped VMAs: the last one's)
-        self.keys = array("I")
-        self.files = array("i")
-        for i in order:
-            if self.keys and (s[self.keys[-1]], e[self.keys[-1]]) == (s[i], e[i]):
-                self.keys[-1] = i               # (a run of one key: ascending indices)
-                if self.file_ref[i]:
-                    self.files[-1] = self.file_ref[i]
+            order = sorted(rows, key=key)
+        self.keys, self.files = array("q"), array("q")     # rows
+        for k in order:
+            if self.keys and key(k) == key(self.keys[-1]):
+                self.keys[-1] = k
+                if self.mapped(k):
+                    self.files[-1] = k
                 continue
-            self.keys.append(i)
-            self.files.append(self.file_ref[i])
+            self.keys.append(k)
+            self.files.append(k)
 
-    def key(self, i: int) -> tuple[int, int]:
-        return self.start[i], self.end[i]
+    def key(self, k: int) -> tuple[int, int]:
+        return self.facts.vma[4 * k], self.facts.vma[4 * k + 1]
 
-    def path_of(self, i: int):
-        return self.names[self.path[i]]
-
-    def rows(self, wanted) -> dict[int, dict]:
-        """The ``maps`` rows of the VMAs at the indices ``wanted``."""
-        wanted = set(wanted)
-        if not wanted:
-            return {}
-        return {i: m for i, m in enumerate(views.iter_maps(self.img, self.pid)) if i in wanted}
+    def mapped(self, k: int) -> bool:
+        return self.facts.shared.values[self.facts.vma_attrs[k]][4]
 
 
-def _vma_changes(ia: Image, ib: Image, pid: int) -> dict:
-    ka, kb = _VmaKeys(ia, pid), _VmaKeys(ib, pid)
-    changes = _ext_changes(ia, ib)
+def _vma_changes(fa: Facts, fb: Facts, i: int, j: int) -> dict:
+    ka, kb = _VmaKeys(fa, i), _VmaKeys(fb, j)
+    changes = _ext_changes(fa, fb)
     # one merge of the sorted keys; the VMAs of a key both have are compared as it goes
-    only_a, only_b = array("I"), array("I")         # indices of the rows
-    reprot_ix, retyped_ix, restat_ix = [], [], []
+    only_a, only_b = [], []             # rows
+    reprot, retyped, restat = [], [], []
     x = y = 0
     while x < len(ka.keys) or y < len(kb.keys):
         i = ka.keys[x] if x < len(ka.keys) else None
         j = kb.keys[y] if y < len(kb.keys) else None
         if j is None or (i is not None and ka.key(i) < kb.key(j)):
-            only_a.append(i)
+            only_a.append(fa.vma_row(i))
             x += 1
             continue
         if i is None or kb.key(j) < ka.key(i):
-            only_b.append(j)
+            only_b.append(fb.vma_row(j))
             y += 1
             continue
-        if ka.vm_flags[i] != kb.vm_flags[j]:
-            reprot_ix.append((i, j))
-        if (ka.path_of(i), ka.names[ka.type[i]], ka.pgoff[i]) != \
-                (kb.path_of(j), kb.names[kb.type[j]], kb.pgoff[j]):
-            retyped_ix.append((i, j))
+        ra, rb = fa.vma_row(i), fb.vma_row(j)
+        if ra["vm_flags"] != rb["vm_flags"]:
+            reprot.append({"vma": _vma_row(rb), "perms": [ra["perms"], rb["perms"]],
+                           "vm_flags": [ra["vm_flags"], rb["vm_flags"]]})
+        if (ra["path"], ra["type"], ra["pgoff"]) != (rb["path"], rb["type"], rb["pgoff"]):
+            retyped.append({"vma": _vma_row(rb), "path": [ra["path"], rb["path"]],
+                            "type": [ra["type"], rb["type"]]})
         # EXT_FILE_STAT of the mapped files (what restore compares with the file it maps)
-        d = changes(_stat_of(ia, ka.files[x]), _stat_of(ib, kb.files[y]))
+        d = changes(fa.vma_row(ka.files[x])["stat"], fb.vma_row(kb.files[y])["stat"])
         if d:
-            restat_ix.append((j, d))
+            restat.append({"vma": _vma_row(rb), **{f"stat.{n}": v for n, v in d.items()}})
         x, y = x + 1, y + 1
     # same start or same end: the VMA grew or shrank
-    resized_ix = []
-    for i in list(only_a):
-        for j in only_b:
-            if (ka.start[i] == kb.start[j] or ka.end[i] == kb.end[j]) and \
-                    ka.path_of(i) == kb.path_of(j):
-                resized_ix.append((i, j))
-                only_a.remove(i)
-                only_b.remove(j)
+    resized = []
+    for ra in list(only_a):
+        for rb in only_b:
+            if (ra["start"] == rb["start"] or ra["end"] == rb["end"]) and \
+                    ra["path"] == rb["path"]:
+                resized.append({"from": _vma_row(ra), "to": _vma_row(rb)})
+                only_a.remove(ra)
+                only_b.remove(rb)
                 break
-    ra = ka.rows([*only_a, *(i for i, _ in resized_ix)] + [i for i, _ in reprot_ix] +
-                 [i for i, _ in retyped_ix])
-    rb = kb.rows([*only_b, *(j for _, j in resized_ix)] + [j for _, j in reprot_ix] +
-                 [j for _, j in retyped_ix] + [j for j, _ in restat_ix])
-    resized = [{"from": _vma_row(ra[i]), "to": _vma_row(rb[j])} for i, j in resized_ix]
-    reprotected = [{"vma": _vma_row(rb[j]), "perms": [ra[i]["perms"], rb[j]["perms"]],
-                    "vm_flags": [ra[i]["vm_flags"], rb[j]["vm_flags"]]} for i, j in reprot_ix]
-    retyped = [{"vma": _vma_row(rb[j]), "path": [ra[i]["path"], rb[j]["path"]],
-                "type": [ra[i]["type"], rb[j]["type"]]} for i, j in retyped_ix]
-    restat = [{"vma": _vma_row(rb[j]), **{f"stat.{n}": v for n, v in d.items()}}
-              for j, d in restat_ix]
     out: dict = {}
-    for k, v in (("added", [_vma_row(rb[j]) for j in only_b]),
-                 ("removed", [_vma_row(ra[i]) for i in only_a]), ("resized", resized),
-                 ("reprotected", reprotected), ("replaced", retyped), ("restat", restat)):
+    for k, v in (("added", [_vma_row(r) for r in only_b]),
+                 ("removed", [_vma_row(r) for r in only_a]), ("resized", resized),
+                 ("reprotected", reprot), ("replaced", retyped), ("restat", restat)):
         if v:
             out[k] = v
     return out
-
-
-def _stat_of(img: Image, ref: int | None) -> dict | None:
-    f = img.get(ref, "file") if ref else None
-    return f.sub.get("stat") if f is not None else None
 
 
 def _vma_row(m: dict) -> dict:
     return {"start": m["start"], "end": m["end"], "perms": m["perms"], "path": m["path"]}
 
 
-def _fs(img: Image, t: Task) -> dict:
-    fs = img.get(t.obj("fs"), "fs")
-    return {"cwd": fs.cwd, "root": fs.root, "umask": fs.umask} if fs is not None else {}
-
-
-def _task_row(t: Task) -> dict:
-    return {"pid": t.pid, "tgid": t.tgid, "comm": t.comm}
-
-
-def diff(ia: Image, ib: Image, pa: PageHashes, pb: PageHashes) -> dict:
-    """The differences between two image models (and their page hashes), as plain data."""
-    ta = {t.pid: t for t in ia.tasks}
-    tb = {t.pid: t for t in ib.tasks}
-    result: dict = {
-        "a": {"version": ia.version, "arch": ia.arch, "tasks": len(ia.tasks),
-              "pages": ia.pages},
-        "b": {"version": ib.version, "arch": ib.arch, "tasks": len(ib.tasks),
-              "pages": ib.pages},
-        "appeared": [_task_row(tb[p]) for p in tb if p not in ta],
-        "exited": [_task_row(ta[p]) for p in ta if p not in tb],
-        "tasks": [],
+def diff(fa: Facts, fb: Facts) -> dict:
+    """The differences between two images' facts (and their page hashes), as plain data;
+    its "tasks" (those that changed) an iterator, each made as the tasks are compared
+    (100,000 changed tasks are not held: the images are equal where it yields none)."""
+    ta, _ = fa.by_pid()
+    tb, _ = fb.by_pid()
+    return {
+        "a": fa.summary, "b": fb.summary,
+        "appeared": [fb.task_row(j) for p, j in tb.items() if p not in ta],
+        "exited": [fa.task_row(i) for p, i in ta.items() if p not in tb],
+        "tasks": _changed_tasks(fa, fb),
     }
-    for pid, t in ta.items():
-        u = tb.get(pid)
-        if u is None:
+
+
+def _changed_tasks(fa: Facts, fb: Facts) -> Iterator[dict]:
+    ta, first_a = fa.by_pid()
+    tb, first_b = fb.by_pid()
+    for pid, i in ta.items():
+        j = tb.get(pid)
+        if j is None:
             continue
-        ch = _task_changes(ia, ib, t, u)
-        if t.ppid != u.ppid:
-            ch["ppid"] = [t.ppid, u.ppid]
-        if not t.is_thread and not (t.zombie or u.zombie):
-            fs = _common_changes(_fs(ia, t), _fs(ib, u))    # v17..v19-rc2 save no fs
+        t, u = fa.facts(i), fb.facts(j)
+        ch = _task_changes(fa, fb, t, u, i, j)
+        if fa.ppid[i] != fb.ppid[j]:
+            ch["ppid"] = [fa.ppid[i], fb.ppid[j]]
+        if fa.tgid[i] == pid and not (t.zombie or u.zombie):
+            fs = _common_changes(t.fs, u.fs)    # v17..v19-rc2 save no fs
             if fs:
                 ch["fs"] = fs
-            fds = _fd_changes(ia, ib, pid)
+            # the descriptors and VMAs of the pid's first task (as ``files`` and ``maps``
+            # of the pid list them)
+            fi, fj = first_a.get(pid, i), first_b.get(pid, j)
+            fds = _fd_changes(fa, fb, fi, fj)
             if fds:
                 ch["fds"] = fds
-            vmas = _vma_changes(ia, ib, pid)
+            vmas = _vma_changes(fa, fb, fi, fj)
             if vmas:
                 ch["vmas"] = vmas
-            pages = page_changes(pa, pb, pid)
+            pages = page_changes(fa.pages, fb.pages, pid)
             if pages:
                 ch["pages"] = pages
         if ch:
-            result["tasks"].append({"pid": pid, "comm": u.comm, **ch})
-    result["equal"] = not (result["appeared"] or result["exited"] or result["tasks"])
-    return result
+            yield {"pid": pid, "comm": fb.comm(j), **ch}

@@ -399,8 +399,8 @@ def feed_from_file(img: Image, fd: int, consumer: Consumer) -> None:
 class _StreamBuilder(Builder):
     """The model builder, handing each VMA and page buffer to a driver as it streams."""
 
-    def __init__(self, reader: ImageReader, driver: _Driver, on_record=None):
-        super().__init__(reader, self._after_record)
+    def __init__(self, reader: ImageReader, driver: _Driver, on_record=None, **options):
+        super().__init__(reader, self._after_record, **options)
         self.driver = driver
         self.user_on_record = on_record
         self.mm_index: dict[int, int] = {}      # id(mm) -> next VMA index
@@ -449,13 +449,15 @@ class _CompactStreamBuilder(_StreamBuilder, CompactBuilder):
 
 
 def feed_from_stream(reader: ImageReader, consumer: Consumer, on_record=None,
-                     vma_table: bool = False) -> Image:
+                     vma_table: bool = False, keep: frozenset[str] | None = None,
+                     task_done=None, mixin: type | None = None) -> Image:
     """Drive a consumer in one pass over an image that cannot seek (a pipe)."""
     d = _Driver(consumer)
     consumer.driver = d
     if consumer.read_in_thread:
         reader.src.read_in_thread()
-    b = (_CompactStreamBuilder if vma_table else _StreamBuilder)(reader, d, on_record)
+    b = _mixed(_CompactStreamBuilder if vma_table else _StreamBuilder, mixin)(
+        reader, d, on_record, keep=keep, task_done=task_done)
     img = b.run()
     d.begin(img)
     d.end_mm()
@@ -463,17 +465,27 @@ def feed_from_stream(reader: ImageReader, consumer: Consumer, on_record=None,
 
 
 def read_pages(reader: ImageReader, consumer: Consumer, on_record=None,
-               keep: frozenset[str] | None = None, vma_table: bool = False) -> Image:
+               keep: frozenset[str] | None = None, vma_table: bool = False,
+               task_done=None, mixin: type | None = None) -> Image:
     """The model of an image, its pages fed to ``consumer``: by seek when the image is a
-    regular file, else in the one streaming pass.  ``keep``: build_model's, for a file.
+    regular file, else in the one streaming pass.  ``keep``: build_model's, for a file
+    (and, with ``task_done``, build_model's too, for a pipe as well).
     ``vma_table``: its address spaces hold their VMAs in a VmaTable (arrays: for the
-    commands that read every VMA, mem and diff)."""
+    commands that read every VMA, mem and diff). ``mixin``: a class put before the
+    builder in its bases, that also acts on the records as they pass (diff's)."""
     if not reader.src.seekable:
-        return feed_from_stream(reader, consumer, on_record, vma_table)
+        return feed_from_stream(reader, consumer, on_record, vma_table,
+                                *((keep, task_done, mixin) if task_done else ()))
     from .build import build_model
-    img = build_model(reader, on_record, CompactBuilder if vma_table else Builder, keep=keep)
+    img = build_model(reader, on_record,
+                      _mixed(CompactBuilder if vma_table else Builder, mixin), keep=keep,
+                      task_done=task_done)
     feed_from_file(img, reader.src.f.fileno(), consumer)
     return img
+
+
+def _mixed(builder: type, mixin: type | None) -> type:
+    return builder if mixin is None else type(builder.__name__, (mixin, builder), {})
 
 
 # -- hexdump ----------------------------------------------------------------------------

@@ -1,15 +1,16 @@
 """diff: what changed between two checkpoints (exit 0 equal, 1 different, like cmp)."""
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 
 from .. import diff as D
 from ..errors import UsageError
-from ..mem import esc_text, read_pages
+from ..mem import esc_text
 from ..reader import open_image
 from ._errors import Exit, handled
-from ._output import emit_json, out, record_progress
+from ._output import _jsonable, out, record_progress
 from ._params import Argument, ArchOpt, FormatOpt, JsonOpt, Option, command
 
 EXIT_DIFFERENT = 1
@@ -24,25 +25,43 @@ def diff(a: Annotated[str, Argument(help="first image ('-' = stdin)", metavar="A
     fds, VMAs and pages. Exit 0 when equal, 1 when different."""
     if a == "-" and b == "-":
         raise UsageError("only one of A and B can be stdin")
-    models = []
+    facts = []
     for path in (a, b):
-        hashes = D.PageHashes()
+        facts.append(D.Facts())
         with open_image(path, format, arch) as reader:
             with record_progress(reader) as on_record:
-                img = read_pages(reader, hashes, on_record, vma_table=True)
-        models.append((img, hashes))
-    (ia, ha), (ib, hb) = models
-    result = D.diff(ia, ib, ha, hb)
-    if json:
-        if not pages:
-            for t in result["tasks"]:
+                facts[-1].read(reader, on_record)
+    result = D.diff(*facts)
+    changed = 0
+
+    def tasks(compared):
+        nonlocal changed
+        for t in compared:
+            changed += 1
+            if json and not pages:
                 t.get("pages", {}).pop("ranges", None)
-        emit_json(result)
+            yield t
+    result["tasks"] = tasks(result["tasks"])
+    if json:
+        emit_result(result, lambda: not (result["appeared"] or result["exited"] or changed))
     else:
         for line in text_lines(result, pages):      # paths and names are the image's
             out.print(esc_text(line), markup=False, highlight=False)
-    if not result["equal"]:
+    if result["appeared"] or result["exited"] or changed:
         raise Exit(EXIT_DIFFERENT)
+
+
+def emit_result(result: dict, equal) -> None:
+    """``emit_json(result | {"equal": equal()})``, its tasks written as they are compared
+    (the list is never held). json.dumps joins items with ', ' and keys with ': '."""
+    import json
+    write = sys.stdout.write
+    head = {k: v for k, v in result.items() if k != "tasks"}
+    write(json.dumps(head, default=_jsonable)[:-1] + ', "tasks": [')
+    for i, t in enumerate(result["tasks"]):
+        write((", " if i else "") + json.dumps(t, default=_jsonable))
+    write(f'], "equal": {json.dumps(equal())}}}\n')
+    sys.stdout.flush()
 
 
 def _v(x) -> str:

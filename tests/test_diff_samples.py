@@ -1,0 +1,77 @@
+"""`diff` prints what it printed before it was made to read both images in bounded memory
+(issue 11): ``golden/diff_outputs.json`` holds the exit code and the SHA-256 of stdout of
+diff (text, --pages, --json, --json --pages) on pairs of samples that differ in many
+ways (other programs, other versions of one dump, an image and itself), recorded from
+the whole-model diff before the rework; every pair as a small image's lean model holds
+its tasks, files and fds (as objects) and as a large one's does (in columns)."""
+import hashlib
+import json
+from itertools import product
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parent.parent
+VERSIONS = ("v17", "v19-rc2", "v21", "v23")
+NAMES = ("pipes", "signals", "single", "threads")
+# each sample against itself and each other program of its version; each program of one
+# version against it in the others
+PAIRS = sorted({(f"samples/{v}/{a}.img", f"samples/{v}/{b}.img")
+                for v in VERSIONS for a, b in product(NAMES, NAMES)} |
+               {(f"samples/{v}/{n}.img", f"samples/{w}/{n}.img")
+                for v, w in product(VERSIONS, VERSIONS) if v != w for n in NAMES})
+FORMS = ((), ("--pages",), ("--json",), ("--json", "--pages"))
+GOLDEN = ROOT / "tests" / "golden" / "diff_outputs.json"
+GOLDEN_OUTPUTS = json.loads(GOLDEN.read_text())
+
+
+@pytest.fixture(autouse=True, params=["objects", "columns"])
+def lean_tables(request, monkeypatch):
+    """Every pair twice: as a small image's lean model holds its tasks, files and fds (as
+    objects), and as a large one's does (in columns: HOLD_* set to 0)."""
+    if request.param == "columns":
+        from imgtools import lean
+        for name in ("HOLD_TASKS", "HOLD_FILES", "HOLD_FDS"):
+            monkeypatch.setattr(lean, name, 0)
+    return request.param
+
+
+def test_every_pair_and_form_is_recorded():
+    assert set(GOLDEN_OUTPUTS) == {" ".join(("diff", *f, a, b)) for a, b in PAIRS
+                                   for f in FORMS}
+
+
+@pytest.mark.parametrize("a", sorted({a for a, _ in PAIRS}))
+def test_diff_prints_what_the_whole_model_diff_printed(a, monkeypatch):
+    from imgtools.cli import app
+    monkeypatch.chdir(ROOT)             # the keys name the samples
+    runner = CliRunner()
+    for key, (code, digest) in GOLDEN_OUTPUTS.items():
+        if key.split(" ")[-2] != a:
+            continue
+        r = runner.invoke(app, key.split(" "))
+        assert (r.exit_code, hashlib.sha256(r.stdout_bytes).hexdigest()) == (code, digest), \
+            (key, r.output[-2000:])
+
+
+def test_shared_values_are_held_once_and_only_equal_ones_are_shared():
+    """One value for equal tasks' facts; never for values that are equal in Python but
+    print differently (True and 1, 1 and 1.0, a list and a tuple)."""
+    from imgtools.diff import _Interned
+    shared = _Interned()
+    a = shared.add({"x": 1, "y": [1, 2]})
+    assert shared.add({"x": 1, "y": [1, 2]}) == a
+    others = [shared.add(v) for v in ({"x": True, "y": [1, 2]}, {"x": 1.0, "y": [1, 2]},
+                                      {"x": 1, "y": (1, 2)}, {"y": [1, 2], "x": 1})]
+    assert len({a, *others}) == 5
+    assert [shared.values[i] for i in others][0] == {"x": True, "y": [1, 2]}
+
+
+def test_objref_values_near_and_far():
+    from imgtools.diff import _ByRef
+    by = _ByRef()
+    for ref, n in ((1000, 1), (999, 2), (1 << 40, 3), (1002, 4), (70000, 5), (1002, 6)):
+        by.set(ref, n)
+    assert [by.get(r) for r in (1000, 999, 1 << 40, 1002, 70000, 1001, 5, None)] == \
+        [1, 2, 3, 6, 5, None, None, None]
