@@ -26,15 +26,7 @@ GOLDEN = ROOT / "tests" / "golden" / "diff_outputs.json"
 GOLDEN_OUTPUTS = json.loads(GOLDEN.read_text())
 
 
-@pytest.fixture(autouse=True, params=["objects", "columns"])
-def lean_tables(request, monkeypatch):
-    """Every pair twice: as a small image's lean model holds its tasks, files and fds (as
-    objects), and as a large one's does (in columns: HOLD_* set to 0)."""
-    if request.param == "columns":
-        from imgtools import lean
-        for name in ("HOLD_TASKS", "HOLD_FILES", "HOLD_FDS"):
-            monkeypatch.setattr(lean, name, 0)
-    return request.param
+pytestmark = pytest.mark.usefixtures("lean_tables")   # (conftest: every pair twice)
 
 
 def test_every_pair_and_form_is_recorded():

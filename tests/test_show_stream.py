@@ -18,14 +18,6 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("samples/*/*.img"))
 
 
-@pytest.fixture(params=["objects", "columns"])
-def lean_tables(request, monkeypatch):
-    if request.param == "columns":
-        from imgtools import lean
-        for name in ("HOLD_TASKS", "HOLD_FILES", "HOLD_FDS"):
-            monkeypatch.setattr(lean, name, 0)
-
-
 def _whole_show_json(img, pid=None) -> str:
     """What show --json printed from the whole model before it streamed."""
     chosen = [t for t in img.tasks if pid in (None, t.pid)]
