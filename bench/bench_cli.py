@@ -255,7 +255,7 @@ def _installed(where: str) -> str | None:
         [sys.executable, "-m", "venv", venv],
         [os.path.join(venv, "bin", "pip"), "install", "-q", str(ROOT)]]
     steps.append([os.path.join(venv, "bin", "pip"), "install", "-q", "--no-deps",
-                  "--force-reinstall", "--no-build-isolation", str(ROOT)])
+                  "--force-reinstall", str(ROOT)])
     for step in steps:
         r = subprocess.run(step, capture_output=True, text=True)
         if r.returncode:
