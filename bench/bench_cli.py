@@ -121,9 +121,9 @@ def main() -> None:
                   f"{PY} -c pass")]
         venv = _installed(a.dir)
         if venv:
-            cases += [(f"installed: imgtools {c}", f"{venv}/bin/imgtools {c} > /dev/null",
+            cases += [(f"installed: imgtools {label}", f"{venv}/bin/imgtools {c} > /dev/null",
                        f"{venv}/bin/python -c pass")
-                      for c in ("--version", f"info {SMALL}")]
+                      for label, c in (("--version", "--version"), ("info SMALL", f"info {SMALL}"))]
         crit = _crit_image(work)
         if crit:
             cases.append(("crit show pstree.img (CRIU's own, if installed)",
