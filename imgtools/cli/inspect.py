@@ -56,8 +56,8 @@ CELLS = {"start": hexa, "end": hexa, "pgoff": hexa, "path": lambda p: p or "",
 def _listing(image, format, arch, json, rows_of, columns, reads, pid=None) -> None:
     """One table (or JSON list) of the rows a view makes from the image's model, as they
     are made: the table holds only the text of its cells; the model only what the view
-    ``reads``, its VMAs in arrays."""
-    with load(image, format, arch, reads, vma_table=True) as (_, img):
+    ``reads``."""
+    with load(image, format, arch, reads) as (_, img):
         if pid is not None and img.task_by_pid(pid) is None:
             raise UsageError(f"no task with pid {pid} in the image")
         if not json:
