@@ -8,13 +8,12 @@ from ._output import record_progress
 
 @contextmanager
 def load(path: str, version: str | None = None, arch: str | None = None,
-         keep: frozenset[str] | None = None, task_done=None, done_reads=frozenset(),
-         vma_table: bool = False):
+         keep: frozenset[str] | None = None, vma_table: bool = False, **reads):
     """Yields (reader, model) for a path or '-'; ``keep``: what of the model the command
-    reads, ``task_done``: what it reads of each task's records as they pass, and
-    ``done_reads`` the parts of them it reads (build_model's; None: all of it, nothing);
-    ``vma_table``: the VMAs held in arrays (vmatable.py: a command that reads every VMA
-    once)."""
+    reads (build_model's; None: all of it); ``vma_table``: the VMAs held in arrays
+    (vmatable.py: a command that reads every VMA once); ``reads``: build_model's
+    task_done and done_reads (what the command reads of each task's records as they
+    pass)."""
     from ..build import Builder, build_model   # here: the CLI's start-up reads no format
     from ..reader import open_image
     builder = Builder
@@ -22,6 +21,5 @@ def load(path: str, version: str | None = None, arch: str | None = None,
         from ..vmatable import CompactBuilder as builder
     with open_image(path, version, arch) as reader:
         with record_progress(reader) as on_record:
-            img = build_model(reader, on_record, builder, keep=keep, task_done=task_done,
-                              done_reads=done_reads)
+            img = build_model(reader, on_record, builder, keep=keep, **reads)
         yield reader, img

@@ -106,33 +106,42 @@ def show(image: ImageArg, records: bool = Option(
     if records:
         return _show_records(image, json, format, arch)
     details = HeldTexts()       # each task's, made as its records pass (see task_done)
+    detail = _json_detail if json else _text_detail
 
     def task_done(img, t):
         if pid in (None, t.pid):
-            details.add(t.index, json_text(views.task_detail(img, t)) if json else
-                        "".join(line + "\n" for line in _detail_lines(img, t)))
+            details.add(t.index, detail(img, t))
 
     # (text: the registers; --json: fields and the FPU state's size too)
     done_reads = frozenset(("task_records",) if json else ("regs",))
-    with load(image, format, arch, views.SHOW_READS, task_done, done_reads,
-              vma_table=True) as (_, img):
+    with load(image, format, arch, views.SHOW_READS, vma_table=True, task_done=task_done,
+              done_reads=done_reads) as (_, img):
         chosen = img.tasks
         if pid is not None:
             chosen = [t for t in img.tasks if t.pid == pid]
             if not chosen:
                 raise UsageError(f"no task with pid {pid} in the image")
+        texts = _in_order(img, chosen, details, detail)
         if not json:
-            return _show_text(image, img, chosen, pid, details)
+            return _show_text(image, img, chosen, pid, texts)
         emit_json_fields((
             ("info", views.info(img)),
             ("tasks", (r for r in views.iter_ps(img) if pid in (None, r["pid"]))),
-            ("detail", (JsonText(text) for text in _in_order(
-                chosen, details, lambda t: json_text(views.task_detail(img, t))))),
+            ("detail", (JsonText(text) for text in texts)),
             ("maps", views.iter_maps(img, pid)), ("files", views.iter_files(img, pid))))
 
 
-def _in_order(chosen, held: HeldTexts, make):
-    """The text of each chosen task: held, or (a task whose records never came) ``make``."""
+def _json_detail(img, t) -> str:
+    return json_text(views.task_detail(img, t))
+
+
+def _text_detail(img, t) -> str:
+    return "".join(line + "\n" for line in _detail_lines(img, t))
+
+
+def _in_order(img, chosen, held: HeldTexts, make):
+    """The detail text of each chosen task: held, or (a task whose records never came)
+    made now."""
     texts = iter(held)
     nxt = next(texts, None)
     for t in chosen:
@@ -140,14 +149,14 @@ def _in_order(chosen, held: HeldTexts, make):
             yield nxt[1]
             nxt = next(texts, None)
         else:
-            yield make(t)
+            yield make(img, t)
     if nxt is not None:
         raise RuntimeError(f"show: the detail of task {nxt[0]} was made, not shown")
 
 
-def _show_text(image: str, img, chosen, pid, details: HeldTexts) -> None:
+def _show_text(image: str, img, chosen, pid, held) -> None:
     """show for people: each task's section printed as it is made (the details of
-    every task are never all held)."""
+    every task are never all held; ``held``: the text of each's, in order)."""
     info_rows = views.info(img)
     say((image, "bold"), f": {info_rows['version']} {info_rows['arch']} kernel "
         f"{info_rows['kernel']}, {plural(info_rows['tasks'], 'task')}, "
@@ -159,8 +168,6 @@ def _show_text(image: str, img, chosen, pid, details: HeldTexts) -> None:
     maps = _SharedTable(lambda u: views.task_maps(img, u), MAPS_COLUMNS[1:])
     fds = _SharedTable(lambda u: views.task_files(img, u), fd_columns)
     creds = (None, None)        # (cred objref, its line): tasks share their creds
-    held = _in_order(chosen, details,
-                     lambda t: "".join(line + "\n" for line in _detail_lines(img, t)))
     for t in chosen:
         lines = [(), ((f"task {t.pid}", "bold"), f" {t.comm} state {views.state(t)} "
                                                   f"(record at {t.offset})")]
