@@ -168,6 +168,19 @@ class Abi:
                 pass
         return {k: v for k, v in self.parse(name, payload).items() if not k.startswith("_")}
 
+    def fast_plain(self, name: str) -> Callable[[bytes], dict] | None:
+        """What ``plain`` tries first: one parse by the fixed layout, which raises anything
+        on a payload it cannot read (``plain`` then says what is wrong); None where the
+        struct has no such layout. For a hot caller that falls back to ``plain`` itself."""
+        fast = self._plain_of(name)
+        return fast.parse if fast is not None else None
+
+    def fixed_size(self, name: str) -> int | None:
+        """The size of a struct of one fixed segment (a payload of at least that many
+        bytes parses), else None."""
+        fast = self._plain_of(name)
+        return fast.size if isinstance(fast, _Plain) else None
+
     def checker(self, name: str) -> Callable[[bytes], bytes]:
         """``payload -> payload``, raising the PayloadError ``parse`` would raise (a
         payload a fixed-size struct fits is checked by its length alone): for payloads

@@ -82,11 +82,13 @@ def _shortened(data: bytes, name: str, abi) -> tuple[bytes, int]:
     return bytes(out), at
 
 
-@pytest.mark.parametrize("name", ["task", "cpu", "signal", "thread", "restart_block"])
-def test_records_held_unparsed_are_refused_when_they_do_not_parse(name):
-    """TASK, CPU, SIGNAL, THREAD and RESTART_BLOCK are held as bytes (parsed when read):
-    one too short for its struct is refused while the model is built, naming the record
-    and its offset, as a parsed record is."""
+@pytest.mark.parametrize("name", ["task", "cpu", "signal", "thread", "restart_block",
+                                  "task_objs", "fs", "sigpending", "mm", "file"])
+def test_records_refused_when_they_do_not_parse(name):
+    """TASK, CPU, SIGNAL, THREAD and RESTART_BLOCK are held as bytes (parsed when read),
+    TASK_OBJS, FS, SIGPENDING, MM and FILE parsed by the builder's own fast path: one too
+    short for its struct is refused while the model is built, naming the record and its
+    offset, as a record parsed through formats is."""
     import formats
     from imgtools.errors import SchemaError
     abi = formats.abi("v23")
