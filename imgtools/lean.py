@@ -370,7 +370,7 @@ class Tasks:
     Task until the next TASK record (``take``); tasks that do not fit the columns (their
     records held, a number too large, an rseq) stay Tasks."""
     __slots__ = ("ids", "offset", "states", "refs", "masks", "flags", "comms", "comm_at",
-                 "objs_keys", "objs", "held", "live", "keep_objs", "cpu", "cpu_at",
+                 "objs_keys", "objs", "held", "live", "keep_objs", "_empty_args", "cpu", "cpu_at",
                  "cpu_parse", "lean")
 
     def __init__(self, keep_objs: bool):
@@ -383,6 +383,7 @@ class Tasks:
         self.comms = _Strings()
         self.comm_at = array("q")       # 2 a task: start, end
         self.keep_objs = keep_objs
+        self._empty_args: dict | None = None
         self.objs_keys: tuple | None = None     # the TASK_OBJS fields (the same for all)
         self.objs = array("q")          # len(objs_keys) a task (once one has objs)
         self.held: dict[int, Task] = {}
@@ -421,7 +422,11 @@ class Tasks:
 
     def _empty(self) -> dict:
         """What Task holds of a task no record of which was read (build's lean defaults)."""
-        return {"pending": ()} | ({} if self.keep_objs else {"objs": EMPTY})
+        empty = self._empty_args
+        if empty is None:
+            empty = self._empty_args = {"pending": ()} | \
+                ({} if self.keep_objs else {"objs": EMPTY})
+        return empty
 
     def take(self, i: int) -> Task:
         """Task i, whose records come now: a Task until the next is taken (the one

@@ -192,11 +192,14 @@ class Task:
                  blocked: int | None = None, rseq: dict | None = None):
         self.index, self.pid, self.ppid, self.tgid = index, pid, ppid, tgid
         self.pgid, self.sid, self.depth, self.comm, self.offset = pgid, sid, depth, comm, offset
-        self.fields = {} if fields is None else fields
+        if fields is None:      # (the setter's work, written out: a Task is made for each
+            self._fields, self.state, self.exit_state = {}, 0, 0    # task a model reads)
+        else:
+            self.fields = fields
         self.cred_ref, self.ecred_ref, self.ns_ref = cred_ref, ecred_ref, ns_ref
         self.objs = {} if objs is None else objs
-        self.regs, self.fpu_size, self.fpu_offset = regs, fpu_size, fpu_offset   # XSAVE area
-        self.thread, self.restart_block = thread, restart_block
+        self._regs, self.fpu_size, self.fpu_offset = regs, fpu_size, fpu_offset  # XSAVE area
+        self._thread, self._restart_block = thread, restart_block   # (see _Parsed)
         self.pending = [] if pending is None else pending
         self.pending_mask, self.blocked, self.rseq = pending_mask, blocked, rseq   # EXT_RSEQ
 
