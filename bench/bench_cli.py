@@ -160,8 +160,9 @@ def main() -> None:
                   ("files 40k fds", f"files {fds} > /dev/null"),
                   ("show 40k fds", f"show {fds} > /dev/null"),
                   ("info --json 20k VMAs", f"info --json {vmas} > /dev/null")]
-        # (the tree's interpreter here is a build with libpython as a shared library:
-        # show of 10,000 tasks took 30 % longer on it than installed on Debian's python3)
+        # (the tree's interpreter here is pyenv's build, configured without
+        # --enable-optimizations and with libpython as a shared library: show of 10,000
+        # tasks took 45 % longer on it than installed on Debian's python3)
         run_group("tables", [(label, f"{IMGTOOLS} {c}", None) for label, c in tables] +
                   [(f"installed: {label}", f"{venv}/bin/imgtools {c}", None)
                    for label, c in (tables if venv else ())], a.runs, "<= 2 s, <= 100 MB")
