@@ -45,6 +45,23 @@ class _Strings:
         return self.data[start:end].decode("utf-8", "surrogatepass")
 
 
+class _Blobs:
+    """Byte strings appended to one buffer: ``add`` gives the row, ``at`` the bytes back."""
+    __slots__ = ("data", "ends")
+
+    def __init__(self):
+        self.data = bytearray()
+        self.ends = array("q")
+
+    def add(self, b: bytes) -> int:
+        self.data += b
+        self.ends.append(len(self.data))
+        return len(self.ends) - 1
+
+    def at(self, row: int) -> bytes:
+        return bytes(self.data[self.ends[row - 1] if row else 0:self.ends[row]])
+
+
 class Codes:
     """Names (a kind, a file type) as one byte each: 1..255, 0 for none; None for a 256th."""
     __slots__ = ("names", "code_of")
@@ -138,13 +155,14 @@ class Objects:
     Columns indexed by objref - base (base: the first objref put in them; objrefs are
     numbered as the dumper meets the objects, so they are dense): the kind (one byte,
     0: none), the offset of the defining record, the defining task's index, the row of
-    a packed file or signal. Objects with a value (other than such files, and signals
-    of which only the shared mask is held), and objrefs below base or far above the
-    others, are held as their Obj. While the model is built, reading a packed file
+    a packed file or signal, or of a value held as bytes (model.Held: a SIGHAND). Objects
+    with a value (other than these: such files, signals of which only the shared mask is
+    held, held bytes), and objrefs below base or far above the others, are held as their
+    Obj. While the model is built, reading a packed file
     moves it back to an Obj (the builder may change what it reads: an epoll adds items
     to its file); once frozen, reading makes one each time."""
     __slots__ = ("held", "kinds", "base", "kind", "offset", "task", "row", "count",
-                 "files", "masks", "live", "frozen", "lean")
+                 "files", "masks", "blobs", "parse_of", "live", "frozen", "lean")
 
     def __init__(self):
         self.held: dict[int, Obj] = {}
@@ -157,6 +175,8 @@ class Objects:
         self.count = 0                  # objects in the columns
         self.files = _Files()
         self.masks = array("Q")         # a packed signal's row: its shared mask
+        self.blobs = _Blobs()           # a held value's row: its bytes
+        self.parse_of: dict[str, object] = {}   # kind -> the Held parse of its values
         self.live: int | None = None    # the file or signal defined last: packed at the
                                         # next (a signal's SIGPENDING comes after it)
         self.frozen = False
@@ -192,10 +212,16 @@ class Objects:
         if i < 0:
             return default
         row, task, kind = self.row[i], self.task[i], self.kinds.names[self.kind[i]]
-        value = None if row == _NO else Signal(ref, NOT_KEPT, (), self.masks[row]) \
-            if kind == "signal" else self.files.file(ref, row)
+        if row == _NO:
+            value = None
+        elif kind == "signal":
+            value = Signal(ref, NOT_KEPT, (), self.masks[row])
+        elif kind in self.parse_of:
+            value = Held(self.blobs.at(row), self.parse_of[kind])
+        else:
+            value = self.files.file(ref, row)
         o = Obj(ref, kind, value, self.offset[i], None if task == _NO else task)
-        if o.value is not None and not self.frozen and kind != "signal":
+        if type(value) is File and not self.frozen:
             self.kind[i] = 0            # (its row is left unused; a signal is packed once
                                         # the builder is done with it: task_done reads it)
             self.count -= 1
@@ -245,6 +271,13 @@ class Objects:
             self.live = ref
         elif value is None and self._column(ref, kind, offset, task, _NO):
             return
+        elif type(value) is Held and type(value.payload) is bytes and \
+                self.parse_of.setdefault(kind, value.parse) is value.parse:
+            row = self.blobs.add(value.payload)
+            if self._column(ref, kind, offset, task, row):
+                return
+            del self.blobs.ends[-1]
+            del self.blobs.data[self.blobs.ends[-1] if self.blobs.ends else 0:]
         self.held[ref] = Obj(ref, kind, value, offset, task)
 
     def freeze(self) -> None:

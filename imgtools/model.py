@@ -268,7 +268,8 @@ class Image:
         o = self.objects.get(ref)
         if o is None or (kind is not None and o.kind != kind):
             return None
-        return o.value
+        v = o.value
+        return v.parse(v.payload) if type(v) is Held else v
 
     def task_by_pid(self, pid: int) -> Task | None:
         for t in self.tasks:
