@@ -42,13 +42,22 @@ def many_vmas(path: str, n: int = 20_000) -> str:
                                     files={"files": [FdSpec(0, path="/dev/null")]}))
 
 
-def many_tasks(path: str, n: int = 10_000) -> str:
-    """A chain of ``n`` processes (each the parent of the next), one small mm shared."""
+def many_tasks(path: str, n: int = 10_000, own_sighands: bool = False) -> str:
+    """A chain of ``n`` processes (each the parent of the next), one small mm shared;
+    ``own_sighands``: each with a SIGHAND of its own, its handlers at addresses of its
+    own (as programs loaded at random addresses have them), else one for all."""
     tasks = [TaskSpec(1000, 1, comm="root")] + [
         TaskSpec(1000 + i, 999 + i, comm=f"t{i}") for i in range(1, n)]
+    sighands = {}
+    if own_sighands:
+        for i, t in enumerate(tasks):
+            t.sighand = f"sighand-{i}"
+            base = 0x5500_0000_0000 + (i << 28)
+            sighands[t.sighand] = {2: base + 0x1230, 15: 1, 17: base + 0x4560}
     return _compose(path, ImageSpec(tasks=tasks, mms={"mm": MmSpec([VmaSpec(0x400000,
                                                                              0x401000)])},
-                                    files={"files": [FdSpec(0, path="/dev/null")]}))
+                                    files={"files": [FdSpec(0, path="/dev/null")]},
+                                    sighands=sighands))
 
 
 def many_fds(path: str, n: int = 40_000) -> str:

@@ -21,8 +21,9 @@ median CPU time, the median ratio to its baseline and the largest peak RSS):
   fds; and info --json and check on 800,000 VMAs), of to-core (-o FILE, -o -, from a
   pipe) on the 200,000 VMAs, 100,000 tasks and 400,000 fds, of diff (against itself and
   against its conversion) on the 200,000 VMAs and (text, --json --pages) of the 100,000
-  tasks and of the 400,000 fds with themselves, --scale-runs runs each (target: <= 100
-  MB at every size).
+  tasks and of the 400,000 fds with themselves; show, show --json, ps, check and diff of
+  100,000 processes with a SIGHAND each (the 100,000 tasks share one), --scale-runs runs
+  each (target: <= 100 MB at every size).
   The images (0.1-1.7 GB, minutes to make) are kept in --dir.
 - convert / core: to a file against ``cat IMG > FILE``, to stdout (``| cat``) against
   ``cat IMG | cat``, from a pipe to a pipe against ``cat IMG | cat | cat``, from a pipe
@@ -210,17 +211,20 @@ def _scale(where: str, runs: int) -> None:
                                       200_000), SCALE_COMMANDS),
               ("100k tasks", many_tasks(os.path.join(where, "imgtools-bench-100k-tasks.img"),
                                         100_000), SCALE_COMMANDS),
+              ("100k processes", many_tasks(os.path.join(
+                  where, "imgtools-bench-100k-sighands.img"), 100_000, own_sighands=True),
+               ("show", "show --json", "ps", "check")),
               ("400k fds", many_fds(os.path.join(where, "imgtools-bench-400k-fds.img"),
                                     400_000), SCALE_COMMANDS),
               ("800k VMAs", many_vmas(os.path.join(where, "imgtools-bench-800k-vmas.img"),
                                       800_000), ("info --json", "check"))]
     for name, img, commands in images:
         cases = [(f"{c} {name}", f"{IMGTOOLS} {c} {img} > /dev/null", None) for c in commands]
-        if name != "800k VMAs":
+        if name not in ("800k VMAs", "100k processes"):
             cases += _scale_core_cases(where, img, name)
         if name == "200k VMAs":
             cases += _scale_diff_cases(where, img)
-        elif name in ("100k tasks", "400k fds"):        # (both models: twice the tables)
+        elif name != "800k VMAs":           # (diff holds both models: twice the tables)
             cases += [(f"diff {name} (itself)", f"{IMGTOOLS} diff {img} {img} > /dev/null",
                        None),
                       (f"diff --json {name} (itself)",

@@ -110,6 +110,7 @@ class ImageSpec:
     pipes: dict[str, bytes] = field(default_factory=dict)
     creds: dict[str, CredSpec] = field(default_factory=lambda: {"cred": CredSpec()})
     handlers: dict[int, int] = field(default_factory=dict)  # signo -> handler address
+    sighands: dict[str, dict[int, int]] = field(default_factory=dict)  # a SIGHAND's own
     uts: tuple[str, ...] = ("linux", "node", "2.6.38", "#1", "x86_64", "(none)")
     cwd: str = "/"
     errors: list[str] = field(default_factory=list)         # ERROR records before TAIL
@@ -343,7 +344,8 @@ class Composer:
     def sighand(self, key: str) -> int:
         ref, new = self._objref("sighand", key)
         if new:
-            acts = [{"_sa_handler": self.spec.handlers.get(i + 1, 0), "sa_flags": 0,
+            handlers = self.spec.sighands.get(key, self.spec.handlers)
+            acts = [{"_sa_handler": handlers.get(i + 1, 0), "sa_flags": 0,
                      "sa_restorer": 0, "sa_mask": 0} for i in range(64)]
             self.w.rec("sighand", action=acts)
         return ref
