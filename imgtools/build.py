@@ -50,8 +50,13 @@ FIELDS = {
 FIELDS_MISSING = {"vma": {"hugetlb_shift": 0}}     # fields older versions lack: the value
 # Records a handler gets as a plain dict of their public fields (formats' plain).
 PLAIN = frozenset(("task_objs", "fs", "file", "sigpending", "mm", "ext_rseq"))
+# The objects the model holds as their records (_kept): a kernel's image can hold one of
+# each for every process (a fork copies its parent's creds and handlers), so they are
+# held as their bytes, SIGHAND's compressed, and parsed when read.
+KEPT = ("cred", "user", "user_ns", "groupinfo", "ns", "ipc_ns", "mnt_ns", "sighand",
+        "security")
 # Records a handler gets as their bytes (it holds them: model.Held, parsed when read).
-RAW = frozenset(("task", "thread", "restart_block", "cpu", "signal", "sighand"))
+RAW = frozenset(("task", "thread", "restart_block", "cpu", "signal", *KEPT))
 # What a lean model holds for a task's objs, a file's sub fields when it has none: one
 # read-only empty mapping for all.
 _NONE = EMPTY
@@ -81,10 +86,12 @@ def plain(value) -> dict:
     return {k: v for k, v in value.items() if not k.startswith("_")}
 
 
-def _kept(kind: str):
-    """A handler that defines the object as its parsed record."""
+def _kept(kind: str, packed: bool = False):
+    """A handler that defines the object as its record (``packed``: compressed, see
+    _packed), parsed when read (_record_value)."""
     def handler(self, rec, v, ref):
-        self._define(ref, kind, plain(v) if v is not None else {}, rec)
+        value = {} if v is None else Held(_packed(v) if packed else v, self.held[kind])
+        self._define(ref, kind, value, rec)
     return handler
 
 
@@ -155,8 +162,9 @@ class Builder:
                      if name in abi.structs}
         if "signal" in self.held:
             self.held["signal"] = functools.partial(_signal_fields, abi)
-        if "sighand" in self.held:
-            self.held["sighand"] = _unpacked(abi, "sighand")
+        for kind in KEPT:
+            if kind in self.held:
+                self.held[kind] = _record_value(abi, kind, packed=kind == "sighand")
 
     # -- driving ------------------------------------------------------------
     def run(self) -> Image:
@@ -436,7 +444,7 @@ class Builder:
     def on_tail(self, rec, v, ref):
         self.img.tail = v.magic == self.abi.magic_tail
 
-    # creds, namespaces and handlers: kept as their parsed records
+    # creds, namespaces and handlers: kept as their records (KEPT)
     on_cred = _kept("cred")
     on_user = _kept("user")
     on_user_ns = _kept("user_ns")
@@ -444,12 +452,9 @@ class Builder:
     on_ns = _kept("ns")
     on_ipc_ns = _kept("ipc_ns")
     on_mnt_ns = _kept("mnt_ns")
-
-    def on_sighand(self, rec, v, ref):
-        # 64 actions: 2 KB of bytes, 17 KB parsed, 100 compressed (most actions are the
-        # default, all zero). Processes have one each, of handlers at addresses of their
-        # own (ASLR): 10,000 held parsed took 150 MB.
-        self._define(ref, "sighand", Held(_packed(v), self.held["sighand"]), rec)
+    # 64 actions: 2 KB, 17 KB parsed, 100 bytes compressed (most are the default: zeros);
+    # 10,000 processes with handlers of their own took 150 MB held parsed
+    on_sighand = _kept("sighand", packed=True)
     on_security = _kept("security")
 
     def on_uts_ns(self, rec, v, ref):
@@ -746,7 +751,8 @@ class Builder:
             item = plain(self.abi.parse("ckpt_eventpoll_item", data[i * size:(i + 1) * size]))
             f.sub["items"].append(item)
 
-    on_task_sem_undo_list = _kept("sem_undo")
+    def on_task_sem_undo_list(self, rec, v, ref):
+        self._define(ref, "sem_undo", plain(v) if v is not None else {}, rec)
 
     def on_task_sem_undo(self, rec, v, ref):
         if v.semadj_count:
@@ -866,20 +872,21 @@ def _checked_raw(name: str, checker, size: int | None):
 
 
 def _packed(payload: bytes) -> bytes:
-    """A payload as a lean model holds one that is mostly zeros (see _unpacked)."""
+    """A payload that is mostly zeros as the model holds it (see _record_value)."""
     z = zlib.compressobj(1, zlib.DEFLATED, -9, 1)   # (a raw stream, a small state: 9 us,
     return z.compress(payload) + z.flush()          # where zlib.compress takes 19)
 
 
-def _unpacked(abi, name: str):
-    """``packed -> the record's value`` (as ``_kept`` makes it), for Held. The last value
-    is kept: the tasks that share a SIGHAND, or hold equal ones, read it in turn."""
+def _record_value(abi, name: str, packed: bool):
+    """``held bytes -> the record's value`` (its parsed fields, for Held; ``packed``: the
+    bytes are _packed's). The last value is kept: the tasks that share an object, or hold
+    equal ones, read it in turn."""
     last: list = [None, None]
 
-    def value(packed: bytes):
-        if packed != last[0]:
-            last[1] = plain(abi.parse(name, zlib.decompress(packed, -9)))
-            last[0] = packed
+    def value(held: bytes):
+        if held != last[0]:
+            last[1] = plain(abi.parse(name, zlib.decompress(held, -9) if packed else held))
+            last[0] = held
         return last[1]
     return value
 
