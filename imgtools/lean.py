@@ -14,6 +14,7 @@ items still changed by the builder: ``freeze()`` ends that.
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_left, bisect_right
 from contextlib import contextmanager
 from types import MappingProxyType
 
@@ -404,7 +405,7 @@ class Tasks:
     records held, a number too large, an rseq) stay Tasks."""
     __slots__ = ("ids", "offset", "states", "refs", "masks", "flags", "comms", "comm_at",
                  "objs_keys", "objs", "held", "live", "keep_objs", "_empty_args", "cpu", "cpu_at",
-                 "cpu_parse", "lean")
+                 "cpu_parse", "lean", "frozen", "by_id")
 
     def __init__(self, keep_objs: bool):
         self.ids = array("i")           # 6 a task: pid, ppid, tgid, pgid, sid, depth
@@ -425,6 +426,8 @@ class Tasks:
         self.cpu_at = array("q")        # another; 2 a task: start, end
         self.cpu_parse = None           # what reads them (the same for all)
         self.lean = False               # tasks are packed (more than HOLD_TASKS held)
+        self.frozen = False
+        self.by_id: tuple | None = None     # (see with_id)
 
     def add(self, ids, depth: int) -> None:
         """The next task of the tree (no record of it read yet)."""
@@ -479,6 +482,7 @@ class Tasks:
         if self.live is not None and self.lean:
             self._pack(self.live)
         self.live = None
+        self.frozen = True
 
     def __len__(self) -> int:
         return len(self.flags)
@@ -519,7 +523,15 @@ class Tasks:
                    refs[3 * i + 1], refs[3 * i + 2], objs)
 
     def with_id(self, n: int) -> list[Task]:
-        """The tasks whose pid or tgid is ``n``, in order (only those are made)."""
+        """The tasks whose pid or tgid is ``n``, in order (only those are made). Once the
+        table is frozen, found in an index of both made at the first call (to-core --all
+        asks for each process: the scan of every task took 30 minutes for 10,000)."""
+        if self.frozen and self.by_id is None:
+            self.by_id = self._id_index()
+        if self.by_id:
+            ids, rows = self.by_id
+            lo = bisect_left(ids, n)
+            return [self[i] for i in sorted(set(rows[lo:bisect_right(ids, n, lo)]))]
         found = {i for i, t in self.held.items() if t.pid == n or t.tgid == n}
         for col in (0, 2):              # (pid, tgid)
             column = self.ids[col::6]
@@ -532,6 +544,19 @@ class Tasks:
                 if i not in self.held:
                     found.add(i)
         return [self[i] for i in sorted(found)]
+
+    def _id_index(self) -> tuple:
+        """(every task's pid and tgid, sorted; the index of the task of each), or () where
+        a number does not fit (with_id then scans)."""
+        n = len(self.flags)
+        try:
+            ids = array("q", self.ids[0::6].tolist() + self.ids[2::6].tolist())
+            for i, t in self.held.items():      # (their numbers, which the columns may lack)
+                ids[i], ids[n + i] = t.pid, t.tgid
+        except (OverflowError, TypeError):
+            return ()
+        order = sorted(range(2 * n), key=ids.__getitem__)
+        return array("q", (ids[j] for j in order)), array("i", (j % n for j in order))
 
     def _made(self, i: int) -> Task:
         flags = self.flags[i]

@@ -282,3 +282,24 @@ def test_kept_objects_are_held_compact_and_read_back_as_parsed():
             c = views.creds(img, t)
             i = (t.pid - 100) % 4
             assert (c["uid"], c["gid"], c["groups"]) == (1000 + i, 100, [4, 27 + i])
+
+
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_tasks_with_an_id_are_found_as_a_scan_finds_them(sample):
+    """A lean model's tasks of a pid or tgid (to-core: each process's threads) are those a
+    scan of the whole model's tasks finds, in order, before the table is frozen (a scan)
+    and after (its index)."""
+    from imgtools.core.build import CORE_READS
+    data = (ROOT / sample).read_bytes()
+    whole = _model(data)
+    lean = _model(data, CORE_READS)
+    assert lean.tasks.frozen
+    numbers = {n for t in whole.tasks for n in (t.pid, t.tgid)} | {0, -1, 1 << 40}
+    for n in sorted(numbers):
+        want = [t.index for t in whole.tasks if t.pid == n or t.tgid == n]
+        assert [t.index for t in lean.tasks.with_id(n)] == want, (sample, n)
+    assert lean.tasks.by_id             # (made: the numbers fit)
+    lean.tasks.frozen, lean.tasks.by_id = False, None   # (as while it is built: a scan)
+    for n in sorted(numbers):
+        want = [t.index for t in whole.tasks if t.pid == n or t.tgid == n]
+        assert [t.index for t in lean.tasks.with_id(n)] == want, (sample, n)
