@@ -6,7 +6,7 @@ import os
 import subprocess
 import time
 
-from imgtools.compose import FdSpec, ImageSpec, MmSpec, TaskSpec, VmaSpec, compose
+from imgtools.compose import CredSpec, FdSpec, ImageSpec, MmSpec, TaskSpec, VmaSpec, compose
 
 PAGE = 4096
 
@@ -58,6 +58,27 @@ def many_tasks(path: str, n: int = 10_000, own_sighands: bool = False) -> str:
                                                                              0x401000)])},
                                     files={"files": [FdSpec(0, path="/dev/null")]},
                                     sighands=sighands))
+
+
+def many_processes(path: str, n: int = 10_000) -> str:
+    """``n`` processes as a kernel's image of them holds them: each with an address space
+    of its own (10 VMAs), 4 descriptors of its own, its own SIGHAND (its handlers at
+    addresses of its own) and creds."""
+    tasks, mms, files, sighands, creds = [], {}, {}, {}, {}
+    for i in range(n):
+        t = TaskSpec(1000 + i, 999 + i if i else 1, comm=f"proc{i}", mm=f"mm{i}",
+                     files=f"files{i}", sighand=f"sighand{i}", cred=f"cred{i}")
+        tasks.append(t)
+        base = 0x5500_0000_0000 + (i << 28)
+        mms[t.mm] = MmSpec([VmaSpec(base + k * 0x10000, base + k * 0x10000 + 0x4000)
+                            for k in range(10)])
+        log = f"/var/log/p{i}.log"
+        files[t.files] = [FdSpec(0, path="/dev/null"), FdSpec(1, path=log),
+                          FdSpec(2, path=log), FdSpec(3, path="/etc/passwd")]
+        sighands[t.sighand] = {2: base + 0x1230, 15: 1, 17: base + 0x4560}
+        creds[t.cred] = CredSpec(uid=1000 + i % 50, gid=100, groups=[4, 27])
+    return _compose(path, ImageSpec(tasks=tasks, mms=mms, files=files, sighands=sighands,
+                                    creds=creds))
 
 
 def many_fds(path: str, n: int = 40_000) -> str:

@@ -22,8 +22,10 @@ median CPU time, the median ratio to its baseline and the largest peak RSS):
   pipe) on the 200,000 VMAs, 100,000 tasks and 400,000 fds, of diff (against itself and
   against its conversion) on the 200,000 VMAs and (text, --json --pages) of the 100,000
   tasks and of the 400,000 fds with themselves; show, show --json, ps, check and diff of
-  100,000 processes with a SIGHAND each (the 100,000 tasks share one), --scale-runs runs
-  each (target: <= 100 MB at every size).
+  100,000 processes with a SIGHAND each (the 100,000 tasks share one); every listing,
+  to-core and diff of 10,000 processes as a kernel's image holds them (each with its own
+  address space of 10 VMAs, 4 descriptors, handlers, creds); --scale-runs runs each
+  (target: <= 100 MB at every size).
   The images (0.1-1.7 GB, minutes to make) are kept in --dir.
 - convert / core: to a file against ``cat IMG > FILE``, to stdout (``| cat``) against
   ``cat IMG | cat``, from a pipe to a pipe against ``cat IMG | cat | cat``, from a pipe
@@ -54,7 +56,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from _image import big_image, many_fds, many_tasks, many_vmas, timed_cpu  # noqa: E402
+from _image import (big_image, many_fds, many_processes, many_tasks, many_vmas,  # noqa: E402
+                    timed_cpu)
 
 PY = shlex.quote(sys.executable)
 IMGTOOLS = f"PYTHONPATH={shlex.quote(str(ROOT))} {PY} -m imgtools"
@@ -214,6 +217,8 @@ def _scale(where: str, runs: int) -> None:
               ("100k processes", many_tasks(os.path.join(
                   where, "imgtools-bench-100k-sighands.img"), 100_000, own_sighands=True),
                ("show", "show --json", "ps", "check")),
+              ("10k processes", many_processes(os.path.join(
+                  where, "imgtools-bench-10k-processes.img")), SCALE_COMMANDS),
               ("400k fds", many_fds(os.path.join(where, "imgtools-bench-400k-fds.img"),
                                     400_000), SCALE_COMMANDS),
               ("800k VMAs", many_vmas(os.path.join(where, "imgtools-bench-800k-vmas.img"),
