@@ -369,8 +369,8 @@ class _PageReader:
 
 def _mm_pids(img: Image) -> Iterator[tuple[int, Mm]]:
     """(process id, mm) in the order the image defines them."""
-    for o in img.objects.values():
-        if o.kind == "mm" and o.task is not None and o.task < len(img.tasks):
+    for o in img.objects_of_kind("mm"):
+        if o.task is not None and o.task < len(img.tasks):
             yield img.tasks[o.task].tgid, o.value
 
 
