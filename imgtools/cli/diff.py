@@ -30,7 +30,7 @@ def diff(a: Annotated[str, Argument(help="first image ('-' = stdin)", metavar="A
         facts.append(D.Facts())
         with open_image(path, format, arch) as reader:
             with record_progress(reader) as on_record:
-                facts[-1].read(reader, on_record)
+                facts[-1].read(reader, on_record, *facts[:-1])     # (B against A)
     result = D.diff(*facts)
     changed = 0
 
