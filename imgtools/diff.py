@@ -27,7 +27,6 @@ from typing import Iterator
 from formats import NATIVE
 
 from . import views
-from . import lean
 from .lean import _Strings
 from .mem import PAGE, Consumer, Region, read_pages
 from .model import Held, Image, Task, _Parsed
@@ -253,9 +252,8 @@ class Facts:
         """The facts of an image; ``against``: the first image's, when this is the second
         (its descriptors are compared with them: see _fd_pairs)."""
         first_of = _first_task_of(against) if against is not None else None
-        with lean.read_once():
-            img = read_pages(reader, self.pages, on_record, keep=READS, vma_table=True,
-                             task_done=self.task_done, mixin=_Passing)
+        img = read_pages(reader, self.pages, on_record, keep=READS, vma_table=True,
+                         task_done=self.task_done, mixin=_Passing, read_once=True)
         self.version, self.arch = img.version, img.arch
         self.summary = {"version": img.version, "arch": img.arch, "tasks": len(img.tasks),
                         "pages": img.pages}
