@@ -863,7 +863,9 @@ def build_model(reader: ImageReader, on_record=None, builder=Builder,
     until it returns, no longer: a command that reads each task's records once reads
     them there (show of 100,000 tasks). ``read_once``: the caller reads each task, file
     and fd of a lean model once (its tables hold none of them as objects: lean.HOLD_*)."""
-    options = {} if keep is None else {"keep": keep, "read_once": read_once}
+    options = {} if keep is None else {"keep": keep}
+    if read_once and keep is not None:
+        options["read_once"] = True
     if task_done is not None:
         options.update(task_done=task_done, done_reads=done_reads)
     try:
