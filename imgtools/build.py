@@ -99,7 +99,8 @@ class Builder:
     def __init__(self, reader: ImageReader, on_record: Callable[[Record], None] | None = None,
                  keep: frozenset[str] | None = None,
                  task_done: Callable[[Image, Task], None] | None = None,
-                 done_reads: frozenset[str] = frozenset(("task_records",))):
+                 done_reads: frozenset[str] = frozenset(("task_records",)),
+                 read_once: bool = False):
         self.r = reader
         self.keep = keep                                # None: everything (PARTS)
         self.keeps = {part: keep is None or part in keep for part in PARTS}
@@ -127,10 +128,11 @@ class Builder:
         self.img = Image(version=reader.version, arch=reader.arch, kernel=reader.kernel,
                          rev=reader.rev, header=h)
         self.lean = keep is not None
+        self.read_once = read_once      # (lean.py's tables: no item held as an object)
         objects = self.img.objects
         if self.lean:               # (its tasks and objref table in columns: lean.py)
-            objects = self.img.objects = Objects()
-            self.img.tasks = Tasks(self.keeps["task_objs"])
+            objects = self.img.objects = Objects(read_once)
+            self.img.tasks = Tasks(self.keeps["task_objs"], read_once)
             self.kind_of = objects.kind_of
         else:
             self.kind_of = lambda ref: getattr(objects.get(ref), "kind", None)
@@ -537,8 +539,9 @@ class Builder:
 
     # -- files --------------------------------------------------------------
     def on_file_table(self, rec, v, ref):
-        self.table = FileTable(ref or 0, v[0], *((Fds(),) if self.lean and self.keeps["fds"]
-                                                 else ()))
+        self.table = FileTable(ref or 0, v[0],
+                               *((Fds(self.read_once),) if self.lean and self.keeps["fds"]
+                                 else ()))
         self.table_defined = self._define(ref, "file_table", self.table, rec)
         self.table_offset = rec.offset
 
@@ -907,7 +910,8 @@ _FILE_COMMON = frozenset(("f_type", "f_mode", "f_flags", "f_credref", "f_pos", "
 def build_model(reader: ImageReader, on_record=None, builder=Builder,
                 keep: frozenset[str] | None = None,
                 task_done: Callable[[Image, Task], None] | None = None,
-                done_reads: frozenset[str] = frozenset(("task_records",))) -> Image:
+                done_reads: frozenset[str] = frozenset(("task_records",)),
+                read_once: bool = False) -> Image:
     """``builder``: Builder or a subclass that also acts on the records as they pass;
     ``keep``: what of the model the caller reads (PARTS and object kinds; None: all);
     ``task_done(model, task)``: called for each task, in order, once its records are read
@@ -915,8 +919,11 @@ def build_model(reader: ImageReader, on_record=None, builder=Builder,
     defined (a task without records is not: the tree announced it, no TASK came). The
     parts ``done_reads`` names that ``keep`` lacks (task_records, regs) the task holds
     until it returns, no longer: a command that reads each task's records once reads
-    them there (show of 100,000 tasks)."""
+    them there (show of 100,000 tasks). ``read_once``: the caller reads each task, file
+    and fd of a lean model once (its tables hold none of them as objects: lean.HOLD_*)."""
     options = {} if keep is None else {"keep": keep}
+    if read_once and keep is not None:
+        options["read_once"] = True
     if task_done is not None:
         options.update(task_done=task_done, done_reads=done_reads)
     try:

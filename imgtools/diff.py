@@ -12,7 +12,9 @@ Neither model is held (issue 11: two whole models of 100,000 tasks were 560 MB, 
 it, in columns, each task's records as they end (a lean model's task_done), its
 descriptors and VMAs from the lean model once it is read; the model is dropped before
 the next image is read. A value many tasks or descriptors share (a task's records, its
-credentials, handlers, a file's flags and stat) is held once.
+credentials, handlers, a file's flags and stat) is held once. The second image's
+descriptors are compared with the first's as its model is read: of them only those that
+differ are held (the rows of 400,000 fds were 17 MB more, while its model was held).
 """
 from __future__ import annotations
 
@@ -25,7 +27,6 @@ from typing import Iterator
 from formats import NATIVE
 
 from . import views
-from . import lean
 from .lean import _Strings
 from .mem import PAGE, Consumer, Region, read_pages
 from .model import Held, Image, Task, _Parsed
@@ -219,7 +220,10 @@ class Facts:
       is compared (state, TASK and CPU records, rseq, creds, signals, the SIGNAL fields,
       fs, zombie), and one of its fd table's and address space's rows;
     * per descriptor (a row of ``files``): fd, offset, path, and an index of its type,
-      flags, close-on-exec, pipe bytes and stat;
+      flags, close-on-exec, pipe bytes and stat; of the second image (read ``against``
+      the first), only the descriptors that differ from the first's, and per task the
+      changes of its fd table from the first's: (row of the first's, row of its own)
+      pairs, -1 for none;
     * per VMA (a row of ``maps``): start, end, vm_flags, pgoff, and an index of its perms,
       path, type, the stat of its file, and whether it maps one."""
 
@@ -236,28 +240,35 @@ class Facts:
         self.fd_paths, self.fd_path_end = bytearray(), array("Q")  # (each after the last)
         self.vma = array("Q")       # 4 a VMA: start, end, vm_flags, pgoff (in bytes)
         self.vma_attrs = array("I")
+        self.fd_pairs = array("q")  # 2 a pair (the second image's): the first's row, its own
+        self.compared_with: Facts | None = None     # the first image's (see read)
         # while an image is read: the index in shared of the value of an objref, by kind
         self.of_ref: dict[str, _ByRef] = {}
         self.of_signals: dict[tuple, int] = {}  # (sighand, masks, signal) -> signals
         self.no_signal = self.shared.add((None, {}))
         self.no_fs = self.shared.add({})
 
-    def read(self, reader: ImageReader, on_record=None) -> None:
-        with lean.read_once():
-            img = read_pages(reader, self.pages, on_record, keep=READS, vma_table=True,
-                             task_done=self.task_done, mixin=_Passing)
+    def read(self, reader: ImageReader, on_record=None, against: "Facts | None" = None) -> None:
+        """The facts of an image; ``against``: the first image's, when this is the second
+        (its descriptors are compared with them: see _fd_pairs)."""
+        first_of = _first_task_of(against) if against is not None else None
+        img = read_pages(reader, self.pages, on_record, keep=READS, vma_table=True,
+                         task_done=self.task_done, mixin=_Passing, read_once=True)
         self.version, self.arch = img.version, img.arch
         self.summary = {"version": img.version, "arch": img.arch, "tasks": len(img.tasks),
                         "pages": img.pages}
         for i in range(len(self.pid), len(img.tasks)):     # announced, no TASK record
             self.task_done(img, img.tasks[i], {})
-        tables: dict = {}
+        self.compared_with = against
+        fd_tables: dict = {}    # files objref (and the first's rows) -> rows, or pairs
+        vma_tables: dict = {}   # mm objref -> rows
         for t in img.tasks:
-            key = (t.obj("files"), t.obj("mm"))
-            rows = tables.get(key)
-            if rows is None:
-                rows = tables[key] = (*self._fd_rows(img, t), *self._vma_rows(img, t))
-            self.tables.extend(rows)
+            fds = self._fd_table(img, t, against, first_of, fd_tables)
+            key = t.obj("mm")
+            vmas = vma_tables.get(key)
+            if vmas is None:
+                vmas = vma_tables[key] = self._vma_rows(img, t)
+            self.tables.extend((*fds, *vmas))
         self.of_ref, self.of_signals = {}, {}
 
     def _of_ref(self, kind: str) -> "_ByRef":
@@ -304,25 +315,70 @@ class Facts:
         self.tgid.append(t.tgid)
         self.comm_at.extend(self.comms.add(t.comm))
 
+    def _fd_table(self, img: Image, t: Task, against: "Facts | None",
+                  first_of: views.Listed | None, made: dict) -> tuple[int, int]:
+        """Task t's rows of descriptors or, read against the first image, of pairs; those
+        of one table (against one of the first's) made once (``made``: those made)."""
+        if against is None:
+            key = t.obj("files")
+            rows = made.get(key)
+            if rows is None:
+                rows = made[key] = self._fd_rows(img, t)
+            return rows
+        first = first_of.get(t.pid)
+        if not first:           # a pid the first has not: its fds are not compared
+            return 0, 0
+        rows_a = against.fd_range(first[0])     # (of its first task, as diff compares)
+        key = (t.obj("files"), rows_a.start, rows_a.stop)
+        pairs = made.get(key)
+        if pairs is None:
+            pairs = made[key] = self._fd_pairs(img, t, against, rows_a)
+        return pairs
+
     def _fd_rows(self, img: Image, t: Task) -> tuple[int, int]:
         lo = len(self.fd)
-        shared = self.shared
-        for r in views.task_files(img, t):
-            pos = r["pos"]
-            try:
-                self.fd_pos.append(pos)
-                pos = _IN_COLUMN
-            except (OverflowError, TypeError):
-                self.fd_pos.append(0)
-            self.fd.append(r["fd"])
-            path = r["path"]
-            self.fd_attrs.append(shared.add((r["type"], r["flags"], r["cloexec"],
-                                             r["pipe_bytes"], _stat(img, r), pos,
-                                             path is None)))
-            if path is not None:
-                self.fd_paths += path.encode("utf-8", "surrogatepass")  # (as it was)
-            self.fd_path_end.append(len(self.fd_paths))
+        table = img.get(t.obj("files"), "file_table")
+        for fd in table.fds if table is not None else ():
+            self._add_fd_row(_fd_facts(img, t.pid, fd))
         return lo, len(self.fd)
+
+    def _add_fd_row(self, r: dict) -> int:
+        """A descriptor's row (as fd_row gives it) into the columns: its index."""
+        pos = r["pos"]
+        try:
+            self.fd_pos.append(pos)
+            pos = _IN_COLUMN
+        except (OverflowError, TypeError):
+            self.fd_pos.append(0)
+        self.fd.append(r["fd"])
+        path = r["path"]
+        self.fd_attrs.append(self.shared.add((r["type"], r["flags"], r["cloexec"],
+                                              r["pipe_bytes"], r["stat"], pos,
+                                              path is None)))
+        if path is not None:
+            self.fd_paths += path.encode("utf-8", "surrogatepass")  # (as it was)
+        self.fd_path_end.append(len(self.fd_paths))
+        return len(self.fd) - 1
+
+    def _fd_pairs(self, img: Image, t: Task, fa: "Facts", rows: range) -> tuple[int, int]:
+        """The changes of task t's descriptors from the first image's ``rows`` (one
+        merge by fd number, as ``files`` lists them: the last of a number): the pairs
+        (row of the first's, row of this one's) of the descriptors that differ, opened
+        or closed, in the order of their numbers; this one's rows of them in the
+        columns. The others are compared and not held."""
+        lo = len(self.fd_pairs) // 2
+        fd_a = fa.fd.__getitem__
+        changes = _ext_changes(fa, self)
+        for ka, fd in _merge(_by_key(rows, fd_a), _fds_by_number(img, t), fd_a, _fd_number):
+            if fd is None:
+                self.fd_pairs.extend((ka, -1))
+                continue
+            y = _fd_facts(img, t.pid, fd)
+            if ka is None:
+                self.fd_pairs.extend((-1, self._add_fd_row(y)))
+            elif _fd_change(fa.fd_row(ka), y, changes) is not None:
+                self.fd_pairs.extend((ka, self._add_fd_row(y)))
+        return lo, len(self.fd_pairs) // 2
 
     def _vma_rows(self, img: Image, t: Task) -> tuple[int, int]:
         lo = len(self.vma_attrs)
@@ -358,7 +414,15 @@ class Facts:
         return _TaskFacts(self.shared, *self.shared.values[self.task[i]])
 
     def fd_range(self, i: int) -> range:
+        """The rows of task i's descriptors (of the first image)."""
         return range(*self.tables[4 * i:4 * i + 2])
+
+    def fd_changes(self, j: int) -> Iterator[tuple[int, int]]:
+        """The (first image's row, this one's row) pairs of task j's descriptors that
+        changed (of the second image: see _fd_pairs)."""
+        lo, hi = self.tables[4 * j:4 * j + 2]
+        pairs = self.fd_pairs
+        return ((pairs[2 * n], pairs[2 * n + 1]) for n in range(lo, hi))
 
     def vma_range(self, i: int) -> range:
         return range(*self.tables[4 * i + 2:4 * i + 4])
@@ -397,8 +461,46 @@ class _TaskFacts:
         self.signal_fields, self.fs = values[self.signal_fields][1], values[self.fs]
 
 
-def _stat(img: Image, row: dict) -> dict | None:
-    return _stat_of(img, row["objref"])
+def _fd_facts(img: Image, pid: int, fd) -> dict:
+    """What diff compares of a descriptor (an Fd of the model): its row of ``files`` and
+    its file's stat, as Facts.fd_row gives them."""
+    f = img.get(fd.file_ref, "file")
+    r = views.file_row(img, pid, fd, f)
+    stat = f.sub.get("stat") if f is not None and fd.file_ref else None
+    return {"fd": r["fd"], "type": r["type"], "path": r["path"], "flags": r["flags"],
+            "cloexec": r["cloexec"], "pipe_bytes": r["pipe_bytes"], "pos": r["pos"],
+            "stat": stat}
+
+
+def _fd_number(fd) -> int:
+    return fd.fd
+
+
+def _fds_by_number(img: Image, t: Task):
+    """Task t's descriptors (Fds of the model) sorted by number, one a number (as a dict
+    of them: the last of a number): the table itself when it is so (most are: it is read
+    as it is, never held as a list)."""
+    table = img.get(t.obj("files"), "file_table")
+    if table is None:
+        return ()
+    last = None
+    for fd in table.fds:
+        if last is not None and not last < fd.fd:
+            break
+        last = fd.fd
+    else:
+        return table.fds
+    fds = list(table.fds)
+    return [fds[n] for n in _by_key(range(len(fds)), lambda n: fds[n].fd)]
+
+
+def _first_task_of(facts: "Facts") -> views.Listed:
+    """pid -> the indexes of its tasks (the first first), of an image's facts."""
+    listed = views.Listed()
+    listed.pids = array("q", facts.pid)
+    listed.indexes = array("q", range(len(facts.pid)))
+    listed.sort()
+    return listed
 
 
 def _stat_of(img: Image, ref: int | None) -> dict | None:
@@ -453,43 +555,49 @@ def _by_key(rows: range, key):
     return [rows[n] for n in out]
 
 
-def _merge(a: list[int], b: list[int], key_a, key_b):
-    """One merge of two lists sorted by key: (x, None), (None, y) or (x, y), in order."""
-    x = y = 0
-    while x < len(a) or y < len(b):
-        i = a[x] if x < len(a) else None
-        j = b[y] if y < len(b) else None
+def _merge(a, b, key_a, key_b):
+    """One merge of two iterables sorted by key (one item a key): (x, None), (None, y) or
+    (x, y), in order."""
+    a, b = iter(a), iter(b)
+    i, j = next(a, None), next(b, None)
+    while i is not None or j is not None:
         if j is None or (i is not None and key_a(i) < key_b(j)):
             yield i, None
-            x += 1
+            i = next(a, None)
         elif i is None or key_b(j) < key_a(i):
             yield None, j
-            y += 1
+            j = next(b, None)
         else:
             yield i, j
-            x, y = x + 1, y + 1
+            i, j = next(a, None), next(b, None)
 
 
-def _fd_changes(fa: "Facts", fb: "Facts", i: int, j: int) -> dict:
-    fd_a, fd_b = fa.fd.__getitem__, fb.fd.__getitem__
+def _fd_change(x: dict, y: dict, changes) -> tuple[str, dict] | None:
+    """How a descriptor of both images changed (rows as Facts.fd_row gives them):
+    ("changed", what) or ("moved", its offsets), None if not."""
+    d = {k: [x[k], y[k]] for k in _FD_KEYS if _same(k, x[k]) != _same(k, y[k])}
+    # EXT_FILE_STAT: what restore compares with the file it reopens
+    d |= {f"stat.{k}": v for k, v in changes(x["stat"], y["stat"]).items()}
+    if d:
+        return "changed", {"fd": x["fd"], **d}
+    if x["pos"] != y["pos"]:
+        return "moved", {"fd": x["fd"], "pos": [x["pos"], y["pos"]], "path": y["path"]}
+    return None
+
+
+def _fd_changes(fa: "Facts", fb: "Facts", j: int) -> dict:
+    """The changes of the second image's task j's descriptors (from those of the first
+    image's first task of its pid, see Facts.read)."""
     changes = _ext_changes(fa, fb)
     opened, closed, moved, changed = [], [], [], []
-    for ka, kb in _merge(_by_key(fa.fd_range(i), fd_a), _by_key(fb.fd_range(j), fd_b),
-                         fd_a, fd_b):
-        if ka is None:
+    for ka, kb in fb.fd_changes(j):
+        if ka < 0:
             opened.append(_fd_row(fb.fd_row(kb)))
-            continue
-        if kb is None:
+        elif kb < 0:
             closed.append(_fd_row(fa.fd_row(ka)))
-            continue
-        x, y = fa.fd_row(ka), fb.fd_row(kb)
-        d = {k: [x[k], y[k]] for k in _FD_KEYS if _same(k, x[k]) != _same(k, y[k])}
-        # EXT_FILE_STAT: what restore compares with the file it reopens
-        d |= {f"stat.{k}": v for k, v in changes(x["stat"], y["stat"]).items()}
-        if d:
-            changed.append({"fd": x["fd"], **d})
-        elif x["pos"] != y["pos"]:
-            moved.append({"fd": x["fd"], "pos": [x["pos"], y["pos"]], "path": y["path"]})
+        else:
+            kind, what = _fd_change(fa.fd_row(ka), fb.fd_row(kb), changes)
+            (changed if kind == "changed" else moved).append(what)
     out: dict = {}
     for k, v in (("opened", opened), ("closed", closed), ("moved", moved),
                  ("changed", changed)):
@@ -600,6 +708,8 @@ def diff(fa: Facts, fb: Facts) -> dict:
     """The differences between two images' facts (and their page hashes), as plain data;
     its "tasks" (those that changed) an iterator, each made as the tasks are compared
     (100,000 changed tasks are not held: the images are equal where it yields none)."""
+    if fb.compared_with is not fa:
+        raise ValueError("the second image's facts are read against the first's")
     ta, _ = fa.by_pid()
     tb, _ = fb.by_pid()
     return {
@@ -628,7 +738,7 @@ def _changed_tasks(fa: Facts, fb: Facts) -> Iterator[dict]:
             # the descriptors and VMAs of the pid's first task (as ``files`` and ``maps``
             # of the pid list them)
             fi, fj = first_a.get(pid, i), first_b.get(pid, j)
-            fds = _fd_changes(fa, fb, fi, fj)
+            fds = _fd_changes(fa, fb, fj)   # (against fi: see Facts.read)
             if fds:
                 ch["fds"] = fds
             vmas = _vma_changes(fa, fb, fi, fj)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
-from contextlib import contextmanager
 from types import MappingProxyType
 
 from .model import NOT_KEPT, Fd, File, Held, Obj, Signal, Task
@@ -118,33 +117,21 @@ class _Files:
 # objects the whole model holds (32,768 Tasks are about 25 MB, 65,536 Fds about 30 MB):
 # each is read several times by a command, and one made from the columns at each read
 # costs time (show of 10,000 tasks: 2.2 -> 3.5 s).  Beyond, they go into the columns, so
-# that memory stays bounded whatever the image's size.
+# that memory stays bounded whatever the image's size. A table built with ``read_once``
+# holds none: for a command that reads each item once (diff), holding them saves no
+# time, and was most of its memory (100,000 tasks: 30 MB an image).
 HOLD_TASKS = 32768
 HOLD_FILES = HOLD_FDS = 65536
 
 
-@contextmanager
-def read_once():
-    """The tables built meanwhile hold none of their items as objects: for a command that
-    reads each item once (diff), holding them saves no time, and was most of its memory
-    (100,000 tasks: 30 MB an image)."""
-    global HOLD_TASKS, HOLD_FILES, HOLD_FDS
-    held = HOLD_TASKS, HOLD_FILES, HOLD_FDS
-    HOLD_TASKS = HOLD_FILES = HOLD_FDS = 0
-    try:
-        yield
-    finally:
-        HOLD_TASKS, HOLD_FILES, HOLD_FDS = held
-
-
-def _pack_live(table, hold: int) -> None:
+def _pack_live(table) -> None:
     """The part of ``table`` (Objects, Tasks) read last into the columns once the table
-    is lean, and every part it holds when it becomes so (at ``hold`` held)."""
+    is lean, and every part it holds when it becomes so (at ``table.hold`` held)."""
     if table.live is None:
         return
     if table.lean:
         table._pack(table.live)
-    elif len(table.held) >= hold:
+    elif len(table.held) >= table.hold:
         table.lean = True
         for held in list(table.held):
             table._pack(held)
@@ -163,9 +150,9 @@ class Objects:
     moves it back to an Obj (the builder may change what it reads: an epoll adds items
     to its file); once frozen, reading makes one each time."""
     __slots__ = ("held", "kinds", "base", "kind", "offset", "task", "row", "count",
-                 "files", "masks", "blobs", "parse_of", "live", "frozen", "lean")
+                 "files", "masks", "blobs", "parse_of", "live", "frozen", "lean", "hold")
 
-    def __init__(self):
+    def __init__(self, read_once: bool = False):
         self.held: dict[int, Obj] = {}
         self.kinds = Codes()
         self.base: int | None = None
@@ -182,6 +169,7 @@ class Objects:
                                         # next (a signal's SIGPENDING comes after it)
         self.frozen = False
         self.lean = False               # files are packed (more than HOLD_FILES held)
+        self.hold = 0 if read_once else HOLD_FILES
 
     # -- reading, as a dict ------------------------------------------------------------
     def _at(self, ref) -> int:
@@ -268,7 +256,7 @@ class Objects:
     def define(self, ref: int, kind: str, value, offset: int, task: int | None) -> None:
         """A new objref (not in the table yet)."""
         if type(value) is File or type(value) is Signal:
-            _pack_live(self, HOLD_FILES)
+            _pack_live(self)
             self.live = ref
         elif value is None and self._column(ref, kind, offset, task, _NO):
             return
@@ -342,17 +330,18 @@ class Fds:
     """A lean model's FileTable.fds: fd, file objref and close-on-exec of each, in three
     columns; an Fd is made for each as it is read. (Once a number does not fit the
     columns, a list of Fds for the whole table.)"""
-    __slots__ = ("fd", "ref", "cloexec", "spilt", "small")
+    __slots__ = ("fd", "ref", "cloexec", "spilt", "small", "hold")
 
-    def __init__(self):
+    def __init__(self, read_once: bool = False):
         self.fd, self.ref, self.cloexec = array("q"), array("q"), bytearray()
         self.spilt: list[Fd] | None = []    # (the Fds while there are few, see HOLD_FDS)
         self.small = True
+        self.hold = 0 if read_once else HOLD_FDS
 
     def append(self, fd: Fd) -> None:
         if self.small:
             self.spilt.append(fd)
-            if len(self.spilt) > HOLD_FDS:
+            if len(self.spilt) > self.hold:
                 self.small = False
                 held, self.spilt = self.spilt, None
                 for f in held:
@@ -405,9 +394,9 @@ class Tasks:
     records held, a number too large, an rseq) stay Tasks."""
     __slots__ = ("ids", "offset", "states", "refs", "masks", "flags", "comms", "comm_at",
                  "objs_keys", "objs", "held", "live", "keep_objs", "_empty_args", "cpu", "cpu_at",
-                 "cpu_parse", "lean", "frozen", "by_id")
+                 "cpu_parse", "lean", "hold", "frozen", "by_id")
 
-    def __init__(self, keep_objs: bool):
+    def __init__(self, keep_objs: bool, read_once: bool = False):
         self.ids = array("i")           # 6 a task: pid, ppid, tgid, pgid, sid, depth
         self.offset = array("q")
         self.states = array("q")        # 2 a task: state, exit_state
@@ -426,6 +415,7 @@ class Tasks:
         self.cpu_at = array("q")        # another; 2 a task: start, end
         self.cpu_parse = None           # what reads them (the same for all)
         self.lean = False               # tasks are packed (more than HOLD_TASKS held)
+        self.hold = 0 if read_once else HOLD_TASKS
         self.frozen = False
         self.by_id: tuple | None = None     # (see with_id)
 
@@ -467,7 +457,7 @@ class Tasks:
     def take(self, i: int) -> Task:
         """Task i, whose records come now: a Task until the next is taken (the one
         before packed)."""
-        _pack_live(self, HOLD_TASKS)
+        _pack_live(self)
         t = self.held.get(i)
         if t is None:
             if self.flags[i] == _BLOCKED_NONE and self.offset[i] == _NO:    # (as _blank

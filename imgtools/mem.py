@@ -369,8 +369,8 @@ class _PageReader:
 
 def _mm_pids(img: Image) -> Iterator[tuple[int, Mm]]:
     """(process id, mm) in the order the image defines them."""
-    for o in img.objects.values():
-        if o.kind == "mm" and o.task is not None and o.task < len(img.tasks):
+    for o in img.objects_of_kind("mm"):
+        if o.task is not None and o.task < len(img.tasks):
             yield img.tasks[o.task].tgid, o.value
 
 
@@ -450,14 +450,15 @@ class _CompactStreamBuilder(_StreamBuilder, CompactBuilder):
 
 def feed_from_stream(reader: ImageReader, consumer: Consumer, on_record=None,
                      vma_table: bool = False, keep: frozenset[str] | None = None,
-                     task_done=None, mixin: type | None = None) -> Image:
+                     task_done=None, mixin: type | None = None,
+                     read_once: bool = False) -> Image:
     """Drive a consumer in one pass over an image that cannot seek (a pipe)."""
     d = _Driver(consumer)
     consumer.driver = d
     if consumer.read_in_thread:
         reader.src.read_in_thread()
     b = _mixed(_CompactStreamBuilder if vma_table else _StreamBuilder, mixin)(
-        reader, d, on_record, keep=keep, task_done=task_done)
+        reader, d, on_record, keep=keep, task_done=task_done, read_once=read_once)
     img = b.run()
     d.begin(img)
     d.end_mm()
@@ -466,20 +467,20 @@ def feed_from_stream(reader: ImageReader, consumer: Consumer, on_record=None,
 
 def read_pages(reader: ImageReader, consumer: Consumer, on_record=None,
                keep: frozenset[str] | None = None, vma_table: bool = False,
-               task_done=None, mixin: type | None = None) -> Image:
+               task_done=None, mixin: type | None = None, read_once: bool = False) -> Image:
     """The model of an image, its pages fed to ``consumer``: by seek when the image is a
-    regular file, else in the one streaming pass.  ``keep``: build_model's, for a file
-    (and, with ``task_done``, build_model's too, for a pipe as well).
+    regular file, else in the one streaming pass.  ``keep``, ``read_once``: build_model's,
+    for a file (and, with ``task_done``, build_model's too, for a pipe as well).
     ``vma_table``: its address spaces hold their VMAs in a VmaTable (arrays: for the
     commands that read every VMA, mem and diff). ``mixin``: a class put before the
     builder in its bases, that also acts on the records as they pass (diff's)."""
     if not reader.src.seekable:
         return feed_from_stream(reader, consumer, on_record, vma_table,
-                                *((keep, task_done, mixin) if task_done else ()))
+                                *((keep, task_done, mixin, read_once) if task_done else ()))
     from .build import build_model
     img = build_model(reader, on_record,
                       _mixed(CompactBuilder if vma_table else Builder, mixin), keep=keep,
-                      task_done=task_done)
+                      task_done=task_done, read_once=read_once)
     feed_from_file(img, reader.src.f.fileno(), consumer)
     return img
 

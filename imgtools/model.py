@@ -271,6 +271,15 @@ class Image:
         v = o.value
         return v.parse(v.payload) if type(v) is Held else v
 
+    def objects_of_kind(self, kind: str):
+        """The objects of one kind, in the order of ``objects.values()`` (a lean model's
+        table makes only those: all of 400,000 files were 3 s and a list of every objref
+        14 MB)."""
+        of_kind = getattr(self.objects, "of_kind", None)
+        if of_kind is not None:
+            return of_kind(kind)
+        return (o for o in self.objects.values() if o.kind == kind)
+
     def task_by_pid(self, pid: int) -> Task | None:
         for t in self.tasks:
             if t.pid == pid:

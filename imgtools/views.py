@@ -224,19 +224,22 @@ def task_files(img: Image, t: Task) -> Iterator[dict]:
     if table is None:
         return
     for fd in table.fds:
-        f = img.get(fd.file_ref, "file")
-        row = {"pid": t.pid, "fd": fd.fd, "objref": fd.file_ref,
-               "cloexec": fd.close_on_exec}
-        if f is None:
-            row.update(type="?", path=None, flags=None, pos=None, pipe=None,
-                       pipe_bytes=None)
-        else:
-            pipe = img.get(f.pipe_ref, "inode") if f.pipe_ref else None
-            row.update(type=f.f_type, path=describe_file(img, f), flags=f.f_flags,
-                       pos=f.f_pos,
-                       pipe=f.pipe_ref or None,
-                       pipe_bytes=pipe.data_len if pipe is not None else None)
-        yield row
+        yield file_row(img, t.pid, fd, img.get(fd.file_ref, "file"))
+
+
+def file_row(img: Image, pid: int, fd, f) -> dict:
+    """The ``files`` row of one descriptor (an Fd) of process ``pid``; ``f``: the file it
+    names (None for none)."""
+    row = {"pid": pid, "fd": fd.fd, "objref": fd.file_ref, "cloexec": fd.close_on_exec}
+    if f is None:
+        row.update(type="?", path=None, flags=None, pos=None, pipe=None, pipe_bytes=None)
+    else:
+        pipe = img.get(f.pipe_ref, "inode") if f.pipe_ref else None
+        row.update(type=f.f_type, path=describe_file(img, f), flags=f.f_flags,
+                   pos=f.f_pos,
+                   pipe=f.pipe_ref or None,
+                   pipe_bytes=pipe.data_len if pipe is not None else None)
+    return row
 
 
 SOCK_TYPES = {1: "stream", 2: "dgram", 3: "raw", 5: "seqpacket"}

@@ -151,6 +151,24 @@ def test_lean_tables_read_as_the_objects_they_hold():
     assert len(fds) == 3 and fds[1].file_ref == 1 << 70
 
 
+def test_read_once_tables_hold_no_item_as_an_object():
+    """build_model's read_once (diff's): the lean tables put every task, file and fd in
+    their columns from the first (none held as an object, whatever lean.HOLD_*, which
+    stay as they are), and read as the whole model does."""
+    from imgtools import lean
+    data = (ROOT / "samples/v23/threads.img").read_bytes()
+    thresholds = lean.HOLD_TASKS, lean.HOLD_FILES, lean.HOLD_FDS
+    once = build_model(ImageReader(io.BytesIO(data)), keep=views.FILES_READS,
+                       read_once=True)
+    assert (lean.HOLD_TASKS, lean.HOLD_FILES, lean.HOLD_FDS) == thresholds
+    assert once.tasks.lean and not once.tasks.held
+    assert once.objects.lean and not [o for o in once.objects.held.values()
+                                      if o.kind == "file" and not o.value.sub]
+    tables = [o.value.fds for o in once.objects_of_kind("file_table")]
+    assert tables and all(fds.spilt is None for fds in tables)
+    assert views.files(once) == views.files(_model(data))
+
+
 def test_lean_signals_hold_their_shared_mask(lean_tables):
     """A signal of which the lean model holds only its shared mask (show: no signal
     fields, no siginfo) goes into the columns once the next is defined (its SIGPENDING

@@ -426,10 +426,7 @@ def _shared_pages(img: Image) -> dict[int, list[Vma]]:
     """Shared-anonymous inode objref -> the VMAs that hold its pages (the first VMA of
     the inode, and later ones that map parts of it no earlier VMA covered)."""
     out: dict[int, list[Vma]] = {}
-    of_kind = getattr(img.objects, "of_kind", None)     # (a lean model's: no other made)
-    mms = of_kind("mm") if of_kind is not None else \
-        (o for o in img.objects.values() if o.kind == "mm")
-    for o in mms:
+    for o in img.objects_of_kind("mm"):
         for v in _of_type(o.value.vmas, "shm_anon"):
             if v.ino_ref and v.batches:
                 out.setdefault(v.ino_ref, []).append(v)
