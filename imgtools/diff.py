@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 
 import hashlib
+import json
 from array import array
 from typing import Iterator
 
@@ -156,9 +157,11 @@ class _Interned:
         self.values: list = []
         self.index: dict = {}
 
-    def add(self, value) -> int:
+    def add(self, value, key=None) -> int:
+        """``key``: the value's own (hashable, equal only for equal values), else made."""
         try:
-            key = _frozen(value)
+            if key is None:
+                key = _frozen(value)
             i = self.index.get(key)
         except TypeError:       # (unhashable: held as it is, once more)
             key = i = None
@@ -168,6 +171,15 @@ class _Interned:
             if key is not None:
                 self.index[key] = i
         return i
+
+
+def _task_key(facts: tuple):
+    """Facts.task_done's facts of a task as their key: each place holds one type (the
+    state a str, the records Held or a dict, the rest ints, zombie a bool), so its value
+    (a Held's bytes, a dict frozen) is the key without _frozen's type of each (a task's
+    key took 700 bytes)."""
+    return tuple(x.payload if type(x) is Held else _frozen(x) if type(x) is dict else x
+                 for x in facts)
 
 
 def _frozen(v):
@@ -302,13 +314,17 @@ class Facts:
             mask = shared.values[signal][0]
             if mask is not None:
                 signals["shared_pending"] = views.sigset(mask)
-            signals = self.of_signals[key] = shared.add(signals)
+            # as JSON text, its own key (_TaskFacts reads it back): processes have
+            # handlers at addresses of their own, and a dict of them and its key took
+            # 2 KB a process
+            text = json.dumps(signals, separators=(",", ":"))
+            signals = self.of_signals[key] = shared.add(text, text)
         fs = of_fs.get(t.obj("fs"))
         # the TASK and CPU records as the task holds them (bytes, parsed when read: one
         # for all the tasks that have the same)
-        self.task.append(shared.add((views.state(t), t._fields, t._regs, t.rseq, creds,
-                                     signals, signal, self.no_fs if fs is None else fs,
-                                     t.zombie)))
+        facts = (views.state(t), t._fields, t._regs, t.rseq, creds, signals, signal,
+                 self.no_fs if fs is None else fs, t.zombie)
+        self.task.append(shared.add(facts, _task_key(facts)))
         t.rseq = None           # (read: the lean model may pack the task now)
         self.pid.append(t.pid)
         self.ppid.append(t.ppid)
@@ -457,7 +473,7 @@ class _TaskFacts:
         for name, v in zip(self.__slots__, values):
             setattr(self, name, v)
         values = shared.values
-        self.creds, self.signals = values[self.creds], values[self.signals]
+        self.creds, self.signals = values[self.creds], json.loads(values[self.signals])
         self.signal_fields, self.fs = values[self.signal_fields][1], values[self.fs]
 
 
