@@ -146,9 +146,9 @@ class Objects:
     a packed file or signal, or of a value held as bytes (model.Held: a SIGHAND). Objects
     with a value (other than these: such files, signals of which only the shared mask is
     held, held bytes), and objrefs below base or far above the others, are held as their
-    Obj. While the model is built, reading a packed file
-    moves it back to an Obj (the builder may change what it reads: an epoll adds items
-    to its file); once frozen, reading makes one each time."""
+    Obj. While the model is built, reading a packed file moves it back to an Obj (the
+    builder may change what it reads: an epoll adds items to its file); once frozen,
+    reading makes one each time."""
     __slots__ = ("held", "kinds", "base", "kind", "offset", "task", "row", "count",
                  "files", "masks", "blobs", "parse_of", "live", "frozen", "lean", "hold")
 
