@@ -7,6 +7,8 @@ import subprocess
 import sys
 from array import array
 
+import pytest
+
 from imgtools.check.objrefs import DONE, OPEN, ObjTable
 from imgtools.compose import ImageSpec, MmSpec, TaskSpec, VmaSpec, compose_bytes
 from imgtools.model import PageBatch, Vma
@@ -53,6 +55,36 @@ def test_vma_table_gives_back_the_vmas_it_was_given():
     assert [v.start for v in _by_start(t)] == [0x10000, 0x20000, 0x30000]
     assert list(_of_type(t, "shm_anon")) == [vmas[2]] and list(_of_type(t, "vdso")) == []
     assert [v.start for v in _by_start(vmas)] == [0x10000, 0x20000, 0x30000]
+
+
+def test_vma_tables_of_one_builder_share_their_columns():
+    """The address spaces a builder reads hold their VMAs in one set of arrays, each its
+    range: each table gives back its own VMAs (with their batches, the last one's too),
+    in order, by start and by type; a VMA for a table read before the last is refused."""
+    from imgtools.vmatable import _Columns
+    columns = _Columns()
+    spaces = [[_vma(0x30000, 0x34000, batches=[PageBatch(array("Q", [0x30000]), 7)]),
+               _vma(0x10000, 0x11000, "shm_anon")],
+              [],
+              [_vma(0x50000, 0x52000, "file", file_ref=9,
+                    batches=[PageBatch(array("Q", [0x51000, 0x50000]), 70)])],
+              [_vma(0x70000, 0x71000, batches=[PageBatch(array("Q", [0x70000]), 99)])]]
+    tables = []
+    for vmas in spaces:
+        t = VmaTable(columns)
+        for v in vmas:
+            t.append(v)
+        tables.append(t)
+    for t, vmas in zip(tables, spaces):
+        assert len(t) == len(vmas) and list(t) == vmas
+        assert [v.start for v in _by_start(t)] == sorted(v.start for v in vmas)
+        assert list(_of_type(t, "shm_anon")) == [v for v in vmas if v.vma_type == "shm_anon"]
+        if vmas:
+            assert t[-1] == vmas[-1] and t[0] == vmas[0]
+        with pytest.raises(IndexError):
+            t[len(vmas)]
+    with pytest.raises(RuntimeError):
+        tables[0].append(_vma(0x90000, 0x91000))
 
 
 def _image(tmp_path, name, vmas):
