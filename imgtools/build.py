@@ -52,9 +52,11 @@ FIELDS_MISSING = {"vma": {"hugetlb_shift": 0}}     # fields older versions lack:
 PLAIN = frozenset(("task_objs", "fs", "file", "sigpending", "mm", "ext_rseq"))
 # The objects the model holds as their records (_kept): a kernel's image can hold one of
 # each for every process (a fork copies its parent's creds and handlers), so they are
-# held as their bytes, SIGHAND's compressed, and parsed when read.
-KEPT = ("cred", "user", "user_ns", "groupinfo", "ns", "ipc_ns", "mnt_ns", "sighand",
-        "security")
+# held as their bytes, and parsed when read. kind -> whether the bytes are compressed
+# (_packed): SIGHAND's 64 actions are 2 KB, 17 KB parsed, 100 bytes compressed (most are
+# the default: zeros); 10,000 processes with handlers of their own took 150 MB parsed.
+KEPT = {"cred": False, "user": False, "user_ns": False, "groupinfo": False, "ns": False,
+        "ipc_ns": False, "mnt_ns": False, "sighand": True, "security": False}
 # Records a handler gets as their bytes (it holds them: model.Held, parsed when read).
 RAW = frozenset(("task", "thread", "restart_block", "cpu", "signal", *KEPT))
 # What a lean model holds for a task's objs, a file's sub fields when it has none: one
@@ -86,9 +88,11 @@ def plain(value) -> dict:
     return {k: v for k, v in value.items() if not k.startswith("_")}
 
 
-def _kept(kind: str, packed: bool = False):
-    """A handler that defines the object as its record (``packed``: compressed, see
-    _packed), parsed when read (_record_value)."""
+def _kept(kind: str):
+    """A handler that defines the object as its record (compressed where KEPT says so),
+    parsed when read (_record_value)."""
+    packed = KEPT[kind]
+
     def handler(self, rec, v, ref):
         value = {} if v is None else Held(_packed(v) if packed else v, self.held[kind])
         self._define(ref, kind, value, rec)
@@ -166,7 +170,7 @@ class Builder:
             self.held["signal"] = functools.partial(_signal_fields, abi)
         for kind in KEPT:
             if kind in self.held:
-                self.held[kind] = _record_value(abi, kind, packed=kind == "sighand")
+                self.held[kind] = _record_value(abi, kind, KEPT[kind])
 
     # -- driving ------------------------------------------------------------
     def run(self) -> Image:
@@ -454,9 +458,7 @@ class Builder:
     on_ns = _kept("ns")
     on_ipc_ns = _kept("ipc_ns")
     on_mnt_ns = _kept("mnt_ns")
-    # 64 actions: 2 KB, 17 KB parsed, 100 bytes compressed (most are the default: zeros);
-    # 10,000 processes with handlers of their own took 150 MB held parsed
-    on_sighand = _kept("sighand", packed=True)
+    on_sighand = _kept("sighand")
     on_security = _kept("security")
 
     def on_uts_ns(self, rec, v, ref):
@@ -862,9 +864,9 @@ def _checked(name: str, value_of, fast=None):
 def _checked_raw(name: str, checker, size: int | None):
     """The payload itself, checked as ``_checked(name, checker)`` checks it; one of at
     least ``size`` bytes (a struct of fixed size) by its length alone, here."""
-    if size is None:
-        return _checked(name, checker)
     slow = _checked(name, checker)
+    if size is None:
+        return slow
 
     def of(rec: Record):
         payload = rec.payload

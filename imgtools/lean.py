@@ -53,6 +53,9 @@ class _Blobs:
         self.data = bytearray()
         self.ends = array("q")
 
+    def __len__(self) -> int:
+        return len(self.ends)
+
     def add(self, b: bytes) -> int:
         self.data += b
         self.ends.append(len(self.data))
@@ -261,12 +264,10 @@ class Objects:
         elif value is None and self._column(ref, kind, offset, task, _NO):
             return
         elif type(value) is Held and type(value.payload) is bytes and \
-                self.parse_of.setdefault(kind, value.parse) is value.parse:
-            row = self.blobs.add(value.payload)
-            if self._column(ref, kind, offset, task, row):
-                return
-            del self.blobs.ends[-1]
-            del self.blobs.data[self.blobs.ends[-1] if self.blobs.ends else 0:]
+                self.parse_of.setdefault(kind, value.parse) is value.parse and \
+                self._column(ref, kind, offset, task, len(self.blobs)):
+            self.blobs.add(value.payload)
+            return
         self.held[ref] = Obj(ref, kind, value, offset, task)
 
     def freeze(self) -> None:
@@ -515,7 +516,7 @@ class Tasks:
     def with_id(self, n: int) -> list[Task]:
         """The tasks whose pid or tgid is ``n``, in order (only those are made). Once the
         table is frozen, found in an index of both made at the first call (to-core --all
-        asks for each process: the scan of every task took 30 minutes for 10,000)."""
+        asks for each process: a scan of every task for each made 10,000 cores take 322 s)."""
         if self.frozen and self.by_id is None:
             self.by_id = self._id_index()
         if self.by_id:

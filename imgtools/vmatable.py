@@ -148,10 +148,11 @@ class VmaTable:
 class CompactBuilder(Builder):
     """The model builder whose address spaces hold their VMAs in a VmaTable."""
 
+    def __init__(self, *args, **options):
+        super().__init__(*args, **options)
+        self.vma_columns = _Columns()
+
     def on_mm(self, rec, v, ref):
         super().on_mm(rec, v, ref)
-        columns = self.__dict__.get("vma_columns")
-        if columns is None:
-            columns = self.vma_columns = _Columns()
-        self.mm.vmas = VmaTable(columns)
+        self.mm.vmas = VmaTable(self.vma_columns)
 
